@@ -1,0 +1,14 @@
+"""Time in one place: aware UTC datetimes everywhere, so that tests can reason about them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def isoformat_z(value: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z`` suffix (API.md, "time")."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,88 @@
+"""Domain exceptions: the only errors that layers below the routes raise.
+
+Each carries the API error code and HTTP status of API.md's error envelope; `serve_app.errors` renders
+them. Nothing here knows about HTTP frameworks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldIssue:
+    field: str
+    message: str
+
+
+class DomainError(Exception):
+    code: str = "INTERNAL_ERROR"
+    status: int = 500
+    default_message: str = "Internal server error"
+
+    def __init__(self, message: str | None = None, *, details: list[FieldIssue] | None = None) -> None:
+        self.message = message or self.default_message
+        self.details = details or []
+        super().__init__(self.message)
+
+
+class ValidationFailed(DomainError):
+    code, status, default_message = "VALIDATION_ERROR", 422, "Request validation failed"
+
+
+class MalformedRequest(DomainError):
+    code, status, default_message = "VALIDATION_ERROR", 400, "Malformed request body"
+
+
+class AuthenticationFailed(DomainError):
+    code, status, default_message = "AUTHENTICATION_ERROR", 401, "Authentication required"
+
+
+class PermissionDenied(DomainError):
+    code, status, default_message = "AUTHORIZATION_ERROR", 403, "Insufficient permissions"
+
+
+class NotFound(DomainError):
+    code, status, default_message = "NOT_FOUND", 404, "Resource not found"
+
+
+class MethodNotAllowed(DomainError):
+    code, status, default_message = "METHOD_NOT_ALLOWED", 405, "Method not allowed"
+
+
+class Conflict(DomainError):
+    code, status, default_message = "CONFLICT", 409, "Resource conflict"
+
+
+class InvalidTransition(DomainError):
+    code, status, default_message = "INVALID_TRANSITION", 409, "Transition not allowed from the current state"
+
+
+class RateLimited(DomainError):
+    code, status, default_message = "RATE_LIMIT_EXCEEDED", 429, "Rate limit exceeded"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int) -> None:
+        super().__init__(message or f"Rate limit exceeded. Try again in {retry_after_s} seconds.")
+        self.retry_after_s = retry_after_s
+
+
+class ServiceUnavailable(DomainError):
+    code, status, default_message = "SERVICE_UNAVAILABLE", 503, "Service temporarily unavailable"
+
+
+# Every code the API can answer with, for the OpenAPI description and the docs.
+ERROR_CODES: dict[str, int] = {
+    cls.code: cls.status
+    for cls in (
+        ValidationFailed,
+        AuthenticationFailed,
+        PermissionDenied,
+        NotFound,
+        MethodNotAllowed,
+        Conflict,
+        InvalidTransition,
+        RateLimited,
+        ServiceUnavailable,
+        DomainError,
+    )
+}

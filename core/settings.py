@@ -1,0 +1,213 @@
+"""The one settings object of the platform (pydantic-settings, env prefix ``ORCHESTRATOR_``).
+
+Groups are nested classes in code but every variable keeps a flat name (``ORCHESTRATOR_PORT``,
+``ORCHESTRATOR_JWT_SECRET`` …) because the seeds and API.md name them that way. README.md lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "ORCHESTRATOR_"
+
+# Values that tutorials and templates ship with; refusing them outside development stops a
+# copy-pasted example from becoming a production signing key.
+_KNOWN_UNSAFE_SECRETS = {"changethis", "secret", "your-secret", "your_secret", "jwt-secret", "YOUR_SECRET"}
+_MIN_SECRET_BYTES = 32
+
+
+def _config() -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True)
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class ApiSettings(BaseSettings):
+    """The HTTP front door: where it listens and how Serve scales it."""
+
+    model_config = _config()
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # Serve autoscaling: fixed `api_replicas` unless `api_max_replicas` > `api_min_replicas`.
+    api_replicas: int = Field(1, ge=1)
+    api_min_replicas: int = Field(1, ge=1)
+    api_max_replicas: int = Field(1, ge=1)
+    api_target_ongoing_requests: float = Field(32.0, gt=0)
+    # Serve's default of 5 halves throughput of a cheap route (ARCHITECTURE.md, "The HTTP path").
+    api_max_ongoing_requests: int = Field(256, ge=1)
+    api_cpus_per_replica: float = Field(0.5, ge=0)
+    # HAProxy ingress when the binary is on PATH; "auto" | "on" | "off".
+    fast_proxy: str = "auto"
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.api_max_replicas > self.api_min_replicas
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = _config()
+
+    # Empty means SQLite in the data directory (see Settings.database_url_resolved).
+    database_url: str = ""
+    database_pool_size: int = Field(5, ge=1, le=50)
+    database_max_overflow: int = Field(5, ge=0, le=50)
+    database_echo: bool = False
+    # Milliseconds SQLite waits on a locked database before failing a statement.
+    sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
+
+
+class RedisSettings(BaseSettings):
+    model_config = _config()
+
+    # Empty: no Redis (rate limits per replica, no Redis event stream).
+    redis_url: str = ""
+
+
+class AuthSettings(BaseSettings):
+    model_config = _config()
+
+    # Empty: generated into <data_dir>/secrets/jwt_secret on first start (never a constant in code).
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: str = "HS256"
+    jwt_issuer: str = "orchestrator"
+    access_token_ttl_s: int = Field(3600, ge=60)
+    refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=300)
+    allow_registration: bool = True
+    # Role of self-registered accounts after the first one (API.md, POST /auth/register).
+    default_role: str = "agent"
+    password_min_length: int = Field(8, ge=8)
+
+    @field_validator("jwt_algorithm")
+    @classmethod
+    def _hmac_only(cls, value: str) -> str:
+        if value not in {"HS256", "HS384", "HS512"}:
+            raise ValueError("jwt_algorithm must be one of HS256, HS384, HS512")
+        return value
+
+    @field_validator("default_role")
+    @classmethod
+    def _known_role(cls, value: str) -> str:
+        if value.lower() not in {"admin", "agent", "user"}:
+            raise ValueError("default_role must be one of admin, agent, user")
+        return value.lower()
+
+
+class RaySettings(BaseSettings):
+    model_config = _config()
+
+    # Empty: start a local Ray instance (unless RAY_ADDRESS is set).
+    ray_address: str = ""
+    ray_namespace: str = "orchestrator"
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(8265, ge=1, le=65535)
+    ray_num_cpus: int | None = None
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with a safe default for a laptop."""
+
+    model_config = _config()
+
+    environment: Environment = Environment.development
+    data_dir: Path = Path("~/.orchestrator")
+    log_level: str = "INFO"
+    # Per-check timeout of the health endpoint, and how long a result is reused.
+    health_check_timeout_s: float = Field(2.0, gt=0)
+    health_cache_ttl_s: float = Field(1.0, ge=0)
+
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("log_level must be DEBUG, INFO, WARNING or ERROR")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_secret(self) -> Settings:
+        secret = self.auth.jwt_secret
+        if secret is None or self.environment is Environment.development:
+            return self
+        value = secret.get_secret_value()
+        if value in _KNOWN_UNSAFE_SECRETS or len(value.encode()) < _MIN_SECRET_BYTES:
+            raise ValueError(
+                f"ORCHESTRATOR_JWT_SECRET is unsafe for {self.environment.value}: "
+                f"use at least {_MIN_SECRET_BYTES} random bytes (or leave it unset to generate one)"
+            )
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return self.database.database_url or f"sqlite:///{self.data_dir / 'orchestrator.db'}"
+
+    @property
+    def ray_address(self) -> str:
+        return self.ray.ray_address or os.environ.get("RAY_ADDRESS", "")
+
+    def with_overrides(self, **groups: dict[str, Any]) -> Settings:
+        """A copy with some fields replaced, e.g. ``with_overrides(api={"port": 9000})``.
+
+        Top-level fields are given as ``root={...}``. Validation runs again on the result.
+        """
+        data = self.model_dump()
+        for group, values in groups.items():
+            target = data if group == "root" else data[group]
+            target.update(values)
+        # model_dump() turns SecretStr into SecretStr objects already; validation accepts them.
+        return Settings.model_validate(data)
+
+
+def load_settings(**groups: dict[str, Any]) -> Settings:
+    settings = Settings()
+    return settings.with_overrides(**groups) if groups else settings
+
+
+def resolve_secrets(settings: Settings) -> Settings:
+    """Fill secrets that were not configured from ``<data_dir>/secrets``, generating them once.
+
+    Called by the process that starts the platform; the resolved settings are then handed to every
+    replica, so replicas on other nodes never need the head node's data directory.
+    """
+    if settings.auth.jwt_secret is not None:
+        return settings
+    secret = _read_or_create_secret(settings.data_dir / "secrets" / "jwt_secret")
+    return settings.with_overrides(auth={"jwt_secret": SecretStr(secret)})
+
+
+def _read_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_urlsafe(48)
+    # O_EXCL: two processes starting at once must not each write (and use) a different key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value

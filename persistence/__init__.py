@@ -1,0 +1,1 @@
+"""Durable state: SQLAlchemy 2 models, the database handle, repositories and Alembic migrations."""

@@ -1,0 +1,1 @@
+"""Query functions per table: no business rules, just SQL that each service composes."""

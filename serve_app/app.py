@@ -1,0 +1,74 @@
+"""The FastAPI application factory: the same app runs under Ray Serve and, for baselines, under uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from core.errors import ERROR_CODES
+from core.logging import configure_logging
+from core.settings import Settings, load_settings, resolve_secrets
+from serve_app.context import VERSION, AppContext
+from serve_app.errors import install_error_handlers
+from serve_app.middleware import CorrelationIdMiddleware, QueryCaseMiddleware
+from serve_app.routes import auth, health, users
+from serve_app.routing import assert_routes_protected
+
+API_PREFIX = "/api/v1"
+
+_DESCRIPTION = f"""
+Deploy, run and supervise AI agents on a Ray cluster.
+
+Authenticate with `Authorization: Bearer <JWT or API key>` (or `X-API-Key`). Every error answers
+`{{"error": {{code, message, details, timestamp, correlation_id}}}}`; codes and statuses:
+{", ".join(f"`{code}` {status}" for code, status in ERROR_CODES.items())}.
+Every response carries `X-Correlation-ID`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API. Without settings, they are read from the environment (uvicorn --factory)."""
+    settings = resolve_secrets(settings or load_settings())
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context = AppContext.build(settings)
+        app.state.context = context
+        try:
+            yield
+        finally:
+            context.close()
+
+    app = FastAPI(
+        title="Orchestrator API",
+        version=VERSION,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    app.include_router(health.root)
+    app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(auth.public, prefix=API_PREFIX)
+    app.include_router(users.router, prefix=API_PREFIX)
+    install_error_handlers(app)
+    assert_routes_protected(app)
+
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Correlation-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining",
+                            "X-RateLimit-Reset", "X-RateLimit-Window", "Retry-After"],
+        )
+    app.add_middleware(QueryCaseMiddleware)
+    # Outermost: every response, including a crash anywhere inside, gets the correlation id.
+    app.add_middleware(CorrelationIdMiddleware)
+    return app

@@ -1,0 +1,87 @@
+"""What a replica holds for its whole life: settings, the database, token service, Redis, health."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis
+
+from cluster.probes import ray_probe, serve_probe
+from core.settings import Settings
+from persistence.db import Database
+from services.health import PASS, Check, CheckResult, HealthService
+from services.principal import Role
+from services.tokens import TokenService
+from services.users import RegistrationPolicy
+
+log = logging.getLogger("orchestrator.api")
+
+VERSION = "0.1.0"
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    tokens: TokenService
+    redis: redis.Redis | None
+    health: HealthService
+    registration: RegistrationPolicy
+
+    @classmethod
+    def build(cls, settings: Settings) -> AppContext:
+        db = Database.from_settings(settings)
+        redis_client = (
+            redis.Redis.from_url(settings.redis.redis_url, socket_timeout=2, socket_connect_timeout=2,
+                                 health_check_interval=30)
+            if settings.redis.redis_url
+            else None
+        )
+        checks = [
+            Check("database", _database_probe(db), critical=True),
+            Check("ray", ray_probe, critical=False),
+            Check("serve", serve_probe, critical=False),
+        ]
+        if redis_client is not None:
+            checks.insert(1, Check("redis", _redis_probe(redis_client), critical=False))
+        health = HealthService(
+            checks,
+            timeout_s=settings.health_check_timeout_s,
+            cache_ttl_s=settings.health_cache_ttl_s,
+            version=VERSION,
+            environment=settings.environment.value,
+        )
+        return cls(
+            settings=settings,
+            db=db,
+            tokens=TokenService.from_settings(settings),
+            redis=redis_client,
+            health=health,
+            registration=RegistrationPolicy(
+                allow_registration=settings.auth.allow_registration,
+                default_role=Role.parse(settings.auth.default_role),
+                password_min_length=settings.auth.password_min_length,
+            ),
+        )
+
+    def close(self) -> None:
+        self.db.dispose()
+        if self.redis is not None:
+            self.redis.close()
+
+
+def _database_probe(db: Database):
+    def probe() -> CheckResult:
+        latency = db.ping()
+        return CheckResult(PASS, f"{db.dialect} reachable", {"dialect": db.dialect, "latency_ms": round(latency, 3)})
+
+    return probe
+
+
+def _redis_probe(client: redis.Redis):
+    def probe() -> CheckResult:
+        client.ping()
+        return CheckResult(PASS, "redis reachable")
+
+    return probe

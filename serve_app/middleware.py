@@ -1,0 +1,81 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task per request and breaks contextvars)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from urllib.parse import parse_qsl, urlencode
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve_app.errors import error_payload
+from serve_app.request_context import CORRELATION_HEADER, bind_correlation_id, correlation_id_from_headers
+
+log = logging.getLogger("orchestrator.api")
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+class CorrelationIdMiddleware:
+    """Gives every request a correlation id, echoes it on every response, and turns any exception that
+    escaped the app into the 500 envelope (logged once, with its cause; never sent to the client)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        correlation_id = correlation_id_from_headers(scope.get("headers", []))
+        bind_correlation_id(scope, correlation_id)
+        header = (CORRELATION_HEADER.lower().encode(), correlation_id.encode())
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if scope["type"] != "http" or response_started:
+                raise
+            body = json.dumps(
+                error_payload("INTERNAL_ERROR", "Internal server error", correlation_id)
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()), header],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+
+class QueryCaseMiddleware:
+    """Accept camelCase query parameters (`sortBy`, `createdAfter`) by rewriting them to snake_case,
+    so that every route declares its parameters once (API.md, "JSON names")."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("query_string", b"") if scope["type"] in ("http", "websocket") else b""
+        if raw and any(65 <= byte <= 90 for byte in raw):  # only when an upper-case letter is present
+            pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+            rewritten = [(_snake(key), value) for key, value in pairs]
+            scope = {**scope, "query_string": urlencode(rewritten).encode("latin-1")}
+        await self.app(scope, receive, send)
+
+
+def _snake(name: str) -> str:
+    return _CAMEL_BOUNDARY.sub(r"_\1", name).lower() if not name.isupper() else name.lower()

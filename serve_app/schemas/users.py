@@ -1,0 +1,57 @@
+"""Users, registration and login bodies (seed 000 shapes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import EmailStr, Field
+
+from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+
+
+class RegisterRequest(RequestModel):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=1024)
+    first_name: str | None = Field(None, max_length=100)
+    last_name: str | None = Field(None, max_length=100)
+
+
+class LoginRequest(RequestModel):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserOut(ResponseModel):
+    id: str
+    email: str
+    first_name: str | None
+    last_name: str | None
+    role: str
+    subscription_tier: str
+    is_active: bool
+    email_verified: bool
+    preferences: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None
+
+
+class UserUpdate(RequestModel):
+    first_name: str | None = Field(None, max_length=100)
+    last_name: str | None = Field(None, max_length=100)
+    preferences: dict[str, Any] | None = None
+
+
+class TokenResponse(ResponseModel):
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "Bearer"
+    user: UserOut
+
+
+class UserList(ResponseModel):
+    users: list[UserOut]
+    pagination: PaginationInfo
+    links: PaginationLinks
