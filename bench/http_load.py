@@ -177,6 +177,11 @@ class _Client:
             outcome = "connection_error"
         except (ProtocolError, asyncio.LimitOverrunError, ValueError):
             outcome = "protocol_error"
+        except asyncio.CancelledError:
+            # Abandoned mid-request at the deadline: the reply may still arrive, so the
+            # socket cannot be reused by a later phase.
+            self.close()
+            raise
         else:
             if stats is not None:
                 stats.record(str(status), time.perf_counter() - start, status >= 400)
@@ -298,7 +303,11 @@ async def _run_phase(
             issued += 1
             await client.timed_request(timeout, stats)
 
-    await asyncio.gather(*(worker(c) for c in clients))
+    # A hard stop at the deadline keeps the run bounded even if the server stalls;
+    # requests still in flight then are abandoned and not counted.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
+            await asyncio.gather(*(worker(c) for c in clients))
 
 
 def _percentile(sorted_values: list[float], pct: float) -> float | None:
@@ -325,6 +334,9 @@ async def run_load(
     timeout: float = 10.0,
 ) -> dict[str, Any]:
     """Load `url` until `requests` are done or `duration` seconds pass; return a summary.
+
+    Warmup runs first under its own `duration` limit and is not counted. Requests still
+    in flight when time runs out are abandoned and not counted either.
 
     Latency percentiles cover every request that got an HTTP response (any status);
     they are None if none did. `errors` counts status >= 400, timeouts, connection and

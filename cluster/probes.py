@@ -31,8 +31,10 @@ def serve_probe() -> CheckResult:
     if context is None:
         return CheckResult(WARN, "not running under Ray Serve")
     status = serve.status()
-    applications = {name: app.status.value if hasattr(app.status, "value") else str(app.status)
-                    for name, app in status.applications.items()}
+    applications = {
+        name: app.status.value if hasattr(app.status, "value") else str(app.status)
+        for name, app in status.applications.items()
+    }
     running = all(state in ("RUNNING", "DEPLOYING") for state in applications.values())
     return CheckResult(
         PASS if running else WARN,

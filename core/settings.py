@@ -114,6 +114,8 @@ class RaySettings(BaseSettings):
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(8265, ge=1, le=65535)
     ray_num_cpus: int | None = None
+    # Seconds `orchestrator down`/Ctrl-C waits for in-flight requests before stopping Ray.
+    shutdown_drain_timeout_s: float = Field(5.0, ge=0)
 
 
 class Settings(BaseSettings):

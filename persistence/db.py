@@ -77,9 +77,13 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A write unit of work: commits when the block ends without an exception."""
-        with _unavailable_on_connection_errors(), self._writer_turn(), self._write_sessions() as session:
-            with session.begin():
-                yield session
+        with (
+            _unavailable_on_connection_errors(),
+            self._writer_turn(),
+            self._write_sessions() as session,
+            session.begin(),
+        ):
+            yield session
 
     def ping(self) -> float:
         """Round trip to the database in milliseconds."""
@@ -150,6 +154,12 @@ def _is_connection_error(exc: DBAPIError) -> bool:
     message = str(exc.orig).lower()
     return any(
         marker in message
-        for marker in ("connection refused", "could not connect", "server closed", "database is locked",
-                       "connection timeout", "unable to open database")
+        for marker in (
+            "connection refused",
+            "could not connect",
+            "server closed",
+            "database is locked",
+            "connection timeout",
+            "unable to open database",
+        )
     )

@@ -65,8 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.api.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Correlation-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining",
-                            "X-RateLimit-Reset", "X-RateLimit-Window", "Retry-After"],
+            expose_headers=[
+                "X-Correlation-ID",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "X-RateLimit-Window",
+                "Retry-After",
+            ],
         )
     app.add_middleware(QueryCaseMiddleware)
     # Outermost: every response, including a crash anywhere inside, gets the correlation id.

@@ -33,8 +33,9 @@ class AppContext:
     def build(cls, settings: Settings) -> AppContext:
         db = Database.from_settings(settings)
         redis_client = (
-            redis.Redis.from_url(settings.redis.redis_url, socket_timeout=2, socket_connect_timeout=2,
-                                 health_check_interval=30)
+            redis.Redis.from_url(
+                settings.redis.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+            )
             if settings.redis.redis_url
             else None
         )

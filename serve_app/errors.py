@@ -72,8 +72,14 @@ def error_response(request: Request, error: DomainError, headers: dict[str, str]
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     if exc.status >= 500:
-        log.error("request failed: %s %s -> %s: %s", request.method, request.url.path, exc.code, exc,
-                  exc_info=exc.__cause__ is not None)
+        log.error(
+            "request failed: %s %s -> %s: %s",
+            request.method,
+            request.url.path,
+            exc.code,
+            exc,
+            exc_info=exc.__cause__ is not None,
+        )
     return error_response(request, exc)
 
 

@@ -47,15 +47,16 @@ class CorrelationIdMiddleware:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if scope["type"] != "http" or response_started:
                 raise
-            body = json.dumps(
-                error_payload("INTERNAL_ERROR", "Internal server error", correlation_id)
-            ).encode()
+            body = json.dumps(error_payload("INTERNAL_ERROR", "Internal server error", correlation_id)).encode()
             await send(
                 {
                     "type": "http.response.start",
                     "status": 500,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()), header],
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        header,
+                    ],
                 }
             )
             await send({"type": "http.response.body", "body": body})

@@ -8,11 +8,13 @@ start-up error rather than an open endpoint.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute, APIWebSocketRoute
+from fastapi.routing import APIRoute
 
 from serve_app.deps import authenticate, require_role
 from serve_app.schemas.common import ErrorResponse
@@ -42,11 +44,41 @@ def public_router(**kwargs: Any) -> APIRouter:
     return APIRouter(route_class=PublicRoute, responses={422: _ERRORS[422], 429: _ERRORS[429]}, **kwargs)
 
 
-def is_public(route: APIRoute) -> bool:
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    """A route as the app serves it: full path, methods, and its effective dependencies."""
+
+    path: str
+    methods: frozenset[str]
+    dependant: Dependant
+    openapi_extra: dict[str, Any]
+
+
+def api_routes(app: FastAPI) -> Iterator[RouteInfo]:
+    """Every HTTP API route with its full path, including routes of included routers.
+
+    FastAPI >= 0.165 keeps included routers as wrappers instead of copying their routes into
+    `app.routes`, so walking `app.routes` alone would see none of them.
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: included routes are flattened into app.routes
+        contexts: Any = app.routes
+    else:
+        contexts = iter_route_contexts(app.routes)
+    for context in contexts:
+        original = getattr(context, "original_route", context)
+        if isinstance(original, APIRoute):
+            yield RouteInfo(
+                context.path, frozenset(context.methods or ()), context.dependant, dict(context.openapi_extra or {})
+            )
+
+
+def is_public(route: RouteInfo | APIRoute) -> bool:
     return bool((route.openapi_extra or {}).get(PUBLIC_FLAG))
 
 
-def minimum_role(route: APIRoute) -> Role | None:
+def minimum_role(route: RouteInfo) -> Role | None:
     """The highest minimum role any dependency of the route asks for (None: authentication only)."""
     roles = [role for role in _walk_minimum_roles(route.dependant) if role is not None]
     return max(roles, key=lambda role: role.rank) if roles else None
@@ -63,15 +95,18 @@ def _walk_minimum_roles(dependant: Dependant):
         yield getattr(call, "minimum_role", None)
 
 
-def requires_authentication(route: APIRoute | APIWebSocketRoute) -> bool:
+def requires_authentication(route: RouteInfo) -> bool:
     return any(call is authenticate for call in _calls(route.dependant))
 
 
 def assert_routes_protected(app: FastAPI) -> None:
+    routes = list(api_routes(app))
+    if not routes:
+        raise RuntimeError("no API routes found: the route walker does not understand this FastAPI version")
     open_routes = [
         f"{sorted(route.methods)} {route.path}"
-        for route in app.routes
-        if isinstance(route, APIRoute) and not is_public(route) and not requires_authentication(route)
+        for route in routes
+        if not is_public(route) and not requires_authentication(route)
     ]
     if open_routes:
         raise RuntimeError(f"routes without authentication (use protected_router/public_router): {open_routes}")

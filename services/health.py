@@ -38,8 +38,9 @@ class Check:
 
 
 class HealthService:
-    def __init__(self, checks: list[Check], *, timeout_s: float, cache_ttl_s: float, version: str,
-                 environment: str) -> None:
+    def __init__(
+        self, checks: list[Check], *, timeout_s: float, cache_ttl_s: float, version: str, environment: str
+    ) -> None:
         self._checks = checks
         self._timeout_s = timeout_s
         self._cache_ttl_s = cache_ttl_s

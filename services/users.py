@@ -10,7 +10,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
-from core.errors import AuthenticationFailed, Conflict, FieldIssue, NotFound, PermissionDenied, ValidationFailed
+from core.errors import (
+    AuthenticationFailed,
+    Conflict,
+    FieldIssue,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from persistence.models import User
 from persistence.repositories import users as users_repo
 from services.passwords import hash_password, needs_rehash, verify_password

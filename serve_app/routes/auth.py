@@ -12,8 +12,12 @@ from services import users
 public = public_router(prefix="/auth", tags=["auth"])
 
 
-@public.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserOut,
-             responses={409: {"description": "CONFLICT: email already registered"}})
+@public.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    responses={409: {"description": "CONFLICT: email already registered"}},
+)
 def register(body: RegisterRequest, context: Context, response: Response) -> UserOut:
     """Create an account. The first account on an empty platform becomes `admin`."""
     password_hash = users.prepare_password(body.password, context.registration)
@@ -45,6 +49,6 @@ def login(body: LoginRequest, context: Context) -> TokenResponse:
         access_token=access.token,
         refresh_token=refresh.token,
         expires_in=access.expires_in,
-        token_type="Bearer",
+        token_type="Bearer",  # noqa: S106 (an OAuth token type, not a password)
         user=profile,
     )

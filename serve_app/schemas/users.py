@@ -47,7 +47,7 @@ class TokenResponse(ResponseModel):
     access_token: str
     refresh_token: str
     expires_in: int
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 (an OAuth token type, not a password)
     user: UserOut
 
 

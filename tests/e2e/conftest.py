@@ -1,0 +1,101 @@
+"""End-to-end fixtures: the platform started the way a user starts it, once per test session.
+
+`orchestrator up` runs as a subprocess (it starts this session's one Ray instance, applies migrations
+and deploys the Serve app); tests talk to it over real HTTP; `orchestrator down` stops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import POSTGRES_ENV, REDIS_ENV, _postgres_schema, free_port
+
+STARTUP_TIMEOUT_S = 180
+
+
+@dataclass(frozen=True)
+class Platform:
+    base_url: str
+    data_dir: Path
+    log_path: Path
+    env: dict[str, str]
+    startup_seconds: float
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [_cli(), *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+
+def _cli() -> str:
+    return str(Path(sys.executable).parent / "orchestrator")
+
+
+@pytest.fixture(scope="session")
+def platform_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base_url = os.environ.get(POSTGRES_ENV)
+    if base_url:
+        yield from _postgres_schema(base_url)
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('platform-db') / 'orchestrator.db'}"
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory, platform_database_url: str) -> Iterator[Platform]:
+    data_dir = tmp_path_factory.mktemp("platform")
+    port = free_port()
+    env = {
+        **os.environ,
+        "ORCHESTRATOR_DATA_DIR": str(data_dir),
+        "ORCHESTRATOR_PORT": str(port),
+        "ORCHESTRATOR_DASHBOARD_PORT": str(free_port()),
+        "ORCHESTRATOR_DATABASE_URL": platform_database_url,
+        "ORCHESTRATOR_REDIS_URL": os.environ.get(REDIS_ENV, ""),
+        "ORCHESTRATOR_ENVIRONMENT": "test",
+        "RAY_ADDRESS": "",
+    }
+    log_path = data_dir / "up.log"
+    started = time.monotonic()
+    with log_path.open("w") as log:
+        process = subprocess.Popen([_cli(), "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    platform = Platform(f"http://127.0.0.1:{port}", data_dir, log_path, env, 0.0)
+    try:
+        _wait_for_ready(process, log_path)
+        platform = Platform(platform.base_url, data_dir, log_path, env, time.monotonic() - started)
+        yield platform
+    finally:
+        down = platform.cli("down", timeout=120)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert process.returncode == 0, log_path.read_text()[-3000:]
+
+
+def _wait_for_ready(process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if "ready in" in log_path.read_text():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"`orchestrator up` exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
+    process.kill()
+    pytest.fail(f"`orchestrator up` not ready after {STARTUP_TIMEOUT_S}s:\n{log_path.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def http(platform: Platform) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=platform.base_url, timeout=30) as client:
+        yield client

@@ -1,0 +1,99 @@
+"""The conventions every route shares: envelope, correlation id, aliases, protection, docs."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.settings import Settings
+from serve_app.app import create_app
+from serve_app.routing import api_routes, is_public, minimum_role, protected_router
+from services.principal import Role
+from tests.integration.test_auth_flow import assert_error
+
+
+def test_unknown_route_and_wrong_method_use_the_envelope(client: TestClient) -> None:
+    assert_error(client.get("/api/v1/does-not-exist"), 404, "NOT_FOUND")
+    response = client.delete("/api/v1/auth/login")
+    assert_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert response.headers["Allow"] == "POST"
+
+
+def test_malformed_json_is_400_and_wrong_types_are_422(client: TestClient) -> None:
+    response = client.post(
+        "/api/v1/auth/login", content=b'{"email": "a@b.c", ', headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 400, "VALIDATION_ERROR")
+    error = assert_error(client.post("/api/v1/auth/login", json={"email": 5, "password": []}), 422, "VALIDATION_ERROR")
+    assert {detail["field"] for detail in error["details"]} == {"email", "password"}
+    assert_error(client.post("/api/v1/auth/login", json=["not", "an", "object"]), 422, "VALIDATION_ERROR")
+
+
+def test_correlation_id_is_echoed_or_generated(client: TestClient) -> None:
+    assert client.get("/health", headers={"X-Correlation-ID": "trace-42"}).headers["X-Correlation-ID"] == "trace-42"
+    assert client.get("/health", headers={"X-Request-ID": "req-7"}).headers["X-Correlation-ID"] == "req-7"
+    generated = client.get("/health").headers["X-Correlation-ID"]
+    assert len(generated) == 36
+
+
+def test_unexpected_exceptions_become_a_500_without_internals(settings: Settings) -> None:
+    app = create_app(settings)
+    crash = protected_router()
+
+    @crash.get("/crash")
+    def _crash() -> None:
+        raise RuntimeError("secret internal detail /etc/passwd")
+
+    app.include_router(crash, prefix="/api/v1")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        client.post("/api/v1/auth/register", json={"email": "c@example.com", "password": "correct-horse-battery"})
+        token = client.post(
+            "/api/v1/auth/login", json={"email": "c@example.com", "password": "correct-horse-battery"}
+        ).json()
+        response = client.get(
+            "/api/v1/crash", headers={"Authorization": f"Bearer {token['access_token']}", "X-Correlation-ID": "crash-1"}
+        )
+    error = assert_error(response, 500, "INTERNAL_ERROR")
+    assert error["correlation_id"] == "crash-1"
+    assert "secret" not in response.text and "Traceback" not in response.text
+
+
+def test_every_non_public_route_requires_authentication(client: TestClient) -> None:
+    routes = list(api_routes(client.app))
+    protected = [route for route in routes if not is_public(route)]
+    assert {"/api/v1/users/me", "/api/v1/users"} <= {route.path for route in protected}
+    assert "/health" in {route.path for route in routes if is_public(route)}
+    for route in protected:
+        for method in route.methods:
+            path = route.path.replace("{user_id}", "00000000-0000-7000-8000-000000000000")
+            response = client.request(method, path)
+            assert_error(response, 401, "AUTHENTICATION_ERROR")
+
+
+def test_admin_routes_declare_their_minimum_role(client: TestClient) -> None:
+    roles = {(route.path, method): minimum_role(route) for route in api_routes(client.app) for method in route.methods}
+    assert roles[("/api/v1/users", "GET")] is Role.admin
+    assert roles[("/api/v1/users/me", "GET")] is Role.user
+
+
+def test_a_route_without_protection_refuses_to_start(settings: Settings) -> None:
+    from fastapi import APIRouter
+
+    from serve_app.routing import assert_routes_protected
+
+    app = create_app(settings)
+    open_router = APIRouter()
+
+    @open_router.get("/oops")
+    def _oops() -> None: ...
+
+    app.include_router(open_router, prefix="/api/v1")
+    with pytest.raises(RuntimeError, match="/api/v1/oops"):
+        assert_routes_protected(app)
+
+
+def test_openapi_docs_are_served(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/auth/login" in spec["paths"]
+    assert "/api/v1/users/me" in spec["paths"]

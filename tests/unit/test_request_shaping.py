@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from persistence.repositories.pages import Page
+from serve_app.middleware import _snake
+from serve_app.request_context import correlation_id_from_headers
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sortBy", "sort_by"),
+        ("createdAfter", "created_after"),
+        ("page", "page"),
+        ("agentId", "agent_id"),
+        ("sort_by", "sort_by"),
+        ("isActive", "is_active"),
+    ],
+)
+def test_camel_case_query_names_become_snake_case(given: str, expected: str) -> None:
+    assert _snake(given) == expected
+
+
+def test_correlation_id_prefers_caller_ids_and_refuses_unsafe_ones() -> None:
+    assert correlation_id_from_headers([(b"X-Correlation-ID", b"abc-123")]) == "abc-123"
+    assert correlation_id_from_headers([(b"x-request-id", b"req-9")]) == "req-9"
+    generated = correlation_id_from_headers([(b"x-correlation-id", b"bad\r\nvalue")])
+    assert generated != "bad\r\nvalue" and len(generated) == 36
+
+
+def test_pagination_envelope_matches_the_contract() -> None:
+    from starlette.requests import Request
+
+    from serve_app.pagination import paginated
+
+    request = Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/api/v1/users",
+            "query_string": b"search=a&page=2",
+            "headers": [],
+            "server": ("test", 80),
+            "scheme": "http",
+            "root_path": "",
+        }
+    )
+    body = paginated(request, "users", ["x"], Page(items=["x"], total=45, page=2, limit=20))
+    assert body["pagination"] == {"page": 2, "limit": 20, "total": 45, "pages": 3, "has_next": True, "has_prev": True}
+    assert body["links"]["next"] == "/api/v1/users?search=a&page=3&limit=20"
+    assert body["links"]["prev"] == "/api/v1/users?search=a&page=1&limit=20"
+    assert body["links"]["last"] == "/api/v1/users?search=a&page=3&limit=20"
+    empty = paginated(request, "users", [], Page(items=[], total=0, page=1, limit=20))
+    assert empty["pagination"]["pages"] == 1 and empty["links"]["next"] is None
