@@ -12,10 +12,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.hashing import sha256_hex
+
 ENV_PREFIX = "ORCHESTRATOR_"
+API_KEY_ENV_PREFIX = "ORCHESTRATOR_API_KEY_"
 
 # Values that tutorials and templates ship with; refusing them outside development stops a
 # copy-pasted example from becoming a production signing key.
@@ -25,6 +28,31 @@ _MIN_SECRET_BYTES = 32
 
 def _config() -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True)
+
+
+class EnvApiKey(BaseModel):
+    """A key from ``ORCHESTRATOR_API_KEY_<NAME>=<key>:<role>`` (seed 002); only its hash is kept."""
+
+    model_config = {"frozen": True}
+
+    name: str
+    key_hash: str
+    role: str
+
+
+def parse_env_api_keys(environ: dict[str, str] | os._Environ[str]) -> tuple[EnvApiKey, ...]:
+    keys = []
+    for variable, value in environ.items():
+        if not variable.startswith(API_KEY_ENV_PREFIX) or not value:
+            continue
+        key, sep, role = value.rpartition(":")
+        if not sep or not key:
+            raise ValueError(f"{variable} must be '<key>:<role>'")
+        if role.strip().lower() not in {"admin", "agent", "user"}:
+            raise ValueError(f"{variable}: unknown role '{role}' (admin, agent or user)")
+        name = variable.removeprefix(API_KEY_ENV_PREFIX).lower()
+        keys.append(EnvApiKey(name=name, key_hash=sha256_hex(key), role=role.strip().lower()))
+    return tuple(keys)
 
 
 class Environment(StrEnum):
@@ -74,6 +102,42 @@ class RedisSettings(BaseSettings):
 
     # Empty: no Redis (rate limits per replica, no Redis event stream).
     redis_url: str = ""
+    # Prefix of every key the platform writes, so that several platforms can share one Redis.
+    redis_key_prefix: str = "orchestrator:"
+
+
+class RateLimitSettings(BaseSettings):
+    """Limits per route class as COUNT/WINDOW ('1000/h', '10/15m', '100/3600'), scaled by tier."""
+
+    model_config = _config()
+
+    rate_limit_enabled: bool = True
+    # Any authenticated route, per caller; unauthenticated requests per client IP.
+    rate_limit_general: str = "1000/h"
+    # POST /auth/login (per client IP + account) and POST /oauth/token (per IP + client).
+    rate_limit_auth: str = "10/15m"
+    # POST /auth/register, per client IP.
+    rate_limit_register: str = "20/h"
+    # Starting executions, per caller (seed 001).
+    rate_limit_executions: str = "100/h"
+    # Health probes, per client IP: generous, so that load balancers never trip it.
+    rate_limit_health: str = "600/m"
+    # Multipliers by subscription tier (seeds 001/003).
+    rate_limit_tiers: dict[str, float] = Field(default_factory=lambda: {"free": 1, "pro": 10, "enterprise": 100})
+    # Per-route overrides, e.g. {"POST /api/v1/tasks": "10/m"} (seed 002's per-minute table is one profile).
+    rate_limit_routes: dict[str, str] = Field(default_factory=dict)
+    # Key unauthenticated clients by the first X-Forwarded-For address (only behind a trusted proxy).
+    trust_forwarded_for: bool = False
+
+    @model_validator(mode="after")
+    def _parse_all(self) -> RateLimitSettings:
+        from services.rate_limit import Limit
+
+        classes = (self.rate_limit_general, self.rate_limit_auth, self.rate_limit_register,
+                   self.rate_limit_executions, self.rate_limit_health)  # fmt: skip
+        for value in (*classes, *self.rate_limit_routes.values()):
+            Limit.parse(value)
+        return self
 
 
 class AuthSettings(BaseSettings):
@@ -89,6 +153,12 @@ class AuthSettings(BaseSettings):
     # Role of self-registered accounts after the first one (API.md, POST /auth/register).
     default_role: str = "agent"
     password_min_length: int = Field(8, ge=8)
+    # Longest lifetime an admin may give a service token (POST /auth/token).
+    service_token_max_ttl_s: int = Field(30 * 24 * 3600, ge=60)
+    # Filled from ORCHESTRATOR_API_KEY_<NAME>=<key>:<role> variables (seed 002); only hashes are kept.
+    env_api_keys: tuple[EnvApiKey, ...] = Field(
+        default_factory=lambda: parse_env_api_keys(os.environ), json_schema_extra={"env": "ORCHESTRATOR_API_KEY_<NAME>"}
+    )
 
     @field_validator("jwt_algorithm")
     @classmethod
@@ -133,6 +203,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
 

@@ -58,3 +58,12 @@ class IdMixin:
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
+
+
+class OwnedMixin:
+    """Tenancy columns of every owned resource (API.md "tenancy"): a user or an organization owns it;
+    `is_public` items are visible to everyone. `services.ownership` filters and checks on these."""
+
+    owner_type: Mapped[str] = mapped_column(String(16), nullable=False)  # "user" | "organization"
+    owner_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    is_public: Mapped[bool] = mapped_column(default=False, nullable=False)

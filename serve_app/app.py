@@ -14,7 +14,8 @@ from core.settings import Settings, load_settings, resolve_secrets
 from serve_app.context import VERSION, AppContext
 from serve_app.errors import install_error_handlers
 from serve_app.middleware import CorrelationIdMiddleware, QueryCaseMiddleware
-from serve_app.routes import auth, health, users
+from serve_app.rate_limits import RateLimitHeadersMiddleware
+from serve_app.routes import auth, health, oauth, organizations, users
 from serve_app.routing import assert_routes_protected
 
 API_PREFIX = "/api/v1"
@@ -55,7 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.root)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(auth.public, prefix=API_PREFIX)
+    app.include_router(auth.router, prefix=API_PREFIX)
+    app.include_router(auth.keys, prefix=API_PREFIX)
+    app.include_router(oauth.public, prefix=API_PREFIX)
+    # Seed 003 documents the token endpoint at the root; same route, public alias.
+    app.include_router(oauth.public, include_in_schema=False)
+    app.include_router(oauth.clients, prefix=API_PREFIX)
     app.include_router(users.router, prefix=API_PREFIX)
+    app.include_router(organizations.router, prefix=API_PREFIX)
     install_error_handlers(app)
     assert_routes_protected(app)
 
@@ -74,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Retry-After",
             ],
         )
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(QueryCaseMiddleware)
     # Outermost: every response, including a crash anywhere inside, gets the correlation id.
     app.add_middleware(CorrelationIdMiddleware)

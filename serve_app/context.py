@@ -10,8 +10,10 @@ import redis
 from cluster.probes import ray_probe, serve_probe
 from core.settings import Settings
 from persistence.db import Database
+from serve_app.rate_limits import RateLimitPolicy
 from services.health import PASS, Check, CheckResult, HealthService
 from services.principal import Role
+from services.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.tokens import TokenService
 from services.users import RegistrationPolicy
 
@@ -28,6 +30,7 @@ class AppContext:
     redis: redis.Redis | None
     health: HealthService
     registration: RegistrationPolicy
+    rate_limits: RateLimitPolicy
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -53,6 +56,11 @@ class AppContext:
             version=VERSION,
             environment=settings.environment.value,
         )
+        limiter: RateLimiter = (
+            RedisRateLimiter(redis_client, prefix=settings.redis.redis_key_prefix)
+            if redis_client is not None
+            else MemoryRateLimiter()
+        )
         return cls(
             settings=settings,
             db=db,
@@ -64,6 +72,7 @@ class AppContext:
                 default_role=Role.parse(settings.auth.default_role),
                 password_min_length=settings.auth.password_min_length,
             ),
+            rate_limits=RateLimitPolicy(settings.rate_limits, limiter),
         )
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the app context, and authentication/authorization every route reuses."""
+"""FastAPI dependencies: the app context, and authentication every protected route reuses."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from core.errors import AuthenticationFailed
 from serve_app.context import AppContext
+from services import api_keys, sessions
 from services.principal import Principal, Role
 
 # auto_error=False: a missing credential becomes our 401 envelope, not FastAPI's 403.
-_bearer = HTTPBearer(auto_error=False, description="JWT access token or API key")
+_bearer = HTTPBearer(auto_error=False, description="JWT access token, or an API key (ao_…)")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (ao_…)")
 
 
@@ -28,31 +29,59 @@ def authenticate(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
+    """The caller, from a bearer JWT, a bearer API key or X-API-Key. Failures are counted per client IP,
+    so that guessing tokens or keys runs into the rate limit."""
     context: AppContext = request.app.state.context
-    if bearer is not None and bearer.credentials:
-        credential = bearer.credentials
-    elif api_key:
-        credential = api_key
-    else:
-        raise AuthenticationFailed("Authentication required: send 'Authorization: Bearer <token>'")
-    claims = context.tokens.decode(credential)
+    credential = bearer.credentials if bearer is not None and bearer.credentials else api_key
     try:
-        role = Role.parse(str(claims.get("role", "")))
-    except ValueError as exc:
-        raise AuthenticationFailed("Invalid token") from exc
-    principal = Principal(
-        user_id=str(claims["sub"]),
-        role=role,
-        via="jwt",
-        token_id=str(claims["jti"]),
-        token_expires_at=int(claims["exp"]),
-    )
+        if not credential:
+            raise AuthenticationFailed("Authentication required: send 'Authorization: Bearer <token>'")
+        principal = _principal_for(context, credential.strip())
+    except AuthenticationFailed:
+        context.rate_limits.check_client(request, "general")
+        raise
     request.state.principal = principal
     return principal
 
 
+def _principal_for(context: AppContext, credential: str) -> Principal:
+    if api_keys.looks_like_api_key(credential):
+        env_principal = api_keys.authenticate_env_key(context.settings.auth.env_api_keys, credential)
+        if env_principal is not None:
+            return env_principal
+        with context.db.session() as session:
+            lookup = api_keys.authenticate_api_key(session, credential)
+        if lookup.stale_last_used:
+            with context.db.transaction() as session:
+                api_keys.touch_last_used(session, lookup.key_id)
+        return lookup.principal
+
+    claims = context.tokens.decode(credential)
+    token_id = claims.get("jti")
+    if token_id:
+        with context.db.session() as session:
+            if sessions.is_revoked(session, str(token_id), claims.get("fam")):
+                raise AuthenticationFailed("Token has been revoked")
+    try:
+        role = Role.parse(str(claims.get("role", "")))
+    except ValueError as exc:
+        raise AuthenticationFailed("Invalid token") from exc
+    scopes = claims.get("scopes")
+    return Principal(
+        user_id=str(claims["sub"]),
+        role=role,
+        via=str(claims.get("via", "jwt")),
+        token_id=str(token_id) if token_id else None,
+        token_family=claims.get("fam"),
+        token_expires_at=int(claims["exp"]),
+        scopes=tuple(scopes) if isinstance(scopes, list) else None,
+        tier=str(claims.get("tier", "free")),
+        credential_id=f"client:{claims['sub']}" if claims.get("via") == "oauth_client" else None,
+    )
+
+
 def require_role(minimum: Role):
-    """A dependency that authenticates and then requires at least `minimum`."""
+    """A per-route dependency raising the router's minimum role (e.g. admin-only routes)."""
 
     def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         principal.require_role(minimum)

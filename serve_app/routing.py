@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from serve_app.deps import authenticate, require_role
+from serve_app.deps import authenticate
 from serve_app.schemas.common import ErrorResponse
-from services.principal import Role
+from services.principal import Principal, Role
+from services.scopes import RESOURCES, action_for_method
 
 PUBLIC_FLAG = "x-public"
 
@@ -30,8 +31,27 @@ _ERRORS = {
 }
 
 
-def protected_router(*, min_role: Role = Role.user, **kwargs: Any) -> APIRouter:
-    return APIRouter(dependencies=[Depends(require_role(min_role))], responses=_ERRORS, **kwargs)
+def authorize(minimum: Role, resource: str | None, route_class: str = "general"):
+    """Authenticate, count the request against the caller's rate limit, then check the platform role
+    and, for scoped credentials (API keys, OAuth clients), the `resource:read|write` scope."""
+    if resource is not None and resource not in RESOURCES:
+        raise ValueError(f"unknown scope resource '{resource}'")
+
+    def dependency(request: Request, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        request.app.state.context.rate_limits.check_principal(request, route_class, principal)
+        principal.require_role(minimum)
+        if resource is not None:
+            principal.require_scope(resource, action_for_method(request.method))
+        return principal
+
+    dependency.minimum_role = minimum  # type: ignore[attr-defined]
+    return dependency
+
+
+def protected_router(*, resource: str | None, min_role: Role = Role.user, **kwargs: Any) -> APIRouter:
+    """A router whose every route authenticates, is rate-limited per caller, requires `min_role` and
+    (for scoped credentials) the scope `<resource>:read` for GET/HEAD and `<resource>:write` otherwise."""
+    return APIRouter(dependencies=[Depends(authorize(min_role, resource))], responses=_ERRORS, **kwargs)
 
 
 class PublicRoute(APIRoute):
@@ -40,8 +60,22 @@ class PublicRoute(APIRoute):
         super().__init__(path, endpoint, **kwargs)
 
 
-def public_router(**kwargs: Any) -> APIRouter:
-    return APIRouter(route_class=PublicRoute, responses={422: _ERRORS[422], 429: _ERRORS[429]}, **kwargs)
+def count_client(route_class: str):
+    """A dependency counting a public request per client IP in `route_class`."""
+
+    def dependency(request: Request) -> None:
+        request.app.state.context.rate_limits.check_client(request, route_class)
+
+    return dependency
+
+
+def public_router(*, route_class: str | None = "general", **kwargs: Any) -> APIRouter:
+    """The only way to declare routes public. `route_class=None`: the routes count themselves."""
+    dependencies = [Depends(count_client(route_class))] if route_class else []
+    return APIRouter(
+        route_class=PublicRoute, dependencies=dependencies, responses={422: _ERRORS[422], 429: _ERRORS[429]},
+        **kwargs,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,15 +1,34 @@
-"""Identity: registration and password login (seed 000)."""
+"""Identity: registration, login, refresh, logout, service tokens and API keys (seeds 000-003)."""
 
 from __future__ import annotations
 
-from fastapi import Response, status
+from datetime import timedelta
 
-from serve_app.deps import Context
-from serve_app.routing import public_router
+from fastapi import Depends, Request, Response, status
+
+from core.clock import utcnow
+from core.errors import FieldIssue, ValidationFailed
+from serve_app.deps import Context, CurrentPrincipal, require_role
+from serve_app.routing import protected_router, public_router
+from serve_app.schemas.common import MessageResponse
+from serve_app.schemas.identity import (
+    AccessTokenResponse,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyOut,
+    LogoutRequest,
+    RefreshRequest,
+    RefreshResponse,
+    ServiceTokenRequest,
+)
 from serve_app.schemas.users import LoginRequest, RegisterRequest, TokenResponse, UserOut
-from services import users
+from services import api_keys, sessions, users
+from services.principal import Role
 
-public = public_router(prefix="/auth", tags=["auth"])
+public = public_router(prefix="/auth", tags=["auth"], route_class=None)
+router = protected_router(prefix="/auth", tags=["auth"], resource=None)
+keys = protected_router(prefix="/auth/api-keys", tags=["api keys"], resource="api_keys")
 
 
 @public.post(
@@ -18,8 +37,9 @@ public = public_router(prefix="/auth", tags=["auth"])
     response_model=UserOut,
     responses={409: {"description": "CONFLICT: email already registered"}},
 )
-def register(body: RegisterRequest, context: Context, response: Response) -> UserOut:
+def register(body: RegisterRequest, request: Request, context: Context, response: Response) -> UserOut:
     """Create an account. The first account on an empty platform becomes `admin`."""
+    context.rate_limits.check_client(request, "register")
     password_hash = users.prepare_password(body.password, context.registration)
     with context.db.transaction() as session:
         user = users.register_user(
@@ -36,19 +56,88 @@ def register(body: RegisterRequest, context: Context, response: Response) -> Use
 
 
 @public.post("/login", response_model=TokenResponse)
-def login(body: LoginRequest, context: Context) -> TokenResponse:
-    """Exchange email and password for an access token and a refresh token."""
+def login(body: LoginRequest, request: Request, context: Context) -> TokenResponse:
+    """Exchange email and password for an access token and a refresh token.
+
+    Limited per client IP and account (`ORCHESTRATOR_RATE_LIMIT_AUTH`, 10 per 15 minutes)."""
+    context.rate_limits.check_client(request, "auth", extra=str(body.email))
     with context.db.session() as session:
         user = users.authenticate_password(session, email=str(body.email), password=body.password)
     with context.db.transaction() as session:
         user = users.record_login(session, user.id, password=body.password)
+        issued = sessions.start_session(session, context.tokens, user)
         profile = UserOut.model_validate(user)
-    access = context.tokens.issue_access(subject=profile.id, role=profile.role)
-    refresh = context.tokens.issue_refresh(subject=profile.id, role=profile.role, family=access.jti)
     return TokenResponse(
-        access_token=access.token,
-        refresh_token=refresh.token,
-        expires_in=access.expires_in,
-        token_type="Bearer",  # noqa: S106 (an OAuth token type, not a password)
+        access_token=issued.access.token,
+        refresh_token=issued.refresh.token,
+        expires_in=issued.access.expires_in,
         user=profile,
     )
+
+
+@public.post("/refresh", response_model=RefreshResponse)
+def refresh(body: RefreshRequest, request: Request, context: Context) -> RefreshResponse:
+    """Rotate a refresh token. Presenting an already-used one revokes every token of its login."""
+    context.rate_limits.check_client(request, "general")
+    with context.db.transaction() as session:
+        issued = sessions.rotate_refresh_token(session, context.tokens, body.refresh_token)
+    return RefreshResponse(
+        access_token=issued.access.token, refresh_token=issued.refresh.token, expires_in=issued.access.expires_in
+    )
+
+
+@router.post("/logout", response_model=MessageResponse)
+def logout(principal: CurrentPrincipal, context: Context, body: LogoutRequest | None = None) -> MessageResponse:
+    """Revoke the current access token and every refresh token of its login."""
+    with context.db.transaction() as session:
+        sessions.logout(session, context.tokens, principal, body.refresh_token if body else None)
+    return MessageResponse(message="Successfully logged out")
+
+
+@router.post("/token", response_model=AccessTokenResponse, dependencies=[Depends(require_role(Role.admin))])
+def service_token(body: ServiceTokenRequest, context: Context) -> AccessTokenResponse:
+    """Mint an access token for a service identity `{user_id, role}` (seed 002)."""
+    ttl = body.expires_in or context.tokens.access_ttl_s
+    if ttl > context.settings.auth.service_token_max_ttl_s:
+        raise ValidationFailed(
+            "expires_in is too long",
+            details=[FieldIssue("expires_in", f"at most {context.settings.auth.service_token_max_ttl_s} seconds")],
+        )
+    issued = context.tokens.issue_access(subject=body.user_id, role=body.role, ttl_s=ttl, via="service")
+    return AccessTokenResponse(access_token=issued.token, expires_in=issued.expires_in)
+
+
+@keys.get("", response_model=ApiKeyList)
+def list_api_keys(principal: CurrentPrincipal, context: Context) -> ApiKeyList:
+    with context.db.session() as session:
+        records = api_keys.list_api_keys(session, principal.user_id)
+        return ApiKeyList(api_keys=[ApiKeyOut.model_validate(record) for record in records])
+
+
+@keys.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
+def create_api_key(
+    body: ApiKeyCreate, principal: CurrentPrincipal, context: Context, response: Response
+) -> ApiKeyCreated:
+    """Create an API key (`ao_` + 64 hex). The key is in this response only; store it now."""
+    if not principal.is_user_account:
+        raise ValidationFailed("API keys belong to user accounts; machine identities cannot create them")
+    expires_at = body.expires_at
+    if body.expires_in_days:
+        expires_at = utcnow() + timedelta(days=body.expires_in_days)
+    if expires_at is not None and expires_at <= utcnow():
+        raise ValidationFailed("expires_at must be in the future", details=[FieldIssue("expires_at", "in the past")])
+    with context.db.transaction() as session:
+        record, key = api_keys.create_api_key(
+            session, user_id=principal.user_id, name=body.name, scopes=body.permissions, expires_at=expires_at
+        )
+        created = ApiKeyCreated(**ApiKeyOut.model_validate(record).model_dump(), key=key)
+    response.headers["Location"] = f"/api/v1/auth/api-keys/{created.id}"
+    response.headers["Cache-Control"] = "no-store"
+    return created
+
+
+@keys.delete("/{key_id}", response_model=MessageResponse)
+def revoke_api_key(key_id: str, principal: CurrentPrincipal, context: Context) -> MessageResponse:
+    with context.db.transaction() as session:
+        api_keys.revoke_api_key(session, principal, key_id)
+    return MessageResponse(message="API key revoked")

@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 from serve_app.deps import Context
 from serve_app.routing import public_router
 
-root = public_router(tags=["health"])
-router = public_router(tags=["health"])
+root = public_router(tags=["health"], route_class="health")
+router = public_router(tags=["health"], route_class="health")
 
 
 async def _health(context: Context) -> JSONResponse:

@@ -13,19 +13,26 @@ from serve_app.pagination import PageParams, page_params, paginated
 from serve_app.routing import protected_router
 from serve_app.schemas.users import UserList, UserOut, UserUpdate
 from services import users
-from services.principal import Role
+from services.principal import Principal, Role
 
-router = protected_router(prefix="/users", tags=["users"])
+router = protected_router(prefix="/users", tags=["users"], resource="users")
+
+
+def _require_account(principal: Principal) -> None:
+    if not principal.is_user_account:
+        raise NotFound("No user account for this identity (a service token, OAuth client or environment key)")
 
 
 @router.get("/me", response_model=UserOut)
 def get_me(principal: CurrentPrincipal, context: Context) -> UserOut:
+    _require_account(principal)
     with context.db.session() as session:
         return UserOut.model_validate(users.get_active_user(session, principal.user_id))
 
 
 @router.put("/me", response_model=UserOut)
 def update_me(body: UserUpdate, principal: CurrentPrincipal, context: Context) -> UserOut:
+    _require_account(principal)
     with context.db.transaction() as session:
         user = users.update_profile(session, principal.user_id, body.model_dump(exclude_unset=True))
         return UserOut.model_validate(user)

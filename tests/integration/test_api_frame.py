@@ -38,7 +38,7 @@ def test_correlation_id_is_echoed_or_generated(client: TestClient) -> None:
 
 def test_unexpected_exceptions_become_a_500_without_internals(settings: Settings) -> None:
     app = create_app(settings)
-    crash = protected_router()
+    crash = protected_router(resource=None)
 
     @crash.get("/crash")
     def _crash() -> None:

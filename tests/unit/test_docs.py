@@ -18,7 +18,8 @@ def _env_names(model: type[BaseSettings]) -> set[str]:
         if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
             names |= _env_names(annotation)
         else:
-            names.add(f"{ENV_PREFIX}{name.upper()}")
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            names.add(str(extra.get("env", f"{ENV_PREFIX}{name.upper()}")))
     return names
 
 

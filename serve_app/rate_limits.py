@@ -1,0 +1,102 @@
+"""Rate limits at the HTTP edge: which limit applies to a request, and the headers on every response.
+
+Routes count through `RateLimitPolicy.check` (protected routes per principal, public ones per client IP);
+a response that no route counted (an unknown path, a malformed body) is counted per client IP by
+`RateLimitHeadersMiddleware`, so every response carries X-RateLimit-* (API.md "rate limits").
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.errors import RateLimited
+from core.settings import RateLimitSettings
+from services.principal import Principal
+from services.rate_limit import Decision, Limit, RateLimiter
+
+DECISION_KEY = "orchestrator.rate_limit"
+CLASSES = ("general", "auth", "register", "executions", "health")
+
+
+class RateLimitPolicy:
+    def __init__(self, settings: RateLimitSettings, limiter: RateLimiter) -> None:
+        self.enabled = settings.rate_limit_enabled
+        self._limiter = limiter
+        self._tiers = {tier.lower(): factor for tier, factor in settings.rate_limit_tiers.items()}
+        self._trust_forwarded_for = settings.trust_forwarded_for
+        self._classes = {name: Limit.parse(getattr(settings, f"rate_limit_{name}")) for name in CLASSES}
+        self._routes = {_route_key(key): Limit.parse(value) for key, value in settings.rate_limit_routes.items()}
+
+    def check_principal(self, request: Request, route_class: str, principal: Principal) -> Decision | None:
+        identity = principal.credential_id or principal.user_id
+        return self._check(request, route_class, f"p:{identity}", tier=principal.tier)
+
+    def check_client(self, request: Request, route_class: str, *, extra: str = "") -> Decision | None:
+        """Count a request per client IP (and `extra`, e.g. the account being logged into)."""
+        identity = f"ip:{self.client_ip(request.scope)}"
+        return self._check(request, route_class, f"{identity}:{extra.lower()}" if extra else identity)
+
+    def count_uncounted(self, scope: Scope) -> Decision | None:
+        if not self.enabled or scope.get(DECISION_KEY) is not None:
+            return scope.get(DECISION_KEY)
+        limit = self._classes["general"]
+        decision = self._limiter.hit(f"general:ip:{self.client_ip(scope)}", limit)
+        scope[DECISION_KEY] = decision
+        return decision
+
+    def client_ip(self, scope: Scope) -> str:
+        if self._trust_forwarded_for:
+            for name, value in scope.get("headers", []):
+                if name == b"x-forwarded-for":
+                    return value.decode("latin-1").split(",")[0].strip()
+        client = scope.get("client")
+        return client[0] if client else "unknown"
+
+    def _check(self, request: Request, route_class: str, identity: str, *, tier: str = "free") -> Decision | None:
+        if not self.enabled:
+            return None
+        route = request.scope.get("route")
+        route_path = getattr(route, "path_format", None) or getattr(route, "path", None)
+        override = self._routes.get((request.method, route_path)) if route_path else None
+        if override is not None:
+            limit, bucket = override, f"route:{request.method}:{route_path}:{identity}"
+        else:
+            limit, bucket = self._classes[route_class], f"{route_class}:{identity}"
+        decision = self._limiter.hit(bucket, limit.scaled(self._tiers.get(tier.lower(), 1.0)))
+        # The most specific decision of the request is the one its headers report.
+        request.scope[DECISION_KEY] = decision
+        if not decision.allowed:
+            raise RateLimited(retry_after_s=decision.retry_after_s)
+        return decision
+
+
+def _route_key(text: str) -> tuple[str, str]:
+    method, _, path = text.strip().partition(" ")
+    if not path:
+        raise ValueError(f"rate limit route '{text}' must be 'METHOD /path'")
+    return method.upper(), path.strip()
+
+
+class RateLimitHeadersMiddleware:
+    """Adds X-RateLimit-* to every HTTP response; counts per IP what no route counted."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                context = getattr(scope["app"].state, "context", None)
+                decision = context.rate_limits.count_uncounted(scope) if context is not None else None
+                if decision is not None:
+                    extra = [(name.lower().encode(), value.encode()) for name, value in decision.headers().items()]
+                    existing = {name for name, _ in message.get("headers", [])}
+                    message["headers"] = [*message.get("headers", []), *(h for h in extra if h[0] not in existing)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

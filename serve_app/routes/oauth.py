@@ -1,0 +1,109 @@
+"""OAuth 2.0 client credentials (seed 003): the token endpoint and client registration for admins."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastapi import Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from core.errors import AuthenticationFailed, FieldIssue, MalformedRequest, ValidationFailed
+from serve_app.deps import Context, CurrentPrincipal
+from serve_app.routing import protected_router, public_router
+from serve_app.schemas.common import MessageResponse
+from serve_app.schemas.identity import (
+    AccessTokenResponse,
+    OAuthClientCreate,
+    OAuthClientCreated,
+    OAuthClientList,
+    OAuthClientOut,
+)
+from services import oauth
+from services.principal import Role
+
+public = public_router(prefix="/oauth", tags=["oauth"], route_class=None)
+clients = protected_router(prefix="/oauth/clients", tags=["oauth"], resource="system", min_role=Role.admin)
+
+
+@public.post("/token", response_model=AccessTokenResponse)
+async def token(request: Request, context: Context) -> AccessTokenResponse:
+    """`grant_type=client_credentials` with `client_id`/`client_secret` in the form body (or JSON, or HTTP
+    Basic); optional `scope` narrows the client's scopes."""
+    fields = await _token_request_fields(request)
+    if fields.get("grant_type") != "client_credentials":
+        raise ValidationFailed(
+            "Unsupported grant_type", details=[FieldIssue("grant_type", "only 'client_credentials' is supported")]
+        )
+    client_id, client_secret = _client_credentials(request, fields)
+    context.rate_limits.check_client(request, "auth", extra=client_id)
+
+    def exchange() -> tuple:
+        with context.db.session() as session:
+            return oauth.exchange_client_credentials(
+                session, context.tokens, client_id=client_id, client_secret=client_secret, scope=fields.get("scope")
+            )
+
+    issued, scopes = await run_in_threadpool(exchange)
+    return AccessTokenResponse(access_token=issued.token, expires_in=issued.expires_in, scope=" ".join(scopes))
+
+
+async def _token_request_fields(request: Request) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise MalformedRequest("Request body is not valid JSON") from exc
+        if not isinstance(body, dict):
+            raise ValidationFailed("Expected a JSON object")
+        return {str(key): str(value) for key, value in body.items() if isinstance(value, str | int)}
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+def _client_credentials(request: Request, fields: dict[str, str]) -> tuple[str, str]:
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise AuthenticationFailed("Malformed Basic credentials") from exc
+        client_id, _, client_secret = decoded.partition(":")
+    else:
+        client_id, client_secret = fields.get("client_id", ""), fields.get("client_secret", "")
+    if not client_id or not client_secret:
+        raise AuthenticationFailed("client_id and client_secret are required")
+    return client_id, client_secret
+
+
+@clients.post("", status_code=status.HTTP_201_CREATED, response_model=OAuthClientCreated)
+def register_client(
+    body: OAuthClientCreate, principal: CurrentPrincipal, context: Context, response: Response
+) -> OAuthClientCreated:
+    """Register a machine client; the secret is in this response only."""
+    with context.db.transaction() as session:
+        client, secret = oauth.register_client(
+            session,
+            name=body.name,
+            role=Role.parse(body.role),
+            scopes=body.scopes,
+            created_by=principal.user_id if principal.is_user_account else None,
+        )
+        created = OAuthClientCreated(**OAuthClientOut.model_validate(client).model_dump(), client_secret=secret)
+    response.headers["Location"] = f"/api/v1/oauth/clients/{created.id}"
+    response.headers["Cache-Control"] = "no-store"
+    return created
+
+
+@clients.get("", response_model=OAuthClientList)
+def list_clients(context: Context) -> OAuthClientList:
+    with context.db.session() as session:
+        return OAuthClientList(clients=[OAuthClientOut.model_validate(c) for c in oauth.list_clients(session)])
+
+
+@clients.delete("/{client_pk}", response_model=MessageResponse)
+def revoke_client(client_pk: str, context: Context) -> MessageResponse:
+    with context.db.transaction() as session:
+        oauth.revoke_client(session, client_pk)
+    return MessageResponse(message="OAuth client revoked")

@@ -1,0 +1,160 @@
+"""Tokens, API keys, OAuth clients and organizations (seeds 000, 001, 002, 003)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AliasChoices, EmailStr, Field, field_validator
+
+from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+
+RoleName = Literal["admin", "agent", "user"]
+OrgRoleName = Literal["owner", "admin", "member"]
+Tier = Literal["free", "pro", "enterprise"]
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+class RefreshRequest(RequestModel):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class LogoutRequest(RequestModel):
+    refresh_token: str | None = Field(None, max_length=4096)
+
+
+class RefreshResponse(ResponseModel):
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "Bearer"  # noqa: S105 (an OAuth token type, not a password)
+
+
+class ServiceTokenRequest(RequestModel):
+    user_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@\-]+$")
+    role: RoleName
+    expires_in: int | None = Field(None, ge=60, description="seconds; default: the access token lifetime")
+
+    _role = field_validator("role", mode="before")(_lower)
+
+
+class AccessTokenResponse(ResponseModel):
+    access_token: str
+    token_type: str = "Bearer"  # noqa: S105 (an OAuth token type, not a password)
+    expires_in: int
+    scope: str | None = None
+
+
+class ApiKeyCreate(RequestModel):
+    name: str = Field(min_length=1, max_length=100)
+    permissions: list[str] | None = Field(
+        None, validation_alias=AliasChoices("permissions", "scopes"), description="scopes like tasks:read; default *"
+    )
+    expires_at: datetime | None = None
+    expires_in_days: int | None = Field(None, ge=1, le=3650)
+
+
+class ApiKeyOut(ResponseModel):
+    id: str
+    name: str
+    prefix: str
+    permissions: list[str] = Field(validation_alias=AliasChoices("permissions", "scopes"))
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="Shown once: store it now")
+
+
+class ApiKeyList(ResponseModel):
+    api_keys: list[ApiKeyOut]
+
+
+class OAuthClientCreate(RequestModel):
+    name: str = Field(min_length=1, max_length=100)
+    role: RoleName = "agent"
+    scopes: list[str] = Field(default_factory=lambda: ["*"])
+
+    _role = field_validator("role", mode="before")(_lower)
+
+
+class OAuthClientOut(ResponseModel):
+    id: str
+    client_id: str
+    name: str
+    role: str
+    scopes: list[str]
+    revoked_at: datetime | None
+    created_at: datetime
+
+
+class OAuthClientCreated(OAuthClientOut):
+    client_secret: str = Field(description="Shown once: store it now")
+
+
+class OAuthClientList(ResponseModel):
+    clients: list[OAuthClientOut]
+
+
+class OrganizationCreate(RequestModel):
+    name: str = Field(min_length=1, max_length=200)
+    slug: str | None = Field(None, max_length=100)
+    subscription_tier: Tier | None = None
+
+    _tier = field_validator("subscription_tier", mode="before")(_lower)
+
+
+class OrganizationUpdate(RequestModel):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    slug: str | None = Field(None, max_length=100)
+    subscription_tier: Tier | None = None
+
+    _tier = field_validator("subscription_tier", mode="before")(_lower)
+
+
+class MemberOut(ResponseModel):
+    id: str
+    user_id: str
+    email: str
+    role: str
+    joined_at: datetime
+
+
+class OrganizationOut(ResponseModel):
+    id: str
+    name: str
+    slug: str
+    subscription_tier: str
+    role: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrganizationDetail(OrganizationOut):
+    members: list[MemberOut]
+
+
+class OrganizationList(ResponseModel):
+    organizations: list[OrganizationOut]
+    pagination: PaginationInfo
+    links: PaginationLinks
+
+
+class MemberAdd(RequestModel):
+    user_id: str | None = None
+    email: EmailStr | None = None
+    role: OrgRoleName = "member"
+
+    _role = field_validator("role", mode="before")(_lower)
+
+
+class MemberUpdate(RequestModel):
+    role: OrgRoleName
+
+    _role = field_validator("role", mode="before")(_lower)
