@@ -56,8 +56,7 @@ class RateLimitPolicy:
     def _check(self, request: Request, route_class: str, identity: str, *, tier: str = "free") -> Decision | None:
         if not self.enabled:
             return None
-        route = request.scope.get("route")
-        route_path = getattr(route, "path_format", None) or getattr(route, "path", None)
+        route_path = route_template(request.scope) if self._routes else None
         override = self._routes.get((request.method, route_path)) if route_path else None
         if override is not None:
             limit, bucket = override, f"route:{request.method}:{route_path}:{identity}"
@@ -69,6 +68,16 @@ class RateLimitPolicy:
         if not decision.allowed:
             raise RateLimited(retry_after_s=decision.retry_after_s)
         return decision
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's full path template, e.g. ``/api/v1/users/{user_id}``.
+
+    Rebuilt from the request path and its path parameters: with FastAPI >= 0.165 the route in the scope
+    is the router's own, without the prefixes it was included under.
+    """
+    by_value = {str(value): name for name, value in (scope.get("path_params") or {}).items()}
+    return "/".join(f"{{{by_value[part]}}}" if part in by_value else part for part in scope["path"].split("/"))
 
 
 def _route_key(text: str) -> tuple[str, str]:

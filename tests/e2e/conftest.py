@@ -7,6 +7,7 @@ and deploys the Serve app); tests talk to it over real HTTP; `orchestrator down`
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 from tests.conftest import POSTGRES_ENV, REDIS_ENV, _postgres_schema, free_port
 
 STARTUP_TIMEOUT_S = 180
+E2E_REPLICAS = 2
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory, platform_database_url: st
         "ORCHESTRATOR_DASHBOARD_PORT": str(free_port()),
         "ORCHESTRATOR_DATABASE_URL": platform_database_url,
         "ORCHESTRATOR_REDIS_URL": os.environ.get(REDIS_ENV, ""),
+        "ORCHESTRATOR_REDIS_KEY_PREFIX": f"e2e-{secrets.token_hex(4)}:",
         "ORCHESTRATOR_ENVIRONMENT": "test",
+        # Two replicas: the rate-limit and routing tests must hold across replicas, as in production.
+        "ORCHESTRATOR_API_REPLICAS": str(E2E_REPLICAS),
+        "ORCHESTRATOR_SHUTDOWN_DRAIN_TIMEOUT_S": "2",
         "RAY_ADDRESS": "",
     }
     log_path = data_dir / "up.log"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import httpx
+import pytest
 
 from tests.conftest import REDIS_ENV
-from tests.e2e.conftest import Platform
+from tests.e2e.conftest import E2E_REPLICAS, Platform
 
 PASSWORD = "correct-horse-battery"
 
@@ -85,3 +87,29 @@ def test_migrations_are_current(platform: Platform) -> None:
     assert result.returncode == 0, result.stderr
     current, head = result.stdout.split()[1], result.stdout.split()[3]
     assert current == head
+
+
+def test_requests_are_spread_over_both_api_replicas(http: httpx.Client) -> None:
+    replicas = set()
+    deadline = time.monotonic() + 30
+    while len(replicas) < E2E_REPLICAS and time.monotonic() < deadline:
+        replicas.add(http.get("/health").json()["checks"]["serve"]["details"]["replica"])
+    assert len(replicas) == E2E_REPLICAS
+
+
+@pytest.mark.skipif(not os.environ.get(REDIS_ENV), reason=f"needs {REDIS_ENV}: without Redis limits are per replica")
+def test_login_limit_holds_across_replicas_sharing_redis(http: httpx.Client) -> None:
+    email = f"limit-{uuid.uuid4().hex[:10]}@example.com"
+    statuses = [
+        http.post("/api/v1/auth/login", json={"email": email, "password": "wrong-password"}).status_code
+        for _ in range(16)
+    ]
+    # ORCHESTRATOR_RATE_LIMIT_AUTH defaults to 10 per 15 minutes per IP + account.
+    assert statuses.count(401) == 10, statuses
+    assert statuses.count(429) == 6
+
+
+def test_every_response_has_rate_limit_headers(http: httpx.Client) -> None:
+    names = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X-RateLimit-Window")
+    for response in (http.get("/health"), http.get("/api/v1/users/me"), http.get("/api/v1/nope")):
+        assert all(name in response.headers for name in names), response.headers

@@ -1,0 +1,125 @@
+"""Rate limits over HTTP: headers everywhere, 429 with Retry-After, classes, tiers, and Redis shared
+between API replicas (no request beyond the limit is accepted)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from persistence.db import Database
+from persistence.models import User
+from serve_app.app import create_app
+from tests.conftest import free_port, make_settings
+from tests.integration.test_auth_flow import PASSWORD, assert_error, bearer, login, register
+
+HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X-RateLimit-Window")
+
+
+@contextmanager
+def app_client(tmp_path: Path, database_url: str, redis_url: str = "", prefix: str = "", **limits: object
+               ) -> Iterator[TestClient]:  # fmt: skip
+    settings = make_settings(
+        tmp_path, database_url, rate_limits=limits,
+        redis={"redis_url": redis_url, "redis_key_prefix": prefix or f"test-{secrets.token_hex(4)}:"},
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _wrong_login(client: TestClient, email: str):
+    return client.post("/api/v1/auth/login", json={"email": email, "password": "not-the-password"})
+
+
+def test_every_response_carries_rate_limit_headers(client: TestClient) -> None:
+    responses = [
+        client.get("/health"),
+        client.post("/api/v1/auth/register", json={"email": "h@example.com", "password": PASSWORD}),
+        client.get("/api/v1/users/me"),
+        client.get("/api/v1/nowhere"),
+        client.delete("/api/v1/auth/login"),
+        client.post("/api/v1/auth/login", content=b"{", headers={"Content-Type": "application/json"}),
+        client.post("/api/v1/auth/login", json={}),
+        client.get("/api/v1/users/me", headers=bearer(login(client, "h@example.com")["access_token"])),
+    ]
+    for response in responses:
+        missing = [name for name in HEADERS if name not in response.headers]
+        assert not missing, (response.request.method, response.request.url.path, response.status_code, missing)
+    assert responses[-1].headers["X-RateLimit-Window"] == "3600"
+
+
+def test_login_is_limited_per_ip_and_account(tmp_path: Path, db: Database, database_url: str) -> None:
+    with app_client(tmp_path, database_url, rate_limit_auth="3/15m") as client:
+        register(client, "victim@example.com")
+        assert [_wrong_login(client, "victim@example.com").status_code for _ in range(3)] == [401] * 3
+        blocked = _wrong_login(client, "victim@example.com")
+        assert_error(blocked, 429, "RATE_LIMIT_EXCEEDED")
+        assert int(blocked.headers["Retry-After"]) > 0
+        assert blocked.headers["X-RateLimit-Remaining"] == "0"
+        # Even the right password waits now; another account is not affected.
+        right = client.post("/api/v1/auth/login", json={"email": "victim@example.com", "password": PASSWORD})
+        assert right.status_code == 429
+        assert _wrong_login(client, "other@example.com").status_code == 401
+
+
+def test_general_limit_is_per_caller_and_scaled_by_tier(tmp_path: Path, db: Database, database_url: str) -> None:
+    with app_client(tmp_path, database_url, rate_limit_general="4/h") as client:
+        register(client, "free@example.com")
+        register(client, "pro@example.com")
+        with db.transaction() as session:
+            session.execute(update(User).where(User.email == "pro@example.com").values(subscription_tier="pro"))
+        free = bearer(login(client, "free@example.com")["access_token"])
+        pro = bearer(login(client, "pro@example.com")["access_token"])
+        statuses = [client.get("/api/v1/users/me", headers=free).status_code for _ in range(5)]
+        assert statuses == [200] * 4 + [429]
+        response = client.get("/api/v1/users/me", headers=pro)
+        assert response.status_code == 200 and response.headers["X-RateLimit-Limit"] == "40"
+
+
+def test_failed_authentication_is_limited_per_ip(tmp_path: Path, db: Database, database_url: str) -> None:
+    with app_client(tmp_path, database_url, rate_limit_general="3/h") as client:
+        statuses = [client.get("/api/v1/users/me", headers=bearer(f"guess-{n}")).status_code for n in range(5)]
+        assert statuses == [401, 401, 401, 429, 429]
+
+
+def test_per_route_overrides_apply_to_that_route_only(tmp_path: Path, db: Database, database_url: str) -> None:
+    with app_client(tmp_path, database_url, rate_limit_routes={"GET /api/v1/users/me": "2/m"}) as client:
+        register(client, "route@example.com")
+        token = bearer(login(client, "route@example.com")["access_token"])
+        assert [client.get("/api/v1/users/me", headers=token).status_code for _ in range(3)] == [200, 200, 429]
+        assert client.get("/api/v1/organizations", headers=token).status_code == 200
+
+
+def test_limits_hold_across_replicas_sharing_redis(tmp_path: Path, db: Database, database_url: str,
+                                                   redis_url: str) -> None:  # fmt: skip
+    prefix = f"test-{secrets.token_hex(4)}:"
+    with (
+        app_client(tmp_path / "a", database_url, redis_url, prefix, rate_limit_auth="10/15m") as replica_a,
+        app_client(tmp_path / "b", database_url, redis_url, prefix, rate_limit_auth="10/15m") as replica_b,
+    ):
+        register(replica_a, "shared@example.com")
+        statuses = [_wrong_login(replica, "shared@example.com").status_code for replica in (replica_a, replica_b) * 15]
+        assert statuses.count(401) == 10, statuses
+        assert statuses.count(429) == 20
+    redis.Redis.from_url(redis_url).delete(*redis.Redis.from_url(redis_url).keys(f"{prefix}*"))
+
+
+def test_without_redis_each_replica_counts_on_its_own(tmp_path: Path, db: Database, database_url: str) -> None:
+    """The documented fallback: limits hold per replica."""
+    with (
+        app_client(tmp_path / "a", database_url, rate_limit_auth="3/15m") as replica_a,
+        app_client(tmp_path / "b", database_url, rate_limit_auth="3/15m") as replica_b,
+    ):
+        statuses = [_wrong_login(replica, "solo@example.com").status_code for replica in (replica_a, replica_b) * 5]
+        assert statuses.count(401) == 6
+
+
+def test_an_unreachable_redis_falls_back_instead_of_failing(tmp_path: Path, db: Database, database_url: str) -> None:
+    with app_client(tmp_path, database_url, f"redis://127.0.0.1:{free_port()}/0", rate_limit_auth="2/15m") as client:
+        statuses = [_wrong_login(client, "down@example.com").status_code for _ in range(3)]
+        assert statuses == [401, 401, 429]
