@@ -12,59 +12,24 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from http_load import load
+from platform_process import BIN, free_port, platform_env, running_platform, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(url)
-
-
-def _env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ORCHESTRATOR_DATA_DIR": str(data_dir),
-        "ORCHESTRATOR_PORT": str(port),
-        "ORCHESTRATOR_DATABASE_URL": "",
-        "ORCHESTRATOR_REDIS_URL": "",
-        "ORCHESTRATOR_DASHBOARD_PORT": str(_free_port()),
-        "RAY_ADDRESS": "",
-        **extra,
-    }
 
 
 def bench_uvicorn(data_dir: Path, args: argparse.Namespace) -> dict:
-    port = _free_port()
-    subprocess.run([BIN / "orchestrator", "db", "upgrade"], env=_env(data_dir, port), check=True, capture_output=True)
+    port = free_port()
+    env = platform_env(data_dir, port)
+    subprocess.run([BIN / "orchestrator", "db", "upgrade"], env=env, check=True, capture_output=True)
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "serve_app.app:create_app", "--port", str(port),
            "--log-level", "warning", "--no-access-log"]  # fmt: skip
-    server = subprocess.Popen(cmd, env=_env(data_dir, port), cwd=ROOT)
+    server = subprocess.Popen(cmd, env=env, cwd=ROOT)
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}/health")
+        wait_healthy(f"http://127.0.0.1:{port}/health")
         return _measure(f"http://127.0.0.1:{port}/health", args)
     finally:
         server.terminate()
@@ -72,21 +37,10 @@ def bench_uvicorn(data_dir: Path, args: argparse.Namespace) -> dict:
 
 
 def bench_serve(data_dir: Path, args: argparse.Namespace, fast_proxy: str) -> dict:
-    port = _free_port()
-    env = _env(data_dir, port, ORCHESTRATOR_FAST_PROXY=fast_proxy)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log = open(data_dir / f"up-{fast_proxy}.log", "w")  # noqa: SIM115
-    started = time.monotonic()
-    platform = subprocess.Popen([BIN / "orchestrator", "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}/health")
-        result = _measure(f"http://127.0.0.1:{port}/health", args)
-        result["startup_s"] = time.monotonic() - started
-        return result
-    finally:
-        subprocess.run([BIN / "orchestrator", "down"], env=env, check=False, capture_output=True)
-        platform.wait(60)
-        log.close()
+    with running_platform(data_dir, ORCHESTRATOR_FAST_PROXY=fast_proxy) as (base, startup_s):
+        result = _measure(f"{base}/health", args)
+    result["startup_s"] = startup_s
+    return result
 
 
 def _measure(url: str, args: argparse.Namespace) -> dict:

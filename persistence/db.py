@@ -3,7 +3,8 @@
 `Database.session()` is a read unit of work; `Database.transaction()` a write one that commits on
 success. On SQLite, writers in one process queue on a lock and open their transaction with
 ``BEGIN IMMEDIATE``: writers wait their turn instead of failing with "database is locked" half-way
-through a transaction (the Prefect failure ARCHITECTURE.md warns about).
+through a transaction (the Prefect failure ARCHITECTURE.md warns about). On Postgres, read sessions run
+in autocommit: a one-statement read is one round trip instead of BEGIN, the query and ROLLBACK.
 """
 
 from __future__ import annotations
@@ -40,17 +41,20 @@ class Database:
             self._ensure_sqlite_dir()
             self.engine = self._sqlite_engine(pool_size, echo, sqlite_busy_timeout_ms, immediate=False)
             self._write_engine = self._sqlite_engine(1, echo, sqlite_busy_timeout_ms, immediate=True)
+            read_engine = self.engine
         else:
+            # No pre-ping (a round trip per checkout): the first disconnect error invalidates the whole
+            # pool, that request answers 503, and the next ones reconnect.
             self.engine = create_engine(
                 self.url,
                 pool_size=pool_size,
                 max_overflow=max_overflow,
-                pool_pre_ping=True,
                 pool_recycle=1800,
                 echo=echo,
             )
             self._write_engine = self.engine
-        self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+            read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._read_sessions = sessionmaker(read_engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
 
     @classmethod

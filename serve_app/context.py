@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import redis
+import redis.asyncio as aioredis
 
 from cluster.probes import ray_probe, serve_probe
 from core.settings import Settings
@@ -57,8 +58,11 @@ class AppContext:
             environment=settings.environment.value,
         )
         limiter: RateLimiter = (
-            RedisRateLimiter(redis_client, prefix=settings.redis.redis_key_prefix)
-            if redis_client is not None
+            RedisRateLimiter(
+                aioredis.Redis.from_url(settings.redis.redis_url, socket_timeout=2, socket_connect_timeout=2),
+                prefix=settings.redis.redis_key_prefix,
+            )
+            if settings.redis.redis_url
             else MemoryRateLimiter()
         )
         return cls(
@@ -75,10 +79,11 @@ class AppContext:
             rate_limits=RateLimitPolicy(settings.rate_limits, limiter),
         )
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.db.dispose()
         if self.redis is not None:
             self.redis.close()
+        await self.rate_limits.aclose()
 
 
 def _database_probe(db: Database):

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from core.errors import AuthenticationFailed
 from serve_app.context import AppContext
@@ -17,28 +18,30 @@ _bearer = HTTPBearer(auto_error=False, description="JWT access token, or an API 
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (ao_…)")
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    # async: a sync dependency would cost a thread hop per request for a dictionary read.
     return request.app.state.context
 
 
 Context = Annotated[AppContext, Depends(get_context)]
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
     """The caller, from a bearer JWT, a bearer API key or X-API-Key. Failures are counted per client IP,
-    so that guessing tokens or keys runs into the rate limit."""
+    so that guessing tokens or keys runs into the rate limit. The database lookups (revocation, key)
+    run in one thread-pool call; everything else stays on the event loop."""
     context: AppContext = request.app.state.context
     credential = bearer.credentials if bearer is not None and bearer.credentials else api_key
     try:
         if not credential:
             raise AuthenticationFailed("Authentication required: send 'Authorization: Bearer <token>'")
-        principal = _principal_for(context, credential.strip())
+        principal = await run_in_threadpool(_principal_for, context, credential.strip())
     except AuthenticationFailed:
-        context.rate_limits.check_client(request, "general")
+        await context.rate_limits.check_client(request, "general")
         raise
     request.state.principal = principal
     return principal
@@ -83,7 +86,7 @@ def _principal_for(context: AppContext, credential: str) -> Principal:
 def require_role(minimum: Role):
     """A per-route dependency raising the router's minimum role (e.g. admin-only routes)."""
 
-    def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         principal.require_role(minimum)
         return principal
 

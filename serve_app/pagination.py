@@ -21,7 +21,7 @@ class PageParams:
     limit: int
 
 
-def page_params(
+async def page_params(
     page: int = Query(1, ge=1, le=1_000_000, description="Page number, from 1"),
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Items per page, 1–100"),
 ) -> PageParams:

@@ -28,20 +28,23 @@ class RateLimitPolicy:
         self._classes = {name: Limit.parse(getattr(settings, f"rate_limit_{name}")) for name in CLASSES}
         self._routes = {_route_key(key): Limit.parse(value) for key, value in settings.rate_limit_routes.items()}
 
-    def check_principal(self, request: Request, route_class: str, principal: Principal) -> Decision | None:
-        identity = principal.credential_id or principal.user_id
-        return self._check(request, route_class, f"p:{identity}", tier=principal.tier)
+    async def aclose(self) -> None:
+        await self._limiter.aclose()
 
-    def check_client(self, request: Request, route_class: str, *, extra: str = "") -> Decision | None:
+    async def check_principal(self, request: Request, route_class: str, principal: Principal) -> Decision | None:
+        identity = principal.credential_id or principal.user_id
+        return await self._check(request, route_class, f"p:{identity}", tier=principal.tier)
+
+    async def check_client(self, request: Request, route_class: str, *, extra: str = "") -> Decision | None:
         """Count a request per client IP (and `extra`, e.g. the account being logged into)."""
         identity = f"ip:{self.client_ip(request.scope)}"
-        return self._check(request, route_class, f"{identity}:{extra.lower()}" if extra else identity)
+        return await self._check(request, route_class, f"{identity}:{extra.lower()}" if extra else identity)
 
-    def count_uncounted(self, scope: Scope) -> Decision | None:
+    async def count_uncounted(self, scope: Scope) -> Decision | None:
         if not self.enabled or scope.get(DECISION_KEY) is not None:
             return scope.get(DECISION_KEY)
         limit = self._classes["general"]
-        decision = self._limiter.hit(f"general:ip:{self.client_ip(scope)}", limit)
+        decision = await self._limiter.hit(f"general:ip:{self.client_ip(scope)}", limit)
         scope[DECISION_KEY] = decision
         return decision
 
@@ -53,7 +56,7 @@ class RateLimitPolicy:
         client = scope.get("client")
         return client[0] if client else "unknown"
 
-    def _check(self, request: Request, route_class: str, identity: str, *, tier: str = "free") -> Decision | None:
+    async def _check(self, request: Request, route_class: str, identity: str, *, tier: str = "free") -> Decision | None:
         if not self.enabled:
             return None
         route_path = route_template(request.scope) if self._routes else None
@@ -62,7 +65,7 @@ class RateLimitPolicy:
             limit, bucket = override, f"route:{request.method}:{route_path}:{identity}"
         else:
             limit, bucket = self._classes[route_class], f"{route_class}:{identity}"
-        decision = self._limiter.hit(bucket, limit.scaled(self._tiers.get(tier.lower(), 1.0)))
+        decision = await self._limiter.hit(bucket, limit.scaled(self._tiers.get(tier.lower(), 1.0)))
         # The most specific decision of the request is the one its headers report.
         request.scope[DECISION_KEY] = decision
         if not decision.allowed:
@@ -101,7 +104,7 @@ class RateLimitHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 context = getattr(scope["app"].state, "context", None)
-                decision = context.rate_limits.count_uncounted(scope) if context is not None else None
+                decision = await context.rate_limits.count_uncounted(scope) if context is not None else None
                 if decision is not None:
                     extra = [(name.lower().encode(), value.encode()) for name, value in decision.headers().items()]
                     existing = {name for name, _ in message.get("headers", [])}

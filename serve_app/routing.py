@@ -37,8 +37,8 @@ def authorize(minimum: Role, resource: str | None, route_class: str = "general")
     if resource is not None and resource not in RESOURCES:
         raise ValueError(f"unknown scope resource '{resource}'")
 
-    def dependency(request: Request, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        request.app.state.context.rate_limits.check_principal(request, route_class, principal)
+    async def dependency(request: Request, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        await request.app.state.context.rate_limits.check_principal(request, route_class, principal)
         principal.require_role(minimum)
         if resource is not None:
             principal.require_scope(resource, action_for_method(request.method))
@@ -63,8 +63,8 @@ class PublicRoute(APIRoute):
 def count_client(route_class: str):
     """A dependency counting a public request per client IP in `route_class`."""
 
-    def dependency(request: Request) -> None:
-        request.app.state.context.rate_limits.check_client(request, route_class)
+    async def dependency(request: Request) -> None:
+        await request.app.state.context.rate_limits.check_client(request, route_class)
 
     return dependency
 

@@ -146,7 +146,10 @@ def update_organization(
         organization.slug = slug
     if changes.get("subscription_tier"):
         organization.subscription_tier = changes["subscription_tier"]
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent change took the slug
+        raise Conflict("The slug is taken", details=[FieldIssue("slug", "already in use")]) from exc
     return organization
 
 
@@ -155,6 +158,13 @@ def delete_organization(session: Session, principal: Principal, organization_id:
     if _acting_role(session, principal, organization) is not OrgRole.owner:
         raise PermissionDenied("Only an owner may delete the organization")
     session.delete(organization)
+
+
+def _lock_organization(session: Session, organization_id: str) -> None:
+    """Serialise membership changes of one organization, so that two owners leaving at once cannot both
+    see the other as the remaining owner. SQLite writers are already serialised (persistence.db)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Organization.id).where(Organization.id == organization_id).with_for_update())
 
 
 def _count_owners(session: Session, organization_id: str) -> int:
@@ -183,16 +193,22 @@ def add_member(
     acting = _require_manager(session, principal, organization)
     if role is OrgRole.owner and acting is not OrgRole.owner:
         raise PermissionDenied("Only an owner may add another owner")
-    user = session.get(User, user_id) if user_id else None
-    if user is None and email:
-        user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if not user_id and not email:
+        raise ValidationFailed("Name the user to add", details=[FieldIssue("user_id", "user_id or email is required")])
+    if user_id:
+        user = session.get(User, user_id)
+    else:
+        user = session.scalar(select(User).where(User.email == (email or "").strip().lower()))
     if user is None:
         raise NotFound("User not found")
     if membership(session, organization_id, user.id) is not None:
         raise Conflict("This user is already a member")
     member = OrganizationMember(organization_id=organization_id, user_id=user.id, role=role.value)
     session.add(member)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # the same user added concurrently
+        raise Conflict("This user is already a member") from exc
     return member
 
 
@@ -201,6 +217,7 @@ def update_member_role(
 ) -> OrganizationMember:
     organization = get_organization(session, principal, organization_id)
     acting = _require_manager(session, principal, organization)
+    _lock_organization(session, organization_id)
     member = membership(session, organization_id, user_id)
     if member is None:
         raise NotFound("Member not found")
@@ -222,6 +239,7 @@ def remove_member(session: Session, principal: Principal, organization_id: str, 
         if leaving_self
         else _require_manager(session, principal, organization)
     )
+    _lock_organization(session, organization_id)
     member = membership(session, organization_id, user_id)
     if member is None:
         raise NotFound("Member not found")

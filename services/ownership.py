@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import FieldIssue, NotFound, PermissionDenied, ValidationFailed
 from persistence.base import OwnedMixin
+from persistence.models import Organization
 from services.organizations import member_organization_ids, membership
 from services.principal import Principal
 
@@ -72,6 +73,9 @@ def resolve_owner(
     if not owner_id:
         raise ValidationFailed("owner_id is required", details=[FieldIssue("owner_id", "the organization's id")])
     # Any member may create for their organization; a non-member learns nothing about it.
-    if not principal.is_admin and membership(session, owner_id, principal.user_id) is None:
+    if principal.is_admin:
+        if session.get(Organization, owner_id) is None:
+            raise NotFound("Organization not found")
+    elif membership(session, owner_id, principal.user_id) is None:
         raise NotFound("Organization not found")
     return ORGANIZATION, owner_id

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis
+import redis.asyncio as aioredis
 
 log = logging.getLogger("orchestrator.ratelimit")
 
@@ -70,7 +71,9 @@ class Decision:
 
 
 class RateLimiter(Protocol):
-    def hit(self, key: str, limit: Limit) -> Decision: ...
+    async def hit(self, key: str, limit: Limit) -> Decision: ...
+
+    async def aclose(self) -> None: ...
 
 
 def _gcra(stored_tat_ms: float | None, now_ms: float, limit: Limit) -> tuple[bool, float, int, float]:
@@ -104,7 +107,13 @@ class MemoryRateLimiter:
         self._lock = threading.Lock()
         self._max_keys = max_keys
 
-    def hit(self, key: str, limit: Limit) -> Decision:
+    async def hit(self, key: str, limit: Limit) -> Decision:
+        return self.hit_now(key, limit)
+
+    async def aclose(self) -> None:
+        return None
+
+    def hit_now(self, key: str, limit: Limit) -> Decision:
         now_ms = time.time() * 1000
         with self._lock:
             allowed, tat, remaining, retry = _gcra(self._tats.get(key), now_ms, limit)
@@ -142,22 +151,27 @@ return {1, math.floor((now - allow_at) / interval), 0, math.ceil(new_tat)}
 
 
 class RedisRateLimiter:
-    def __init__(self, client: redis.Redis, *, prefix: str, fallback: MemoryRateLimiter | None = None) -> None:
+    """Async, so that a decision never blocks the event loop nor costs a thread hop."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str, fallback: MemoryRateLimiter | None = None) -> None:
         self._client = client
         self._prefix = prefix
         self._script = client.register_script(_GCRA_LUA)
         self._fallback = fallback or MemoryRateLimiter()
         self._last_warning = 0.0
 
-    def hit(self, key: str, limit: Limit) -> Decision:
+    async def hit(self, key: str, limit: Limit) -> Decision:
         try:
-            allowed, remaining, retry_ms, tat_ms = self._script(
+            allowed, remaining, retry_ms, tat_ms = await self._script(
                 keys=[f"{self._prefix}rl:{key}"], args=[limit.count, limit.window_s * 1000]
             )
-        except redis.RedisError as exc:
+        except (redis.RedisError, OSError) as exc:
             self._warn(exc)
-            return self._fallback.hit(key, limit)
+            return self._fallback.hit_now(key, limit)
         return _decision(bool(allowed), float(tat_ms), int(remaining), float(retry_ms), limit)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
     def _warn(self, exc: Exception) -> None:
         now = time.monotonic()

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import Depends, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from core.clock import utcnow
 from core.errors import FieldIssue, ValidationFailed
+from serve_app.context import AppContext
 from serve_app.deps import Context, CurrentPrincipal, require_role
-from serve_app.routing import protected_router, public_router
+from serve_app.routing import count_client, protected_router, public_router
 from serve_app.schemas.common import MessageResponse
 from serve_app.schemas.identity import (
     AccessTokenResponse,
@@ -36,10 +38,10 @@ keys = protected_router(prefix="/auth/api-keys", tags=["api keys"], resource="ap
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
     responses={409: {"description": "CONFLICT: email already registered"}},
+    dependencies=[Depends(count_client("register"))],
 )
-def register(body: RegisterRequest, request: Request, context: Context, response: Response) -> UserOut:
+def register(body: RegisterRequest, context: Context, response: Response) -> UserOut:
     """Create an account. The first account on an empty platform becomes `admin`."""
-    context.rate_limits.check_client(request, "register")
     password_hash = users.prepare_password(body.password, context.registration)
     with context.db.transaction() as session:
         user = users.register_user(
@@ -56,11 +58,15 @@ def register(body: RegisterRequest, request: Request, context: Context, response
 
 
 @public.post("/login", response_model=TokenResponse)
-def login(body: LoginRequest, request: Request, context: Context) -> TokenResponse:
+async def login(body: LoginRequest, request: Request, context: Context) -> TokenResponse:
     """Exchange email and password for an access token and a refresh token.
 
     Limited per client IP and account (`ORCHESTRATOR_RATE_LIMIT_AUTH`, 10 per 15 minutes)."""
-    context.rate_limits.check_client(request, "auth", extra=str(body.email))
+    await context.rate_limits.check_client(request, "auth", extra=str(body.email))
+    return await run_in_threadpool(_login, body, context)
+
+
+def _login(body: LoginRequest, context: AppContext) -> TokenResponse:
     with context.db.session() as session:
         user = users.authenticate_password(session, email=str(body.email), password=body.password)
     with context.db.transaction() as session:
@@ -75,10 +81,9 @@ def login(body: LoginRequest, request: Request, context: Context) -> TokenRespon
     )
 
 
-@public.post("/refresh", response_model=RefreshResponse)
-def refresh(body: RefreshRequest, request: Request, context: Context) -> RefreshResponse:
+@public.post("/refresh", response_model=RefreshResponse, dependencies=[Depends(count_client("general"))])
+def refresh(body: RefreshRequest, context: Context) -> RefreshResponse:
     """Rotate a refresh token. Presenting an already-used one revokes every token of its login."""
-    context.rate_limits.check_client(request, "general")
     with context.db.transaction() as session:
         issued = sessions.rotate_refresh_token(session, context.tokens, body.refresh_token)
     return RefreshResponse(

@@ -36,7 +36,7 @@ async def token(request: Request, context: Context) -> AccessTokenResponse:
             "Unsupported grant_type", details=[FieldIssue("grant_type", "only 'client_credentials' is supported")]
         )
     client_id, client_secret = _client_credentials(request, fields)
-    context.rate_limits.check_client(request, "auth", extra=client_id)
+    await context.rate_limits.check_client(request, "auth", extra=client_id)
 
     def exchange() -> tuple:
         with context.db.session() as session:

@@ -7,13 +7,18 @@ throwaway admin first.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from core.errors import Conflict
 from persistence.db import Database
 from persistence.models import Organization, OrganizationMember
+from services import organizations as orgs
+from services.principal import Principal, Role
 from tests.integration.test_auth_flow import assert_error, bearer, login, register
 
 ORGS = "/api/v1/organizations"
@@ -344,6 +349,41 @@ def test_an_owner_can_leave_once_another_member_is_owner(client: TestClient) -> 
     assert_error(demote, 409, "CONFLICT")
 
 
+def test_two_owners_leaving_at_the_same_time_leave_one_owner(client: TestClient, db: Database) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLite runs one writer at a time, so the two removals cannot interleave")
+    first, second = _accounts(client, "first", "second")
+    org = _create_org(client, first)
+    _add_member(client, org["id"], first, second, role="owner")
+    outcomes: list[str] = []
+
+    def second_leaves() -> None:
+        try:
+            with db.transaction() as session:
+                orgs.remove_member(session, Principal(user_id=second.id, role=Role.agent), org["id"], second.id)
+            outcomes.append("left")
+        except Conflict:
+            outcomes.append("conflict")
+
+    with db.transaction() as session:
+        orgs.remove_member(session, Principal(user_id=first.id, role=Role.agent), org["id"], first.id)
+        session.flush()  # the first owner's removal is written, not yet committed
+        worker = threading.Thread(target=second_leaves)
+        worker.start()
+        # A correct implementation makes the second removal wait for this transaction; give it the chance.
+        worker.join(timeout=2)
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+
+    with db.session() as session:
+        owners = session.scalar(
+            select(func.count())
+            .select_from(OrganizationMember)
+            .where(OrganizationMember.organization_id == org["id"], OrganizationMember.role == "owner")
+        )
+    assert owners == 1, f"second owner's removal: {outcomes}"
+
+
 def test_a_member_can_leave_on_their_own(client: TestClient) -> None:
     owner, member = _accounts(client, "owner", "member")
     org = _create_org(client, owner)
@@ -430,3 +470,10 @@ def test_only_an_owner_may_delete_the_organization(client: TestClient, db: Datab
         assert remaining == 0
     # The slug can be used again.
     assert _create_org(client, owner)["slug"] == "acme-corp"
+
+
+def test_adding_a_member_needs_a_user_id_or_an_email(client: TestClient) -> None:
+    (owner,) = _accounts(client, "needs")
+    org = _create_org(client, owner)
+    response = client.post(f"/api/v1/organizations/{org['id']}/members", headers=owner.headers, json={"role": "member"})
+    assert_error(response, 422, "VALIDATION_ERROR")

@@ -38,7 +38,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 def test_the_burst_is_the_limit_and_then_requests_are_refused(clock: FakeClock) -> None:
     limiter, limit = MemoryRateLimiter(), Limit(5, 60)
-    decisions = [limiter.hit("k", limit) for _ in range(7)]
+    decisions = [limiter.hit_now("k", limit) for _ in range(7)]
     assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
     assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
     refused = decisions[5]
@@ -50,23 +50,23 @@ def test_the_burst_is_the_limit_and_then_requests_are_refused(clock: FakeClock) 
 def test_capacity_refills_evenly_over_the_window(clock: FakeClock) -> None:
     limiter, limit = MemoryRateLimiter(), Limit(5, 60)
     for _ in range(5):
-        limiter.hit("k", limit)
+        limiter.hit_now("k", limit)
     clock.now += 12
-    assert limiter.hit("k", limit).allowed
-    assert not limiter.hit("k", limit).allowed
+    assert limiter.hit_now("k", limit).allowed
+    assert not limiter.hit_now("k", limit).allowed
     clock.now += 60
-    assert limiter.hit("k", limit).remaining == 4
+    assert limiter.hit_now("k", limit).remaining == 4
 
 
 def test_keys_are_counted_separately(clock: FakeClock) -> None:
     limiter, limit = MemoryRateLimiter(), Limit(1, 60)
-    assert limiter.hit("a", limit).allowed
-    assert limiter.hit("b", limit).allowed
-    assert not limiter.hit("a", limit).allowed
+    assert limiter.hit_now("a", limit).allowed
+    assert limiter.hit_now("b", limit).allowed
+    assert not limiter.hit_now("a", limit).allowed
 
 
 def test_memory_stays_bounded(clock: FakeClock) -> None:
     limiter = MemoryRateLimiter(max_keys=100)
     for index in range(1000):
-        limiter.hit(f"k{index}", Limit(10, 60))
+        limiter.hit_now(f"k{index}", Limit(10, 60))
     assert len(limiter._tats) <= 100
