@@ -82,6 +82,7 @@ def up(
     typer.echo(f"database         {_redact(settings.database_url)}")
     upgrade(settings.database_url)
     typer.echo("migrations       up to date")
+    _purge_expired_credentials(settings)
 
     fast_proxy = runtime.configure_http_proxy(settings.api.fast_proxy)
     ray_address, dashboard_url, started_ray = runtime.start_or_join_ray(settings)
@@ -256,6 +257,17 @@ def admin_create(
     except DomainError as exc:
         typer.secho(f"{exc.code}: {exc.message}", fg="red", err=True)
         raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
+
+
+def _purge_expired_credentials(settings: Settings) -> None:
+    from persistence.db import Database
+    from services.housekeeping import purge_expired_credentials
+
+    db = Database.from_settings(settings)
+    try:
+        purge_expired_credentials(db)
     finally:
         db.dispose()
 

@@ -3,8 +3,9 @@
 `Database.session()` is a read unit of work; `Database.transaction()` a write one that commits on
 success. On SQLite, writers in one process queue on a lock and open their transaction with
 ``BEGIN IMMEDIATE``: writers wait their turn instead of failing with "database is locked" half-way
-through a transaction (the Prefect failure ARCHITECTURE.md warns about). On Postgres, read sessions run
-in autocommit: a one-statement read is one round trip instead of BEGIN, the query and ROLLBACK.
+through a transaction (the Prefect failure ARCHITECTURE.md warns about). Read sessions run in autocommit
+on both backends: a one-statement read is one statement, not BEGIN, the query and ROLLBACK (on Postgres,
+one round trip instead of three); a read of several statements gets no common snapshot.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,8 +40,8 @@ class Database:
         self._write_lock = threading.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             self._ensure_sqlite_dir()
-            self.engine = self._sqlite_engine(pool_size, echo, sqlite_busy_timeout_ms, immediate=False)
-            self._write_engine = self._sqlite_engine(1, echo, sqlite_busy_timeout_ms, immediate=True)
+            self.engine = self._sqlite_engine(pool_size, echo, sqlite_busy_timeout_ms, begin=None)
+            self._write_engine = self._sqlite_engine(1, echo, sqlite_busy_timeout_ms, begin="BEGIN IMMEDIATE")
             read_engine = self.engine
         else:
             # No pre-ping (a round trip per checkout): the first disconnect error invalidates the whole
@@ -54,6 +55,7 @@ class Database:
             )
             self._write_engine = self.engine
             read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._read_engine = read_engine
         self._read_sessions = sessionmaker(read_engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
 
@@ -77,6 +79,12 @@ class Database:
         """A read-only unit of work (rolled back at the end)."""
         with _unavailable_on_connection_errors(), self._read_sessions() as session:
             yield session
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A read-only Core connection, for hot paths where an ORM session costs more than the query."""
+        with _unavailable_on_connection_errors(), self._read_engine.connect() as connection:
+            yield connection
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -114,7 +122,8 @@ class Database:
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
-    def _sqlite_engine(self, pool_size: int, echo: bool, busy_timeout_ms: int, *, immediate: bool) -> Engine:
+    def _sqlite_engine(self, pool_size: int, echo: bool, busy_timeout_ms: int, *, begin: str | None) -> Engine:
+        """`begin`: the statement that opens a transaction (None: statements run in autocommit)."""
         engine = create_engine(
             self.url,
             pool_size=pool_size,
@@ -134,11 +143,11 @@ class Database:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
-        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+        if begin is not None:
 
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql(begin)
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: Any) -> None:
+                conn.exec_driver_sql(begin)
 
         return engine
 

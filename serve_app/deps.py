@@ -62,8 +62,8 @@ def _principal_for(context: AppContext, credential: str) -> Principal:
     claims = context.tokens.decode(credential)
     token_id = claims.get("jti")
     if token_id:
-        with context.db.session() as session:
-            if sessions.is_revoked(session, str(token_id), claims.get("fam")):
+        with context.db.connect() as connection:
+            if sessions.is_revoked(connection, str(token_id), claims.get("fam")):
                 raise AuthenticationFailed("Token has been revoked")
     try:
         role = Role.parse(str(claims.get("role", "")))

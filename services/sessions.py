@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
@@ -96,9 +96,10 @@ def logout(session: Session, tokens: TokenService, principal: Principal, refresh
         revoke_family(session, claims["fam"])
 
 
-def is_revoked(session: Session, token_id: str, family: str | None) -> bool:
+def is_revoked(connection: Connection | Session, token_id: str, family: str | None) -> bool:
+    """Checked on every authenticated request: one indexed lookup of the token's id and its family."""
     ids = [token_id] if family is None else [token_id, family]
-    return session.scalar(select(TokenRevocation.id).where(TokenRevocation.id.in_(ids)).limit(1)) is not None
+    return connection.scalar(select(TokenRevocation.id).where(TokenRevocation.id.in_(ids)).limit(1)) is not None
 
 
 def purge_expired(session: Session) -> int:

@@ -108,3 +108,25 @@ def test_seed_002_self_minted_tokens_are_accepted(client: TestClient, settings: 
     assert_error(client.get("/api/v1/organizations", headers=bearer(foreign_issuer)), 401, "AUTHENTICATION_ERROR")
     unknown_role = jwt.encode({"sub": "x", "role": "superuser", "exp": now + 60, "iat": now}, secret, "HS256")
     assert_error(client.get("/api/v1/organizations", headers=bearer(unknown_role)), 401, "AUTHENTICATION_ERROR")
+
+
+def test_housekeeping_purges_only_expired_credentials(client: TestClient, db) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import func, select, update
+
+    from core.clock import utcnow
+    from persistence.models import RefreshToken, TokenRevocation
+    from services.housekeeping import purge_expired_credentials
+
+    register(client, "purge@example.com")
+    old = login(client, "purge@example.com")
+    client.post("/api/v1/auth/logout", headers=bearer(old["access_token"]))
+    current = login(client, "purge@example.com")
+    with db.transaction() as session:
+        session.execute(update(TokenRevocation).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert purge_expired_credentials(db) >= 1
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(TokenRevocation)) == 0
+        assert session.scalar(select(func.count()).select_from(RefreshToken)) >= 1
+    assert _me(client, current["access_token"]).status_code == 200
