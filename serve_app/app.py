@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(auth.public, prefix=API_PREFIX)
     app.include_router(auth.router, prefix=API_PREFIX)
+    app.include_router(auth.service, prefix=API_PREFIX)
     app.include_router(auth.keys, prefix=API_PREFIX)
     app.include_router(oauth.public, prefix=API_PREFIX)
     # Seed 003 documents the token endpoint at the root; same route, public alias.

@@ -32,8 +32,8 @@ class RateLimitPolicy:
         await self._limiter.aclose()
 
     async def check_principal(self, request: Request, route_class: str, principal: Principal) -> Decision | None:
-        identity = principal.credential_id or principal.user_id
-        return await self._check(request, route_class, f"p:{identity}", tier=principal.tier)
+        # Per caller, not per credential: a user's JWT and all their API keys share one budget.
+        return await self._check(request, route_class, f"p:{principal.user_id}", tier=principal.tier)
 
     async def check_client(self, request: Request, route_class: str, *, extra: str = "") -> Decision | None:
         """Count a request per client IP (and `extra`, e.g. the account being logged into)."""
@@ -50,9 +50,10 @@ class RateLimitPolicy:
 
     def client_ip(self, scope: Scope) -> str:
         if self._trust_forwarded_for:
-            for name, value in scope.get("headers", []):
-                if name == b"x-forwarded-for":
-                    return value.decode("latin-1").split(",")[0].strip()
+            # The rightmost address is the one our own proxy added; anything left of it the client wrote.
+            forwarded = [value for name, value in scope.get("headers", []) if name == b"x-forwarded-for"]
+            if forwarded:
+                return forwarded[-1].decode("latin-1").split(",")[-1].strip()
         client = scope.get("client")
         return client[0] if client else "unknown"
 

@@ -16,12 +16,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
-from core.errors import AuthenticationFailed, NotFound
+from core.errors import AuthenticationFailed, NotFound, PermissionDenied
 from core.hashing import sha256_hex
 from core.settings import EnvApiKey
 from persistence.models import ApiKey, User
+from persistence.repositories.pages import Page, fetch_page
 from services.principal import Principal, Role
-from services.scopes import normalize_scopes
+from services.scopes import normalize_scopes, scope_allows
 
 KEY_PREFIX = "ao_"
 # last_used_at is written at most this often per key, so that a busy key does not cost a write per request.
@@ -53,9 +54,23 @@ def create_api_key(
     return record, key
 
 
-def list_api_keys(session: Session, user_id: str) -> list[ApiKey]:
+def list_api_keys(session: Session, user_id: str, *, page: int, limit: int) -> Page[ApiKey]:
     query = select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
-    return list(session.scalars(query))
+    return fetch_page(session, query, page=page, limit=limit)
+
+
+def scopes_within(principal: Principal, requested: list[str] | None) -> list[str]:
+    """The scopes of a new key: a scoped caller (itself an API key) can only hand on what it holds."""
+    if principal.scopes is None:
+        return normalize_scopes(requested if requested is not None else ["*"])
+    if requested is None:
+        return list(principal.scopes)
+    wanted = normalize_scopes(requested)
+    for scope in wanted:
+        within = "*" in principal.scopes if scope == "*" else scope_allows(principal.scopes, *scope.split(":", 1))
+        if not within:
+            raise PermissionDenied(f"A key cannot grant '{scope}', which the calling credential lacks")
+    return wanted
 
 
 def revoke_api_key(session: Session, principal: Principal, key_id: str) -> ApiKey:
@@ -72,7 +87,7 @@ def authenticate_env_key(env_keys: tuple[EnvApiKey, ...], key: str) -> Principal
     for env_key in env_keys:
         if hmac.compare_digest(env_key.key_hash, digest):
             identity = f"env:{env_key.name}"
-            return Principal(user_id=identity, role=Role.parse(env_key.role), via="env_api_key", credential_id=identity)
+            return Principal(user_id=identity, role=Role.parse(env_key.role), via="env_api_key")
     return None
 
 
@@ -105,7 +120,6 @@ def authenticate_api_key(session: Session, key: str) -> KeyLookup:
         via="api_key",
         scopes=tuple(record.scopes),
         tier=tier,
-        credential_id=record.id,
     )
     stale = record.last_used_at is None or now - record.last_used_at >= LAST_USED_RESOLUTION
     return KeyLookup(principal, record.id, stale)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,6 +12,8 @@ from sqlalchemy.orm import Session
 from core.clock import utcnow
 from core.errors import AuthenticationFailed, NotFound, PermissionDenied
 from persistence.models import OAuthClient
+from persistence.repositories.pages import Page, fetch_page
+from services import sessions
 from services.api_keys import hash_key
 from services.principal import Role
 from services.scopes import normalize_scopes, scope_allows
@@ -37,16 +40,24 @@ def register_client(
     return client, secret
 
 
-def list_clients(session: Session) -> list[OAuthClient]:
-    return list(session.scalars(select(OAuthClient).order_by(OAuthClient.created_at.desc())))
+def list_clients(session: Session, *, page: int, limit: int) -> Page[OAuthClient]:
+    query = select(OAuthClient).order_by(OAuthClient.created_at.desc(), OAuthClient.id.desc())
+    return fetch_page(session, query, page=page, limit=limit)
 
 
-def revoke_client(session: Session, client_pk: str) -> OAuthClient:
+def subject_of(client_id: str) -> str:
+    """The `sub` of the tokens issued to a client; also the id under which they are revoked together."""
+    return f"client:{client_id}"
+
+
+def revoke_client(session: Session, client_pk: str, *, token_ttl_s: int) -> OAuthClient:
+    """Revoke the client and every access token it holds (they name it as their subject)."""
     client = session.get(OAuthClient, client_pk)
     if client is None:
         raise NotFound("OAuth client not found")
     if client.revoked_at is None:
         client.revoked_at = utcnow()
+        sessions.revoke_subject(session, subject_of(client.client_id), utcnow() + timedelta(seconds=token_ttl_s))
     return client
 
 
@@ -70,6 +81,6 @@ def exchange_client_credentials(
                 raise PermissionDenied(f"Requested scope '{wanted}' exceeds the client's scopes")
         granted = requested
     issued = tokens.issue_access(
-        subject=f"client:{client.client_id}", role=client.role, scopes=granted, via="oauth_client"
+        subject=subject_of(client.client_id), role=client.role, scopes=granted, via="oauth_client"
     )
     return issued, granted

@@ -54,7 +54,8 @@ def _require_user_account(principal: Principal) -> None:
 
 
 def membership(session: Session, organization_id: str, user_id: str) -> OrganizationMember | None:
-    return session.get(OrganizationMember, (organization_id, user_id))
+    # populate_existing: after waiting on the organization's lock, read the row as committed now.
+    return session.get(OrganizationMember, (organization_id, user_id), populate_existing=True)
 
 
 def member_organization_ids(user_id: str):
@@ -216,8 +217,8 @@ def update_member_role(
     session: Session, principal: Principal, organization_id: str, user_id: str, role: OrgRole
 ) -> OrganizationMember:
     organization = get_organization(session, principal, organization_id)
-    acting = _require_manager(session, principal, organization)
     _lock_organization(session, organization_id)
+    acting = _require_manager(session, principal, organization)
     member = membership(session, organization_id, user_id)
     if member is None:
         raise NotFound("Member not found")
@@ -233,13 +234,13 @@ def update_member_role(
 
 def remove_member(session: Session, principal: Principal, organization_id: str, user_id: str) -> None:
     organization = get_organization(session, principal, organization_id)
+    _lock_organization(session, organization_id)
     leaving_self = user_id == principal.user_id
     acting = (
         _acting_role(session, principal, organization)
         if leaving_self
         else _require_manager(session, principal, organization)
     )
-    _lock_organization(session, organization_id)
     member = membership(session, organization_id, user_id)
     if member is None:
         raise NotFound("Member not found")

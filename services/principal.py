@@ -42,8 +42,6 @@ class Principal:
     # None: no narrowing beyond the role. A tuple: only these `resource:action` scopes.
     scopes: tuple[str, ...] | None = None
     tier: str = "free"
-    # The credential's own id (API key id, OAuth client id) for rate limits and audit.
-    credential_id: str | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -49,7 +49,7 @@ def normalize_scopes(scopes: Iterable[str], field: str = "permissions") -> list[
 
 
 def scope_allows(scopes: Iterable[str], resource: str, action: str) -> bool:
-    wanted = {f"{resource}:{action}", f"{resource}:*", f"*:{action}", "*"}
+    wanted = {f"{resource}:{action}", f"{resource}:*", f"*:{action}", "*:*", "*"}
     # write implies read, as a key allowed to change a resource may also look at it.
     if action == "read":
         wanted.add(f"{resource}:write")

@@ -96,10 +96,16 @@ def logout(session: Session, tokens: TokenService, principal: Principal, refresh
         revoke_family(session, claims["fam"])
 
 
-def is_revoked(connection: Connection | Session, token_id: str, family: str | None) -> bool:
-    """Checked on every authenticated request: one indexed lookup of the token's id and its family."""
-    ids = [token_id] if family is None else [token_id, family]
-    return connection.scalar(select(TokenRevocation.id).where(TokenRevocation.id.in_(ids)).limit(1)) is not None
+def is_revoked(connection: Connection | Session, *ids: str | None) -> bool:
+    """Checked on every authenticated request: one indexed lookup of the token's id, its family and,
+    for machine clients, its subject."""
+    wanted = [value for value in ids if value]
+    return connection.scalar(select(TokenRevocation.id).where(TokenRevocation.id.in_(wanted)).limit(1)) is not None
+
+
+def revoke_subject(session: Session, subject: str, until: datetime) -> None:
+    """Revoke every token naming `subject` (an OAuth client's tokens) until they would have expired."""
+    _add_revocation(session, subject, "subject", until)
 
 
 def purge_expired(session: Session) -> int:

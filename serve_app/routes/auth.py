@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
 from fastapi import Depends, Request, Response, status
 from starlette.concurrency import run_in_threadpool
@@ -10,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from core.clock import utcnow
 from core.errors import FieldIssue, ValidationFailed
 from serve_app.context import AppContext
-from serve_app.deps import Context, CurrentPrincipal, require_role
+from serve_app.deps import Context, CurrentPrincipal
+from serve_app.pagination import PageParams, page_params, paginated
 from serve_app.routing import count_client, protected_router, public_router
 from serve_app.schemas.common import MessageResponse
 from serve_app.schemas.identity import (
@@ -30,6 +32,8 @@ from services.principal import Role
 
 public = public_router(prefix="/auth", tags=["auth"], route_class=None)
 router = protected_router(prefix="/auth", tags=["auth"], resource=None)
+# Minting tokens is platform administration: a scoped credential needs `system:write` for it.
+service = protected_router(prefix="/auth", tags=["auth"], resource="system", min_role=Role.admin)
 keys = protected_router(prefix="/auth/api-keys", tags=["api keys"], resource="api_keys")
 
 
@@ -99,7 +103,7 @@ def logout(principal: CurrentPrincipal, context: Context, body: LogoutRequest | 
     return MessageResponse(message="Successfully logged out")
 
 
-@router.post("/token", response_model=AccessTokenResponse, dependencies=[Depends(require_role(Role.admin))])
+@service.post("/token", response_model=AccessTokenResponse)
 def service_token(body: ServiceTokenRequest, context: Context) -> AccessTokenResponse:
     """Mint an access token for a service identity `{user_id, role}` (seed 002)."""
     ttl = body.expires_in or context.tokens.access_ttl_s
@@ -113,10 +117,13 @@ def service_token(body: ServiceTokenRequest, context: Context) -> AccessTokenRes
 
 
 @keys.get("", response_model=ApiKeyList)
-def list_api_keys(principal: CurrentPrincipal, context: Context) -> ApiKeyList:
+def list_api_keys(
+    request: Request, principal: CurrentPrincipal, context: Context, params: Annotated[PageParams, Depends(page_params)]
+) -> dict:
     with context.db.session() as session:
-        records = api_keys.list_api_keys(session, principal.user_id)
-        return ApiKeyList(api_keys=[ApiKeyOut.model_validate(record) for record in records])
+        page = api_keys.list_api_keys(session, principal.user_id, page=params.page, limit=params.limit)
+        items = [ApiKeyOut.model_validate(record) for record in page.items]
+    return paginated(request, "api_keys", items, page)
 
 
 @keys.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
@@ -131,9 +138,10 @@ def create_api_key(
         expires_at = utcnow() + timedelta(days=body.expires_in_days)
     if expires_at is not None and expires_at <= utcnow():
         raise ValidationFailed("expires_at must be in the future", details=[FieldIssue("expires_at", "in the past")])
+    scopes = api_keys.scopes_within(principal, body.permissions)
     with context.db.transaction() as session:
         record, key = api_keys.create_api_key(
-            session, user_id=principal.user_id, name=body.name, scopes=body.permissions, expires_at=expires_at
+            session, user_id=principal.user_id, name=body.name, scopes=scopes, expires_at=expires_at
         )
         created = ApiKeyCreated(**ApiKeyOut.model_validate(record).model_dump(), key=key)
     response.headers["Location"] = f"/api/v1/auth/api-keys/{created.id}"

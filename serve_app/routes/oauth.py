@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated
 
-from fastapi import Request, Response, status
+from fastapi import Depends, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import AuthenticationFailed, FieldIssue, MalformedRequest, ValidationFailed
 from serve_app.deps import Context, CurrentPrincipal
+from serve_app.pagination import PageParams, page_params, paginated
 from serve_app.routing import protected_router, public_router
 from serve_app.schemas.common import MessageResponse
 from serve_app.schemas.identity import (
@@ -97,13 +99,16 @@ def register_client(
 
 
 @clients.get("", response_model=OAuthClientList)
-def list_clients(context: Context) -> OAuthClientList:
+def list_clients(request: Request, context: Context, params: Annotated[PageParams, Depends(page_params)]) -> dict:
     with context.db.session() as session:
-        return OAuthClientList(clients=[OAuthClientOut.model_validate(c) for c in oauth.list_clients(session)])
+        page = oauth.list_clients(session, page=params.page, limit=params.limit)
+        items = [OAuthClientOut.model_validate(client) for client in page.items]
+    return paginated(request, "clients", items, page)
 
 
 @clients.delete("/{client_pk}", response_model=MessageResponse)
 def revoke_client(client_pk: str, context: Context) -> MessageResponse:
+    """Revoke a client; the access tokens it already holds stop working at once."""
     with context.db.transaction() as session:
-        oauth.revoke_client(session, client_pk)
+        oauth.revoke_client(session, client_pk, token_ttl_s=context.tokens.access_ttl_s)
     return MessageResponse(message="OAuth client revoked")

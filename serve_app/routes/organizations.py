@@ -99,13 +99,17 @@ def delete_organization(organization_id: str, principal: CurrentPrincipal, conte
 
 
 @router.post("/{organization_id}/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut)
-def add_member(organization_id: str, body: MemberAdd, principal: CurrentPrincipal, context: Context) -> MemberOut:
+def add_member(
+    organization_id: str, body: MemberAdd, principal: CurrentPrincipal, context: Context, response: Response
+) -> MemberOut:
     with context.db.transaction() as session:
         member = orgs.add_member(
             session, principal, organization_id, user_id=body.user_id, email=body.email and str(body.email),
             role=orgs.OrgRole(body.role),
         )  # fmt: skip
-        return _member_out(member)
+        result = _member_out(member)
+    response.headers["Location"] = f"/api/v1/organizations/{organization_id}/members/{result.user_id}"
+    return result
 
 
 @router.put("/{organization_id}/members/{user_id}", response_model=MemberOut)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import AliasChoices, EmailStr, Field, field_validator
@@ -56,6 +56,12 @@ class ApiKeyCreate(RequestModel):
     expires_at: datetime | None = None
     expires_in_days: int | None = Field(None, ge=1, le=3650)
 
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # A time without a zone is read as UTC (API.md: times are UTC), never compared naive.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
 
 class ApiKeyOut(ResponseModel):
     id: str
@@ -74,6 +80,8 @@ class ApiKeyCreated(ApiKeyOut):
 
 class ApiKeyList(ResponseModel):
     api_keys: list[ApiKeyOut]
+    pagination: PaginationInfo
+    links: PaginationLinks
 
 
 class OAuthClientCreate(RequestModel):
@@ -100,6 +108,8 @@ class OAuthClientCreated(OAuthClientOut):
 
 class OAuthClientList(ResponseModel):
     clients: list[OAuthClientOut]
+    pagination: PaginationInfo
+    links: PaginationLinks
 
 
 class OrganizationCreate(RequestModel):

@@ -121,3 +121,61 @@ def test_malformed_environment_keys_are_refused() -> None:
         parse_env_api_keys({"ORCHESTRATOR_API_KEY_X": "no-role-here"})
     with pytest.raises(ValueError, match="unknown role"):
         parse_env_api_keys({"ORCHESTRATOR_API_KEY_X": "key:root"})
+
+
+def test_a_scoped_key_cannot_create_a_broader_key(client: TestClient) -> None:
+    token = _token(client, "narrow@example.com")
+    narrow = _create(client, token, permissions=["api_keys:write", "organizations:read"])["key"]
+    broader = client.post("/api/v1/auth/api-keys", headers={"X-API-Key": narrow}, json={"name": "x"})
+    assert broader.status_code == 201 and broader.json()["permissions"] == ["api_keys:write", "organizations:read"]
+    escalate = client.post("/api/v1/auth/api-keys", headers={"X-API-Key": narrow},
+                           json={"name": "y", "permissions": ["*"]})  # fmt: skip
+    assert_error(escalate, 403, "AUTHORIZATION_ERROR")
+
+
+def test_a_scoped_admin_key_cannot_mint_service_tokens(client: TestClient) -> None:
+    admin = _token(client, "root@example.com")
+    scoped = _create(client, admin, permissions=["organizations:read"])["key"]
+    body = {"user_id": "svc", "role": "admin"}
+    assert_error(client.post("/api/v1/auth/token", headers={"X-API-Key": scoped}, json=body), 403,
+                 "AUTHORIZATION_ERROR")  # fmt: skip
+    full = _create(client, admin)["key"]
+    assert client.post("/api/v1/auth/token", headers={"X-API-Key": full}, json=body).status_code == 200
+
+
+def test_a_key_and_its_owners_token_share_one_rate_limit(tmp_path: Path, db: Database, database_url: str) -> None:
+    settings = make_settings(tmp_path, database_url, rate_limits={"rate_limit_general": "4/h"})
+    with TestClient(create_app(settings)) as client:
+        token = _token(client, "budget@example.com")
+        key = _create(client, token)["key"]  # the first request of the budget
+        statuses = [client.get("/api/v1/organizations", headers=h).status_code
+                    for h in (bearer(token), {"X-API-Key": key}, bearer(token), {"X-API-Key": key})]  # fmt: skip
+        assert statuses == [200, 200, 200, 429]
+
+
+def test_an_expiry_without_a_zone_is_read_as_utc(client: TestClient) -> None:
+    created = _create(client, _token(client, "naive@example.com"), expires_at="2099-01-01T00:00:00")
+    assert created["expires_at"] == "2099-01-01T00:00:00Z"
+
+
+def test_wildcard_scopes_grant_what_they_say(client: TestClient) -> None:
+    token = _token(client, "wild@example.com")
+    for scopes in (["*:*"], ["*:read"], ["organizations:*"]):
+        key = _create(client, token, permissions=scopes)["key"]
+        assert client.get("/api/v1/organizations", headers={"X-API-Key": key}).status_code == 200, scopes
+
+
+def test_key_list_is_paginated(client: TestClient) -> None:
+    token = _token(client, "many@example.com")
+    for _ in range(3):
+        _create(client, token)
+    page = client.get("/api/v1/auth/api-keys?limit=2", headers=bearer(token)).json()
+    assert len(page["api_keys"]) == 2 and page["pagination"]["total"] == 3 and page["links"]["next"]
+
+
+def test_seed_002_environment_keys_need_no_prefix(tmp_path: Path, db: Database, database_url: str) -> None:
+    keys = parse_env_api_keys({"ORCHESTRATOR_API_KEY_ADMIN": "admin-key-here:admin"})
+    settings = make_settings(tmp_path, database_url, auth={"env_api_keys": keys})
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/api/v1/users", headers={"X-API-Key": "admin-key-here"}).status_code == 200
+        assert client.get("/api/v1/users", headers=bearer("admin-key-here")).status_code == 200

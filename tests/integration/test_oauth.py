@@ -75,3 +75,21 @@ def test_only_admins_register_clients(client: TestClient) -> None:
     agent = login(client, "agent@example.com")["access_token"]
     assert_error(client.post("/api/v1/oauth/clients", headers=bearer(agent), json={"name": "x"}), 403,
                  "AUTHORIZATION_ERROR")  # fmt: skip
+
+
+def test_revoking_a_client_revokes_the_tokens_it_holds(client: TestClient) -> None:
+    admin = _admin(client)
+    registered = _client(client, admin)
+    form = {"grant_type": "client_credentials", "client_id": registered["client_id"],
+            "client_secret": registered["client_secret"]}  # fmt: skip
+    token = client.post("/oauth/token", data=form).json()["access_token"]
+    assert client.get("/api/v1/organizations", headers=bearer(token)).status_code == 200
+    client.delete(f"/api/v1/oauth/clients/{registered['id']}", headers=bearer(admin))
+    assert_error(client.get("/api/v1/organizations", headers=bearer(token)), 401, "AUTHENTICATION_ERROR")
+
+
+def test_client_list_is_paginated(client: TestClient) -> None:
+    admin = _admin(client)
+    _client(client, admin)
+    page = client.get("/api/v1/oauth/clients", headers=bearer(admin)).json()
+    assert page["pagination"]["total"] == 1 and len(page["clients"]) == 1

@@ -53,3 +53,15 @@ def test_pagination_envelope_matches_the_contract() -> None:
     assert body["links"]["last"] == "/api/v1/users?search=a&page=3&limit=20"
     empty = paginated(request, "users", [], Page(items=[], total=0, page=1, limit=20))
     assert empty["pagination"]["pages"] == 1 and empty["links"]["next"] is None
+
+
+def test_only_the_rightmost_forwarded_address_is_trusted() -> None:
+    from core.settings import RateLimitSettings
+    from serve_app.rate_limits import RateLimitPolicy
+    from services.rate_limit import MemoryRateLimiter
+
+    policy = RateLimitPolicy(RateLimitSettings(trust_forwarded_for=True), MemoryRateLimiter())
+    scope = {"client": ("10.0.0.9", 1), "headers": [(b"x-forwarded-for", b"1.2.3.4, 203.0.113.7")]}
+    assert policy.client_ip(scope) == "203.0.113.7"
+    untrusting = RateLimitPolicy(RateLimitSettings(), MemoryRateLimiter())
+    assert untrusting.client_ip(scope) == "10.0.0.9"
