@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -113,3 +116,21 @@ def test_every_response_has_rate_limit_headers(http: httpx.Client) -> None:
     names = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X-RateLimit-Window")
     for response in (http.get("/health"), http.get("/api/v1/users/me"), http.get("/api/v1/nope")):
         assert all(name in response.headers for name in names), response.headers
+
+
+def test_admin_create_from_the_cli_makes_an_account_that_can_log_in(platform: Platform, http: httpx.Client) -> None:
+    email = f"cli-{uuid.uuid4().hex[:8]}@example.com"
+    env = {**platform.env, "ORCHESTRATOR_ADMIN_PASSWORD": PASSWORD}
+    result = subprocess.run([*_cli_args(), "admin", "create", "--email", email, "--role", "agent"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"created agent {email}" in result.stdout
+    tokens = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert tokens.status_code == 200 and tokens.json()["user"]["role"] == "agent"
+    again = subprocess.run([*_cli_args(), "admin", "create", "--email", email], env=env, capture_output=True,
+                           text=True, timeout=60, check=False)  # fmt: skip
+    assert again.returncode == 1 and "CONFLICT" in again.stderr
+
+
+def _cli_args() -> list[str]:
+    return [str(Path(sys.executable).parent / "orchestrator")]
