@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from http_load import load
 from platform_process import BIN, free_port, platform_env, running_platform, wait_healthy
+
+from cluster.runtime import find_haproxy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +59,7 @@ def main() -> None:
     rows: list[tuple[str, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
         rows.append(("uvicorn (plain FastAPI, 1 process)", bench_uvicorn(Path(tmp) / "uvicorn", args)))
-        if shutil.which("haproxy"):
+        if find_haproxy():
             rows.append(("Ray Serve, HAProxy ingress", bench_serve(Path(tmp) / "serve-fast", args, "on")))
         rows.append(("Ray Serve, default proxy", bench_serve(Path(tmp) / "serve-default", args, "off")))
 
