@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, String
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.clock import utcnow
-from persistence.base import Base, IdMixin, JSONType, TimestampMixin
+from persistence.base import Base, IdMixin, JSONType, OwnedMixin, TimestampMixin
 
 
 class User(IdMixin, TimestampMixin, Base):
@@ -110,3 +110,61 @@ class OrganizationMember(Base):
 
     organization: Mapped[Organization] = relationship(back_populates="members")
     user: Mapped[User] = relationship()
+
+
+class Configuration(IdMixin, TimestampMixin, OwnedMixin, Base):
+    """A saved agent configuration or template (seed 001); `usage_count` counts agents created from it."""
+
+    __tablename__ = "configurations"
+    __table_args__ = (Index("ix_configurations_owner", "owner_type", "owner_id"),)
+
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    framework: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    configuration: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    is_template: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, index=True)
+    usage_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Agent(IdMixin, TimestampMixin, OwnedMixin, Base):
+    """An agent: the durable record. Deploying it starts its Ray actor (`agent:<id>`)."""
+
+    __tablename__ = "agents"
+    __table_args__ = (
+        Index("ix_agents_owner", "owner_type", "owner_id"),
+        # Containment filters on capabilities/tags use JSONB @> on Postgres, which GIN indexes serve.
+        Index("ix_agents_capabilities_gin", "capabilities", postgresql_using="gin"),
+        Index("ix_agents_tags_gin", "tags", postgresql_using="gin"),
+    )
+
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    framework: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    agent_type: Mapped[str] = mapped_column(String(16), nullable=False, default="code")  # visual | code
+    mode: Mapped[str] = mapped_column(String(16), nullable=False, default="hosted")  # hosted | external
+    # The agent's role in routing (seed 002/003 "type": coding, analysis, ops …).
+    type: Mapped[str | None] = mapped_column(String(32), index=True)
+    capabilities: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    specializations: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    model: Mapped[str | None] = mapped_column(String(100))
+    provider: Mapped[str | None] = mapped_column(String(50))
+    configuration: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    configuration_id: Mapped[str | None] = mapped_column(ForeignKey("configurations.id", ondelete="SET NULL"))
+    working_hours: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    max_concurrent_tasks: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    current_tasks: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # {"cpu": cores, "memory": MB, "gpu": count}
+    resource_limits: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="draft", index=True)
+    # Enabled flag (enable/disable): a disabled agent receives no new tasks, whatever its status.
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    version: Mapped[str] = mapped_column(String(32), nullable=False, default="1.0.0")
+    total_executions: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    successful_executions: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    avg_execution_time: Mapped[float | None] = mapped_column(Float)  # milliseconds
+    last_executed_at: Mapped[datetime | None] = mapped_column()
+    deployed_at: Mapped[datetime | None] = mapped_column()
+    created_by: Mapped[str | None] = mapped_column(String(64))

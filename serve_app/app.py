@@ -15,7 +15,7 @@ from serve_app.context import VERSION, AppContext
 from serve_app.errors import install_error_handlers
 from serve_app.middleware import CorrelationIdMiddleware, QueryCaseMiddleware
 from serve_app.rate_limits import RateLimitHeadersMiddleware
-from serve_app.routes import auth, health, oauth, organizations, users
+from serve_app.routes import agents, auth, configurations, health, oauth, organizations, users
 from serve_app.routing import assert_routes_protected
 
 API_PREFIX = "/api/v1"
@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oauth.clients, prefix=API_PREFIX)
     app.include_router(users.router, prefix=API_PREFIX)
     app.include_router(organizations.router, prefix=API_PREFIX)
+    app.include_router(agents.router, prefix=API_PREFIX)
+    app.include_router(configurations.router, prefix=API_PREFIX)
     install_error_handlers(app)
     assert_routes_protected(app)
 

@@ -27,7 +27,7 @@ from core.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from serve_app.request_context import correlation_id_of
+from serve_app.request_context import correlation_id_of, snake_case
 
 log = logging.getLogger("orchestrator.api")
 
@@ -111,7 +111,8 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(part) for part in loc]
     if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
         parts = parts[1:]
-    return ".".join(parts) or "body"
+    # Named as responses name them (snake_case), whichever spelling the client sent.
+    return ".".join(snake_case(part) for part in parts) or "body"
 
 
 def _clean_message(err: dict[str, Any]) -> str:

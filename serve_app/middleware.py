@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.errors import error_payload
-from serve_app.request_context import CORRELATION_HEADER, bind_correlation_id, correlation_id_from_headers
+from serve_app.request_context import (
+    CORRELATION_HEADER,
+    bind_correlation_id,
+    correlation_id_from_headers,
+    snake_case,
+)
 
 log = logging.getLogger("orchestrator.api")
-
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
 class CorrelationIdMiddleware:
@@ -73,10 +75,6 @@ class QueryCaseMiddleware:
         raw = scope.get("query_string", b"") if scope["type"] in ("http", "websocket") else b""
         if raw and any(65 <= byte <= 90 for byte in raw):  # only when an upper-case letter is present
             pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
-            rewritten = [(_snake(key), value) for key, value in pairs]
+            rewritten = [(snake_case(key), value) for key, value in pairs]
             scope = {**scope, "query_string": urlencode(rewritten).encode("latin-1")}
         await self.app(scope, receive, send)
-
-
-def _snake(name: str) -> str:
-    return _CAMEL_BOUNDARY.sub(r"_\1", name).lower() if not name.isupper() else name.lower()

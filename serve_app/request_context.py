@@ -14,6 +14,12 @@ _SCOPE_KEY = "orchestrator.correlation_id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 correlation_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def snake_case(name: str) -> str:
+    """`sortBy` -> `sort_by`; snake_case and all-caps names are left as they are (lower-cased)."""
+    return _CAMEL_BOUNDARY.sub(r"_\1", name).lower() if not name.isupper() else name.lower()
 
 
 def correlation_id_from_headers(headers: list[tuple[bytes, bytes]]) -> str:

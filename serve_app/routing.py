@@ -31,27 +31,34 @@ _ERRORS = {
 }
 
 
-def authorize(minimum: Role, resource: str | None, route_class: str = "general"):
+def authorize(minimum: Role, resource: str | None, route_class: str = "general", write_role: Role | None = None):
     """Authenticate, count the request against the caller's rate limit, then check the platform role
-    and, for scoped credentials (API keys, OAuth clients), the `resource:read|write` scope."""
+    (`write_role` for methods other than GET/HEAD/OPTIONS) and, for scoped credentials (API keys,
+    OAuth clients), the `resource:read|write` scope."""
     if resource is not None and resource not in RESOURCES:
         raise ValueError(f"unknown scope resource '{resource}'")
 
     async def dependency(request: Request, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         await request.app.state.context.rate_limits.check_principal(request, route_class, principal)
-        principal.require_role(minimum)
+        writing = action_for_method(request.method) == "write"
+        principal.require_role(write_role if writing and write_role is not None else minimum)
         if resource is not None:
             principal.require_scope(resource, action_for_method(request.method))
         return principal
 
     dependency.minimum_role = minimum  # type: ignore[attr-defined]
+    dependency.write_role = write_role  # type: ignore[attr-defined]
     return dependency
 
 
-def protected_router(*, resource: str | None, min_role: Role = Role.user, **kwargs: Any) -> APIRouter:
-    """A router whose every route authenticates, is rate-limited per caller, requires `min_role` and
-    (for scoped credentials) the scope `<resource>:read` for GET/HEAD and `<resource>:write` otherwise."""
-    return APIRouter(dependencies=[Depends(authorize(min_role, resource))], responses=_ERRORS, **kwargs)
+def protected_router(
+    *, resource: str | None, min_role: Role = Role.user, write_role: Role | None = None, **kwargs: Any
+) -> APIRouter:
+    """A router whose every route authenticates, is rate-limited per caller, requires `min_role`
+    (`write_role` for writes) and, for scoped credentials, the scope `<resource>:read` for GET/HEAD and
+    `<resource>:write` otherwise."""
+    dependency = Depends(authorize(min_role, resource, write_role=write_role))
+    return APIRouter(dependencies=[dependency], responses=_ERRORS, **kwargs)
 
 
 class PublicRoute(APIRoute):
@@ -112,9 +119,9 @@ def is_public(route: RouteInfo | APIRoute) -> bool:
     return bool((route.openapi_extra or {}).get(PUBLIC_FLAG))
 
 
-def minimum_role(route: RouteInfo) -> Role | None:
-    """The highest minimum role any dependency of the route asks for (None: authentication only)."""
-    roles = [role for role in _walk_minimum_roles(route.dependant) if role is not None]
+def minimum_role(route: RouteInfo, method: str = "GET") -> Role | None:
+    """The highest minimum role the route's dependencies ask of `method` (None: authentication only)."""
+    roles = [role for role in _walk_minimum_roles(route.dependant, method) if role is not None]
     return max(roles, key=lambda role: role.rank) if roles else None
 
 
@@ -124,9 +131,11 @@ def _calls(dependant: Dependant):
         yield from _calls(dep)
 
 
-def _walk_minimum_roles(dependant: Dependant):
+def _walk_minimum_roles(dependant: Dependant, method: str):
+    writing = action_for_method(method) == "write"
     for call in _calls(dependant):
-        yield getattr(call, "minimum_role", None)
+        write_role = getattr(call, "write_role", None)
+        yield write_role if writing and write_role is not None else getattr(call, "minimum_role", None)
 
 
 def requires_authentication(route: RouteInfo) -> bool:

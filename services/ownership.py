@@ -26,14 +26,21 @@ T = TypeVar("T", bound=OwnedMixin)
 USER, ORGANIZATION = "user", "organization"
 
 
-def visible_to(model: type[OwnedMixin], principal: Principal) -> ColumnElement[bool]:
+def owned_by(model: type[OwnedMixin], principal: Principal) -> ColumnElement[bool]:
+    """Items the caller or one of their organizations owns (admins: all)."""
     if principal.is_admin:
         return true()
     return or_(
         and_(model.owner_type == USER, model.owner_id == principal.user_id),
         and_(model.owner_type == ORGANIZATION, model.owner_id.in_(member_organization_ids(principal.user_id))),
-        model.is_public.is_(True),
     )
+
+
+def visible_to(model: type[OwnedMixin], principal: Principal) -> ColumnElement[bool]:
+    """What the caller may see: what they own, and public items."""
+    if principal.is_admin:
+        return true()
+    return or_(owned_by(model, principal), model.is_public.is_(True))
 
 
 def _owns(session: Session, item: OwnedMixin, principal: Principal) -> bool:

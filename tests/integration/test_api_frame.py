@@ -59,7 +59,11 @@ def test_unexpected_exceptions_become_a_500_without_internals(settings: Settings
 
 
 def test_admin_routes_declare_their_minimum_role(client: TestClient) -> None:
-    roles = {(route.path, method): minimum_role(route) for route in api_routes(client.app) for method in route.methods}
+    roles = {
+        (route.path, method): minimum_role(route, method)
+        for route in api_routes(client.app)
+        for method in route.methods
+    }
     assert roles[("/api/v1/users", "GET")] is Role.admin
     assert roles[("/api/v1/users/me", "GET")] is Role.user
 

@@ -95,7 +95,7 @@ def test_every_route_refuses_roles_below_its_minimum(secured) -> None:
     client, tokens = secured
     checked = 0
     for method, path, route in _protected(client):
-        minimum = minimum_role(route) or Role.user
+        minimum = minimum_role(route, method) or Role.user
         for role in Role:
             if role.rank < minimum.rank:
                 response = client.request(method, path, headers=bearer(tokens.by_role[role]))

@@ -3,8 +3,7 @@ from __future__ import annotations
 import pytest
 
 from persistence.repositories.pages import Page
-from serve_app.middleware import _snake
-from serve_app.request_context import correlation_id_from_headers
+from serve_app.request_context import correlation_id_from_headers, snake_case
 
 
 @pytest.mark.parametrize(
@@ -19,7 +18,7 @@ from serve_app.request_context import correlation_id_from_headers
     ],
 )
 def test_camel_case_query_names_become_snake_case(given: str, expected: str) -> None:
-    assert _snake(given) == expected
+    assert snake_case(given) == expected
 
 
 def test_correlation_id_prefers_caller_ids_and_refuses_unsafe_ones() -> None:

@@ -1,0 +1,68 @@
+"""The agent lifecycle as data: `draft → deploying → active ⇄ inactive`, and `error`.
+
+Whether an agent receives new work is a separate flag (`is_active`, enable/disable), not a status.
+Every status change goes through `transition`, so the allowed moves live in this one table.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from core.errors import FieldIssue, InvalidTransition
+
+
+class AgentStatus(StrEnum):
+    draft = "draft"  # created, never deployed
+    deploying = "deploying"  # deploy requested; waiting for the actor (or for the cluster to scale)
+    active = "active"  # its actor runs (or is passivated and re-activated on demand)
+    inactive = "inactive"  # undeployed: no actor
+    error = "error"  # deploy failed or the actor cannot be brought back
+
+
+ALLOWED: dict[AgentStatus, frozenset[AgentStatus]] = {
+    AgentStatus.draft: frozenset({AgentStatus.deploying}),
+    AgentStatus.deploying: frozenset({AgentStatus.active, AgentStatus.error, AgentStatus.inactive}),
+    AgentStatus.active: frozenset({AgentStatus.inactive, AgentStatus.error, AgentStatus.deploying}),
+    AgentStatus.inactive: frozenset({AgentStatus.deploying, AgentStatus.active}),
+    AgentStatus.error: frozenset({AgentStatus.deploying, AgentStatus.inactive}),
+}
+
+# Seeds' words for agent states (seed 001 IDLE/RUNNING/…, seed 003 available/busy/offline), accepted in
+# filters and mapped onto the lifecycle (API.md: synonyms are accepted on input).
+SYNONYMS: dict[str, AgentStatus] = {
+    "idle": AgentStatus.active,
+    "running": AgentStatus.active,
+    "available": AgentStatus.active,
+    "busy": AgentStatus.active,
+    "paused": AgentStatus.inactive,
+    "stopped": AgentStatus.inactive,
+    "offline": AgentStatus.inactive,
+}
+
+
+def parse_status(value: str) -> AgentStatus:
+    text = value.strip().lower()
+    if text in SYNONYMS:
+        return SYNONYMS[text]
+    try:
+        return AgentStatus(text)
+    except ValueError as exc:
+        allowed = ", ".join([*AgentStatus, *SYNONYMS])
+        raise ValueError(f"unknown agent status '{value}' (one of {allowed})") from exc
+
+
+def can_transition(current: AgentStatus, target: AgentStatus) -> bool:
+    return target in ALLOWED[current]
+
+
+def transition(current: AgentStatus | str, target: AgentStatus | str) -> AgentStatus:
+    """The new status, or InvalidTransition (409) naming both ends."""
+    current, target = AgentStatus(current), AgentStatus(target)
+    if not can_transition(current, target):
+        raise InvalidTransition(
+            f"An agent cannot go from '{current.value}' to '{target.value}'",
+            details=[
+                FieldIssue("status", f"allowed from '{current.value}': {sorted(s.value for s in ALLOWED[current])}")
+            ],
+        )
+    return target

@@ -1,0 +1,181 @@
+"""Agents and configurations: one superset schema (API.md "Agents"; seeds 000, 001, 003)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, computed_field, field_validator
+
+from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+from services.agents import validate_framework
+
+OwnerType = Literal["user", "organization"]
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _framework(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return validate_framework(value)
+        except Exception as exc:
+            raise ValueError(str(exc.details[0].message) if getattr(exc, "details", None) else str(exc)) from exc
+    return value
+
+
+def _labels(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    cleaned = []
+    for value in values:
+        label = value.strip()
+        if not label or len(label) > 64:
+            raise ValueError("each entry must be 1-64 characters")
+        if label not in cleaned:
+            cleaned.append(label)
+    return cleaned
+
+
+class ResourceLimits(RequestModel):
+    cpu: float = Field(1.0, gt=0, le=512, description="CPU cores")
+    memory: int = Field(512, gt=0, le=4_194_304, description="MB")
+    gpu: float = Field(0, ge=0, le=64)
+    network_isolation: str | None = None
+
+
+class AgentFields(RequestModel):
+    """Fields a client may set on create and update (status changes only through deploy/undeploy)."""
+
+    description: str | None = Field(None, max_length=5000)
+    framework: str | None = None
+    agent_type: Literal["visual", "code"] | None = None
+    mode: Literal["hosted", "external"] | None = None
+    type: str | None = Field(None, max_length=32, description="role in routing: coding, analysis, ops …")
+    capabilities: list[str] | None = Field(None, max_length=100)
+    specializations: list[str] | None = Field(None, max_length=100)
+    tags: list[str] | None = Field(None, max_length=100)
+    model: str | None = Field(None, max_length=100)
+    provider: str | None = Field(None, max_length=50)
+    configuration: dict[str, Any] | None = None
+    working_hours: dict[str, Any] | None = None
+    max_concurrent_tasks: int | None = Field(None, ge=1, le=1000)
+    resource_limits: ResourceLimits | None = None
+    is_active: bool | None = None
+    is_public: bool | None = None
+    version: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+$")
+
+    _framework = field_validator("framework", mode="before")(_framework)
+    _lower = field_validator("agent_type", "mode", "type", mode="before")(_lower)
+    _labels = field_validator("capabilities", "specializations", "tags")(_labels)
+
+
+class AgentCreate(AgentFields):
+    name: str = Field(min_length=1, max_length=100)
+    owner_type: OwnerType | None = None
+    owner_id: str | None = Field(None, max_length=64)
+    configuration_id: str | None = Field(None, description="a saved configuration or template to start from")
+
+    _owner = field_validator("owner_type", mode="before")(_lower)
+
+
+class AgentUpdate(AgentFields):
+    name: str | None = Field(None, min_length=1, max_length=100)
+
+
+class AgentToggle(RequestModel):
+    reason: str | None = Field(None, max_length=500)
+
+
+class AgentOut(ResponseModel):
+    id: str
+    name: str
+    description: str | None
+    owner_type: str
+    owner_id: str
+    is_public: bool
+    framework: str
+    agent_type: str
+    mode: str
+    type: str | None
+    capabilities: list[str]
+    specializations: list[str]
+    tags: list[str]
+    model: str | None
+    provider: str | None
+    configuration: dict[str, Any]
+    configuration_id: str | None
+    working_hours: dict[str, Any] | None
+    max_concurrent_tasks: int
+    current_tasks: int
+    resource_limits: dict[str, Any]
+    status: str
+    is_active: bool
+    disabled_reason: str | None
+    version: str
+    total_executions: int
+    successful_executions: int
+    avg_execution_time: float | None
+    last_executed_at: datetime | None
+    deployed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def success_rate(self) -> float | None:
+        return self.successful_executions / self.total_executions if self.total_executions else None
+
+
+class AgentList(ResponseModel):
+    agents: list[AgentOut]
+    pagination: PaginationInfo
+    links: PaginationLinks
+
+
+class ConfigurationCreate(RequestModel):
+    name: str = Field(min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=5000)
+    framework: str = "native"
+    configuration: dict[str, Any] = Field(default_factory=dict)
+    is_template: bool = False
+    is_public: bool = False
+    owner_type: OwnerType | None = None
+    owner_id: str | None = Field(None, max_length=64)
+
+    _framework = field_validator("framework", mode="before")(_framework)
+    _owner = field_validator("owner_type", mode="before")(_lower)
+
+
+class ConfigurationUpdate(RequestModel):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=5000)
+    framework: str | None = None
+    configuration: dict[str, Any] | None = None
+    is_template: bool | None = None
+    is_public: bool | None = None
+
+    _framework = field_validator("framework", mode="before")(_framework)
+
+
+class ConfigurationOut(ResponseModel):
+    id: str
+    name: str
+    description: str | None
+    framework: str
+    configuration: dict[str, Any]
+    is_template: bool
+    is_public: bool
+    usage_count: int
+    owner_type: str
+    owner_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConfigurationList(ResponseModel):
+    configurations: list[ConfigurationOut]
+    pagination: PaginationInfo
+    links: PaginationLinks
