@@ -134,3 +134,15 @@ def test_admin_create_from_the_cli_makes_an_account_that_can_log_in(platform: Pl
 
 def _cli_args() -> list[str]:
     return [str(Path(sys.executable).parent / "orchestrator")]
+
+
+def test_agents_registry_over_http(http: httpx.Client) -> None:
+    email = f"agents-{uuid.uuid4().hex[:8]}@example.com"
+    http.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    token = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    created = http.post("/api/v1/agents", headers=headers,
+                        json={"name": "Ops bot", "type": "ops", "capabilities": ["kubernetes", "helm"]})  # fmt: skip
+    assert created.status_code == 201, created.text
+    listed = http.get("/api/v1/agents", params={"capabilities": "helm", "type": "ops"}, headers=headers).json()
+    assert [agent["id"] for agent in listed["agents"]] == [created.json()["id"]]
