@@ -50,6 +50,10 @@ class MethodNotAllowed(DomainError):
     code, status, default_message = "METHOD_NOT_ALLOWED", 405, "Method not allowed"
 
 
+class PayloadTooLarge(DomainError):
+    code, status, default_message = "PAYLOAD_TOO_LARGE", 413, "Request body too large"
+
+
 class Conflict(DomainError):
     code, status, default_message = "CONFLICT", 409, "Resource conflict"
 
@@ -79,6 +83,7 @@ ERROR_CODES: dict[str, int] = {
         PermissionDenied,
         NotFound,
         MethodNotAllowed,
+        PayloadTooLarge,
         Conflict,
         InvalidTransition,
         RateLimited,

@@ -79,6 +79,8 @@ class ApiSettings(BaseSettings):
     # HAProxy ingress when the binary is on PATH; "auto" | "on" | "off".
     fast_proxy: str = "auto"
     cors_origins: list[str] = Field(default_factory=list)
+    # Largest request body accepted (413 beyond); uploads get their own limit where they are accepted.
+    max_request_bytes: int = Field(1024 * 1024, ge=1024)
 
     @property
     def autoscaling(self) -> bool:

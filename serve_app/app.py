@@ -13,7 +13,7 @@ from core.logging import configure_logging
 from core.settings import Settings, load_settings, resolve_secrets
 from serve_app.context import VERSION, AppContext
 from serve_app.errors import install_error_handlers
-from serve_app.middleware import CorrelationIdMiddleware, QueryCaseMiddleware
+from serve_app.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware, QueryCaseMiddleware
 from serve_app.rate_limits import RateLimitHeadersMiddleware
 from serve_app.routes import agents, auth, configurations, health, oauth, organizations, users
 from serve_app.routing import assert_routes_protected
@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Retry-After",
             ],
         )
+    # Starlette runs the last added outermost: correlation id, query case, rate-limit headers, body limit.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_request_bytes)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(QueryCaseMiddleware)
     # Outermost: every response, including a crash anywhere inside, gets the correlation id.

@@ -64,6 +64,58 @@ class CorrelationIdMiddleware:
             await send({"type": "http.response.body", "body": body})
 
 
+class BodySizeLimitMiddleware:
+    """Refuse request bodies over `max_bytes` with 413, by Content-Length or while streaming (chunked
+    bodies have none), before the app reads them into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _send_too_large(scope, send, self.max_bytes)
+                return
+        received = 0
+        refused = False
+
+        async def limited_receive() -> Message:
+            # Answer 413 ourselves and tell the app the client left: frameworks turn any exception raised
+            # while reading a body into their own 400, so raising here would not reach the client.
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = True
+                    await _send_too_large(scope, send, self.max_bytes)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # after our 413, whatever the app still sends is dropped
+                await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+
+async def _send_too_large(scope: Scope, send: Send, max_bytes: int) -> None:
+    from serve_app.request_context import correlation_id_of
+
+    body = json.dumps(
+        error_payload("PAYLOAD_TOO_LARGE", f"Request body exceeds {max_bytes} bytes", correlation_id_of(scope))
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class QueryCaseMiddleware:
     """Accept camelCase query parameters (`sortBy`, `createdAfter`) by rewriting them to snake_case,
     so that every route declares its parameters once (API.md, "JSON names")."""

@@ -89,3 +89,22 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert "/api/v1/auth/login" in spec["paths"]
     assert "/api/v1/users/me" in spec["paths"]
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(settings: Settings) -> None:
+    small = settings.with_overrides(api={"max_request_bytes": 2048})
+    with TestClient(create_app(small)) as client:
+        big = b'{"email": "a@b.co", "password": "' + b"x" * 4096 + b'"}'
+        response = client.post("/api/v1/auth/login", content=big, headers={"Content-Type": "application/json"})
+        error = assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+        assert "2048" in error["message"] and "X-RateLimit-Limit" in response.headers
+
+        def chunks():
+            yield b'{"email": "a@b.co", "password": "'
+            for _ in range(10):
+                yield b"y" * 512
+            yield b'"}'
+
+        streamed = client.post("/api/v1/auth/login", content=chunks(), headers={"Content-Type": "application/json"})
+        assert_error(streamed, 413, "PAYLOAD_TOO_LARGE")
+        assert client.post("/api/v1/auth/login", json={"email": "a@b.co", "password": "short"}).status_code == 401
