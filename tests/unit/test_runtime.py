@@ -26,3 +26,17 @@ def test_a_running_process_is_alive() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_haproxy_is_found_as_serve_would_find_it(monkeypatch, tmp_path) -> None:
+    from cluster.runtime import find_haproxy
+
+    binary = tmp_path / "haproxy"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", str(binary))
+    assert find_haproxy() == str(binary)
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", str(tmp_path / "missing"))
+    assert find_haproxy() is None
+    monkeypatch.delenv("RAY_SERVE_HAPROXY_BINARY_PATH")
+    assert find_haproxy()  # ray[serve]'s bundled binary (or one on PATH)
