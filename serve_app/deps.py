@@ -43,7 +43,6 @@ async def authenticate(
     except AuthenticationFailed:
         await context.rate_limits.check_client(request, "general")
         raise
-    request.state.principal = principal
     return principal
 
 

@@ -1,6 +1,7 @@
 """Rate limits at the HTTP edge: which limit applies to a request, and the headers on every response.
 
-Routes count through `RateLimitPolicy.check` (protected routes per principal, public ones per client IP);
+Routes count through `RateLimitPolicy.check_principal` (protected routes, per caller) or `check_client`
+(public ones, per client IP);
 a response that no route counted (an unknown path, a malformed body) is counted per client IP by
 `RateLimitHeadersMiddleware`, so every response carries X-RateLimit-* (API.md "rate limits").
 """

@@ -40,10 +40,10 @@ def authorize(minimum: Role, resource: str | None, route_class: str = "general",
 
     async def dependency(request: Request, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         await request.app.state.context.rate_limits.check_principal(request, route_class, principal)
-        writing = action_for_method(request.method) == "write"
-        principal.require_role(write_role if writing and write_role is not None else minimum)
+        action = action_for_method(request.method)
+        principal.require_role(write_role if action == "write" and write_role is not None else minimum)
         if resource is not None:
-            principal.require_scope(resource, action_for_method(request.method))
+            principal.require_scope(resource, action)
         return principal
 
     dependency.minimum_role = minimum  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 
-from core.errors import FieldIssue, PermissionDenied, ValidationFailed
+from core.errors import PermissionDenied
 from persistence.models import Agent
 from persistence.repositories.json_arrays import array_contains
 from persistence.repositories.pages import Page, fetch_page
@@ -117,11 +117,10 @@ def delete_agent(session: Session, principal: Principal, agent_id: str) -> None:
 
 
 def validate_framework(value: str) -> str:
+    """The canonical framework name; ValueError (a validation error of the request) if unknown."""
     framework = value.strip().lower()
     if framework not in FRAMEWORKS:
-        raise ValidationFailed(
-            "Unknown framework", details=[FieldIssue("framework", f"one of {', '.join(FRAMEWORKS)}")]
-        )
+        raise ValueError(f"one of {', '.join(FRAMEWORKS)}")
     return framework
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Response, status
 
 from core.errors import FieldIssue, ValidationFailed
+from persistence.models import Agent
 from schedulers.agent_lifecycle import parse_status
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import PageParams, page_params, paginated
@@ -87,23 +88,10 @@ def _update(agent_id: str, body: AgentUpdate, principal: CurrentPrincipal, conte
     changes = body.model_dump(exclude_unset=True)
     if body.resource_limits is not None:
         changes["resource_limits"] = body.resource_limits.model_dump(exclude_none=True)
-    for field in (
-        "name",
-        "framework",
-        "agent_type",
-        "mode",
-        "capabilities",
-        "specializations",
-        "tags",
-        "configuration",
-        "max_concurrent_tasks",
-        "resource_limits",
-        "is_active",
-        "is_public",
-        "version",
-    ):
-        if field in changes and changes[field] is None:  # fmt: skip
-            raise ValidationFailed("Field cannot be null", details=[FieldIssue(field, "must not be null")])
+    # A field whose column cannot be NULL cannot be cleared: refuse an explicit null for it.
+    required = [field for field, value in changes.items() if value is None and not Agent.__table__.c[field].nullable]
+    if required:
+        raise ValidationFailed("Field cannot be null", details=[FieldIssue(f, "must not be null") for f in required])
     with context.db.transaction() as session:
         return AgentOut.model_validate(agents.update_agent(session, principal, agent_id, changes))
 

@@ -18,12 +18,7 @@ def _lower(value: object) -> object:
 
 
 def _framework(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return validate_framework(value)
-        except Exception as exc:
-            raise ValueError(str(exc.details[0].message) if getattr(exc, "details", None) else str(exc)) from exc
-    return value
+    return validate_framework(value) if isinstance(value, str) else value
 
 
 def _labels(values: list[str] | None) -> list[str] | None:
