@@ -167,4 +167,67 @@ class Agent(IdMixin, TimestampMixin, OwnedMixin, Base):
     avg_execution_time: Mapped[float | None] = mapped_column(Float)  # milliseconds
     last_executed_at: Mapped[datetime | None] = mapped_column()
     deployed_at: Mapped[datetime | None] = mapped_column()
+    undeployed_at: Mapped[datetime | None] = mapped_column()
+    # Why the agent is `deploying` (waiting for resources) or in `error`; None otherwise.
+    status_message: Mapped[str | None] = mapped_column(Text)
+    # The Ray actor id of the current incarnation (seed 000 "container_id").
+    container_id: Mapped[str | None] = mapped_column(String(64))
+    # Set when the idle actor released its process; cleared when it is re-activated (status stays active).
+    passivated_at: Mapped[datetime | None] = mapped_column()
+    # External mode: the remote worker's last heartbeat.
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column()
     created_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Event(IdMixin, Base):
+    """The outbox: every domain event (API.md "Event names"), written in the transaction of its change.
+
+    `published_at` is set once the event has been fanned out; until then a relay delivers it.
+    """
+
+    __tablename__ = "events"
+
+    event_type: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
+    source: Mapped[str] = mapped_column(String(100), nullable=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    # Who may see it (None: a platform event, admins only).
+    owner_type: Mapped[str | None] = mapped_column(String(16))
+    owner_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    subject_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False, index=True)
+    published_at: Mapped[datetime | None] = mapped_column()
+
+
+class MarketplaceListing(IdMixin, TimestampMixin, OwnedMixin, Base):
+    """An agent published to the built-in marketplace (seed 000 "integration"). One per agent.
+
+    Ownership columns are the publisher's; the listing is visible to everyone while `published`.
+    """
+
+    __tablename__ = "marketplace_listings"
+
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), nullable=False, unique=True)
+    marketplace_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    pricing: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)  # published | unpublished
+    published_at: Mapped[datetime | None] = mapped_column()
+    unpublished_at: Mapped[datetime | None] = mapped_column()
+
+
+class MarketplaceInstall(IdMixin, Base):
+    """One install: the copy of a listed agent made into the installer's account."""
+
+    __tablename__ = "marketplace_installs"
+
+    listing_id: Mapped[str] = mapped_column(
+        ForeignKey("marketplace_listings.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"), index=True)
+    installed_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    owner_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    owner_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
