@@ -90,6 +90,7 @@ def up(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        runtime.start_platform_actors(settings)
         api_url = runtime.deploy_api(settings)
         runtime.wait_until_healthy(api_url)
         platform = runtime.RunningPlatform(

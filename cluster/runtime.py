@@ -93,6 +93,24 @@ def start_or_join_ray(settings: Settings, *, include_dashboard: bool = True) -> 
     return context.address_info.get("address", address or "local"), dashboard, address is None
 
 
+def start_platform_actors(settings: Settings) -> None:
+    """The store (actors' database gateway) and the reconciler, once per cluster. The reconciler's first
+    pass redeploys every agent that was live when the cluster last stopped."""
+    from actors import agent_handles
+    from actors.names import RECONCILER_NAME
+    from actors.reconciler import Reconciler
+
+    agent_handles.ensure_store(settings)
+    ray.remote(max_restarts=-1, max_task_retries=-1)(Reconciler).options(
+        name=RECONCILER_NAME,
+        namespace=settings.ray.ray_namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        num_cpus=0,
+        max_concurrency=2,
+    ).remote(settings)
+
+
 def deploy_api(settings: Settings) -> str:
     """Start Serve's HTTP proxy on host:port and deploy (or update) the API application."""
     serve.start(http_options={"host": settings.api.host, "port": settings.api.port})

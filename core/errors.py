@@ -74,6 +74,24 @@ class ServiceUnavailable(DomainError):
     code, status, default_message = "SERVICE_UNAVAILABLE", 503, "Service temporarily unavailable"
 
 
+class FrameworkUnavailable(DomainError):
+    """The agent's framework has no installed adapter (the message names the extra to install)."""
+
+    code, status, default_message = "FRAMEWORK_UNAVAILABLE", 422, "No adapter is installed for this framework"
+
+
+class InsufficientResources(DomainError):
+    """No node of the cluster, and no node type it can scale to, can ever hold the request."""
+
+    code, status, default_message = "INSUFFICIENT_RESOURCES", 422, "The cluster cannot provide these resources"
+
+
+class DeploymentFailed(DomainError):
+    """The agent's actor could not start (its framework runtime failed to load)."""
+
+    code, status, default_message = "DEPLOYMENT_FAILED", 422, "The agent could not be deployed"
+
+
 # Every code the API can answer with, for the OpenAPI description and the docs.
 ERROR_CODES: dict[str, int] = {
     cls.code: cls.status
@@ -88,6 +106,9 @@ ERROR_CODES: dict[str, int] = {
         InvalidTransition,
         RateLimited,
         ServiceUnavailable,
+        FrameworkUnavailable,
+        InsufficientResources,
+        DeploymentFailed,
         DomainError,
     )
 }

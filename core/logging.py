@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from serve_app.request_context import correlation_id_var
 
-_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
+# UTC with a Z, so that log lines sort and filter by time across nodes (the container logs endpoint
+# parses them back: `actors.agent_handles.parse_log_line`).
+_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
+_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 
 class _CorrelationFilter(logging.Filter):
@@ -21,7 +25,9 @@ def configure_logging(level: str = "INFO") -> None:
     if any(getattr(h, "_orchestrator", False) for h in logger.handlers):
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(_FORMAT))
+    formatter = logging.Formatter(_FORMAT, _DATE_FORMAT)
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
     handler.addFilter(_CorrelationFilter())
     handler._orchestrator = True  # type: ignore[attr-defined]
     logger.addHandler(handler)

@@ -190,6 +190,25 @@ class RaySettings(BaseSettings):
     shutdown_drain_timeout_s: float = Field(5.0, ge=0)
 
 
+class AgentRuntimeSettings(BaseSettings):
+    """Agents' actors: placement, passivation, heartbeats, and the reconciler that keeps them deployed."""
+
+    model_config = _config()
+
+    # CPU reserved by an agent's actor when its resource_limits name none (Ray's own actor default is 0).
+    agent_default_cpu: float = Field(0.0, ge=0)
+    # A deploy request waits this long for the actor; a slower placement answers 202 `deploying`.
+    agent_deploy_wait_s: float = Field(10.0, ge=0)
+    # An actor with no work for this long releases its process (status stays active).
+    agent_idle_timeout_s: float = Field(300.0, gt=0)
+    # An external agent whose worker has not sent a heartbeat for this long is offline.
+    agent_heartbeat_timeout_s: float = Field(90.0, gt=0)
+    # How often the reconciler compares the database with the live actors.
+    reconcile_interval_s: float = Field(10.0, gt=0)
+    # Database connections of the store actor through which every agent actor reads and writes.
+    actor_database_pool_size: int = Field(4, ge=1, le=50)
+
+
 class Settings(BaseSettings):
     """Everything configurable, with a safe default for a laptop."""
 
@@ -208,6 +227,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    agents: AgentRuntimeSettings = Field(default_factory=AgentRuntimeSettings)
 
     @field_validator("data_dir")
     @classmethod

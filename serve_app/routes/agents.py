@@ -1,11 +1,12 @@
-"""The agent registry (API.md "Agents"): CRUD with every list filter, enable/disable.
+"""Agents (API.md "Agents"): the registry with every list filter, enable/disable, deploy/undeploy, the
+container (the agent's Ray actor: status, restart, logs) and external workers' heartbeats.
 
-Reads need the `user` role, writes `agent` (API.md). Deploy/undeploy, containers, metrics and the
-marketplace build on these records.
+Reads need the `user` role, writes `agent` (API.md).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response, status
@@ -13,15 +14,34 @@ from fastapi import Depends, Query, Request, Response, status
 from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent
 from schedulers.agent_lifecycle import parse_status
+from serve_app.context import AppContext
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import PageParams, page_params, paginated
 from serve_app.routing import protected_router
-from serve_app.schemas.agents import AgentCreate, AgentList, AgentOut, AgentToggle, AgentUpdate
+from serve_app.schemas.agents import (
+    AgentCreate,
+    AgentList,
+    AgentOut,
+    AgentToggle,
+    AgentUpdate,
+    ContainerOut,
+    DeployResponse,
+    HeartbeatResponse,
+    LogsResponse,
+    RestartResponse,
+    UndeployResponse,
+)
 from serve_app.schemas.common import MessageResponse
-from services import agents
+from services import agents, deployments
 from services.principal import Role
 
 router = protected_router(prefix="/agents", tags=["agents"], resource="agents", write_role=Role.agent)
+
+
+def agent_out(agent: Agent, context: AppContext) -> AgentOut:
+    out = AgentOut.model_validate(agent)
+    out.online = deployments.is_online(agent, context.settings)
+    return out
 
 
 def _csv(value: str | None) -> list[str]:
@@ -62,7 +82,7 @@ def list_agents(
             available=available,
             search=search,
         )
-        items = [AgentOut.model_validate(agent) for agent in page.items]
+        items = [agent_out(agent, context) for agent in page.items]
     return paginated(request, "agents", items, page)
 
 
@@ -73,7 +93,7 @@ def create_agent(body: AgentCreate, principal: CurrentPrincipal, context: Contex
     if body.resource_limits is not None:
         data["resource_limits"] = body.resource_limits.model_dump(exclude_none=True)
     with context.db.transaction() as session:
-        result = AgentOut.model_validate(agents.create_agent(session, principal, data))
+        result = agent_out(agents.create_agent(session, principal, data), context)
     response.headers["Location"] = f"/api/v1/agents/{result.id}"
     return result
 
@@ -81,7 +101,7 @@ def create_agent(body: AgentCreate, principal: CurrentPrincipal, context: Contex
 @router.get("/{agent_id}", response_model=AgentOut)
 def get_agent(agent_id: str, principal: CurrentPrincipal, context: Context) -> AgentOut:
     with context.db.session() as session:
-        return AgentOut.model_validate(agents.get_agent(session, principal, agent_id))
+        return agent_out(agents.get_agent(session, principal, agent_id), context)
 
 
 def _update(agent_id: str, body: AgentUpdate, principal: CurrentPrincipal, context: Context) -> AgentOut:
@@ -93,7 +113,7 @@ def _update(agent_id: str, body: AgentUpdate, principal: CurrentPrincipal, conte
     if required:
         raise ValidationFailed("Field cannot be null", details=[FieldIssue(f, "must not be null") for f in required])
     with context.db.transaction() as session:
-        return AgentOut.model_validate(agents.update_agent(session, principal, agent_id, changes))
+        return agent_out(agents.update_agent(session, principal, agent_id, changes), context)
 
 
 @router.put("/{agent_id}", response_model=AgentOut)
@@ -109,15 +129,15 @@ def patch_agent(agent_id: str, body: AgentUpdate, principal: CurrentPrincipal, c
 
 @router.delete("/{agent_id}", response_model=MessageResponse)
 def delete_agent(agent_id: str, principal: CurrentPrincipal, context: Context) -> MessageResponse:
-    with context.db.transaction() as session:
-        agents.delete_agent(session, principal, agent_id)
+    """Delete the agent; a deployed agent's actor is stopped first."""
+    deployments.delete(context.db, context.settings, principal, agent_id)
     return MessageResponse(message="Agent deleted successfully")
 
 
 @router.post("/{agent_id}/enable", response_model=AgentOut)
 def enable_agent(agent_id: str, principal: CurrentPrincipal, context: Context) -> AgentOut:
     with context.db.transaction() as session:
-        return AgentOut.model_validate(agents.set_enabled(session, principal, agent_id, True, None))
+        return agent_out(agents.set_enabled(session, principal, agent_id, True, None), context)
 
 
 @router.post("/{agent_id}/disable", response_model=AgentOut)
@@ -127,4 +147,67 @@ def disable_agent(
     """A disabled agent keeps its status and receives no new tasks."""
     with context.db.transaction() as session:
         agent = agents.set_enabled(session, principal, agent_id, False, body.reason if body else None)
-        return AgentOut.model_validate(agent)
+        return agent_out(agent, context)
+
+
+@router.post(
+    "/{agent_id}/deploy",
+    response_model=DeployResponse,
+    responses={202: {"model": DeployResponse, "description": "placed later: the cluster must free or add resources"}},
+)
+def deploy_agent(agent_id: str, principal: CurrentPrincipal, context: Context, response: Response) -> DeployResponse:
+    """Start the agent's actor with its resource limits. 200 `active` once it runs; 202 `deploying` while
+    the cluster frees or adds the resources. FRAMEWORK_UNAVAILABLE, INSUFFICIENT_RESOURCES (no node can
+    ever hold it) and DEPLOYMENT_FAILED (its runtime failed to load) answer 422; 409 if already deployed."""
+    outcome = deployments.deploy(context.db, context.settings, principal, agent_id)
+    if not outcome.placed:
+        response.status_code = status.HTTP_202_ACCEPTED
+    agent = outcome.agent
+    return DeployResponse(
+        id=agent.id, status=agent.status, container_id=agent.container_id, deployed_at=agent.deployed_at,
+        status_message=agent.status_message, deployment_logs=outcome.logs, agent=agent_out(agent, context),
+    )  # fmt: skip
+
+
+@router.post("/{agent_id}/undeploy", response_model=UndeployResponse)
+def undeploy_agent(agent_id: str, principal: CurrentPrincipal, context: Context) -> UndeployResponse:
+    """Stop the agent's actor; the agent becomes `inactive` and can be deployed again."""
+    agent = deployments.undeploy(context.db, context.settings, principal, agent_id)
+    return UndeployResponse(id=agent.id, status=agent.status, undeployed_at=agent.undeployed_at)
+
+
+@router.get("/{agent_id}/container", response_model=ContainerOut)
+def get_container(agent_id: str, principal: CurrentPrincipal, context: Context) -> dict:
+    """The agent's actor: Ray's state (node, pid, restarts), its CPU/memory use and a health ping."""
+    return deployments.container(context.db, context.settings, principal, agent_id)
+
+
+@router.post("/{agent_id}/container/restart", response_model=RestartResponse)
+def restart_container(agent_id: str, principal: CurrentPrincipal, context: Context) -> dict:
+    """Restart the actor's process; the new one reloads the agent from the database."""
+    return deployments.restart(context.db, context.settings, principal, agent_id)
+
+
+@router.get("/{agent_id}/container/logs", response_model=LogsResponse)
+def container_logs(
+    agent_id: str,
+    principal: CurrentPrincipal,
+    context: Context,
+    since: Annotated[datetime | None, Query(description="ISO timestamp")] = None,
+    until: Annotated[datetime | None, Query(description="ISO timestamp")] = None,
+    tail: Annotated[int, Query(ge=0, le=10_000, description="last N lines")] = 100,
+) -> dict:
+    """The actor's own log lines, oldest first (its worker's stderr, read through Ray's state API)."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed("Timestamps need a time zone", details=[FieldIssue(name, "add 'Z' or an offset")])
+    entries = deployments.container_logs(context.db, principal, agent_id, since=since, until=until, tail=tail)
+    return {"logs": entries}
+
+
+@router.post("/{agent_id}/heartbeat", response_model=HeartbeatResponse)
+def heartbeat(agent_id: str, principal: CurrentPrincipal, context: Context) -> HeartbeatResponse:
+    """An external agent's worker reports that it is alive (seed 002's remote agents)."""
+    agent = deployments.record_heartbeat(context.db, context.settings, principal, agent_id)
+    assert agent.last_heartbeat_at is not None
+    return HeartbeatResponse(id=agent.id, online=True, last_heartbeat_at=agent.last_heartbeat_at)

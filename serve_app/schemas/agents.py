@@ -115,6 +115,15 @@ class AgentOut(ResponseModel):
     avg_execution_time: float | None
     last_executed_at: datetime | None
     deployed_at: datetime | None
+    undeployed_at: datetime | None
+    # Why it is `deploying` (waiting for resources) or in `error`.
+    status_message: str | None
+    # Its Ray actor (seed 000 container); while idle it holds no process (`passivated_at`).
+    container_id: str | None
+    passivated_at: datetime | None
+    # External agents: the worker's last heartbeat and whether it is recent enough (None: hosted).
+    last_heartbeat_at: datetime | None
+    online: bool | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -122,6 +131,74 @@ class AgentOut(ResponseModel):
     @property
     def success_rate(self) -> float | None:
         return self.successful_executions / self.total_executions if self.total_executions else None
+
+
+class DeployResponse(ResponseModel):
+    """Seed 000's deploy answer, plus the agent."""
+
+    id: str
+    status: str
+    container_id: str | None
+    deployed_at: datetime | None
+    status_message: str | None
+    deployment_logs: list[str]
+    agent: AgentOut
+
+
+class UndeployResponse(ResponseModel):
+    id: str
+    status: str
+    undeployed_at: datetime | None
+
+
+class HeartbeatResponse(ResponseModel):
+    id: str
+    online: bool
+    last_heartbeat_at: datetime
+
+
+class ContainerUsage(ResponseModel):
+    cpu_percent: float | None
+    memory_usage: float | None = Field(description="MB resident")
+    memory_limit: int | float | None = Field(None, description="MB, from resource_limits")
+
+
+class ContainerOut(ResponseModel):
+    """Seed 000's container: the agent's Ray actor as Ray's state API and the actor itself report it."""
+
+    container_id: str | None
+    actor_name: str
+    agent_status: str
+    status: str = Field(description="running | pending | restarting | passivated | stopped | missing | dead")
+    ray_state: str | None = None
+    node_id: str | None = None
+    pid: int | None = None
+    restarts: int | None = None
+    started_at: datetime | None = None
+    passivated_at: datetime | None = None
+    required_resources: dict[str, float] | None = None
+    resource_usage: ContainerUsage
+    health_status: str = Field(description="healthy | unhealthy | none (no process)")
+    health_message: str | None = None
+    last_health_check: datetime | None
+    agent: dict[str, Any] | None = Field(None, description="what the actor has loaded and is doing")
+
+
+class RestartResponse(ResponseModel):
+    container_id: str
+    status: str
+    restarted_at: datetime
+
+
+class LogEntry(ResponseModel):
+    timestamp: datetime | None
+    level: str
+    message: str
+    source: str
+
+
+class LogsResponse(ResponseModel):
+    logs: list[LogEntry]
 
 
 class AgentList(ResponseModel):

@@ -1,0 +1,158 @@
+"""`AgentActor`: one per deployed agent, named `agent:<id>` (ARCHITECTURE.md "The actors").
+
+Hosted mode: the agent's framework runtime lives here and its work runs here (`invoke`). External mode:
+the actor is the remote worker's mailbox and watches its heartbeat. Either way the actor holds no state
+the database does not: it loads the agent through the store when it starts (deploy, restart, crash,
+re-activation), and an idle actor passivates (records it, then exits) so that it holds no process until
+its next message re-activates it by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+import ray
+
+from actors.names import STORE_NAME
+from core.clock import isoformat_z, utcnow
+from core.logging import configure_logging
+from frameworks import adapter_for
+
+log = logging.getLogger("orchestrator.agent")
+
+
+class AgentNotDeployed(RuntimeError):
+    """The agent was undeployed or deleted while this actor started: it must not run."""
+
+
+class AgentActor:
+    def __init__(self, agent_id: str, namespace: str, idle_timeout_s: float, heartbeat_timeout_s: float) -> None:
+        configure_logging("INFO")
+        self._agent_id = agent_id
+        self._idle_timeout_s = idle_timeout_s
+        self._heartbeat_timeout_s = heartbeat_timeout_s
+        context = ray.get_runtime_context()
+        self._container_id = context.get_actor_id()
+        self._node_id = context.get_node_id()
+        self._store = ray.get_actor(STORE_NAME, namespace=namespace)
+        spec = ray.get(self._store.activate_agent.remote(agent_id, self._container_id))
+        if spec is None:
+            raise AgentNotDeployed(f"agent {agent_id} is not deployed; this actor stops")
+        self._spec = spec
+        self._runtime = adapter_for(spec.framework).load(spec)
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # starts the CPU measurement window
+        self._started_at = utcnow()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._last_activity = time.monotonic()
+        self._last_heartbeat: datetime | None = None
+        self._online = False
+        self._passivating = False
+        threading.Thread(target=self._watch, name="agent-watchdog", daemon=True).start()
+        log.info(
+            "agent %s started: framework=%s mode=%s version=%s pid=%d",
+            spec.name, spec.framework, spec.mode, spec.version, os.getpid(),
+        )  # fmt: skip
+
+    def ready(self) -> dict[str, Any]:
+        return {"container_id": self._container_id, "node_id": self._node_id, "pid": os.getpid()}
+
+    def status(self) -> dict[str, Any]:
+        """The health ping of the container endpoint: this process's own view of itself."""
+        memory = self._process.memory_info()
+        with self._lock:
+            in_flight, idle_s = self._in_flight, time.monotonic() - self._last_activity
+        return {
+            "container_id": self._container_id,
+            "node_id": self._node_id,
+            "pid": os.getpid(),
+            "started_at": isoformat_z(self._started_at),
+            "cpu_percent": round(self._process.cpu_percent(None), 1),
+            "memory_usage": round(memory.rss / (1024 * 1024), 1),
+            "in_flight": in_flight,
+            "idle_seconds": round(idle_s, 1),
+            "framework": self._spec.framework,
+            "mode": self._spec.mode,
+            "loaded_version": self._spec.version,
+            "loaded_name": self._spec.name,
+            "last_heartbeat_at": isoformat_z(self._last_heartbeat) if self._last_heartbeat else None,
+            "online": self._online if self._spec.mode == "external" else None,
+        }
+
+    def invoke(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Run one unit of work in the agent's framework runtime (hosted mode)."""
+        self._begin()
+        try:
+            return self._runtime.invoke(payload)
+        finally:
+            self._end()
+
+    def heartbeat(self, at: str) -> None:
+        """The external worker is alive (its mailbox counts it as activity)."""
+        with self._lock:
+            self._last_heartbeat = datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(UTC)
+            self._last_activity = time.monotonic()
+            came_online = not self._online
+            self._online = True
+        if came_online:
+            log.info("worker of agent %s is online", self._spec.name)
+
+    def passivate(self) -> bool:
+        """Release the process if still idle: record it, then exit. Re-activation is by name."""
+        with self._lock:
+            if self._in_flight or time.monotonic() - self._last_activity < self._idle_timeout_s:
+                self._passivating = False
+                return False
+        if not ray.get(self._store.passivate_agent.remote(self._agent_id, self._container_id)):
+            return False
+        log.info("agent %s idle for %.0fs: passivated", self._spec.name, self._idle_timeout_s)
+        self._runtime.close()
+        ray.actor.exit_actor()
+        return True  # not reached
+
+    def _begin(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._last_activity = time.monotonic()
+
+    def _end(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._last_activity = time.monotonic()
+
+    def _watch(self) -> None:
+        period = max(0.2, min(5.0, self._idle_timeout_s / 4, self._heartbeat_timeout_s / 4))
+        me = ray.get_runtime_context().current_actor
+        while True:
+            time.sleep(period)
+            try:
+                self._check_heartbeat()
+                with self._lock:
+                    idle = not self._in_flight and time.monotonic() - self._last_activity >= self._idle_timeout_s
+                    start = idle and not self._passivating
+                    self._passivating = self._passivating or start
+                if start:
+                    me.passivate.remote()
+            except Exception:  # a watchdog that dies silently would keep the process forever
+                log.exception("agent %s watchdog", self._agent_id)
+
+    def _check_heartbeat(self) -> None:
+        with self._lock:
+            stale = (
+                self._online
+                and self._last_heartbeat is not None
+                and (utcnow() - self._last_heartbeat).total_seconds() > self._heartbeat_timeout_s
+            )
+            if stale:
+                self._online = False
+            last = self._last_heartbeat
+        if stale:
+            log.warning("worker of agent %s is offline (no heartbeat since %s)", self._spec.name, last)
+            ray.get(self._store.agent_offline.remote(self._agent_id, isoformat_z(last) if last else None))

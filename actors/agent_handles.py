@@ -1,0 +1,277 @@
+"""Every Ray call about agents' actors, behind thin functions (STYLE.md: "every ray.* call sits behind a
+thin wrapper"), so that services stay plain and tests can reason about one place.
+
+Actors are named `agent:<id>` in the platform's namespace, detached (they outlive the request that
+created them), restarted by Ray when their process dies (`max_restarts=-1`), and created with
+`get_if_exists` so that activation by name is one atomic get-or-create in Ray's control store.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import ray
+import ray.util.state
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from actors.names import STORE_NAME, agent_actor_name
+from cluster.capacity import cluster_shape
+from core.clock import isoformat_z, utcnow
+from core.errors import DeploymentFailed, ServiceUnavailable
+from core.settings import Settings
+from schedulers import admission
+
+log = logging.getLogger("orchestrator.agents")
+
+actor_name = agent_actor_name
+
+# Ray's actor states, in seed 000's container words.
+CONTAINER_STATUS = {
+    "ALIVE": "running",
+    "RESTARTING": "restarting",
+    "PENDING_CREATION": "pending",
+    "DEPENDENCIES_UNREADY": "pending",
+    "DEAD": "dead",
+}
+_LOG_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+) \[[^\]]*\] (.*)$"
+)
+_LOG_FETCH_LINES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    placed: bool
+    error: str | None = None
+    node_id: str | None = None
+    pid: int | None = None
+
+
+@cache
+def _agent_class() -> Any:
+    from actors.agent import AgentActor
+
+    return ray.remote(max_restarts=-1, max_task_retries=0)(AgentActor)
+
+
+@cache
+def _store_class() -> Any:
+    from actors.store import Store
+
+    return ray.remote(max_restarts=-1, max_task_retries=-1)(Store)
+
+
+def ensure_store(settings: Settings) -> Any:
+    """The store actor, started on first use (threaded: one short transaction per call)."""
+    return (
+        _store_class()
+        .options(
+            name=STORE_NAME,
+            namespace=settings.ray.ray_namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_concurrency=settings.agents.actor_database_pool_size * 2,
+        )
+        .remote(settings)
+    )
+
+
+def placement(request: dict[str, float]) -> admission.Placement:
+    _require_ray()
+    return admission.place(request, cluster_shape())
+
+
+def largest_node() -> dict[str, float]:
+    return admission.largest_node(cluster_shape().totals)
+
+
+def activate(settings: Settings, agent_id: str, options: dict[str, Any]) -> Any:
+    """The agent's actor: the live one, or a new one started now (deploy, or re-activation after
+    passivation). Its constructor loads the agent from the database through the store."""
+    _require_ray()
+    ensure_store(settings)
+    agents = settings.agents
+    return (
+        _agent_class()
+        .options(
+            name=agent_actor_name(agent_id),
+            namespace=settings.ray.ray_namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            **options,
+        )
+        .remote(agent_id, settings.ray.ray_namespace, agents.agent_idle_timeout_s, agents.agent_heartbeat_timeout_s)
+    )
+
+
+def find(settings: Settings, agent_id: str) -> Any | None:
+    if not ray.is_initialized():
+        return None
+    try:
+        return ray.get_actor(agent_actor_name(agent_id), namespace=settings.ray.ray_namespace)
+    except ValueError:
+        return None
+
+
+def live_agent_ids(settings: Settings) -> set[str]:
+    """Ids of agents that have a named actor now (alive, starting or restarting)."""
+    names = ray.util.list_named_actors(all_namespaces=True)
+    prefix = agent_actor_name("")
+    return {
+        entry["name"].removeprefix(prefix)
+        for entry in names
+        if entry["namespace"] == settings.ray.ray_namespace and entry["name"].startswith(prefix)
+    }
+
+
+def wait_ready(settings: Settings, agent_id: str, *, timeout_s: float) -> Ready:
+    handle = find(settings, agent_id)
+    if handle is None:
+        return Ready(placed=False, error="the actor disappeared while starting")
+    try:
+        info = ray.get(handle.ready.remote(), timeout=timeout_s)
+    except GetTimeoutError:
+        return Ready(placed=False)
+    except RayActorError as exc:
+        return Ready(placed=False, error=creation_error(exc))
+    return Ready(placed=True, node_id=info["node_id"], pid=info["pid"])
+
+
+def creation_error(exc: BaseException) -> str:
+    """The exception an actor's constructor raised, from Ray's long ActorDiedError text."""
+    text = str(exc)
+    found = re.findall(r"^\s*((?:[\w.]+)(?:Error|Exception|NotDeployed|Unavailable)(?::[^\n]*)?)$", text, re.M)
+    return found[-1].strip() if found else text.splitlines()[0][:500]
+
+
+def stop(settings: Settings, agent_id: str) -> bool:
+    handle = find(settings, agent_id)
+    if handle is None:
+        return False
+    ray.kill(handle, no_restart=True)
+    return True
+
+
+def restart(settings: Settings, agent_id: str, options: dict[str, Any]) -> str:
+    """Kill the actor's process and let Ray start a new one (same actor id); activate it if passivated."""
+    handle = find(settings, agent_id)
+    if handle is None:
+        return activate(settings, agent_id, options)._actor_id.hex()
+    ray.kill(handle, no_restart=False)
+    return handle._actor_id.hex()
+
+
+def call(
+    settings: Settings, agent_id: str, options: dict[str, Any], method: str, *args: Any, timeout_s: float = 60
+) -> Any:
+    """Call the agent's actor, re-activating it if it passivated (once: a second death is an error)."""
+    for attempt in range(2):
+        handle = activate(settings, agent_id, options)
+        try:
+            return ray.get(getattr(handle, method).remote(*args), timeout=timeout_s)
+        except RayActorError as exc:
+            reason = creation_error(exc)
+            if "NotDeployed" in reason:
+                raise DeploymentFailed("The agent is not deployed") from exc
+            if attempt:
+                raise ServiceUnavailable(f"The agent's actor is unavailable: {reason}") from exc
+            log.info("agent %s actor gone (%s); re-activating", agent_id, reason)
+    raise AssertionError("unreachable")
+
+
+def inspect(settings: Settings, agent_id: str, *, ping_timeout_s: float) -> dict[str, Any]:
+    """Ray's view of the actor (state, node, pid, restarts) and the actor's own health ping."""
+    handle = find(settings, agent_id)
+    if handle is None:
+        return {"status": "missing", "health_status": "unhealthy", "last_health_check": _now()}
+    actor_id = handle._actor_id.hex()
+    report: dict[str, Any] = {"container_id": actor_id, "last_health_check": _now()}
+    try:
+        state = ray.util.state.get_actor(actor_id, timeout=ping_timeout_s)
+    except Exception as exc:  # the state API needs the dashboard; say so rather than fail the request
+        log.warning("state API unavailable: %s", exc)
+        state = None
+    if state is not None:
+        report.update(
+            ray_state=state.state,
+            status=CONTAINER_STATUS.get(state.state, state.state.lower()),
+            node_id=state.node_id,
+            pid=state.pid,
+            restarts=state.num_restarts,
+            required_resources=state.required_resources,
+        )
+    try:
+        ping = ray.get(handle.status.remote(), timeout=ping_timeout_s)
+    except (GetTimeoutError, RayActorError) as exc:
+        report.update(health_status="unhealthy", health_message=f"{type(exc).__name__}: no answer")
+        report.setdefault("status", "unknown")
+        return report
+    report.update(
+        status=report.get("status", "running"),
+        health_status="healthy",
+        node_id=ping["node_id"],
+        pid=ping["pid"],
+        started_at=ping["started_at"],
+        resource_usage={"cpu_percent": ping["cpu_percent"], "memory_usage": ping["memory_usage"]},
+        agent={key: ping[key] for key in ("framework", "mode", "loaded_version", "loaded_name", "in_flight",
+                                          "idle_seconds", "last_heartbeat_at", "online")},
+    )  # fmt: skip
+    return report
+
+
+def logs(container_id: str, *, since: datetime | None, until: datetime | None, tail: int) -> list[dict[str, Any]]:
+    """The actor's own log lines (its worker's stderr, through Ray's state API), oldest first."""
+    try:
+        lines = list(ray.util.state.get_log(actor_id=container_id, suffix="err", tail=_LOG_FETCH_LINES, timeout=10))
+    except Exception as exc:
+        raise ServiceUnavailable(f"The actor's logs are unavailable from Ray's state API: {exc}") from exc
+    entries = parse_log_lines("".join(lines).splitlines())
+    if since is not None:
+        entries = [entry for entry in entries if entry["timestamp"] and entry["timestamp"] >= since]
+    if until is not None:
+        entries = [entry for entry in entries if entry["timestamp"] and entry["timestamp"] <= until]
+    return entries[-tail:] if tail else []
+
+
+def parse_log_lines(lines: list[str]) -> list[dict[str, Any]]:
+    """Our log format back into entries; other lines (prints, tracebacks) continue the previous entry.
+    Ray's own header lines (`:job_id:…`, `:actor_name:…`) are dropped."""
+    entries: list[dict[str, Any]] = []
+    for line in lines:
+        if (
+            not line.strip()
+            or line.startswith(":job_id:")
+            or line.startswith(":actor_name:")
+            or line.startswith(":task_name:")
+        ):
+            continue
+        match = _LOG_LINE.match(line)
+        if match:
+            stamp, level, logger, message = match.groups()
+            entries.append({
+                "timestamp": datetime.fromisoformat(stamp).replace(tzinfo=UTC),
+                "level": level,
+                "message": message,
+                "source": logger,
+            })  # fmt: skip
+        elif entries:
+            entries[-1]["message"] += "\n" + line
+        else:
+            entries.append({"timestamp": None, "level": "INFO", "message": line, "source": "stderr"})
+    return entries
+
+
+def _now() -> str:
+    return isoformat_z(utcnow())
+
+
+def _require_ray() -> None:
+    # Never let a Ray call start a private local Ray inside an API process that is not on a cluster.
+    if not ray.is_initialized():
+        raise ServiceUnavailable("Agents are deployed by the platform on Ray; this API process is not on a cluster")

@@ -1,0 +1,11 @@
+"""Names of the platform's actors, as the Ray dashboard lists them (ARCHITECTURE.md "Observability")."""
+
+from __future__ import annotations
+
+STORE_NAME = "store"
+RECONCILER_NAME = "reconciler"
+AGENT_PREFIX = "agent:"
+
+
+def agent_actor_name(agent_id: str) -> str:
+    return f"{AGENT_PREFIX}{agent_id}"

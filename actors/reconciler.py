@@ -1,0 +1,97 @@
+"""`Reconciler`: one per cluster; compares what the database says should run with what runs, repeatedly
+(the reconcile loop of Ray Serve's controller, STYLE.md). It logs rather than dies on an error.
+
+Each pass: every `deploying` agent and every `active` agent that was live (not passivated) has its actor
+(after the whole cluster restarted, this redeploys them); an actor whose agent is no longer deployed is
+stopped; an actor that fails to start puts its agent in `error`; expired credentials are purged hourly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from actors import agent_handles
+from core.logging import configure_logging
+from core.settings import Settings
+from persistence.db import Database
+from services import deployments
+from services.housekeeping import purge_expired_credentials
+
+log = logging.getLogger("orchestrator.reconciler")
+
+PURGE_EVERY_S = 3600.0
+
+
+class Reconciler:
+    def __init__(self, settings: Settings) -> None:
+        configure_logging(settings.log_level)
+        self._settings = settings
+        # One connection (two at a peak): the reconciler reads in batches, it does not fan out.
+        self._db = Database(settings.database_url, pool_size=1, max_overflow=1)
+        self._last_purge = 0.0
+        self._passes = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._loop, name="reconcile-loop", daemon=True).start()
+
+    def reconcile_once(self) -> dict[str, Any]:
+        """One pass; also callable on demand (tests, `orchestrator up`)."""
+        with self._lock:
+            return self._reconcile()
+
+    def passes(self) -> int:
+        return self._passes
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self.reconcile_once()
+            except Exception:
+                log.exception("reconcile pass failed; retrying in %.0fs", self._settings.agents.reconcile_interval_s)
+            time.sleep(self._settings.agents.reconcile_interval_s)
+
+    def _reconcile(self) -> dict[str, Any]:
+        settings = self._settings
+        with self._db.session() as session:
+            wanted = deployments.agents_to_run(session, settings)
+        live = agent_handles.live_agent_ids(settings)
+        starting = {}
+        for agent in wanted:
+            if agent.agent_id in live or agent.passivated:
+                continue
+            starting[agent.agent_id] = agent_handles.activate(settings, agent.agent_id, agent.options)
+        failed = self._await_started(starting)
+        stopped = [agent_id for agent_id in live - {a.agent_id for a in wanted}
+                   if agent_handles.stop(settings, agent_id)]  # fmt: skip
+        if stopped:
+            log.info("stopped %d actor(s) of agents no longer deployed: %s", len(stopped), stopped)
+        if time.monotonic() - self._last_purge > PURGE_EVERY_S:
+            purge_expired_credentials(self._db)
+            self._last_purge = time.monotonic()
+        self._passes += 1
+        return {"started": sorted(set(starting) - set(failed)), "failed": failed, "stopped": stopped}
+
+    def _await_started(self, starting: dict[str, Any]) -> list[str]:
+        """Wait (bounded) for the actors just started; an actor whose constructor failed puts its agent in
+        `error`. One that is still waiting for resources is left to come up on its own."""
+        failed = []
+        deadline = time.monotonic() + self._settings.agents.agent_deploy_wait_s
+        for agent_id, handle in starting.items():
+            try:
+                ray.get(handle.ready.remote(), timeout=max(0.1, deadline - time.monotonic()))
+            except GetTimeoutError:
+                continue
+            except RayActorError as exc:
+                reason = agent_handles.creation_error(exc)
+                if "NotDeployed" in reason:
+                    continue
+                failed.append(agent_id)
+                deployments.record_failure(self._db, agent_id, f"the actor failed to start: {reason}")
+        if starting:
+            log.info("started %d agent actor(s), %d failed", len(starting) - len(failed), len(failed))
+        return failed

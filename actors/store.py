@@ -1,0 +1,49 @@
+"""`Store`: the one database gateway of the platform's actors (ARCHITECTURE.md "cost model").
+
+Agent actors (and later runs and approvals) do not open database pools of their own: they read and write
+through this actor, whose pool is bounded by `ORCHESTRATOR_ACTOR_DATABASE_POOL_SIZE`, so that the number of
+connections does not grow with the number of actors. It is a threaded actor; each method is one short
+transaction in `services.deployments`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from core.logging import configure_logging
+from core.settings import Settings
+from frameworks import AgentSpec
+from persistence.db import Database
+from services import deployments
+
+log = logging.getLogger("orchestrator.store")
+
+
+class Store:
+    def __init__(self, settings: Settings) -> None:
+        configure_logging(settings.log_level)
+        size = settings.agents.actor_database_pool_size
+        self._db = Database(
+            settings.database_url,
+            pool_size=size,
+            max_overflow=0,
+            sqlite_busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
+        )
+        self.pool_size = size
+
+    def activate_agent(self, agent_id: str, container_id: str) -> AgentSpec | None:
+        with self._db.transaction() as session:
+            return deployments.load_for_activation(session, agent_id, container_id)
+
+    def passivate_agent(self, agent_id: str, container_id: str) -> bool:
+        with self._db.transaction() as session:
+            return deployments.mark_passivated(session, agent_id, container_id)
+
+    def agent_offline(self, agent_id: str, last_heartbeat_at: str | None) -> None:
+        with self._db.transaction() as session:
+            deployments.mark_offline(session, agent_id, last_heartbeat_at)
+
+    def connections(self) -> dict[str, int]:
+        """Pool usage, for the test that proves the bound."""
+        pool = self._db.engine.pool
+        return {"size": self.pool_size, "checked_out": pool.checkedout()}  # type: ignore[attr-defined]

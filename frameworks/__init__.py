@@ -1,0 +1,85 @@
+"""Framework adapters: how an agent's framework runtime is loaded inside its actor.
+
+Adapters are discovered through the `orchestrator.frameworks` entry-point group, so another package adds
+one by declaring `[project.entry-points."orchestrator.frameworks"] name = "pkg.module:Adapter"`.
+Built in: `native` and `langgraph` (the `langgraph` extra). Deploying an agent whose framework has no
+usable adapter answers FRAMEWORK_UNAVAILABLE naming what to install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from core.errors import FrameworkUnavailable
+
+ENTRY_POINT_GROUP = "orchestrator.frameworks"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """What an adapter sees of an agent: the durable record's runtime-relevant fields."""
+
+    id: str
+    name: str
+    framework: str
+    mode: str
+    version: str
+    model: str | None = None
+    provider: str | None = None
+    configuration: dict[str, Any] = field(default_factory=dict)
+
+
+class AgentRuntime(Protocol):
+    def invoke(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Run one unit of work (a task's input) and return its result."""
+
+    def close(self) -> None: ...
+
+
+class FrameworkAdapter(Protocol):
+    name: str
+    # Modules the adapter imports at load time, and the pip extra that installs them.
+    requires: tuple[str, ...]
+    extra: str | None
+
+    def load(self, spec: AgentSpec) -> AgentRuntime:
+        """Build the runtime from the agent's configuration; ValueError for a configuration it refuses."""
+
+
+@cache
+def _registered() -> dict[str, Any]:
+    return {entry.name: entry for entry in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_frameworks() -> list[str]:
+    """Frameworks that can be deployed on this installation."""
+    usable = []
+    for name in sorted(_registered()):
+        try:
+            adapter_for(name)
+        except FrameworkUnavailable:
+            continue
+        usable.append(name)
+    return usable
+
+
+def adapter_for(framework: str) -> FrameworkAdapter:
+    """The adapter of `framework`, or FrameworkUnavailable saying what is missing."""
+    entry = _registered().get(framework)
+    if entry is None:
+        raise FrameworkUnavailable(
+            f"No adapter is installed for framework '{framework}'. Install a package that registers one "
+            f"under the '{ENTRY_POINT_GROUP}' entry-point group (installed: {', '.join(sorted(_registered()))})"
+        )
+    adapter: FrameworkAdapter = entry.load()()
+    missing = [module for module in adapter.requires if importlib.util.find_spec(module) is None]
+    if missing:
+        hint = f"pip install 'orchestrator[{adapter.extra}]'" if adapter.extra else f"install {', '.join(missing)}"
+        raise FrameworkUnavailable(
+            f"Framework '{framework}' needs the '{adapter.extra or missing[0]}' extra, which is not installed ({hint})"
+        )
+    return adapter

@@ -1,0 +1,282 @@
+"""Deploying agents: the durable side of an agent's actor (API.md "Agents"; seed 000).
+
+The database is written first and the actor told second, so that a failed actor call leaves a record the
+reconciler finishes from. Every status change goes through `set_status`, which applies
+`schedulers.agent_lifecycle` to the locked row and writes `agent.status_changed` to the outbox.
+The Ray side lives behind `actors.agent_handles`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from actors import agent_handles
+from core.clock import isoformat_z, utcnow
+from core.errors import Conflict, DeploymentFailed, InsufficientResources
+from core.settings import Settings
+from frameworks import AgentSpec, adapter_for
+from persistence.db import Database
+from persistence.models import Agent
+from schedulers import admission
+from schedulers.agent_lifecycle import AgentStatus, transition
+from services import events, ownership
+from services.principal import Principal
+
+log = logging.getLogger("orchestrator.deployments")
+
+DEPLOYED = (AgentStatus.deploying.value, AgentStatus.active.value)
+
+
+@dataclass(frozen=True, slots=True)
+class DeployOutcome:
+    agent: Agent
+    placed: bool
+    logs: list[str]
+
+
+def resources_of(agent: Agent, settings: Settings) -> dict[str, float]:
+    return admission.ray_resources(agent.resource_limits or {}, default_cpu=settings.agents.agent_default_cpu)
+
+
+def spec_of(agent: Agent) -> AgentSpec:
+    return AgentSpec(
+        id=agent.id,
+        name=agent.name,
+        framework=agent.framework,
+        mode=agent.mode,
+        version=agent.version,
+        model=agent.model,
+        provider=agent.provider,
+        configuration=dict(agent.configuration or {}),
+    )
+
+
+def set_status(session: Session, agent: Agent, target: AgentStatus, message: str | None = None) -> None:
+    """Apply one lifecycle transition to a row locked by `lock_agent`, with its event."""
+    previous = agent.status
+    agent.status = transition(previous, target).value
+    agent.status_message = message
+    events.emit(
+        session,
+        "agent.status_changed",
+        {"agent_id": agent.id, "status": agent.status, "previous_status": previous,
+         "container_id": agent.container_id, "message": message},
+        source="agents", owner=agent, subject_id=agent.id,
+    )  # fmt: skip
+
+
+def lock_agent(session: Session, agent_id: str) -> Agent | None:
+    """The agent row, locked for the rest of the transaction (FOR UPDATE on Postgres; SQLite writers are
+    already serialised by BEGIN IMMEDIATE)."""
+    return session.get(Agent, agent_id, with_for_update=True, populate_existing=True)
+
+
+# --- requests from the API ---------------------------------------------------------------------------
+
+
+def deploy(db: Database, settings: Settings, principal: Principal, agent_id: str) -> DeployOutcome:
+    """Deploy: check framework and resources, record `deploying`, start the actor, wait a bounded time.
+
+    Answers with the agent `active` once the actor is ready, or still `deploying` when the cluster has
+    to free or add resources first (the actor reports itself ready through the store when placed).
+    """
+    with db.transaction() as session:
+        agent = ownership.get_writable(session, Agent, agent_id, principal)
+        agent = lock_agent(session, agent.id)
+        assert agent is not None
+        if agent.status in DEPLOYED:
+            raise Conflict(f"Agent is already {agent.status}; undeploy it first to deploy it again")
+        adapter_for(agent.framework)  # FRAMEWORK_UNAVAILABLE before anything changes
+        request = resources_of(agent, settings)
+        placement = agent_handles.placement(request)
+        if placement is admission.Placement.never:
+            raise InsufficientResources(
+                f"No node can hold {admission.describe(request)} and the cluster cannot scale to it "
+                f"(largest node: {admission.describe(agent_handles.largest_node())})"
+            )
+        waiting = None if placement is admission.Placement.now else f"waiting for {admission.describe(request)}"
+        set_status(session, agent, AgentStatus.deploying, waiting)
+        agent.passivated_at = None
+        options = _actor_options(agent, settings)
+    logs = [f"Actor {agent_handles.actor_name(agent_id)} requested with {admission.describe(request)}"]
+    try:
+        agent_handles.activate(settings, agent_id, options)
+    except Exception as exc:  # Ray refused the actor: record why, the caller sees the agent in error
+        record_failure(db, agent_id, f"the actor could not be created: {exc}")
+        raise DeploymentFailed(f"The agent's actor could not be created: {exc}") from exc
+    ready = agent_handles.wait_ready(settings, agent_id, timeout_s=settings.agents.agent_deploy_wait_s)
+    if ready.error is not None:
+        record_failure(db, agent_id, ready.error)
+        raise DeploymentFailed(f"The agent's actor failed to start: {ready.error}")
+    with db.session() as session:
+        agent = session.get(Agent, agent_id)
+        assert agent is not None
+    if ready.placed:
+        logs += [f"Actor started on node {ready.node_id} (pid {ready.pid})", "Agent deployed and running"]
+    else:
+        logs.append(f"Actor waiting for placement: {agent.status_message or 'resources in use'}")
+    return DeployOutcome(agent=agent, placed=ready.placed, logs=logs)
+
+
+def undeploy(db: Database, settings: Settings, principal: Principal, agent_id: str) -> Agent:
+    with db.transaction() as session:
+        agent = ownership.get_writable(session, Agent, agent_id, principal)
+        agent = lock_agent(session, agent.id)
+        assert agent is not None
+        set_status(session, agent, AgentStatus.inactive)
+        agent.undeployed_at = utcnow()
+        agent.container_id = None
+        agent.passivated_at = None
+    # After the commit: an actor that comes up now finds the agent inactive and stops itself.
+    agent_handles.stop(settings, agent_id)
+    return agent
+
+
+def delete(db: Database, settings: Settings, principal: Principal, agent_id: str) -> None:
+    """Delete an agent, stopping its actor first if it is deployed."""
+    with db.transaction() as session:
+        agent = ownership.get_writable(session, Agent, agent_id, principal)
+        was_deployed = agent.status in DEPLOYED
+        session.delete(agent)
+    if was_deployed:
+        agent_handles.stop(settings, agent_id)
+
+
+def restart(db: Database, settings: Settings, principal: Principal, agent_id: str) -> dict[str, Any]:
+    """Restart the agent's actor: Ray starts a new process, which reloads the agent from the database."""
+    with db.session() as session:
+        agent = ownership.get_writable(session, Agent, agent_id, principal)
+        if agent.status != AgentStatus.active.value:
+            raise Conflict(f"Only an active agent's container can be restarted (this one is {agent.status})")
+        options = _actor_options(agent, settings)
+    restarted = agent_handles.restart(settings, agent_id, options)
+    return {"container_id": restarted, "status": "restarting", "restarted_at": isoformat_z(utcnow())}
+
+
+def container(db: Database, settings: Settings, principal: Principal, agent_id: str) -> dict[str, Any]:
+    """The agent's actor as seed 000's container: Ray's view of it plus a health ping of the actor."""
+    with db.session() as session:
+        agent = ownership.get_visible(session, Agent, agent_id, principal)
+    limits = agent.resource_limits or {}
+    report: dict[str, Any] = {
+        "container_id": agent.container_id,
+        "actor_name": agent_handles.actor_name(agent.id),
+        "agent_status": agent.status,
+        "resource_usage": {"cpu_percent": None, "memory_usage": None, "memory_limit": limits.get("memory")},
+        "health_status": "none",
+        "last_health_check": None,
+    }
+    if agent.status not in DEPLOYED:
+        return {**report, "status": "stopped"}
+    if agent.passivated_at is not None:
+        # Idle: no process; the next task re-activates it. Not woken up just to be looked at.
+        return {**report, "status": "passivated", "passivated_at": agent.passivated_at}
+    live = agent_handles.inspect(settings, agent.id, ping_timeout_s=settings.health_check_timeout_s)
+    return {**report, **live}
+
+
+def container_logs(
+    db: Database, principal: Principal, agent_id: str, *, since: datetime | None, until: datetime | None, tail: int
+) -> list[dict[str, Any]]:
+    with db.session() as session:
+        agent = ownership.get_visible(session, Agent, agent_id, principal)
+    if not agent.container_id:
+        return []
+    return agent_handles.logs(agent.container_id, since=since, until=until, tail=tail)
+
+
+def record_heartbeat(db: Database, settings: Settings, principal: Principal, agent_id: str) -> Agent:
+    """An external agent's worker says it is alive: stored, then delivered to its mailbox actor."""
+    with db.transaction() as session:
+        agent = ownership.get_writable(session, Agent, agent_id, principal)
+        if agent.mode != "external":
+            raise Conflict("Heartbeats are for external agents (mode 'external'); this agent is hosted")
+        if agent.status != AgentStatus.active.value:
+            raise Conflict(f"The agent is {agent.status}; deploy it before its worker reports in")
+        agent.last_heartbeat_at = utcnow()
+        options = _actor_options(agent, settings)
+    agent_handles.call(settings, agent_id, options, "heartbeat", isoformat_z(agent.last_heartbeat_at))
+    return agent
+
+
+def is_online(agent: Agent, settings: Settings) -> bool | None:
+    """External agents: a heartbeat within the timeout. Hosted agents: None (no remote worker)."""
+    if agent.mode != "external":
+        return None
+    if agent.last_heartbeat_at is None or agent.status != AgentStatus.active.value:
+        return False
+    return utcnow() - agent.last_heartbeat_at < timedelta(seconds=settings.agents.agent_heartbeat_timeout_s)
+
+
+# --- reports from the actors (through the store) ------------------------------------------------------
+
+
+def load_for_activation(session: Session, agent_id: str, container_id: str) -> AgentSpec | None:
+    """An actor starts (first deploy, restart, re-activation): the agent as stored now, or None if it
+    should not run (undeployed or deleted meanwhile). Marks a `deploying` agent `active`."""
+    agent = lock_agent(session, agent_id)
+    if agent is None or agent.status not in DEPLOYED:
+        return None
+    if agent.status == AgentStatus.deploying.value:
+        agent.container_id = container_id
+        set_status(session, agent, AgentStatus.active)
+        agent.deployed_at = utcnow()
+    agent.container_id = container_id
+    agent.passivated_at = None
+    return spec_of(agent)
+
+
+def mark_passivated(session: Session, agent_id: str, container_id: str) -> bool:
+    """The idle actor is about to exit. False if it is not the agent's current incarnation."""
+    agent = lock_agent(session, agent_id)
+    if agent is None or agent.container_id != container_id:
+        return False
+    agent.passivated_at = utcnow()
+    return True
+
+
+def mark_offline(session: Session, agent_id: str, last_heartbeat_at: str | None) -> None:
+    agent = session.get(Agent, agent_id)
+    if agent is None:
+        return
+    events.emit(
+        session,
+        "agent.status_changed",
+        {"agent_id": agent.id, "status": agent.status, "online": False, "last_heartbeat_at": last_heartbeat_at},
+        source="agents", owner=agent, subject_id=agent.id,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class WantedActor:
+    agent_id: str
+    passivated: bool
+    options: dict[str, Any]
+
+
+def agents_to_run(session: Session, settings: Settings) -> list[WantedActor]:
+    """Every agent that may have an actor: `deploying` and `active` ones (passivated ones start on demand)."""
+    rows = session.execute(select(Agent).where(Agent.status.in_(DEPLOYED))).scalars()
+    return [WantedActor(a.id, a.passivated_at is not None, _actor_options(a, settings)) for a in rows]
+
+
+def _actor_options(agent: Agent, settings: Settings) -> dict[str, Any]:
+    return {
+        **admission.actor_options(resources_of(agent, settings)),
+        "max_concurrency": agent.max_concurrent_tasks + 4,  # its tasks, plus pings and control calls
+    }
+
+
+def record_failure(db: Database, agent_id: str, message: str) -> None:
+    log.warning("deploy of agent %s failed: %s", agent_id, message)
+    with db.transaction() as session:
+        agent = lock_agent(session, agent_id)
+        if agent is not None and agent.status in DEPLOYED:
+            set_status(session, agent, AgentStatus.error, message[:2000])
+            agent.container_id = None

@@ -1,0 +1,58 @@
+"""Framework adapters: discovery through entry points, FRAMEWORK_UNAVAILABLE, and real runtimes."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import FrameworkUnavailable
+from frameworks import AgentSpec, adapter_for, available_frameworks
+from frameworks.langgraph import LangGraphAdapter
+
+
+def _spec(framework: str, **configuration) -> AgentSpec:
+    return AgentSpec(id="a1", name="Bot", framework=framework, mode="hosted", version="1.0.0",
+                     configuration=configuration)  # fmt: skip
+
+
+def test_builtin_adapters_are_discovered_through_the_entry_point_group() -> None:
+    assert {"native", "langgraph"} <= set(available_frameworks())
+    assert adapter_for("langgraph").name == "langgraph"
+
+
+def test_a_framework_without_adapter_is_unavailable_naming_the_entry_point_group() -> None:
+    with pytest.raises(FrameworkUnavailable) as caught:
+        adapter_for("crewai")
+    assert "orchestrator.frameworks" in str(caught.value) and caught.value.code == "FRAMEWORK_UNAVAILABLE"
+
+
+def test_a_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LangGraphAdapter, "requires", ("langgraph_not_installed_here",))
+    with pytest.raises(FrameworkUnavailable, match=r"orchestrator\[langgraph\]"):
+        adapter_for("langgraph")
+
+
+def test_langgraph_runs_a_real_graph_with_a_fake_chat_model() -> None:
+    spec = _spec("langgraph", graph="tests.fixtures.graphs:build_support_graph", responses=["Reset it here."])
+    runtime = adapter_for("langgraph").load(spec)
+    state = runtime.invoke({"question": "How do I reset my password?", "messages": []})
+    assert state["messages"] == [
+        {"type": "human", "content": "How do I reset my password?"},
+        {"type": "ai", "content": "Reset it here."},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("configuration", "message"),
+    [({}, "configuration.graph is required"), ({"graph": "tests.fixtures.graphs:NOT_A_GRAPH"}, "not a LangGraph"),
+     ({"graph": "no such path"}, "package.module:attribute")],
+)  # fmt: skip
+def test_langgraph_refuses_a_configuration_that_names_no_graph(configuration: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        adapter_for("langgraph").load(_spec("langgraph", **configuration))
+
+
+def test_native_runs_its_handler_sync_or_async() -> None:
+    runtime = adapter_for("native").load(_spec("native", handler="tests.fixtures.handlers:double"))
+    assert runtime.invoke({"value": 21}) == {"value": 42}
+    runtime = adapter_for("native").load(_spec("native", handler="tests.fixtures.handlers:double_later"))
+    assert runtime.invoke({"value": 2}) == {"value": 4}
