@@ -33,7 +33,9 @@ class Reconciler:
         configure_logging(settings.log_level)
         self._settings = settings
         # One connection (two at a peak): the reconciler reads in batches, it does not fan out.
-        self._db = Database(settings.database_url, pool_size=1, max_overflow=1)
+        self._db = Database(
+            settings.database_url, pool_size=1, max_overflow=1, application_name="orchestrator:reconciler"
+        )
         self._last_purge = 0.0
         self._passes = 0
         self._lock = threading.Lock()

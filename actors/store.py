@@ -28,6 +28,7 @@ class Store:
             pool_size=size,
             max_overflow=0,
             sqlite_busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
+            application_name="orchestrator:store",
         )
         self.pool_size = size
 

@@ -34,6 +34,7 @@ class Database:
         max_overflow: int = 5,
         echo: bool = False,
         sqlite_busy_timeout_ms: int = 30_000,
+        application_name: str = "orchestrator:api",
     ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
@@ -52,6 +53,8 @@ class Database:
                 max_overflow=max_overflow,
                 pool_recycle=1800,
                 echo=echo,
+                # Names each component's connections in pg_stat_activity (API replicas, store, reconciler).
+                connect_args={"application_name": application_name},
             )
             self._write_engine = self.engine
             read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -110,7 +110,9 @@ def deploy(db: Database, settings: Settings, principal: Principal, agent_id: str
     except Exception as exc:  # Ray refused the actor: record why, the caller sees the agent in error
         record_failure(db, agent_id, f"the actor could not be created: {exc}")
         raise DeploymentFailed(f"The agent's actor could not be created: {exc}") from exc
-    ready = agent_handles.wait_ready(settings, agent_id, timeout_s=settings.agents.agent_deploy_wait_s)
+    # Placement that needs other work to finish or the autoscaler to add a node takes minutes: answer now.
+    wait_s = settings.agents.agent_deploy_wait_s if placement is admission.Placement.now else 0.5
+    ready = agent_handles.wait_ready(settings, agent_id, timeout_s=wait_s)
     if ready.error is not None:
         record_failure(db, agent_id, ready.error)
         raise DeploymentFailed(f"The agent's actor failed to start: {ready.error}")
@@ -178,7 +180,8 @@ def container(db: Database, settings: Settings, principal: Principal, agent_id: 
         # Idle: no process; the next task re-activates it. Not woken up just to be looked at.
         return {**report, "status": "passivated", "passivated_at": agent.passivated_at}
     live = agent_handles.inspect(settings, agent.id, ping_timeout_s=settings.health_check_timeout_s)
-    return {**report, **live}
+    usage = {**report["resource_usage"], **live.pop("resource_usage", {})}
+    return {**report, **live, "resource_usage": usage}
 
 
 def container_logs(

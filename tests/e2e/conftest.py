@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -22,20 +22,52 @@ from tests.conftest import POSTGRES_ENV, REDIS_ENV, _postgres_schema, free_port
 
 STARTUP_TIMEOUT_S = 180
 E2E_REPLICAS = 2
+E2E_CPUS = 4
+E2E_IDLE_TIMEOUT_S = 12
+E2E_HEARTBEAT_TIMEOUT_S = 3
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Platform:
+    """The platform as `orchestrator up` runs it; `restart()` stops the whole Ray cluster and starts again."""
+
     base_url: str
     data_dir: Path
     log_path: Path
     env: dict[str, str]
-    startup_seconds: float
+    startup_seconds: float = 0.0
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [_cli(), *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
         )
+
+    def start(self) -> None:
+        started = time.monotonic()
+        with self.log_path.open("a") as log:
+            log.write("\n--- orchestrator up ---\n")
+            log.flush()
+            offset = log.tell()
+            self.process = subprocess.Popen([_cli(), "up"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        _wait_for_ready(self.process, self.log_path, offset)
+        self.startup_seconds = time.monotonic() - started
+
+    def stop(self) -> None:
+        down = self.cli("down", timeout=120)
+        assert self.process is not None
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert self.process.returncode == 0, self.log_path.read_text()[-3000:]
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
 
 def _cli() -> str:
@@ -67,32 +99,29 @@ def platform(tmp_path_factory: pytest.TempPathFactory, platform_database_url: st
         # Two replicas: the rate-limit and routing tests must hold across replicas, as in production.
         "ORCHESTRATOR_API_REPLICAS": str(E2E_REPLICAS),
         "ORCHESTRATOR_SHUTDOWN_DRAIN_TIMEOUT_S": "2",
+        # A known node size (Ray accepts more logical CPUs than cores): the replicas hold 1 of the 4, so an
+        # agent asking for 4 fits the node but must wait, and one asking for 5 never fits.
+        "ORCHESTRATOR_RAY_NUM_CPUS": str(E2E_CPUS),
+        # Short agent timers, so that passivation and offline workers are observable within a test.
+        "ORCHESTRATOR_AGENT_IDLE_TIMEOUT_S": str(E2E_IDLE_TIMEOUT_S),
+        "ORCHESTRATOR_AGENT_HEARTBEAT_TIMEOUT_S": str(E2E_HEARTBEAT_TIMEOUT_S),
+        "ORCHESTRATOR_RECONCILE_INTERVAL_S": "2",
+        # Ray workers import the test fixtures (LangGraph graphs, native handlers) from the repository.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
         "RAY_ADDRESS": "",
     }
-    log_path = data_dir / "up.log"
-    started = time.monotonic()
-    with log_path.open("w") as log:
-        process = subprocess.Popen([_cli(), "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    platform = Platform(f"http://127.0.0.1:{port}", data_dir, log_path, env, 0.0)
+    platform = Platform(f"http://127.0.0.1:{port}", data_dir, data_dir / "up.log", env)
+    platform.start()
     try:
-        _wait_for_ready(process, log_path)
-        platform = Platform(platform.base_url, data_dir, log_path, env, time.monotonic() - started)
         yield platform
     finally:
-        down = platform.cli("down", timeout=120)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert process.returncode == 0, log_path.read_text()[-3000:]
+        platform.stop()
 
 
-def _wait_for_ready(process: subprocess.Popen[bytes], log_path: Path) -> None:
+def _wait_for_ready(process: subprocess.Popen[bytes], log_path: Path, offset: int = 0) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
-        if "ready in" in log_path.read_text():
+        if "ready in" in log_path.read_text()[offset:]:
             return
         if process.poll() is not None:
             pytest.fail(f"`orchestrator up` exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
