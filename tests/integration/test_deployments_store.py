@@ -1,0 +1,113 @@
+"""The durable side of agent deployment, on each real database: what actors report through the store,
+and what the API answers where no Ray cluster is behind it."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from persistence.db import Database
+from persistence.models import Agent, Event
+from services import deployments
+from tests.integration.test_agents import _agent, _user
+from tests.integration.test_auth_flow import assert_error
+
+AGENTS = "/api/v1/agents"
+
+
+def _set(db: Database, agent_id: str, **values) -> None:
+    with db.transaction() as session:
+        session.execute(update(Agent).where(Agent.id == agent_id).values(**values))
+
+
+def _events(db: Database, agent_id: str) -> list[Event]:
+    with db.session() as session:
+        query = select(Event).where(Event.subject_id == agent_id).order_by(Event.created_at, Event.id)
+        return list(session.execute(query).scalars())
+
+
+def test_an_actor_starting_for_a_deploying_agent_makes_it_active_with_an_event(client: TestClient, db) -> None:
+    owner = _user(client, "owner")
+    agent = _agent(client, owner, framework="langgraph", configuration={"graph": "pkg.mod:graph"}, version="2.0.0")
+    _set(db, agent["id"], status="deploying")
+    with db.transaction() as session:
+        spec = deployments.load_for_activation(session, agent["id"], "actor-1")
+    assert spec is not None and spec.framework == "langgraph" and spec.version == "2.0.0"
+    assert spec.configuration == {"graph": "pkg.mod:graph"}
+    stored = client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()
+    assert stored["status"] == "active" and stored["container_id"] == "actor-1" and stored["deployed_at"]
+    [event] = _events(db, agent["id"])
+    assert event.event_type == "agent.status_changed" and event.data["status"] == "active"
+    assert (event.owner_type, event.owner_id) == ("user", agent["owner_id"])
+
+
+def test_an_actor_of_an_agent_no_longer_deployed_is_told_to_stop(client: TestClient, db) -> None:
+    owner = _user(client, "owner")
+    agent = _agent(client, owner)
+    for status in ("draft", "inactive", "error"):
+        _set(db, agent["id"], status=status)
+        with db.transaction() as session:
+            assert deployments.load_for_activation(session, agent["id"], "actor-1") is None
+    with db.transaction() as session:
+        assert deployments.load_for_activation(session, "no-such-agent", "actor-1") is None
+
+
+def test_only_the_current_incarnation_may_passivate_and_reactivation_clears_it(client: TestClient, db) -> None:
+    owner = _user(client, "owner")
+    agent = _agent(client, owner)
+    _set(db, agent["id"], status="active", container_id="actor-2")
+    with db.transaction() as session:
+        assert deployments.mark_passivated(session, agent["id"], "actor-1") is False  # a stale incarnation
+        assert deployments.mark_passivated(session, agent["id"], "actor-2") is True
+    assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["passivated_at"]
+    with db.transaction() as session:
+        deployments.load_for_activation(session, agent["id"], "actor-3")
+    stored = client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()
+    assert stored["status"] == "active" and stored["passivated_at"] is None and stored["container_id"] == "actor-3"
+
+
+def test_the_reconciler_wants_deploying_and_active_agents_with_their_resources(client: TestClient, db, settings):
+    owner = _user(client, "owner")
+    live, idle, draft = (_agent(client, owner, resource_limits={"cpu": 2, "memory": 1024}) for _ in range(3))
+    _set(db, live["id"], status="active")
+    _set(db, idle["id"], status="active", passivated_at=deployments.utcnow())
+    with db.session() as session:
+        wanted = {item.agent_id: item for item in deployments.agents_to_run(session, settings)}
+    assert set(wanted) == {live["id"], idle["id"]} and draft["id"] not in wanted
+    assert wanted[idle["id"]].passivated and not wanted[live["id"]].passivated
+    assert wanted[live["id"]].options == {"num_cpus": 2.0, "memory": 1024 * 1024 * 1024, "max_concurrency": 5}
+
+
+def test_deploy_checks_the_framework_before_anything_changes(client: TestClient) -> None:
+    owner = _user(client, "owner")
+    agent = _agent(client, owner, framework="autogen")
+    error = assert_error(client.post(f"{AGENTS}/{agent['id']}/deploy", headers=owner), 422, "FRAMEWORK_UNAVAILABLE")
+    assert "orchestrator.frameworks" in error["message"]
+    assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["status"] == "draft"
+
+
+def test_without_a_ray_cluster_deploy_answers_503_and_changes_nothing(client: TestClient) -> None:
+    owner = _user(client, "owner")
+    agent = _agent(client, owner)
+    assert_error(client.post(f"{AGENTS}/{agent['id']}/deploy", headers=owner), 503, "SERVICE_UNAVAILABLE")
+    assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["status"] == "draft"
+    container = client.get(f"{AGENTS}/{agent['id']}/container", headers=owner).json()
+    assert container["status"] == "stopped" and container["health_status"] == "none"
+
+
+def test_heartbeats_are_for_deployed_external_agents(client: TestClient, db) -> None:
+    owner = _user(client, "owner")
+    hosted, external = _agent(client, owner), _agent(client, owner, mode="external")
+    assert_error(client.post(f"{AGENTS}/{hosted['id']}/heartbeat", headers=owner), 409, "CONFLICT")
+    assert_error(client.post(f"{AGENTS}/{external['id']}/heartbeat", headers=owner), 409, "CONFLICT")
+    assert client.get(f"{AGENTS}/{external['id']}", headers=owner).json()["online"] is False
+    assert client.get(f"{AGENTS}/{hosted['id']}", headers=owner).json()["online"] is None
+    _set(db, external["id"], status="active", last_heartbeat_at=deployments.utcnow())
+    assert client.get(f"{AGENTS}/{external['id']}", headers=owner).json()["online"] is True
+
+
+def test_restarting_needs_an_active_agent_and_undeploying_a_draft_is_an_invalid_transition(client: TestClient):
+    owner = _user(client, "owner")
+    agent = _agent(client, owner)
+    assert_error(client.post(f"{AGENTS}/{agent['id']}/container/restart", headers=owner), 409, "CONFLICT")
+    assert_error(client.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner), 409, "INVALID_TRANSITION")
