@@ -31,8 +31,19 @@ class AgentNotDeployed(RuntimeError):
     """The agent was undeployed or deleted while this actor started: it must not run."""
 
 
+class AgentPassivating(RuntimeError):
+    """The actor is releasing its process: the call is refused, and a new call re-activates the agent."""
+
+
 class AgentActor:
-    def __init__(self, agent_id: str, namespace: str, idle_timeout_s: float, heartbeat_timeout_s: float) -> None:
+    def __init__(
+        self,
+        agent_id: str,
+        namespace: str,
+        idle_timeout_s: float,
+        heartbeat_timeout_s: float,
+        max_concurrent_tasks: int = 1,
+    ) -> None:
         configure_logging("INFO")
         self._agent_id = agent_id
         self._idle_timeout_s = idle_timeout_s
@@ -50,11 +61,14 @@ class AgentActor:
         self._process.cpu_percent(None)  # starts the CPU measurement window
         self._started_at = utcnow()
         self._lock = threading.Lock()
+        # The agent's max_concurrent_tasks: work beyond it waits here, pings and control calls do not.
+        self._slots = threading.BoundedSemaphore(max(1, max_concurrent_tasks))
         self._in_flight = 0
         self._last_activity = time.monotonic()
         self._last_heartbeat: datetime | None = None
         self._online = False
         self._passivating = False
+        self._closing = False
         threading.Thread(target=self._watch, name="agent-watchdog", daemon=True).start()
         log.info(
             "agent %s started: framework=%s mode=%s version=%s pid=%d",
@@ -90,7 +104,31 @@ class AgentActor:
         """Run one unit of work in the agent's framework runtime (hosted mode)."""
         self._begin()
         try:
-            return self._runtime.invoke(payload)
+            with self._slots:
+                return self._runtime.invoke(payload)
+        finally:
+            self._end()
+
+    def run_task(self, task_id: str) -> str:
+        """Run an assigned task (hosted mode): take it through the store (in_progress), run the task's
+        payload in the framework runtime, record the result or the error. A task that is not this agent's
+        assigned one any more (a repeated dispatch) is skipped."""
+        self._begin()
+        try:
+            task = ray.get(self._store.start_task.remote(task_id, self._agent_id))
+            if task is None:
+                return "skipped"
+            started = time.perf_counter()
+            try:
+                with self._slots:
+                    result, error = self._runtime.invoke(task["payload"]), None
+            except Exception as exc:  # the task fails, the agent lives on
+                result, error = None, f"{type(exc).__name__}: {exc}"
+                log.warning("task %s failed: %s", task_id, error)
+            ray.get(self._store.finish_task.remote(task_id, self._agent_id, result, error))
+            log.info("task %s %s in %.0f ms", task_id, "failed" if error else "completed",
+                     (time.perf_counter() - started) * 1000)  # fmt: skip
+            return "failed" if error else "completed"
         finally:
             self._end()
 
@@ -110,7 +148,10 @@ class AgentActor:
             if self._in_flight or time.monotonic() - self._last_activity < self._idle_timeout_s:
                 self._passivating = False
                 return False
+            self._closing = True  # from here on, new work is refused (the caller re-activates by name)
         if not ray.get(self._store.passivate_agent.remote(self._agent_id, self._container_id)):
+            with self._lock:
+                self._closing = self._passivating = False
             return False
         log.info("agent %s idle for %.0fs: passivated", self._spec.name, self._idle_timeout_s)
         self._runtime.close()
@@ -119,6 +160,8 @@ class AgentActor:
 
     def _begin(self) -> None:
         with self._lock:
+            if self._closing:
+                raise AgentPassivating(f"agent {self._agent_id} is passivating; call it again to re-activate it")
             self._in_flight += 1
             self._last_activity = time.monotonic()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -17,7 +18,7 @@ from typing import Any
 
 import ray
 import ray.util.state
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actors.names import STORE_NAME, agent_actor_name
 from cluster.capacity import cluster_shape
@@ -42,6 +43,8 @@ _LOG_LINE = re.compile(
     r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+) \[[^\]]*\] (.*)$"
 )
 _LOG_FETCH_LINES = 10_000
+# Actor threads beyond the agent's task slots: health pings, heartbeats, passivation.
+CONTROL_CALLS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,11 @@ def largest_node() -> dict[str, float]:
     return admission.largest_node(cluster_shape().totals)
 
 
+def actor_options(request: dict[str, float], max_concurrent_tasks: int) -> dict[str, Any]:
+    """Ray options of an agent's actor: its resources and a thread per task slot plus control calls."""
+    return {**admission.actor_options(request), "max_concurrency": max_concurrent_tasks + CONTROL_CALLS}
+
+
 def activate(settings: Settings, agent_id: str, options: dict[str, Any]) -> Any:
     """The agent's actor: the live one, or a new one started now (deploy, or re-activation after
     passivation). Its constructor loads the agent from the database through the store."""
@@ -106,8 +114,20 @@ def activate(settings: Settings, agent_id: str, options: dict[str, Any]) -> Any:
             get_if_exists=True,
             **options,
         )
-        .remote(agent_id, settings.ray.ray_namespace, agents.agent_idle_timeout_s, agents.agent_heartbeat_timeout_s)
+        .remote(
+            agent_id,
+            settings.ray.ray_namespace,
+            agents.agent_idle_timeout_s,
+            agents.agent_heartbeat_timeout_s,
+            options["max_concurrency"] - CONTROL_CALLS,
+        )
     )
+
+
+def dispatch(settings: Settings, agent_id: str, options: dict[str, Any], method: str, *args: Any) -> None:
+    """Send work to the agent's actor without waiting (re-activating it if needed). If the message is
+    lost, the database still says what is owed and the reconciler sends it again."""
+    getattr(activate(settings, agent_id, options), method).remote(*args)
 
 
 def find(settings: Settings, agent_id: str) -> Any | None:
@@ -170,8 +190,9 @@ def restart(settings: Settings, agent_id: str, options: dict[str, Any]) -> str:
 def call(
     settings: Settings, agent_id: str, options: dict[str, Any], method: str, *args: Any, timeout_s: float = 60
 ) -> Any:
-    """Call the agent's actor, re-activating it if it passivated (once: a second death is an error)."""
-    for attempt in range(2):
+    """Call the agent's actor, re-activating it if it passivated or is passivating right now."""
+    attempts = 3
+    for attempt in range(1, attempts + 1):
         handle = activate(settings, agent_id, options)
         try:
             return ray.get(getattr(handle, method).remote(*args), timeout=timeout_s)
@@ -179,9 +200,13 @@ def call(
             reason = creation_error(exc)
             if "NotDeployed" in reason:
                 raise DeploymentFailed("The agent is not deployed") from exc
-            if attempt:
+            if attempt == attempts:
                 raise ServiceUnavailable(f"The agent's actor is unavailable: {reason}") from exc
             log.info("agent %s actor gone (%s); re-activating", agent_id, reason)
+        except RayTaskError as exc:
+            if "AgentPassivating" not in str(exc) or attempt == attempts:
+                raise
+            time.sleep(0.2)  # the idle actor is exiting; the next activation starts a new one
     raise AssertionError("unreachable")
 
 

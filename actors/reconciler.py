@@ -3,7 +3,8 @@
 
 Each pass: every `deploying` agent and every `active` agent that was live (not passivated) has its actor
 (after the whole cluster restarted, this redeploys them); an actor whose agent is no longer deployed is
-stopped; an actor that fails to start puts its agent in `error`; expired credentials are purged hourly.
+stopped; an actor that fails to start puts its agent in `error`; hosted agents' assigned tasks that were
+never started are sent to the actor again; expired credentials are purged hourly.
 """
 
 from __future__ import annotations
@@ -11,21 +12,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors import agent_handles
+from core.clock import utcnow
 from core.logging import configure_logging
 from core.settings import Settings
 from persistence.db import Database
-from services import deployments
+from services import deployments, tasks
 from services.housekeeping import purge_expired_credentials
 
 log = logging.getLogger("orchestrator.reconciler")
 
 PURGE_EVERY_S = 3600.0
+# An assigned task a hosted agent has not started after this long is sent to its actor again.
+REDISPATCH_AFTER_S = 15.0
 
 
 class Reconciler:
@@ -68,6 +73,7 @@ class Reconciler:
                 continue
             starting[agent.agent_id] = agent_handles.activate(settings, agent.agent_id, agent.options)
         failed = self._await_started(starting)
+        redispatched = self._redispatch({agent.agent_id: agent.options for agent in wanted})
         stopped = [agent_id for agent_id in live - {a.agent_id for a in wanted}
                    if agent_handles.stop(settings, agent_id)]  # fmt: skip
         if stopped:
@@ -76,7 +82,23 @@ class Reconciler:
             purge_expired_credentials(self._db)
             self._last_purge = time.monotonic()
         self._passes += 1
-        return {"started": sorted(set(starting) - set(failed)), "failed": failed, "stopped": stopped}
+        return {"started": sorted(set(starting) - set(failed)), "failed": failed, "stopped": stopped,
+                "redispatched": redispatched}  # fmt: skip
+
+    def _redispatch(self, options: dict[str, dict[str, Any]]) -> int:
+        """Hosted agents' tasks still `assigned` a while after assignment: the message to the actor was lost
+        (Ray unreachable, the actor passivating); send it again. Taking a task is idempotent in the store."""
+        cutoff = utcnow() - timedelta(seconds=REDISPATCH_AFTER_S)
+        with self._db.session() as session:
+            owed = tasks.assigned_hosted_tasks(session, cutoff)
+        sent = 0
+        for task_id, agent_id in owed:
+            if agent_id in options:
+                agent_handles.dispatch(self._settings, agent_id, options[agent_id], "run_task", task_id)
+                sent += 1
+        if sent:
+            log.info("re-sent %d assigned task(s) to their agents' actors", sent)
+        return sent
 
     def _await_started(self, starting: dict[str, Any]) -> list[str]:
         """Wait (bounded) for the actors just started; an actor whose constructor failed puts its agent in

@@ -9,12 +9,13 @@ transaction in `services.deployments`.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from core.logging import configure_logging
 from core.settings import Settings
 from frameworks import AgentSpec
 from persistence.db import Database
-from services import deployments
+from services import deployments, tasks
 
 log = logging.getLogger("orchestrator.store")
 
@@ -43,6 +44,14 @@ class Store:
     def agent_offline(self, agent_id: str, last_heartbeat_at: str | None) -> None:
         with self._db.transaction() as session:
             deployments.mark_offline(session, agent_id, last_heartbeat_at)
+
+    def start_task(self, task_id: str, agent_id: str) -> dict[str, Any] | None:
+        with self._db.transaction() as session:
+            return tasks.start_for_agent(session, task_id, agent_id)
+
+    def finish_task(self, task_id: str, agent_id: str, result: dict[str, Any] | None, error: str | None) -> bool:
+        with self._db.transaction() as session:
+            return tasks.finish_for_agent(session, task_id, agent_id, result, error)
 
     def connections(self) -> dict[str, int]:
         """Pool usage, for the test that proves the bound."""

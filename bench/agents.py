@@ -3,8 +3,8 @@
 Through the platform as `orchestrator up` runs it, in one run:
 1. deploy latency: `POST /agents/{id}/deploy` until it answers `active` (the actor is placed, has loaded
    the agent from the database and answered), p50/p95 over --agents deploys;
-2. the same agents kept busy (their external workers send heartbeats, messages to the actor): count of
-   agent actor processes and their resident memory;
+2. the same agents kept busy (their external workers send a heartbeat, a message to the actor, every 5 s
+   from their deploy on): count of agent actor processes and their resident memory;
 3. the same agents after the idle timeout: the count and memory again (target: no process per idle agent);
 4. re-activation latency: the first message to a passivated agent until it is answered, p50.
 
@@ -17,8 +17,8 @@ import argparse
 import statistics
 import sys
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from platform_process import running_platform
 
 PASSWORD = "bench-password-123"  # noqa: S105 (a throwaway account of the benchmark)
-IDLE_TIMEOUT_S = 20
+IDLE_TIMEOUT_S = 30
+BEAT_EVERY_S = 5
 
 
 def agent_processes() -> tuple[int, float]:
@@ -36,7 +37,8 @@ def agent_processes() -> tuple[int, float]:
     count, rss = 0, 0.0
     for process in psutil.process_iter(["cmdline", "memory_info"]):
         cmdline = process.info["cmdline"] or []
-        if cmdline and cmdline[0].startswith("ray::AgentActor"):
+        # Ray titles an actor's process `ray::AgentActor`, or `ray::<name>:AgentActor.<method>` while busy.
+        if cmdline and cmdline[0].startswith("ray::") and "AgentActor" in cmdline[0]:
             count += 1
             rss += process.info["memory_info"].rss / (1024 * 1024)
     return count, rss
@@ -60,7 +62,25 @@ def run(args: argparse.Namespace) -> None:
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
         baseline = agent_processes()
 
-        ids, deploy_ms = [], []
+        ids: list[str] = []
+        deploy_ms: list[float] = []
+        beats_ms: list[float] = []
+        stop_beating = threading.Event()
+
+        def beat(agent_id: str) -> float:
+            started = time.perf_counter()
+            response = http.post(f"/api/v1/agents/{agent_id}/heartbeat", headers=headers)
+            response.raise_for_status()
+            return (time.perf_counter() - started) * 1000
+
+        def keep_busy() -> None:
+            # Each deployed agent's worker reports every few seconds, from its deploy on: busy agents.
+            while not stop_beating.wait(BEAT_EVERY_S):
+                for agent_id in list(ids):
+                    beats_ms.append(beat(agent_id))
+
+        beater = threading.Thread(target=keep_busy, daemon=True)
+        beater.start()
         for index in range(args.agents):
             agent = http.post("/api/v1/agents", headers=headers, json={"name": f"worker-{index}", "mode": "external"})
             agent_id = agent.json()["id"]
@@ -71,15 +91,11 @@ def run(args: argparse.Namespace) -> None:
                 raise SystemExit(f"deploy {index} failed: {response.status_code} {response.text[:300]}")
             ids.append(agent_id)
 
-        def beat(agent_id: str) -> float:
-            started = time.perf_counter()
-            response = http.post(f"/api/v1/agents/{agent_id}/heartbeat", headers=headers)
-            response.raise_for_status()
-            return (time.perf_counter() - started) * 1000
-
-        with ThreadPoolExecutor(8) as pool:
-            busy_beats = list(pool.map(beat, ids))
+        time.sleep(2 * BEAT_EVERY_S)  # every agent has had a heartbeat since the last deploy
         busy = agent_processes()
+        stop_beating.set()
+        beater.join()
+        busy_beats = beats_ms[-len(ids) :]
 
         deadline = time.monotonic() + IDLE_TIMEOUT_S + 120
         while time.monotonic() < deadline:
@@ -87,7 +103,11 @@ def run(args: argparse.Namespace) -> None:
             if all(agent["passivated_at"] for agent in agents if agent["id"] in ids):
                 break
             time.sleep(1)
-        time.sleep(2)  # let the last exiting processes go
+        # The database says passivated before each process exits: wait (bounded) for the processes to go.
+        all_passivated = time.monotonic()
+        while agent_processes()[0] and time.monotonic() - all_passivated < 120:
+            time.sleep(1)
+        release_s = time.monotonic() - all_passivated
         idle = agent_processes()
         passivated = sum(1 for agent in agents if agent["id"] in ids and agent["passivated_at"])
 
@@ -105,6 +125,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"{args.agents} agents deployed and busy        {busy[0]:4d}   {busy[1]:8.0f} MB resident")
     print(f"{args.agents} agents after idle timeout       {idle[0]:4d}   {idle[1]:8.0f} MB resident   "
           f"({passivated} passivated, status still active)")  # fmt: skip
+    print(f"processes gone after the last passivation  {release_s:5.1f} s")
 
 
 def main() -> None:

@@ -231,3 +231,47 @@ class MarketplaceInstall(IdMixin, Base):
     owner_type: Mapped[str] = mapped_column(String(16), nullable=False)
     owner_id: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+
+class Task(IdMixin, TimestampMixin, OwnedMixin, Base):
+    """A unit of work (seeds 002, 003): routed to an agent by type and priority, or assigned directly.
+
+    Status changes go through `schedulers.task_lifecycle`. Hosted agents run their tasks in their actor;
+    external agents' workers pull them (`GET /agents/{id}/tasks`) and report (`PATCH /tasks/{id}/status`).
+    """
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_owner", "owner_type", "owner_id"),
+        # The agent's queue and metrics: its tasks by status, newest first.
+        Index("ix_tasks_agent_status", "agent_id", "status", "created_at"),
+        # Routing: pending work by priority, oldest first.
+        Index("ix_tasks_status_priority", "status", "priority", "created_at"),
+    )
+
+    title: Mapped[str] = mapped_column(String(300), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    # Routing type (seed 002: bugfix, feature, deployment, incident, faq_update …).
+    type: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    priority: Mapped[str] = mapped_column(String(2), nullable=False)  # P0 (critical) … P3 (low)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    project_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    source: Mapped[str | None] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, nullable=False, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    requirements: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    acceptance_criteria: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    estimated_hours: Mapped[float | None] = mapped_column(Float)
+    actual_hours: Mapped[float | None] = mapped_column(Float)
+    progress: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    sla_target: Mapped[int | None] = mapped_column(Integer)  # seconds from creation
+    due_date: Mapped[datetime | None] = mapped_column()
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    assigned_at: Mapped[datetime | None] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column()

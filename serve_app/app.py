@@ -15,7 +15,17 @@ from serve_app.context import VERSION, AppContext
 from serve_app.errors import install_error_handlers
 from serve_app.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware, QueryCaseMiddleware
 from serve_app.rate_limits import RateLimitHeadersMiddleware
-from serve_app.routes import agents, auth, configurations, health, oauth, organizations, users
+from serve_app.routes import (
+    agents,
+    auth,
+    configurations,
+    health,
+    marketplace,
+    oauth,
+    organizations,
+    tasks,
+    users,
+)
 from serve_app.routing import assert_routes_protected
 
 API_PREFIX = "/api/v1"
@@ -67,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(organizations.router, prefix=API_PREFIX)
     app.include_router(agents.router, prefix=API_PREFIX)
     app.include_router(configurations.router, prefix=API_PREFIX)
+    app.include_router(tasks.router, prefix=API_PREFIX)
+    app.include_router(marketplace.router, prefix=API_PREFIX)
     install_error_handlers(app)
     assert_routes_protected(app)
 

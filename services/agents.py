@@ -116,6 +116,12 @@ def delete_agent(session: Session, principal: Principal, agent_id: str) -> None:
     session.delete(agent)
 
 
+def lock_agent(session: Session, agent_id: str) -> Agent | None:
+    """The agent row, locked for the rest of the transaction (FOR UPDATE on Postgres; SQLite writers are
+    already serialised by BEGIN IMMEDIATE)."""
+    return session.get(Agent, agent_id, with_for_update=True, populate_existing=True)
+
+
 def validate_framework(value: str) -> str:
     """The canonical framework name; ValueError (a validation error of the request) if unknown."""
     framework = value.strip().lower()

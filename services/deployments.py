@@ -26,6 +26,7 @@ from persistence.models import Agent
 from schedulers import admission
 from schedulers.agent_lifecycle import AgentStatus, transition
 from services import events, ownership
+from services.agents import lock_agent
 from services.principal import Principal
 
 log = logging.getLogger("orchestrator.deployments")
@@ -71,12 +72,6 @@ def set_status(session: Session, agent: Agent, target: AgentStatus, message: str
     )  # fmt: skip
 
 
-def lock_agent(session: Session, agent_id: str) -> Agent | None:
-    """The agent row, locked for the rest of the transaction (FOR UPDATE on Postgres; SQLite writers are
-    already serialised by BEGIN IMMEDIATE)."""
-    return session.get(Agent, agent_id, with_for_update=True, populate_existing=True)
-
-
 # --- requests from the API ---------------------------------------------------------------------------
 
 
@@ -103,7 +98,7 @@ def deploy(db: Database, settings: Settings, principal: Principal, agent_id: str
         waiting = None if placement is admission.Placement.now else f"waiting for {admission.describe(request)}"
         set_status(session, agent, AgentStatus.deploying, waiting)
         agent.passivated_at = None
-        options = _actor_options(agent, settings)
+        options = actor_options(agent, settings)
     logs = [f"Actor {agent_handles.actor_name(agent_id)} requested with {admission.describe(request)}"]
     try:
         agent_handles.activate(settings, agent_id, options)
@@ -156,7 +151,7 @@ def restart(db: Database, settings: Settings, principal: Principal, agent_id: st
         agent = ownership.get_writable(session, Agent, agent_id, principal)
         if agent.status != AgentStatus.active.value:
             raise Conflict(f"Only an active agent's container can be restarted (this one is {agent.status})")
-        options = _actor_options(agent, settings)
+        options = actor_options(agent, settings)
     restarted = agent_handles.restart(settings, agent_id, options)
     return {"container_id": restarted, "status": "restarting", "restarted_at": isoformat_z(utcnow())}
 
@@ -203,7 +198,7 @@ def record_heartbeat(db: Database, settings: Settings, principal: Principal, age
         if agent.status != AgentStatus.active.value:
             raise Conflict(f"The agent is {agent.status}; deploy it before its worker reports in")
         agent.last_heartbeat_at = utcnow()
-        options = _actor_options(agent, settings)
+        options = actor_options(agent, settings)
     agent_handles.call(settings, agent_id, options, "heartbeat", isoformat_z(agent.last_heartbeat_at))
     return agent
 
@@ -266,14 +261,11 @@ class WantedActor:
 def agents_to_run(session: Session, settings: Settings) -> list[WantedActor]:
     """Every agent that may have an actor: `deploying` and `active` ones (passivated ones start on demand)."""
     rows = session.execute(select(Agent).where(Agent.status.in_(DEPLOYED))).scalars()
-    return [WantedActor(a.id, a.passivated_at is not None, _actor_options(a, settings)) for a in rows]
+    return [WantedActor(a.id, a.passivated_at is not None, actor_options(a, settings)) for a in rows]
 
 
-def _actor_options(agent: Agent, settings: Settings) -> dict[str, Any]:
-    return {
-        **admission.actor_options(resources_of(agent, settings)),
-        "max_concurrency": agent.max_concurrent_tasks + 4,  # its tasks, plus pings and control calls
-    }
+def actor_options(agent: Agent, settings: Settings) -> dict[str, Any]:
+    return agent_handles.actor_options(resources_of(agent, settings), agent.max_concurrent_tasks)
 
 
 def record_failure(db: Database, agent_id: str, message: str) -> None:

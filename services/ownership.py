@@ -51,9 +51,17 @@ def _owns(session: Session, item: OwnedMixin, principal: Principal) -> bool:
     return membership(session, item.owner_id, principal.user_id) is not None
 
 
+def can_see(session: Session, item: OwnedMixin, principal: Principal) -> bool:
+    return item.is_public or _owns(session, item, principal)
+
+
+def can_write(session: Session, item: OwnedMixin, principal: Principal) -> bool:
+    return _owns(session, item, principal)
+
+
 def get_visible(session: Session, model: type[T], item_id: str, principal: Principal) -> T:
     item = session.get(model, item_id)
-    if item is None or not (item.is_public or _owns(session, item, principal)):
+    if item is None or not can_see(session, item, principal):
         raise NotFound(f"{model.__name__} not found")
     return item
 

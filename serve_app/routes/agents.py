@@ -14,6 +14,8 @@ from fastapi import Depends, Query, Request, Response, status
 from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent
 from schedulers.agent_lifecycle import parse_status
+from schedulers.task_lifecycle import ACTIVE
+from schedulers.task_lifecycle import parse_status as parse_task_status
 from serve_app.context import AppContext
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import PageParams, page_params, paginated
@@ -32,7 +34,8 @@ from serve_app.schemas.agents import (
     UndeployResponse,
 )
 from serve_app.schemas.common import MessageResponse
-from services import agents, deployments
+from serve_app.schemas.tasks import AgentMetrics, TaskList, TaskOut
+from services import agents, deployments, tasks
 from services.principal import Role
 
 router = protected_router(prefix="/agents", tags=["agents"], resource="agents", write_role=Role.agent)
@@ -211,3 +214,49 @@ def heartbeat(agent_id: str, principal: CurrentPrincipal, context: Context) -> H
     agent = deployments.record_heartbeat(context.db, context.settings, principal, agent_id)
     assert agent.last_heartbeat_at is not None
     return HeartbeatResponse(id=agent.id, online=True, last_heartbeat_at=agent.last_heartbeat_at)
+
+
+@router.get("/{agent_id}/tasks", response_model=TaskList)
+def agent_tasks(
+    agent_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    context: Context,
+    params: Annotated[PageParams, Depends(page_params)],
+    status_filter: Annotated[
+        str | None,
+        Query(alias="status", max_length=200, description="comma-separated; `active` = assigned or in_progress"),
+    ] = None,
+) -> dict:
+    """The agent's tasks, oldest first: an external worker pulls `?status=assigned`."""
+    wanted = set()
+    try:
+        for word in _csv(status_filter):
+            wanted |= set(ACTIVE) if word.lower() == "active" else {parse_task_status(word)}
+    except ValueError as exc:
+        raise ValidationFailed("Invalid status filter", details=[FieldIssue("status", str(exc))]) from exc
+    with context.db.session() as session:
+        page = tasks.list_agent_tasks(session, principal, agent_id, statuses=wanted, page=params.page,
+                                      limit=params.limit)  # fmt: skip
+        items = [TaskOut.model_validate(task) for task in page.items]
+    return paginated(request, "tasks", items, page)
+
+
+@router.get("/{agent_id}/metrics", response_model=AgentMetrics)
+def agent_metrics(
+    agent_id: str,
+    principal: CurrentPrincipal,
+    context: Context,
+    start_date: Annotated[datetime | None, Query(description="ISO timestamp; default 30 days before end")] = None,
+    end_date: Annotated[datetime | None, Query(description="ISO timestamp; default now")] = None,
+) -> dict:
+    """Seed 003's metrics, computed from the agent's recorded tasks in the period (null where the platform
+    records nothing to compute from)."""
+    for name, value in (("start_date", start_date), ("end_date", end_date)):
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed("Timestamps need a time zone", details=[FieldIssue(name, "add 'Z' or an offset")])
+    start, end = tasks.default_period(start_date, end_date)
+    if start >= end:
+        raise ValidationFailed("Empty period", details=[FieldIssue("start_date", "must be before end_date")])
+    with context.db.session() as session:
+        return tasks.agent_metrics(session, principal, agent_id, start=start, end=end)

@@ -303,3 +303,60 @@ def test_active_agents_are_redeployed_after_the_whole_cluster_restarts(platform:
         assert client.get(f"{AGENTS}/{undeployed['id']}", headers=owner).json()["status"] == "inactive"
         assert _container(client, owner, undeployed["id"])["status"] == "stopped"
         client.post(f"{AGENTS}/{live['id']}/undeploy", headers=owner)
+
+
+def _task_done(http: httpx.Client, headers: dict[str, str], task_id: str) -> dict:
+    def finished() -> dict | None:
+        task = http.get(f"/api/v1/tasks/{task_id}", headers=headers).json()
+        return task if task["status"] in ("completed", "failed") else None
+
+    return _eventually(finished, what=f"task {task_id} finished")
+
+
+def test_a_hosted_agent_runs_its_task_in_its_actor_with_the_real_graph(http, owner) -> None:
+    agent = _deployed(http, owner, framework="langgraph", configuration={"graph": GRAPH, "responses": ["Reset it."]})
+    response = http.post("/api/v1/tasks", headers=owner, json={
+        "type": "faq_update", "agentId": agent["id"], "payload": {"question": "Password reset?", "messages": []},
+    })  # fmt: skip
+    assert response.status_code == 201 and response.json()["status"] == "assigned"
+    task = _task_done(http, owner, response.json()["id"])
+    assert task["status"] == "completed" and task["started_at"] and task["completed_at"]
+    assert task["result"]["messages"][-1] == {"type": "ai", "content": "Reset it."}
+    assert http.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["current_tasks"] == 0
+    metrics = http.get(f"{AGENTS}/{agent['id']}/metrics", headers=owner).json()["task_metrics"]
+    assert metrics["completed_tasks"] == 1 and metrics["success_rate"] == 1.0
+    http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
+
+
+def test_a_failing_handler_fails_the_task_not_the_agent(http, owner) -> None:
+    agent = _deployed(http, owner, configuration={"handler": "tests.fixtures.handlers:fail"})
+    created = http.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"], "payload": {"issue": "42"}})
+    task = _task_done(http, owner, created.json()["id"])
+    assert task["status"] == "failed" and task["error"] == "ValueError: cannot handle 42"
+    assert _container(http, owner, agent["id"])["health_status"] == "healthy"
+    http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
+
+
+def test_an_external_worker_pulls_its_tasks_and_reports_them(http, owner) -> None:
+    agent = _deployed(http, owner, mode="external", max_concurrent_tasks=3)
+    created = [http.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"], "priority": p}).json()
+               for p in ("P2", "critical")]  # fmt: skip
+    pulled = http.get(f"{AGENTS}/{agent['id']}/tasks", headers=owner, params={"status": "assigned"}).json()["tasks"]
+    assert [task["id"] for task in pulled] == [task["id"] for task in created]
+    for task in pulled:
+        assert http.patch(f"/api/v1/tasks/{task['id']}/status?status=in_progress", headers=owner).status_code == 200
+        done = http.patch(f"/api/v1/tasks/{task['id']}/status", headers=owner, json={"status": "completed"})
+        assert done.json()["status"] == "completed"
+    assert http.get(f"{AGENTS}/{agent['id']}/metrics", headers=owner).json()["task_metrics"]["completed_tasks"] == 2
+    http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
+
+
+def test_a_task_for_a_passivated_agent_reactivates_it(http, owner) -> None:
+    agent = _deployed(http, owner, configuration={"handler": "tests.fixtures.handlers:whoami"})
+    _eventually(lambda: _container(http, owner, agent["id"])["status"] == "passivated",
+                timeout_s=E2E_IDLE_TIMEOUT_S + 30, what="passivation")  # fmt: skip
+    created = http.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"], "payload": {"n": 1}})
+    task = _task_done(http, owner, created.json()["id"])
+    assert task["status"] == "completed" and task["result"]["n"] == 1
+    assert _container(http, owner, agent["id"])["pid"] == task["result"]["pid"]  # a new, live process ran it
+    http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)

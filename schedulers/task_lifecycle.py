@@ -1,0 +1,103 @@
+"""Tasks' status and priority as data (API.md "Tasks"): one state machine, the seeds' spellings mapped.
+
+`pending → (awaiting_approval) → assigned → in_progress → completed | failed | cancelled`. A task goes
+back to `pending` when its agent gives it up (so that it is routed again). Every change goes through
+`transition`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from core.errors import FieldIssue, InvalidTransition
+
+
+class TaskStatus(StrEnum):
+    pending = "pending"  # waiting to be routed
+    awaiting_approval = "awaiting_approval"  # P0/P1: a human decides first
+    assigned = "assigned"  # an agent has it; not started
+    in_progress = "in_progress"  # the agent works on it
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+TERMINAL = frozenset({TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled})
+# Seed 003's filter `active`: work an agent holds.
+ACTIVE = frozenset({TaskStatus.assigned, TaskStatus.in_progress})
+
+ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.pending: frozenset(
+        {TaskStatus.awaiting_approval, TaskStatus.assigned, TaskStatus.failed, TaskStatus.cancelled}
+    ),
+    TaskStatus.awaiting_approval: frozenset(
+        {TaskStatus.pending, TaskStatus.assigned, TaskStatus.failed, TaskStatus.cancelled}
+    ),
+    TaskStatus.assigned: frozenset(
+        {TaskStatus.in_progress, TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled, TaskStatus.pending}
+    ),
+    TaskStatus.in_progress: frozenset(
+        {TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled, TaskStatus.pending}
+    ),
+    TaskStatus.completed: frozenset(),
+    TaskStatus.failed: frozenset(),
+    TaskStatus.cancelled: frozenset(),
+}
+
+# Spellings of seeds 003/004 accepted on input (API.md: synonyms are accepted and mapped).
+SYNONYMS: dict[str, TaskStatus] = {
+    "active": TaskStatus.in_progress,
+    "running": TaskStatus.in_progress,
+    "in-progress": TaskStatus.in_progress,
+    "started": TaskStatus.in_progress,
+    "done": TaskStatus.completed,
+    "complete": TaskStatus.completed,
+    "error": TaskStatus.failed,
+    "canceled": TaskStatus.cancelled,
+    "queued": TaskStatus.pending,
+    "open": TaskStatus.pending,
+}
+
+
+def parse_status(value: str) -> TaskStatus:
+    text = value.strip().lower()
+    if text in SYNONYMS:
+        return SYNONYMS[text]
+    try:
+        return TaskStatus(text)
+    except ValueError as exc:
+        raise ValueError(f"unknown task status '{value}' (one of {', '.join(TaskStatus)})") from exc
+
+
+def transition(current: TaskStatus | str, target: TaskStatus | str) -> TaskStatus:
+    current, target = TaskStatus(current), TaskStatus(target)
+    if target not in ALLOWED[current]:
+        raise InvalidTransition(
+            f"A task cannot go from '{current.value}' to '{target.value}'",
+            details=[
+                FieldIssue("status", f"allowed from '{current.value}': {sorted(s.value for s in ALLOWED[current])}")
+            ],
+        )
+    return target
+
+
+PRIORITIES = ("P0", "P1", "P2", "P3")
+_PRIORITY_WORDS = {"critical": "P0", "urgent": "P0", "high": "P1", "medium": "P2", "normal": "P2", "low": "P3"}
+
+
+def parse_priority(value: str | int) -> str:
+    """`P0`…`P3`, seed 003's words (critical/high/medium/low) and seed 004's 1–10 (9–10 → P0, 7–8 → P1,
+    4–6 → P2, 1–3 → P3)."""
+    if isinstance(value, bool):
+        raise ValueError("priority is P0-P3, critical/high/medium/low, or 1-10")
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        number = int(value)
+        if not 1 <= number <= 10:
+            raise ValueError("a numeric priority is 1-10")
+        return "P0" if number >= 9 else "P1" if number >= 7 else "P2" if number >= 4 else "P3"
+    text = str(value).strip()
+    if text.upper() in PRIORITIES:
+        return text.upper()
+    if text.lower() in _PRIORITY_WORDS:
+        return _PRIORITY_WORDS[text.lower()]
+    raise ValueError("priority is P0-P3, critical/high/medium/low, or 1-10")

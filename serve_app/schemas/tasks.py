@@ -1,0 +1,130 @@
+"""Tasks: seed 002's routing fields and seed 003's project fields in one schema (API.md "Tasks")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AliasChoices, Field, computed_field, field_validator
+
+from schedulers.task_lifecycle import TaskStatus, parse_priority, parse_status
+from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+
+TASK_TYPE = r"^[a-z][a-z0-9_.-]{0,63}$"
+
+
+def _priority(value: object) -> object:
+    return parse_priority(value) if isinstance(value, str | int) else value
+
+
+class TaskCreate(RequestModel):
+    title: str | None = Field(None, min_length=1, max_length=300)
+    description: str | None = Field(None, max_length=20_000)
+    type: str = Field("general", pattern=TASK_TYPE, description="routing type: bugfix, feature, deployment …")
+    priority: str = Field("P2", description="P0-P3, critical/high/medium/low, or 1-10")
+    agent_id: str | None = Field(None, max_length=64, description="assign to this agent directly")
+    project_id: str | None = Field(None, max_length=64)
+    source: str | None = Field(None, max_length=100)
+    payload: dict[str, Any] = Field(default_factory=dict, description="the task's input")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    requirements: list[str] = Field(default_factory=list, max_length=100)
+    acceptance_criteria: list[str] = Field(default_factory=list, max_length=100)
+    estimated_hours: float | None = Field(None, ge=0, le=100_000)
+    due_date: datetime | None = None
+    sla_target: int | None = Field(None, ge=1, le=365 * 24 * 3600, description="seconds from creation")
+    owner_type: str | None = Field(None, pattern="(?i)^(user|organization)$")
+    owner_id: str | None = Field(None, max_length=64)
+
+    _priority = field_validator("priority", mode="before")(_priority)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("due_date")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("add a time zone ('Z' or an offset)")
+        return value
+
+
+class TaskStatusUpdate(RequestModel):
+    """Seed 002 sends these as query parameters; a JSON body works too."""
+
+    status: TaskStatus
+    error: str | None = Field(None, max_length=10_000)
+    result: dict[str, Any] | None = None
+    progress: float | None = Field(None, ge=0, le=1)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, value: object) -> object:
+        return parse_status(value) if isinstance(value, str) else value
+
+
+class TaskOut(ResponseModel):
+    id: str
+    title: str
+    description: str | None
+    type: str
+    priority: str
+    status: str
+    agent_id: str | None
+    project_id: str | None
+    source: str | None
+    payload: dict[str, Any]
+    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("meta", "metadata"))
+    tags: list[str]
+    requirements: list[str]
+    acceptance_criteria: list[str]
+    result: dict[str, Any] | None
+    error: str | None
+    estimated_hours: float | None
+    actual_hours: float | None
+    progress: float
+    sla_target: int | None
+    due_date: datetime | None
+    owner_type: str
+    owner_id: str
+    created_by: str | None
+    assigned_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def task_id(self) -> str:
+        """Seed 002's name for the id."""
+        return self.id
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def assigned_agent(self) -> str | None:
+        """Seed 002's name for the agent."""
+        return self.agent_id
+
+
+class TaskList(ResponseModel):
+    tasks: list[TaskOut]
+    pagination: PaginationInfo
+    links: PaginationLinks
+
+
+class TaskStatusOut(ResponseModel):
+    task_id: str
+    status: str
+    task: TaskOut
+
+
+class AgentMetrics(ResponseModel):
+    agent_id: str
+    period: dict[str, datetime]
+    task_metrics: dict[str, Any]
+    performance_metrics: dict[str, Any]
+    utilization_metrics: dict[str, Any]
+    execution_metrics: dict[str, Any]

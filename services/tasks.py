@@ -1,0 +1,291 @@
+"""Tasks (seeds 002, 003): creating, assigning to an agent, status reports, an agent's queue and metrics.
+
+Status changes go through `set_status` (the task state machine of `schedulers.task_lifecycle`, the row
+locked, the agent's load counter kept, the event written to the outbox). Routing of unassigned tasks by
+type and priority is the task router's job; here a task is assigned when the caller names the agent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from core.clock import utcnow
+from core.errors import Conflict, NotFound
+from persistence.models import Agent, Task
+from persistence.repositories.pages import Page, fetch_page
+from persistence.repositories.time_sql import hour_of_day, seconds_between
+from schedulers.agent_lifecycle import AgentStatus
+from schedulers.task_lifecycle import ACTIVE, TERMINAL, TaskStatus, transition
+from services import events, ownership
+from services.agents import lock_agent
+from services.principal import Principal
+
+EVENT_OF_STATUS = {
+    TaskStatus.assigned: "task.assigned",
+    TaskStatus.completed: "task.completed",
+    TaskStatus.failed: "task.failed",
+}
+
+
+def create_task(session: Session, principal: Principal, data: dict[str, Any]) -> Task:
+    owner_type, owner_id = ownership.resolve_owner(session, principal, data.pop("owner_type", None),
+                                                   data.pop("owner_id", None))  # fmt: skip
+    agent_id = data.pop("agent_id", None)
+    data.setdefault("title", _default_title(data))
+    task = Task(owner_type=owner_type, owner_id=owner_id, created_by=principal.user_id,
+                status=TaskStatus.pending.value, **data)  # fmt: skip
+    session.add(task)
+    session.flush()
+    events.emit(session, "task.created", _summary(task), source="tasks", owner=task, subject_id=task.id)
+    if agent_id:
+        assign(session, principal, task, agent_id)
+    return task
+
+
+def assign(session: Session, principal: Principal, task: Task, agent_id: str) -> Agent:
+    """Give the task to an agent its owner may use: one they can see, enabled, deployed, with capacity."""
+    agent = lock_agent(session, ownership.get_visible(session, Agent, agent_id, principal).id)
+    assert agent is not None
+    if not agent.is_active:
+        raise Conflict(f"Agent '{agent.name}' is disabled and receives no new tasks")
+    if agent.status != AgentStatus.active.value:
+        raise Conflict(f"Agent '{agent.name}' is {agent.status}; deploy it before assigning tasks")
+    if agent.current_tasks >= agent.max_concurrent_tasks:
+        raise Conflict(f"Agent '{agent.name}' is at its limit of {agent.max_concurrent_tasks} concurrent tasks")
+    task.agent_id = agent.id
+    set_status(session, task, TaskStatus.assigned)
+    return agent
+
+
+def set_status(
+    session: Session,
+    task: Task,
+    target: TaskStatus,
+    *,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+    progress: float | None = None,
+) -> Task:
+    """One transition of the task, with its timestamps, the agent's load and the event."""
+    previous, previous_agent_id = TaskStatus(task.status), task.agent_id
+    task.status = transition(previous, target).value
+    now = utcnow()
+    if target is TaskStatus.assigned:
+        task.assigned_at = now
+    elif target is TaskStatus.in_progress:
+        task.started_at = task.started_at or now
+    elif target in TERMINAL:
+        task.completed_at = now
+        task.progress = 1.0 if target is TaskStatus.completed else task.progress
+    if target is TaskStatus.pending:
+        task.agent_id, task.assigned_at, task.started_at = None, None, None
+    if error is not None or target is TaskStatus.failed:
+        task.error = error
+    if result is not None:
+        task.result = result
+    if progress is not None:
+        task.progress = progress
+    _count_load(session, previous_agent_id or task.agent_id, previous, target)
+    events.emit(session, EVENT_OF_STATUS.get(target, "task.updated"),
+                {**_summary(task), "previous_status": previous.value, "error": task.error},
+                source="tasks", owner=task, subject_id=task.id)  # fmt: skip
+    session.flush()
+    return task
+
+
+def report_status(
+    session: Session,
+    principal: Principal,
+    task_id: str,
+    target: TaskStatus,
+    *,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+    progress: float | None = None,
+) -> Task:
+    """A worker (or the task's owner) reports progress: allowed to whoever may change the task or its agent."""
+    task = lock_task(session, task_id)
+    if task is None or not _may_report(session, principal, task):
+        raise NotFound("Task not found")
+    return set_status(session, task, target, error=error, result=result, progress=progress)
+
+
+def get_task(session: Session, principal: Principal, task_id: str) -> Task:
+    task = session.get(Task, task_id)
+    if task is None or not (
+        ownership.can_see(session, task, principal) or _agent_writable(session, principal, task.agent_id)
+    ):
+        raise NotFound("Task not found")
+    return task
+
+
+def lock_task(session: Session, task_id: str) -> Task | None:
+    return session.get(Task, task_id, with_for_update=True, populate_existing=True)
+
+
+def list_agent_tasks(
+    session: Session, principal: Principal, agent_id: str, *, statuses: set[TaskStatus] | None, page: int, limit: int
+) -> Page[Task]:
+    """An agent's tasks, oldest first (a worker takes them in order), for whoever can see the agent."""
+    agent = ownership.get_visible(session, Agent, agent_id, principal)
+    query = select(Task).where(Task.agent_id == agent.id)
+    if statuses:
+        query = query.where(Task.status.in_([status.value for status in statuses]))
+    query = query.order_by(Task.created_at, Task.id)
+    return fetch_page(session, query, page=page, limit=limit)
+
+
+def agent_metrics(
+    session: Session, principal: Principal, agent_id: str, *, start: datetime, end: datetime
+) -> dict[str, Any]:
+    """Seed 003's agent metrics, computed from the agent's recorded tasks in [start, end)."""
+    agent = ownership.get_visible(session, Agent, agent_id, principal)
+    dialect = session.get_bind().dialect.name
+    in_period = (Task.agent_id == agent.id, Task.created_at >= start, Task.created_at < end)
+    counts = dict(session.execute(select(Task.status, func.count()).where(*in_period).group_by(Task.status)).all())
+    total = sum(counts.values())
+    completed, failed = counts.get("completed", 0), counts.get("failed", 0)
+    run_s = seconds_between(Task.started_at, Task.completed_at, dialect)
+    wait_s = seconds_between(Task.assigned_at, Task.started_at, dialect)
+    finished = Task.status.in_([s.value for s in TERMINAL])
+    timing = session.execute(
+        select(
+            func.avg(case((Task.status == "completed", run_s))),
+            func.avg(wait_s),
+            func.sum(case((finished, run_s))),
+        ).where(*in_period, Task.started_at.is_not(None))
+    ).one()
+    # Postgres answers NUMERIC (Decimal) for epoch arithmetic, SQLite floats.
+    timing = [float(value) if value is not None else None for value in timing]
+    hours = session.execute(
+        select(hour_of_day(Task.started_at, dialect).label("hour"), func.count())
+        .where(*in_period, Task.started_at.is_not(None))
+        .group_by("hour")
+        .order_by(func.count().desc(), "hour")
+        .limit(2)
+    ).all()
+    period_hours = (end - start).total_seconds() / 3600
+    active_hours = (timing[2] or 0.0) / 3600
+    decided = completed + failed
+    return {
+        "agent_id": agent.id,
+        "period": {"start": start, "end": end},
+        "task_metrics": {
+            "total_tasks": total,
+            "completed_tasks": completed,
+            "failed_tasks": failed,
+            "cancelled_tasks": counts.get("cancelled", 0),
+            "in_progress_tasks": sum(counts.get(s.value, 0) for s in ACTIVE),
+            "pending_tasks": counts.get("pending", 0) + counts.get("awaiting_approval", 0),
+            "success_rate": round(completed / decided, 4) if decided else None,
+            "average_completion_time": _hours(timing[0]),
+        },
+        "performance_metrics": {
+            # Seconds from assignment until the agent started: how quickly it picks work up.
+            "average_response_time": round(timing[1], 3) if timing[1] is not None else None,
+            # Not recorded by the platform, so not invented: null until a source exists.
+            "quality_score": None,
+        },
+        "utilization_metrics": {
+            "total_hours": round(period_hours, 2),
+            "active_hours": round(active_hours, 4),
+            "utilization_rate": round(active_hours / (period_hours * agent.max_concurrent_tasks), 6)
+            if period_hours
+            else None,
+            "peak_hours": [f"{int(hour):02d}:00-{(int(hour) + 1) % 24:02d}:00" for hour, _ in hours],
+        },
+        "execution_metrics": {
+            "total_executions": agent.total_executions,
+            "successful_executions": agent.successful_executions,
+            "average_execution_time": agent.avg_execution_time,
+        },
+    }
+
+
+def default_period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    end = end or utcnow()
+    return start or end - timedelta(days=30), end
+
+
+# --- what the agent's actor reports through the store ------------------------------------------------
+
+
+def start_for_agent(session: Session, task_id: str, agent_id: str) -> dict[str, Any] | None:
+    """A hosted agent's actor takes an assigned task: in_progress, and its input. None if it is not (or no
+    longer) this agent's assigned task, which makes a repeated dispatch harmless."""
+    task = lock_task(session, task_id)
+    if task is None or task.agent_id != agent_id or task.status != TaskStatus.assigned.value:
+        return None
+    set_status(session, task, TaskStatus.in_progress)
+    return {"id": task.id, "type": task.type, "title": task.title, "description": task.description,
+            "payload": task.payload, "metadata": task.meta, "correlation_id": task.correlation_id}  # fmt: skip
+
+
+def finish_for_agent(session: Session, task_id: str, agent_id: str, result: dict | None, error: str | None) -> bool:
+    task = lock_task(session, task_id)
+    if task is None or task.agent_id != agent_id or task.status != TaskStatus.in_progress.value:
+        return False
+    target = TaskStatus.failed if error is not None else TaskStatus.completed
+    set_status(session, task, target, error=error, result=result)
+    return True
+
+
+def assigned_hosted_tasks(session: Session, older_than: datetime) -> list[tuple[str, str]]:
+    """(task id, agent id) of hosted agents' tasks assigned before `older_than` and not started: their
+    dispatch to the actor was lost (the reconciler sends them again)."""
+    query = (
+        select(Task.id, Task.agent_id)
+        .join(Agent, Agent.id == Task.agent_id)
+        .where(
+            Task.status == TaskStatus.assigned.value,
+            Task.assigned_at < older_than,
+            Agent.mode == "hosted",
+            Agent.status == AgentStatus.active.value,
+        )
+        .order_by(Task.assigned_at)
+        .limit(500)
+    )
+    return [(task_id, agent_id) for task_id, agent_id in session.execute(query).all()]
+
+
+def _count_load(session: Session, agent_id: str | None, previous: TaskStatus, target: TaskStatus) -> None:
+    """Keep `agents.current_tasks` equal to the agent's assigned + in-progress tasks, as one SQL increment
+    (concurrent reports on the same agent do not lose counts)."""
+    was, now = previous in ACTIVE, target in ACTIVE
+    if was == now or agent_id is None:
+        return
+    delta = 1 if now else -1
+    larger = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
+    session.execute(
+        update(Agent).where(Agent.id == agent_id).values(current_tasks=larger(Agent.current_tasks + delta, 0))
+    )
+
+
+def _may_report(session: Session, principal: Principal, task: Task) -> bool:
+    return ownership.can_write(session, task, principal) or _agent_writable(session, principal, task.agent_id)
+
+
+def _agent_writable(session: Session, principal: Principal, agent_id: str | None) -> bool:
+    if agent_id is None:
+        return False
+    agent = session.get(Agent, agent_id)
+    return agent is not None and ownership.can_write(session, agent, principal)
+
+
+def _default_title(data: dict[str, Any]) -> str:
+    payload = data.get("payload") or {}
+    text = data.get("description") or payload.get("description") or payload.get("title")
+    return str(text)[:300] if text else str(data.get("type") or "task")
+
+
+def _summary(task: Task) -> dict[str, Any]:
+    return {"task_id": task.id, "type": task.type, "priority": task.priority, "status": task.status,
+            "agent_id": task.agent_id, "project_id": task.project_id}  # fmt: skip
+
+
+def _hours(seconds: float | None) -> float | None:
+    return round(seconds / 3600, 4) if seconds is not None else None

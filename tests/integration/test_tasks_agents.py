@@ -1,0 +1,152 @@
+"""Tasks as agents see them, on each real database: direct assignment, status reports from workers, an
+agent's queue, its metrics computed from recorded tasks, and the load counter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from persistence.db import Database
+from persistence.models import Agent, Event, Task
+from tests.integration.test_agents import _agent, _user
+from tests.integration.test_auth_flow import assert_error
+
+TASKS, AGENTS = "/api/v1/tasks", "/api/v1/agents"
+
+
+def _active(db: Database, agent_id: str, **values) -> None:
+    with db.transaction() as session:
+        session.execute(update(Agent).where(Agent.id == agent_id).values(status="active", **values))
+
+
+def _task(client: TestClient, headers: dict, **body) -> dict:
+    response = client.post(TASKS, headers=headers, json={"type": "bugfix", **body})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _load(client: TestClient, headers: dict, agent_id: str) -> int:
+    return client.get(f"{AGENTS}/{agent_id}", headers=headers).json()["current_tasks"]
+
+
+@pytest.fixture
+def worker(client: TestClient, db: Database) -> tuple[dict, dict]:
+    owner = _user(client, "worker")
+    agent = _agent(client, owner, mode="external", max_concurrent_tasks=2)
+    _active(db, agent["id"])
+    return owner, agent
+
+
+def test_a_task_created_for_an_external_agent_is_pulled_and_reported_by_its_worker(client, db, worker) -> None:
+    owner, agent = worker
+    task = _task(client, owner, agentId=agent["id"], priority="high", payload={"issue": "123"},
+                 metadata={"repo": "orchestrator"})  # fmt: skip
+    assert task["status"] == "assigned" and task["task_id"] == task["id"] and task["assigned_agent"] == agent["id"]
+    assert task["priority"] == "P1" and task["title"] == "bugfix" and task["metadata"] == {"repo": "orchestrator"}
+    assert client.get(f"{TASKS}/{task['id']}", headers=owner).json()["assigned_at"]
+    assert _load(client, owner, agent["id"]) == 1
+
+    queue = client.get(f"{AGENTS}/{agent['id']}/tasks?status=assigned", headers=owner).json()
+    assert [item["id"] for item in queue["tasks"]] == [task["id"]] and queue["pagination"]["total"] == 1
+
+    started = client.patch(f"{TASKS}/{task['id']}/status?status=in_progress", headers=owner)
+    assert started.status_code == 200 and started.json()["status"] == "in_progress"
+    assert client.get(f"{AGENTS}/{agent['id']}/tasks?status=assigned", headers=owner).json()["tasks"] == []
+    assert len(client.get(f"{AGENTS}/{agent['id']}/tasks?status=active", headers=owner).json()["tasks"]) == 1
+    done = client.patch(f"{TASKS}/{task['id']}/status", headers=owner,
+                        json={"status": "COMPLETED", "result": {"pr": 42}})  # fmt: skip
+    assert done.json()["task"]["result"] == {"pr": 42} and done.json()["task"]["progress"] == 1.0
+    assert _load(client, owner, agent["id"]) == 0
+
+    again = client.patch(f"{TASKS}/{task['id']}/status?status=in_progress", headers=owner)
+    assert_error(again, 409, "INVALID_TRANSITION")
+    with db.session() as session:
+        kinds = [e.event_type for e in session.scalars(select(Event).where(Event.subject_id == task["id"])
+                                                       .order_by(Event.created_at, Event.id))]  # fmt: skip
+    assert kinds == ["task.created", "task.assigned", "task.updated", "task.completed"]
+
+
+def test_failed_reports_keep_the_error_and_free_the_agent(client, worker) -> None:
+    owner, agent = worker
+    task = _task(client, owner, agent_id=agent["id"])
+    failed = client.patch(f"{TASKS}/{task['id']}/status?status=failed&error=build%20broke", headers=owner)
+    assert failed.json()["task"]["error"] == "build broke" and failed.json()["status"] == "failed"
+    assert _load(client, owner, agent["id"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [({"status": "draft"}, "deploy it"), ({"is_active": False}, "disabled"), ({"current_tasks": 2}, "limit")],
+)
+def test_assignment_needs_an_enabled_deployed_agent_with_capacity(client, db, worker, setup, message) -> None:
+    owner, agent = worker
+    with db.transaction() as session:
+        session.execute(update(Agent).where(Agent.id == agent["id"]).values(**setup))
+    error = assert_error(client.post(TASKS, headers=owner, json={"agentId": agent["id"]}), 409, "CONFLICT")
+    assert message in error["message"]
+    with db.session() as session:
+        assert session.scalar(select(Task).where(Task.agent_id == agent["id"])) is None  # nothing half-stored
+
+
+def test_tasks_and_agents_of_other_tenants_are_invisible(client, worker) -> None:
+    owner, agent = worker
+    stranger = _user(client, "stranger")
+    task = _task(client, owner)
+    assert_error(client.get(f"{TASKS}/{task['id']}", headers=stranger), 404, "NOT_FOUND")
+    assert_error(client.patch(f"{TASKS}/{task['id']}/status?status=cancelled", headers=stranger), 404, "NOT_FOUND")
+    assert_error(client.post(TASKS, headers=stranger, json={"agentId": agent["id"]}), 404, "NOT_FOUND")
+    assert_error(client.get(f"{AGENTS}/{agent['id']}/tasks", headers=stranger), 404, "NOT_FOUND")
+    assert_error(client.get(f"{AGENTS}/{agent['id']}/metrics", headers=stranger), 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"priority": "P7"}, "priority"), ({"type": "Not A Type!"}, "type"), ({"dueDate": "2030-01-01T00:00:00"},
+     "due_date"), ({"slaTarget": 0}, "sla_target")],
+)  # fmt: skip
+def test_invalid_task_input_is_named(client, worker, body, field) -> None:
+    owner, _ = worker
+    error = assert_error(client.post(TASKS, headers=owner, json=body), 422, "VALIDATION_ERROR")
+    assert error["details"][0]["field"] == field
+
+
+def test_metrics_are_computed_from_the_agents_recorded_tasks(client, db, worker) -> None:
+    owner, agent = worker
+    ids = [_task(client, owner)["id"] for _ in range(5)]
+    base = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    timeline = [  # (status, assigned, started, completed) — minutes after base
+        ("completed", 0, 1, 61), ("completed", 0, 2, 122), ("failed", 0, 3, 33), ("cancelled", 0, None, 5),
+        ("in_progress", 0, 4, None),
+    ]  # fmt: skip
+    with db.transaction() as session:
+        for task_id, (status, assigned, started, completed) in zip(ids, timeline, strict=True):
+            at = lambda minutes: None if minutes is None else base + timedelta(minutes=minutes)  # noqa: E731
+            session.execute(update(Task).where(Task.id == task_id).values(
+                agent_id=agent["id"], status=status, created_at=base, assigned_at=at(assigned),
+                started_at=at(started), completed_at=at(completed)))  # fmt: skip
+    period = {"startDate": "2026-11-20T00:00:00Z", "endDate": "2026-11-21T00:00:00Z"}
+    metrics = client.get(f"{AGENTS}/{agent['id']}/metrics", headers=owner, params=period).json()
+    tasks = metrics["task_metrics"]
+    assert (tasks["total_tasks"], tasks["completed_tasks"], tasks["failed_tasks"], tasks["cancelled_tasks"]) == (
+        5,
+        2,
+        1,
+        1,
+    )
+    assert tasks["in_progress_tasks"] == 1 and tasks["success_rate"] == pytest.approx(2 / 3, abs=1e-3)
+    assert tasks["average_completion_time"] == pytest.approx(1.5, abs=1e-3)  # hours: (60 + 120) / 2 minutes
+    assert metrics["performance_metrics"]["average_response_time"] == pytest.approx(150, abs=0.5)  # 2.5 min
+    usage = metrics["utilization_metrics"]
+    assert usage["total_hours"] == 24 and usage["active_hours"] == pytest.approx(3.5, abs=1e-3)  # 60+120+30 min
+    assert usage["peak_hours"] == ["10:00-11:00"]
+    assert metrics["performance_metrics"]["quality_score"] is None  # not recorded, so not invented
+    before = {"start_date": "2020-01-01T00:00:00Z", "end_date": "2020-01-02T00:00:00Z"}
+    empty = client.get(f"{AGENTS}/{agent['id']}/metrics", headers=owner, params=before).json()
+    assert empty["task_metrics"]["total_tasks"] == 0 and empty["task_metrics"]["success_rate"] is None
+    backwards = {"start_date": before["end_date"], "end_date": before["start_date"]}
+    assert_error(
+        client.get(f"{AGENTS}/{agent['id']}/metrics", headers=owner, params=backwards), 422, "VALIDATION_ERROR"
+    )
