@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 from serve_app.request_context import correlation_id_var
@@ -24,7 +25,9 @@ def configure_logging(level: str = "INFO") -> None:
     logger.setLevel(level)
     if any(getattr(h, "_orchestrator", False) for h in logger.handlers):
         return
-    handler = logging.StreamHandler()
+    # The process's real stderr: a Serve replica swaps sys.stderr for a buffered logger, which would hold
+    # an error line back; Ray captures this stream into the worker's log file, which the dashboard shows.
+    handler = logging.StreamHandler(sys.__stderr__)
     formatter = logging.Formatter(_FORMAT, _DATE_FORMAT)
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)

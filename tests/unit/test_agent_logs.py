@@ -9,10 +9,10 @@ from actors.agent_handles import creation_error, parse_log_lines
 from core.logging import configure_logging
 
 
-def test_log_lines_parse_back_into_timestamped_entries(capsys) -> None:
+def test_log_lines_parse_back_into_timestamped_entries(capfd) -> None:
     configure_logging("INFO")
     logging.getLogger("orchestrator.agent").info("agent started")
-    line = capsys.readouterr().err.strip().splitlines()[-1]
+    line = capfd.readouterr().err.strip().splitlines()[-1]
     [entry] = parse_log_lines([":job_id:01000000", ":actor_name:AgentActor", line])
     assert entry["level"] == "INFO" and entry["source"] == "orchestrator.agent" and entry["message"] == "agent started"
     assert abs((datetime.now(UTC) - entry["timestamp"]).total_seconds()) < 60
