@@ -4,6 +4,7 @@ from __future__ import annotations
 
 STORE_NAME = "store"
 RECONCILER_NAME = "reconciler"
+ROUTER_NAME = "router"
 AGENT_PREFIX = "agent:"
 
 

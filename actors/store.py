@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from actors import router_client
 from core.logging import configure_logging
 from core.settings import Settings
 from frameworks import AgentSpec
@@ -32,6 +33,7 @@ class Store:
             application_name="orchestrator:store",
         )
         self.pool_size = size
+        self._settings = settings
 
     def activate_agent(self, agent_id: str, container_id: str) -> AgentSpec | None:
         with self._db.transaction() as session:
@@ -51,7 +53,10 @@ class Store:
 
     def finish_task(self, task_id: str, agent_id: str, result: dict[str, Any] | None, error: str | None) -> bool:
         with self._db.transaction() as session:
-            return tasks.finish_for_agent(session, task_id, agent_id, result, error)
+            finished = tasks.finish_for_agent(session, task_id, agent_id, result, error)
+        if finished:
+            router_client.notify(self._settings, "agents_changed")  # the agent has a free slot
+        return finished
 
     def connections(self) -> dict[str, int]:
         """Pool usage, for the test that proves the bound."""

@@ -94,21 +94,24 @@ def start_or_join_ray(settings: Settings, *, include_dashboard: bool = True) -> 
 
 
 def start_platform_actors(settings: Settings) -> None:
-    """The store (actors' database gateway) and the reconciler, once per cluster. The reconciler's first
-    pass redeploys every agent that was live when the cluster last stopped."""
+    """The store (actors' database gateway), the reconciler and the task router, once per cluster. The
+    reconciler's first pass redeploys every agent that was live when the cluster last stopped; the router
+    rebuilds its queues from the pending tasks."""
     from actors import agent_handles
-    from actors.names import RECONCILER_NAME
+    from actors.names import RECONCILER_NAME, ROUTER_NAME
     from actors.reconciler import Reconciler
+    from actors.router import TaskRouter
 
     agent_handles.ensure_store(settings)
-    ray.remote(max_restarts=-1, max_task_retries=-1)(Reconciler).options(
-        name=RECONCILER_NAME,
-        namespace=settings.ray.ray_namespace,
-        lifetime="detached",
-        get_if_exists=True,
-        num_cpus=0,
-        max_concurrency=2,
-    ).remote(settings)
+    for name, actor_class in ((RECONCILER_NAME, Reconciler), (ROUTER_NAME, TaskRouter)):
+        ray.remote(max_restarts=-1, max_task_retries=-1)(actor_class).options(
+            name=name,
+            namespace=settings.ray.ray_namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_concurrency=4,
+        ).remote(settings)
 
 
 def deploy_api(settings: Settings) -> str:

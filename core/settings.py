@@ -191,7 +191,7 @@ class RaySettings(BaseSettings):
 
 
 class AgentRuntimeSettings(BaseSettings):
-    """Agents' actors: placement, passivation, heartbeats, and the reconciler that keeps them deployed."""
+    """The platform's actors: agents' placement, passivation and heartbeats, the reconciler, the router."""
 
     model_config = _config()
 
@@ -207,6 +207,10 @@ class AgentRuntimeSettings(BaseSettings):
     reconcile_interval_s: float = Field(10.0, gt=0)
     # Database connections of the store actor through which every agent actor reads and writes.
     actor_database_pool_size: int = Field(4, ge=1, le=50)
+    # Routing: a pending task moves up one priority after waiting this long (P3 reaches P0 after 3 steps).
+    routing_aging_step_s: float = Field(300.0, ge=0)
+    # How often the task router re-reads agents' capacity, ages waiting tasks and routes.
+    router_tick_s: float = Field(1.0, gt=0)
 
 
 class Settings(BaseSettings):

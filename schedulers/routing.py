@@ -150,6 +150,9 @@ class TaskQueues:
                     return True
         return True
 
+    def task_ids(self) -> list[str]:
+        return list(self._where)
+
     def depth(self) -> dict[str, int]:
         counts = dict.fromkeys(PRIORITY_LEVELS, 0)
         for level, tenants in enumerate(self._levels):

@@ -19,6 +19,7 @@ from serve_app.routes import (
     agents,
     auth,
     configurations,
+    events,
     health,
     marketplace,
     oauth,
@@ -78,6 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(agents.router, prefix=API_PREFIX)
     app.include_router(configurations.router, prefix=API_PREFIX)
     app.include_router(tasks.router, prefix=API_PREFIX)
+    app.include_router(events.router, prefix=API_PREFIX)
+    app.include_router(events.stats_root)
+    app.include_router(events.stats_router, prefix=API_PREFIX)
     app.include_router(marketplace.router, prefix=API_PREFIX)
     install_error_handlers(app)
     assert_routes_protected(app)

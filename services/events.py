@@ -8,13 +8,19 @@ and marks rows `published_at`; consumers de-duplicate by the event id.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.clock import isoformat_z, utcnow
 from persistence.base import OwnedMixin
 from persistence.models import Event
+from persistence.repositories.pages import Page, fetch_page
 from serve_app.request_context import correlation_id_var
+from services.organizations import member_organization_ids
+from services.principal import Principal
 
 # API.md "Event names": dotted lowercase words.
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -44,3 +50,82 @@ def emit(
     )
     session.add(event)
     return event
+
+
+def publish(session: Session, principal: Principal, data: dict[str, Any]) -> Event:
+    """A custom event from an agent or client (seed 002 `POST /events/publish`), owned by the caller."""
+    event_type = data["event_type"]
+    payload = {**(data.get("payload") or {})}
+    if data.get("priority"):
+        payload.setdefault("priority", data["priority"])
+    event = Event(
+        event_type=event_type,
+        source=data.get("source_agent") or f"user:{principal.user_id}",
+        data=payload,
+        owner_type="user",
+        owner_id=principal.user_id,
+        subject_id=data.get("task_id"),
+        correlation_id=data.get("trace_id") or (None if correlation_id_var.get() == "-" else correlation_id_var.get()),
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def list_events(
+    session: Session,
+    principal: Principal,
+    *,
+    page: int,
+    limit: int,
+    event_type: str | None = None,
+    source: str | None = None,
+    task_id: str | None = None,
+    trace_id: str | None = None,
+    since: datetime | None = None,
+) -> Page[Event]:
+    """Events the caller may see: those of what they own (or their organizations own); admins see all."""
+    query = select(Event)
+    if not principal.is_admin:
+        query = query.where(
+            or_(
+                and_(Event.owner_type == "user", Event.owner_id == principal.user_id),
+                and_(Event.owner_type == "organization",
+                     Event.owner_id.in_(member_organization_ids(principal.user_id))),
+            )
+        )  # fmt: skip
+    if event_type:
+        query = query.where(Event.event_type == event_type)
+    if source:
+        query = query.where(Event.source == source)
+    if task_id:
+        query = query.where(Event.subject_id == task_id)
+    if trace_id:
+        query = query.where(Event.correlation_id == trace_id)
+    if since is not None:
+        query = query.where(Event.created_at >= since)
+    return fetch_page(session, query.order_by(Event.created_at.desc(), Event.id.desc()), page=page, limit=limit)
+
+
+def unpublished(session: Session, limit: int = 500) -> list[Event]:
+    """The outbox's next rows to fan out, oldest first."""
+    query = select(Event).where(Event.published_at.is_(None)).order_by(Event.created_at, Event.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def mark_published(session: Session, event_ids: list[str]) -> None:
+    session.execute(update(Event).where(Event.id.in_(event_ids)).values(published_at=utcnow()))
+
+
+def as_message(event: Event) -> dict[str, Any]:
+    """An event as the bus carries it (Redis stream entry, WebSocket message, webhook body)."""
+    return {
+        "id": event.id,
+        "type": event.event_type,
+        "source": event.source,
+        "data": event.data,
+        "task_id": event.subject_id,
+        "trace_id": event.correlation_id,
+        "owner": f"{event.owner_type}:{event.owner_id}" if event.owner_type else None,
+        "timestamp": isoformat_z(event.created_at),
+    }

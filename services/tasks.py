@@ -289,3 +289,22 @@ def _summary(task: Task) -> dict[str, Any]:
 
 def _hours(seconds: float | None) -> float | None:
     return round(seconds / 3600, 4) if seconds is not None else None
+
+
+def queue_stats(session: Session) -> dict[str, Any]:
+    """Seed 002's `GET /stats`, counted from the tasks table (platform-wide, no tenant detail)."""
+    by_status = dict(session.execute(select(Task.status, func.count()).group_by(Task.status)).all())
+    pending_by_priority = dict(
+        session.execute(
+            select(Task.priority, func.count()).where(Task.status == TaskStatus.pending.value).group_by(Task.priority)
+        ).all()
+    )
+    return {
+        "pending_tasks": by_status.get("pending", 0),
+        "awaiting_approval": by_status.get("awaiting_approval", 0),
+        "processing_tasks": sum(by_status.get(status.value, 0) for status in ACTIVE),
+        "completed_tasks": by_status.get("completed", 0),
+        "failed_tasks": by_status.get("failed", 0),
+        "total_tasks": sum(by_status.values()),
+        "pending_by_priority": {level: pending_by_priority.get(level, 0) for level in ("P0", "P1", "P2", "P3")},
+    }

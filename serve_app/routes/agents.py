@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response, status
 
+from actors import router_client
 from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent
 from schedulers.agent_lifecycle import parse_status
@@ -140,7 +141,9 @@ def delete_agent(agent_id: str, principal: CurrentPrincipal, context: Context) -
 @router.post("/{agent_id}/enable", response_model=AgentOut)
 def enable_agent(agent_id: str, principal: CurrentPrincipal, context: Context) -> AgentOut:
     with context.db.transaction() as session:
-        return agent_out(agents.set_enabled(session, principal, agent_id, True, None), context)
+        result = agent_out(agents.set_enabled(session, principal, agent_id, True, None), context)
+    router_client.notify(context.settings, "agents_changed")
+    return result
 
 
 @router.post("/{agent_id}/disable", response_model=AgentOut)
@@ -163,6 +166,8 @@ def deploy_agent(agent_id: str, principal: CurrentPrincipal, context: Context, r
     the cluster frees or adds the resources. FRAMEWORK_UNAVAILABLE, INSUFFICIENT_RESOURCES (no node can
     ever hold it) and DEPLOYMENT_FAILED (its runtime failed to load) answer 422; 409 if already deployed."""
     outcome = deployments.deploy(context.db, context.settings, principal, agent_id)
+    if outcome.placed:
+        router_client.notify(context.settings, "agents_changed")
     if not outcome.placed:
         response.status_code = status.HTTP_202_ACCEPTED
     agent = outcome.agent

@@ -1,6 +1,6 @@
 """Tasks (API.md "Tasks"; seeds 002, 003): create (assigning directly when `agent_id` is given), read,
 and status reports from the agent working on it. Routing of unassigned tasks by type and priority is the
-task router's (it arrives with the routing work; until then an unassigned task waits `pending`).
+task router actor's: an unassigned task is stored `pending` and the router is told.
 
 Reads need the `user` role, writes `agent` (seed 002).
 """
@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Query, Response, status
 
+from actors import router_client
 from core.errors import ServiceUnavailable
 from persistence.models import Agent
 from serve_app.deps import Context, CurrentPrincipal
@@ -38,6 +39,8 @@ def create_task(body: TaskCreate, principal: CurrentPrincipal, context: Context,
         options = deployments.actor_options(agent, context.settings) if hosted and agent else None
     if options is not None:
         _dispatch(context, result.agent_id, options, result.id)
+    elif result.agent_id is None:
+        router_client.notify(context.settings, "submit", result.id)
     response.headers["Location"] = f"/api/v1/tasks/{result.id}"
     return result
 
@@ -65,6 +68,8 @@ def update_task_status(
         task = tasks.report_status(session, principal, task_id, body.status, error=body.error or error,
                                    result=body.result, progress=body.progress)  # fmt: skip
         out = TaskOut.model_validate(task)
+    if out.status in ("completed", "failed", "cancelled", "pending"):
+        router_client.notify(context.settings, "agents_changed")  # a slot freed (or a task to route again)
     return TaskStatusOut(task_id=out.id, status=out.status, task=out)
 
 

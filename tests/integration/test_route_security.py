@@ -111,6 +111,8 @@ def test_public_routes_are_exactly_the_declared_ones(secured) -> None:
         ("GET", "/health"),
         ("GET", "/api/v1/health"),
         ("GET", "/api/v1/system/health"),
+        ("GET", "/stats"),
+        ("GET", "/api/v1/stats"),
         ("POST", "/api/v1/auth/register"),
         ("POST", "/api/v1/auth/login"),
         ("POST", "/api/v1/auth/refresh"),

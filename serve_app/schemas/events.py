@@ -1,0 +1,51 @@
+"""The event bus (seed 002 `POST /events/publish`, `GET /events`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+from services.events import EVENT_NAME
+
+
+class EventPublish(RequestModel):
+    event_type: str = Field(max_length=100, description="dotted lowercase words, e.g. deployment.completed")
+    source_agent: str | None = Field(None, max_length=100)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    task_id: str | None = Field(None, max_length=64)
+    trace_id: str | None = Field(None, max_length=128)
+    priority: str | None = Field(None, max_length=16)
+
+    @field_validator("event_type")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not EVENT_NAME.match(value):
+            raise ValueError("dotted lowercase words, e.g. deployment.completed")
+        return value
+
+
+class EventOut(ResponseModel):
+    id: str
+    event_type: str
+    source: str
+    payload: dict[str, Any]
+    task_id: str | None
+    trace_id: str | None
+    timestamp: datetime
+
+
+class PublishedEvent(ResponseModel):
+    success: bool = True
+    event_id: str
+    event_type: str
+    message: str
+    event: EventOut
+
+
+class EventList(ResponseModel):
+    events: list[EventOut]
+    pagination: PaginationInfo
+    links: PaginationLinks

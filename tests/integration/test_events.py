@@ -1,0 +1,65 @@
+"""The event bus over HTTP on each real database: publish, list with filters, tenancy, `/stats`."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.integration.test_agents import _agent, _user
+from tests.integration.test_auth_flow import assert_error
+
+EVENTS = "/api/v1/events"
+
+
+def test_published_events_are_listed_with_every_filter(client: TestClient) -> None:
+    owner = _user(client, "publisher")
+    body = {"event_type": "deployment.completed", "source_agent": "ops_agent", "payload": {"service": "api"},
+            "task_id": "task-1", "trace_id": "trace-9", "priority": "P2"}  # fmt: skip
+    published = client.post(f"{EVENTS}/publish", headers=owner, json=body)
+    assert published.status_code == 201, published.text
+    event = published.json()["event"]
+    assert published.json()["event_type"] == "deployment.completed" and published.json()["success"] is True
+    assert event["payload"] == {"service": "api", "priority": "P2"} and event["source"] == "ops_agent"
+    client.post(f"{EVENTS}/publish", headers=owner, json={"eventType": "task.started", "payload": {}})
+
+    def ids(**params) -> list[str]:
+        response = client.get(EVENTS, headers=owner, params=params)
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["events"]]
+
+    assert ids(type="deployment.completed") == [event["id"]]
+    assert ids(source="ops_agent") == ids(task_id="task-1") == ids(trace_id="trace-9") == [event["id"]]
+    assert len(ids()) == 2 and ids(since="2999-01-01T00:00:00Z") == []
+    assert_error(client.get(EVENTS, headers=owner, params={"since": "2024-01-01T00:00:00"}), 422, "VALIDATION_ERROR")
+
+
+def test_event_names_are_dotted_lowercase_words(client: TestClient) -> None:
+    owner = _user(client, "namer")
+    for name in ("Deployment", "deployment", "deploy..done", "DEPLOY.DONE", ""):
+        response = client.post(f"{EVENTS}/publish", headers=owner, json={"event_type": name})
+        assert_error(response, 422, "VALIDATION_ERROR")
+
+
+def test_a_tenant_sees_only_its_own_events_and_domain_events_of_its_resources(client: TestClient) -> None:
+    admin = _user(client, "admin")
+    alice, bob = _user(client, "alice"), _user(client, "bob")
+    client.post(f"{EVENTS}/publish", headers=alice, json={"event_type": "alice.private"})
+    agent = _agent(client, alice)
+    client.post("/api/v1/tasks", headers=alice, json={"type": "bugfix"})
+    alice_types = {item["event_type"] for item in client.get(EVENTS, headers=alice).json()["events"]}
+    assert {"alice.private", "task.created"} <= alice_types
+    assert client.get(EVENTS, headers=bob).json()["events"] == []
+    assert len(client.get(EVENTS, headers=admin).json()["events"]) >= 2
+    assert agent["id"]
+
+
+def test_stats_are_public_and_count_the_tasks(client: TestClient) -> None:
+    owner = _user(client, "stats")
+    for priority in ("P0", "low", "low"):
+        client.post("/api/v1/tasks", headers=owner, json={"type": "bugfix", "priority": priority})
+    for path in ("/stats", "/api/v1/stats"):
+        response = client.get(path)
+        assert response.status_code == 200, response.text
+        queue = response.json()["queue"]
+        assert queue["pending_tasks"] == 3 and queue["total_tasks"] == 3 and queue["processing_tasks"] == 0
+        assert queue["pending_by_priority"] == {"P0": 1, "P1": 0, "P2": 0, "P3": 2}
+        assert response.json()["timestamp"].endswith("Z")
