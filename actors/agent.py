@@ -66,7 +66,6 @@ class AgentActor:
         self._in_flight = 0
         self._last_activity = time.monotonic()
         self._last_heartbeat: datetime | None = None
-        self._online = False
         self._passivating = False
         self._closing = False
         threading.Thread(target=self._watch, name="agent-watchdog", daemon=True).start()
@@ -97,17 +96,8 @@ class AgentActor:
             "loaded_version": self._spec.version,
             "loaded_name": self._spec.name,
             "last_heartbeat_at": isoformat_z(self._last_heartbeat) if self._last_heartbeat else None,
-            "online": self._online if self._spec.mode == "external" else None,
+            "online": self._online() if self._spec.mode == "external" else None,
         }
-
-    def invoke(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Run one unit of work in the agent's framework runtime (hosted mode)."""
-        self._begin()
-        try:
-            with self._slots:
-                return self._runtime.invoke(payload)
-        finally:
-            self._end()
 
     def run_task(self, task_id: str) -> str:
         """Run an assigned task (hosted mode): take it through the store (in_progress), run the task's
@@ -133,14 +123,9 @@ class AgentActor:
             self._end()
 
     def heartbeat(self, at: str) -> None:
-        """The external worker is alive (its mailbox counts it as activity)."""
+        """The external worker is alive. Not work: a worker that only beats lets its mailbox passivate."""
         with self._lock:
             self._last_heartbeat = datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(UTC)
-            self._last_activity = time.monotonic()
-            came_online = not self._online
-            self._online = True
-        if came_online:
-            log.info("worker of agent %s is online", self._spec.name)
 
     def passivate(self) -> bool:
         """Release the process if still idle: record it, then exit. Re-activation is by name."""
@@ -149,9 +134,15 @@ class AgentActor:
                 self._passivating = False
                 return False
             self._closing = True  # from here on, new work is refused (the caller re-activates by name)
-        if not ray.get(self._store.passivate_agent.remote(self._agent_id, self._container_id)):
+        try:
+            recorded = ray.get(self._store.passivate_agent.remote(self._agent_id, self._container_id))
+        except Exception:
+            log.exception("agent %s could not record its passivation; staying up", self._agent_id)
+            recorded = False
+        if not recorded:  # not the current incarnation, work on its way, or the store unreachable
             with self._lock:
                 self._closing = self._passivating = False
+                self._last_activity = time.monotonic()
             return False
         log.info("agent %s idle for %.0fs: passivated", self._spec.name, self._idle_timeout_s)
         self._runtime.close()
@@ -171,12 +162,11 @@ class AgentActor:
             self._last_activity = time.monotonic()
 
     def _watch(self) -> None:
-        period = max(0.2, min(5.0, self._idle_timeout_s / 4, self._heartbeat_timeout_s / 4))
+        period = max(0.2, min(5.0, self._idle_timeout_s / 4))
         me = ray.get_runtime_context().current_actor
         while True:
             time.sleep(period)
             try:
-                self._check_heartbeat()
                 with self._lock:
                     idle = not self._in_flight and time.monotonic() - self._last_activity >= self._idle_timeout_s
                     start = idle and not self._passivating
@@ -186,16 +176,7 @@ class AgentActor:
             except Exception:  # a watchdog that dies silently would keep the process forever
                 log.exception("agent %s watchdog", self._agent_id)
 
-    def _check_heartbeat(self) -> None:
+    def _online(self) -> bool:
         with self._lock:
-            stale = (
-                self._online
-                and self._last_heartbeat is not None
-                and (utcnow() - self._last_heartbeat).total_seconds() > self._heartbeat_timeout_s
-            )
-            if stale:
-                self._online = False
             last = self._last_heartbeat
-        if stale:
-            log.warning("worker of agent %s is offline (no heartbeat since %s)", self._spec.name, last)
-            ray.get(self._store.agent_offline.remote(self._agent_id, isoformat_z(last) if last else None))
+        return last is not None and (utcnow() - last).total_seconds() <= self._heartbeat_timeout_s

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -18,12 +17,12 @@ from typing import Any
 
 import ray
 import ray.util.state
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.names import STORE_NAME, agent_actor_name
 from cluster.capacity import cluster_shape
 from core.clock import isoformat_z, utcnow
-from core.errors import DeploymentFailed, ServiceUnavailable
+from core.errors import ServiceUnavailable
 from core.settings import Settings
 from schedulers import admission
 
@@ -187,27 +186,13 @@ def restart(settings: Settings, agent_id: str, options: dict[str, Any]) -> str:
     return handle._actor_id.hex()
 
 
-def call(
-    settings: Settings, agent_id: str, options: dict[str, Any], method: str, *args: Any, timeout_s: float = 60
-) -> Any:
-    """Call the agent's actor, re-activating it if it passivated or is passivating right now."""
-    attempts = 3
-    for attempt in range(1, attempts + 1):
-        handle = activate(settings, agent_id, options)
-        try:
-            return ray.get(getattr(handle, method).remote(*args), timeout=timeout_s)
-        except RayActorError as exc:
-            reason = creation_error(exc)
-            if "NotDeployed" in reason:
-                raise DeploymentFailed("The agent is not deployed") from exc
-            if attempt == attempts:
-                raise ServiceUnavailable(f"The agent's actor is unavailable: {reason}") from exc
-            log.info("agent %s actor gone (%s); re-activating", agent_id, reason)
-        except RayTaskError as exc:
-            if "AgentPassivating" not in str(exc) or attempt == attempts:
-                raise
-            time.sleep(0.2)  # the idle actor is exiting; the next activation starts a new one
-    raise AssertionError("unreachable")
+def tell_if_live(settings: Settings, agent_id: str, method: str, *args: Any) -> bool:
+    """A message for the actor only if it runs now: it does not wake a passivated agent."""
+    handle = find(settings, agent_id)
+    if handle is None:
+        return False
+    getattr(handle, method).remote(*args)
+    return True
 
 
 def inspect(settings: Settings, agent_id: str, *, ping_timeout_s: float) -> dict[str, Any]:

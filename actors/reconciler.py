@@ -103,26 +103,45 @@ class Reconciler:
 
     def _reconcile(self) -> dict[str, Any]:
         settings = self._settings
+        # Live actors first, then the database: an actor created by a deploy between the two reads is then
+        # in the database's answer too, and is not mistaken for an orphan.
+        live = agent_handles.live_agent_ids(settings)
         with self._db.session() as session:
             wanted = deployments.agents_to_run(session, settings)
-        live = agent_handles.live_agent_ids(settings)
         starting = {}
         for agent in wanted:
             if agent.agent_id in live or agent.passivated:
                 continue
-            starting[agent.agent_id] = agent_handles.activate(settings, agent.agent_id, agent.options)
+            try:
+                starting[agent.agent_id] = agent_handles.activate(settings, agent.agent_id, agent.options)
+            except Exception:  # one agent must not stop the pass for the others
+                log.exception("agent %s: could not start its actor", agent.agent_id)
         failed = self._await_started(starting)
         redispatched = self._redispatch({agent.agent_id: agent.options for agent in wanted})
-        stopped = [agent_id for agent_id in live - {a.agent_id for a in wanted}
-                   if agent_handles.stop(settings, agent_id)]  # fmt: skip
-        if stopped:
-            log.info("stopped %d actor(s) of agents no longer deployed: %s", len(stopped), stopped)
+        stopped = self._stop_orphans(live - {agent.agent_id for agent in wanted})
+        with self._db.transaction() as session:
+            offline = deployments.mark_stale_workers_offline(session, settings)
+        if offline:
+            log.info("%d external worker(s) stopped sending heartbeats: %s", len(offline), offline)
         if time.monotonic() - self._last_purge > PURGE_EVERY_S:
             purge_expired_credentials(self._db)
             self._last_purge = time.monotonic()
         self._passes += 1
         return {"started": sorted(set(starting) - set(failed)), "failed": failed, "stopped": stopped,
-                "redispatched": redispatched}  # fmt: skip
+                "redispatched": redispatched, "offline": offline}  # fmt: skip
+
+    def _stop_orphans(self, candidates: set[str]) -> list[str]:
+        """Stop actors of agents no longer deployed, re-checking each right before (a deploy may have just
+        committed)."""
+        if not candidates:
+            return []
+        with self._db.session() as session:
+            still_wanted = deployments.deployed_among(session, candidates)
+        stopped = [agent_id for agent_id in sorted(candidates - still_wanted)
+                   if agent_handles.stop(self._settings, agent_id)]  # fmt: skip
+        if stopped:
+            log.info("stopped %d actor(s) of agents no longer deployed: %s", len(stopped), stopped)
+        return stopped
 
     def _redispatch(self, options: dict[str, dict[str, Any]]) -> int:
         """Hosted agents' tasks still `assigned` a while after assignment: the message to the actor was lost

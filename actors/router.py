@@ -57,6 +57,12 @@ class TaskRouter:
         self._sync_agents()
         return self._route()
 
+    def resync(self) -> int:
+        """Tasks went back to the queue (an agent undeployed or deleted): re-read everything and route."""
+        self._sync_tasks()
+        self._sync_agents()
+        return self._route()
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {

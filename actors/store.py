@@ -37,23 +37,26 @@ class Store:
 
     def activate_agent(self, agent_id: str, container_id: str) -> AgentSpec | None:
         with self._db.transaction() as session:
-            return deployments.load_for_activation(session, agent_id, container_id)
+            return deployments.load_for_activation(session, agent_id, container_id, self._settings.agents.code_modules)
 
     def passivate_agent(self, agent_id: str, container_id: str) -> bool:
         with self._db.transaction() as session:
             return deployments.mark_passivated(session, agent_id, container_id)
-
-    def agent_offline(self, agent_id: str, last_heartbeat_at: str | None) -> None:
-        with self._db.transaction() as session:
-            deployments.mark_offline(session, agent_id, last_heartbeat_at)
 
     def start_task(self, task_id: str, agent_id: str) -> dict[str, Any] | None:
         with self._db.transaction() as session:
             return tasks.start_for_agent(session, task_id, agent_id)
 
     def finish_task(self, task_id: str, agent_id: str, result: dict[str, Any] | None, error: str | None) -> bool:
-        with self._db.transaction() as session:
-            finished = tasks.finish_for_agent(session, task_id, agent_id, result, error)
+        try:
+            with self._db.transaction() as session:
+                finished = tasks.finish_for_agent(session, task_id, agent_id, result, error)
+        except Exception as exc:  # the outcome could not be stored as given: record the task failed instead
+            log.exception("task %s: storing its outcome failed", task_id)
+            with self._db.transaction() as session:
+                finished = tasks.finish_for_agent(
+                    session, task_id, agent_id, None, f"its outcome could not be stored: {exc}"
+                )
         if finished:
             router_client.notify(self._settings, "agents_changed")  # the agent has a free slot
         return finished

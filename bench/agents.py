@@ -3,10 +3,10 @@
 Through the platform as `orchestrator up` runs it, in one run:
 1. deploy latency: `POST /agents/{id}/deploy` until it answers `active` (the actor is placed, has loaded
    the agent from the database and answered), p50/p95 over --agents deploys;
-2. the same agents kept busy (their external workers send a heartbeat, a message to the actor, every 5 s
-   from their deploy on): count of agent actor processes and their resident memory;
+2. the same agents kept busy (hosted agents, each given a 100 ms task every 5 s from its deploy on): count
+   of agent actor processes and their resident memory, and a task's latency from creation to completed;
 3. the same agents after the idle timeout: the count and memory again (target: no process per idle agent);
-4. re-activation latency: the first message to a passivated agent until it is answered, p50.
+4. re-activation: a task for a passivated agent, from creation until completed (a new process), p50.
 
 Run from the repository root: `.venv/bin/python bench/agents.py [--agents 50] [--database-url URL]`.
 """
@@ -29,7 +29,7 @@ from platform_process import running_platform
 
 PASSWORD = "bench-password-123"  # noqa: S105 (a throwaway account of the benchmark)
 IDLE_TIMEOUT_S = 30
-BEAT_EVERY_S = 5
+WORK_EVERY_S = 5
 
 
 def agent_processes() -> tuple[int, float]:
@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> None:
     extra = {
         "ORCHESTRATOR_DATABASE_URL": args.database_url,
         "ORCHESTRATOR_AGENT_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S),
-        "ORCHESTRATOR_AGENT_HEARTBEAT_TIMEOUT_S": "600",
+        # The agents' work is the test suite's `sleep` handler, imported by Ray workers from the repository.
+        "ORCHESTRATOR_AGENT_CODE_MODULES": "tests.fixtures",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     with running_platform(data_dir, **extra) as (base, startup_s), httpx.Client(base_url=base, timeout=120) as http:
         http.post("/api/v1/auth/register", json={"email": "bench@example.com", "password": PASSWORD})
@@ -64,25 +66,30 @@ def run(args: argparse.Namespace) -> None:
 
         ids: list[str] = []
         deploy_ms: list[float] = []
-        beats_ms: list[float] = []
-        stop_beating = threading.Event()
+        tasks_ms: list[float] = []
+        stop_working = threading.Event()
 
-        def beat(agent_id: str) -> float:
+        def run_task(agent_id: str) -> float:
+            """A task for the agent, from the request until it is recorded completed."""
             started = time.perf_counter()
-            response = http.post(f"/api/v1/agents/{agent_id}/heartbeat", headers=headers)
-            response.raise_for_status()
+            task = http.post("/api/v1/tasks", headers=headers, json={"agentId": agent_id, "payload": {"seconds": 0.1}})
+            task.raise_for_status()
+            while http.get(f"/api/v1/tasks/{task.json()['id']}", headers=headers).json()["status"] != "completed":
+                time.sleep(0.02)
             return (time.perf_counter() - started) * 1000
 
         def keep_busy() -> None:
-            # Each deployed agent's worker reports every few seconds, from its deploy on: busy agents.
-            while not stop_beating.wait(BEAT_EVERY_S):
+            # Each deployed agent gets a task every few seconds, from its deploy on: busy agents.
+            while not stop_working.wait(WORK_EVERY_S):
                 for agent_id in list(ids):
-                    beats_ms.append(beat(agent_id))
+                    tasks_ms.append(run_task(agent_id))
 
-        beater = threading.Thread(target=keep_busy, daemon=True)
-        beater.start()
+        worker = threading.Thread(target=keep_busy, daemon=True)
+        worker.start()
         for index in range(args.agents):
-            agent = http.post("/api/v1/agents", headers=headers, json={"name": f"worker-{index}", "mode": "external"})
+            agent = http.post("/api/v1/agents", headers=headers, json={
+                "name": f"worker-{index}", "configuration": {"handler": "tests.fixtures.handlers:sleep"},
+            })  # fmt: skip
             agent_id = agent.json()["id"]
             started = time.perf_counter()
             response = http.post(f"/api/v1/agents/{agent_id}/deploy", headers=headers)
@@ -91,11 +98,11 @@ def run(args: argparse.Namespace) -> None:
                 raise SystemExit(f"deploy {index} failed: {response.status_code} {response.text[:300]}")
             ids.append(agent_id)
 
-        time.sleep(2 * BEAT_EVERY_S)  # every agent has had a heartbeat since the last deploy
+        time.sleep(2 * WORK_EVERY_S)  # every agent has run a task since the last deploy
         busy = agent_processes()
-        stop_beating.set()
-        beater.join()
-        busy_beats = beats_ms[-len(ids) :]
+        stop_working.set()
+        worker.join()
+        busy_tasks = tasks_ms[-len(ids) :]
 
         deadline = time.monotonic() + IDLE_TIMEOUT_S + 120
         while time.monotonic() < deadline:
@@ -111,15 +118,15 @@ def run(args: argparse.Namespace) -> None:
         idle = agent_processes()
         passivated = sum(1 for agent in agents if agent["id"] in ids and agent["passivated_at"])
 
-        reactivate_ms = [beat(agent_id) for agent_id in ids[: min(10, len(ids))]]
+        reactivate_ms = [run_task(agent_id) for agent_id in ids[: min(10, len(ids))]]
         for agent_id in ids:
             http.post(f"/api/v1/agents/{agent_id}/undeploy", headers=headers)
 
     print(f"platform startup                     {startup_s:6.1f} s")
     print(f"deploy latency (request -> active)   p50 {statistics.median(deploy_ms):7.0f} ms   "
           f"p95 {_percentile(deploy_ms, 0.95):7.0f} ms   ({len(deploy_ms)} deploys)")  # fmt: skip
-    print(f"message to a live agent (heartbeat)  p50 {statistics.median(busy_beats):7.1f} ms")
-    print(f"re-activation of an idle agent       p50 {statistics.median(reactivate_ms):7.0f} ms   "
+    print(f"task on a live agent (100 ms work)   p50 {statistics.median(busy_tasks):7.0f} ms   (create -> completed)")
+    print(f"task on an idle agent (re-activates) p50 {statistics.median(reactivate_ms):7.0f} ms   "
           f"({len(reactivate_ms)} agents)")  # fmt: skip
     print(f"agent processes before deploying     {baseline[0]:4d}   {baseline[1]:8.0f} MB resident")
     print(f"{args.agents} agents deployed and busy        {busy[0]:4d}   {busy[1]:8.0f} MB resident")

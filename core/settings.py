@@ -195,6 +195,10 @@ class AgentRuntimeSettings(BaseSettings):
 
     model_config = _config()
 
+    @property
+    def code_modules(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.agent_code_modules.split(",") if part.strip())
+
     # CPU reserved by an agent's actor when its resource_limits name none (Ray's own actor default is 0).
     agent_default_cpu: float = Field(0.0, ge=0)
     # A deploy request waits this long for the actor; a slower placement answers 202 `deploying`.
@@ -207,6 +211,9 @@ class AgentRuntimeSettings(BaseSettings):
     reconcile_interval_s: float = Field(10.0, gt=0)
     # Database connections of the store actor through which every agent actor reads and writes.
     actor_database_pool_size: int = Field(4, ge=1, le=50)
+    # Modules (comma-separated prefixes) whose code agents' configurations may name as `handler`/`graph`.
+    # Empty: none, so that no tenant can make the cluster import arbitrary code (os, subprocess, …).
+    agent_code_modules: str = ""
     # Routing: a pending task moves up one priority after waiting this long (P3 reaches P0 after 3 steps).
     routing_aging_step_s: float = Field(300.0, ge=0)
     # How often the task router re-reads agents' capacity, ages waiting tasks and routes.

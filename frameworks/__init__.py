@@ -15,6 +15,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from core.errors import FrameworkUnavailable
+from core.imports import check_allowed
 
 ENTRY_POINT_GROUP = "orchestrator.frameworks"
 
@@ -31,6 +32,22 @@ class AgentSpec:
     model: str | None = None
     provider: str | None = None
     configuration: dict[str, Any] = field(default_factory=dict)
+    # Modules the agent's configuration may name (handlers, graphs): ORCHESTRATOR_AGENT_CODE_MODULES.
+    code_modules: tuple[str, ...] = ()
+
+
+# Configuration keys that name code by import path, checked against the allowed modules.
+CODE_KEYS = ("handler", "graph")
+
+
+def check_code_paths(configuration: dict[str, Any], code_modules: tuple[str, ...]) -> None:
+    """ValueError naming the key if the configuration names code outside the allowed modules."""
+    for key in CODE_KEYS:
+        if configuration.get(key) is not None:
+            try:
+                check_allowed(configuration[key], code_modules)
+            except ValueError as exc:
+                raise ValueError(f"configuration.{key}: {exc}") from exc
 
 
 class AgentRuntime(Protocol):

@@ -34,7 +34,7 @@ class LangGraphAdapter:
         path = spec.configuration.get("graph")
         if not path:
             raise ValueError("configuration.graph is required: the import path of a LangGraph graph")
-        graph = import_object(path)
+        graph = import_object(path, spec.code_modules)
         if not hasattr(graph, "invoke") and not hasattr(graph, "compile") and callable(graph):
             graph = graph(spec.configuration)
         if not hasattr(graph, "invoke") and hasattr(graph, "compile"):

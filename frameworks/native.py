@@ -43,7 +43,7 @@ class NativeAdapter:
         path = spec.configuration.get("handler")
         if path is None:
             return NativeRuntime(None)
-        handler = import_object(path)
+        handler = import_object(path, spec.code_modules)
         if not callable(handler):
             raise ValueError(f"configuration.handler {path!r} is not callable")
         return NativeRuntime(handler)

@@ -174,8 +174,9 @@ class Agent(IdMixin, TimestampMixin, OwnedMixin, Base):
     container_id: Mapped[str | None] = mapped_column(String(64))
     # Set when the idle actor released its process; cleared when it is re-activated (status stays active).
     passivated_at: Mapped[datetime | None] = mapped_column()
-    # External mode: the remote worker's last heartbeat.
+    # External mode: the remote worker's last heartbeat, and when it was reported offline (once per silence).
     last_heartbeat_at: Mapped[datetime | None] = mapped_column()
+    offline_notified_at: Mapped[datetime | None] = mapped_column()
     created_by: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -194,7 +195,7 @@ class Event(IdMixin, Base):
     owner_type: Mapped[str | None] = mapped_column(String(16))
     owner_id: Mapped[str | None] = mapped_column(String(64), index=True)
     subject_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    correlation_id: Mapped[str | None] = mapped_column(String(64))
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False, index=True)
     published_at: Mapped[datetime | None] = mapped_column()
 
@@ -256,7 +257,7 @@ class Task(IdMixin, TimestampMixin, OwnedMixin, Base):
     priority: Mapped[str] = mapped_column(String(2), nullable=False)  # P0 (critical) … P3 (low)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
-    project_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    project_id: Mapped[str | None] = mapped_column(String(64), index=True)
     source: Mapped[str | None] = mapped_column(String(100))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, nullable=False, default=dict)

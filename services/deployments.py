@@ -18,14 +18,14 @@ from sqlalchemy.orm import Session
 
 from actors import agent_handles
 from core.clock import isoformat_z, utcnow
-from core.errors import Conflict, DeploymentFailed, InsufficientResources
+from core.errors import Conflict, DeploymentFailed, FieldIssue, InsufficientResources, NotFound, ValidationFailed
 from core.settings import Settings
-from frameworks import AgentSpec, adapter_for
+from frameworks import AgentSpec, adapter_for, check_code_paths
 from persistence.db import Database
 from persistence.models import Agent
 from schedulers import admission
 from schedulers.agent_lifecycle import AgentStatus, transition
-from services import events, ownership
+from services import events, ownership, tasks
 from services.agents import lock_agent
 from services.principal import Principal
 
@@ -45,7 +45,7 @@ def resources_of(agent: Agent, settings: Settings) -> dict[str, float]:
     return admission.ray_resources(agent.resource_limits or {}, default_cpu=settings.agents.agent_default_cpu)
 
 
-def spec_of(agent: Agent) -> AgentSpec:
+def spec_of(agent: Agent, code_modules: tuple[str, ...] = ()) -> AgentSpec:
     return AgentSpec(
         id=agent.id,
         name=agent.name,
@@ -55,6 +55,7 @@ def spec_of(agent: Agent) -> AgentSpec:
         model=agent.model,
         provider=agent.provider,
         configuration=dict(agent.configuration or {}),
+        code_modules=code_modules,
     )
 
 
@@ -81,20 +82,24 @@ def deploy(db: Database, settings: Settings, principal: Principal, agent_id: str
     Answers with the agent `active` once the actor is ready, or still `deploying` when the cluster has
     to free or add resources first (the actor reports itself ready through the store when placed).
     """
-    with db.transaction() as session:
+    # Checks first, outside the write transaction: they read the cluster (GCS calls), which must not
+    # hold the agent's row lock or SQLite's writer turn.
+    with db.session() as session:
         agent = ownership.get_writable(session, Agent, agent_id, principal)
-        agent = lock_agent(session, agent.id)
-        assert agent is not None
-        if agent.status in DEPLOYED:
-            raise Conflict(f"Agent is already {agent.status}; undeploy it first to deploy it again")
-        adapter_for(agent.framework)  # FRAMEWORK_UNAVAILABLE before anything changes
+        _check_deployable(agent, settings)
         request = resources_of(agent, settings)
-        placement = agent_handles.placement(request)
-        if placement is admission.Placement.never:
-            raise InsufficientResources(
-                f"No node can hold {admission.describe(request)} and the cluster cannot scale to it "
-                f"(largest node: {admission.describe(agent_handles.largest_node())})"
-            )
+    placement = agent_handles.placement(request)
+    if placement is admission.Placement.never:
+        raise InsufficientResources(
+            f"No node can hold {admission.describe(request)} and the cluster cannot scale to it "
+            f"(largest node: {admission.describe(agent_handles.largest_node())})"
+        )
+    with db.transaction() as session:
+        agent = lock_agent(session, agent_id)
+        if agent is None:
+            raise NotFound("Agent not found")
+        _check_deployable(agent, settings)  # again under the lock: a concurrent deploy or edit
+        request = resources_of(agent, settings)
         waiting = None if placement is admission.Placement.now else f"waiting for {admission.describe(request)}"
         set_status(session, agent, AgentStatus.deploying, waiting)
         agent.passivated_at = None
@@ -121,6 +126,18 @@ def deploy(db: Database, settings: Settings, principal: Principal, agent_id: str
     return DeployOutcome(agent=agent, placed=ready.placed, logs=logs)
 
 
+def _check_deployable(agent: Agent, settings: Settings) -> None:
+    if agent.status in DEPLOYED:
+        raise Conflict(f"Agent is already {agent.status}; undeploy it first to deploy it again")
+    adapter_for(agent.framework)  # FRAMEWORK_UNAVAILABLE before anything changes
+    try:
+        check_code_paths(agent.configuration or {}, settings.agents.code_modules)
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise ValidationFailed("The agent's configuration names code it may not run",
+                               details=[FieldIssue(field, message)]) from exc  # fmt: skip
+
+
 def undeploy(db: Database, settings: Settings, principal: Principal, agent_id: str) -> Agent:
     with db.transaction() as session:
         agent = ownership.get_writable(session, Agent, agent_id, principal)
@@ -130,16 +147,18 @@ def undeploy(db: Database, settings: Settings, principal: Principal, agent_id: s
         agent.undeployed_at = utcnow()
         agent.container_id = None
         agent.passivated_at = None
+        tasks.release_agent_tasks(session, agent.id, "the agent was undeployed")
     # After the commit: an actor that comes up now finds the agent inactive and stops itself.
     agent_handles.stop(settings, agent_id)
     return agent
 
 
 def delete(db: Database, settings: Settings, principal: Principal, agent_id: str) -> None:
-    """Delete an agent, stopping its actor first if it is deployed."""
+    """Delete an agent (its unfinished tasks go back to the queue, or fail if started) and stop its actor."""
     with db.transaction() as session:
         agent = ownership.get_writable(session, Agent, agent_id, principal)
         was_deployed = agent.status in DEPLOYED
+        tasks.release_agent_tasks(session, agent.id, "the agent was deleted")
         session.delete(agent)
     if was_deployed:
         agent_handles.stop(settings, agent_id)
@@ -182,24 +201,30 @@ def container(db: Database, settings: Settings, principal: Principal, agent_id: 
 def container_logs(
     db: Database, principal: Principal, agent_id: str, *, since: datetime | None, until: datetime | None, tail: int
 ) -> list[dict[str, Any]]:
+    """The actor's log lines: for those who may change the agent (the lines carry task details)."""
     with db.session() as session:
-        agent = ownership.get_visible(session, Agent, agent_id, principal)
+        agent = ownership.get_writable(session, Agent, agent_id, principal)
     if not agent.container_id:
         return []
     return agent_handles.logs(agent.container_id, since=since, until=until, tail=tail)
 
 
 def record_heartbeat(db: Database, settings: Settings, principal: Principal, agent_id: str) -> Agent:
-    """An external agent's worker says it is alive: stored, then delivered to its mailbox actor."""
+    """An external agent's worker says it is alive. Stored; a live mailbox actor is told, but a heartbeat
+    neither wakes a passivated one nor keeps one awake (an idle worker costs no process). Offline workers
+    are found from the stored time by the reconciler."""
     with db.transaction() as session:
         agent = ownership.get_writable(session, Agent, agent_id, principal)
         if agent.mode != "external":
             raise Conflict("Heartbeats are for external agents (mode 'external'); this agent is hosted")
         if agent.status != AgentStatus.active.value:
             raise Conflict(f"The agent is {agent.status}; deploy it before its worker reports in")
+        came_online = not is_online(agent, settings)
         agent.last_heartbeat_at = utcnow()
-        options = actor_options(agent, settings)
-    agent_handles.call(settings, agent_id, options, "heartbeat", isoformat_z(agent.last_heartbeat_at))
+        agent.offline_notified_at = None
+        if came_online:
+            _emit_online(session, agent, True)
+    agent_handles.tell_if_live(settings, agent_id, "heartbeat", isoformat_z(agent.last_heartbeat_at))
     return agent
 
 
@@ -215,38 +240,60 @@ def is_online(agent: Agent, settings: Settings) -> bool | None:
 # --- reports from the actors (through the store) ------------------------------------------------------
 
 
-def load_for_activation(session: Session, agent_id: str, container_id: str) -> AgentSpec | None:
-    """An actor starts (first deploy, restart, re-activation): the agent as stored now, or None if it
-    should not run (undeployed or deleted meanwhile). Marks a `deploying` agent `active`."""
+def load_for_activation(
+    session: Session, agent_id: str, container_id: str, code_modules: tuple[str, ...]
+) -> AgentSpec | None:
+    """An actor starts (first deploy, restart, crash, re-activation): the agent as stored now, or None if
+    it should not run (undeployed or deleted meanwhile). Marks a `deploying` agent `active`. A hosted
+    agent's tasks still `in_progress` were running in the process that is gone: they fail, saying so."""
     agent = lock_agent(session, agent_id)
     if agent is None or agent.status not in DEPLOYED:
         return None
+    if agent.mode == "hosted":
+        tasks.fail_interrupted(session, agent.id, "interrupted: the agent's process stopped while running it")
     if agent.status == AgentStatus.deploying.value:
         agent.container_id = container_id
         set_status(session, agent, AgentStatus.active)
         agent.deployed_at = utcnow()
     agent.container_id = container_id
     agent.passivated_at = None
-    return spec_of(agent)
+    return spec_of(agent, code_modules)
 
 
 def mark_passivated(session: Session, agent_id: str, container_id: str) -> bool:
-    """The idle actor is about to exit. False if it is not the agent's current incarnation."""
+    """The idle actor is about to exit. False (stay) if it is not the agent's current incarnation, or if
+    work is already on its way to it (a task assigned and not yet taken)."""
     agent = lock_agent(session, agent_id)
     if agent is None or agent.container_id != container_id:
+        return False
+    if agent.mode == "hosted" and tasks.has_assigned(session, agent.id):
         return False
     agent.passivated_at = utcnow()
     return True
 
 
-def mark_offline(session: Session, agent_id: str, last_heartbeat_at: str | None) -> None:
-    agent = session.get(Agent, agent_id)
-    if agent is None:
-        return
+def mark_stale_workers_offline(session: Session, settings: Settings) -> list[str]:
+    """External agents whose worker stopped beating: `agent.status_changed` `{online: false}` once each."""
+    cutoff = utcnow() - timedelta(seconds=settings.agents.agent_heartbeat_timeout_s)
+    query = select(Agent).where(
+        Agent.mode == "external",
+        Agent.status == AgentStatus.active.value,
+        Agent.last_heartbeat_at < cutoff,
+        Agent.offline_notified_at.is_(None),
+    )
+    stale = list(session.scalars(query.with_for_update(skip_locked=True)))
+    for agent in stale:
+        agent.offline_notified_at = utcnow()
+        _emit_online(session, agent, False)
+    return [agent.id for agent in stale]
+
+
+def _emit_online(session: Session, agent: Agent, online: bool) -> None:
+    stamp = isoformat_z(agent.last_heartbeat_at) if agent.last_heartbeat_at else None
     events.emit(
         session,
         "agent.status_changed",
-        {"agent_id": agent.id, "status": agent.status, "online": False, "last_heartbeat_at": last_heartbeat_at},
+        {"agent_id": agent.id, "status": agent.status, "online": online, "last_heartbeat_at": stamp},
         source="agents", owner=agent, subject_id=agent.id,
     )  # fmt: skip
 
@@ -256,6 +303,11 @@ class WantedActor:
     agent_id: str
     passivated: bool
     options: dict[str, Any]
+
+
+def deployed_among(session: Session, agent_ids: set[str]) -> set[str]:
+    query = select(Agent.id).where(Agent.id.in_(agent_ids), Agent.status.in_(DEPLOYED))
+    return set(session.scalars(query))
 
 
 def agents_to_run(session: Session, settings: Settings) -> list[WantedActor]:

@@ -7,6 +7,7 @@ Usage metrics are counted from install rows and execution counters, never stored
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,10 +31,25 @@ SORT_KEYS = ("published_at", "downloads", "name")
 # What an install copies from the listed agent. Not copied: ownership, status and counters (the copy is a
 # new draft of the installer's), `is_public` (only admins make agents public), `configuration_id` (the
 # publisher's saved configuration is not the installer's) and `working_hours` (the publisher's schedule).
+# The configuration is copied without the publisher's credentials (`without_secrets`).
 COPIED_FIELDS = (
     "description", "framework", "agent_type", "mode", "type", "capabilities", "specializations", "tags",
     "model", "provider", "configuration", "max_concurrent_tasks", "resource_limits", "version",
 )  # fmt: skip
+
+
+# Configuration keys that hold the publisher's credentials: never copied into an installer's agent.
+_SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|passwd|credential|private[_-]?key|auth)", re.I)
+
+
+def without_secrets(configuration: dict[str, Any]) -> dict[str, Any]:
+    """The configuration with every credential-like key removed, at any depth."""
+    cleaned: dict[str, Any] = {}
+    for key, value in configuration.items():
+        if _SECRET_KEY.search(str(key)):
+            continue
+        cleaned[key] = without_secrets(value) if isinstance(value, dict) else value
+    return cleaned
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +216,7 @@ def install(
     assert source is not None  # the listing is deleted with its agent
     # Deep copies: the copy's JSON values must not be the very objects the listed agent holds.
     data = {field: copy.deepcopy(getattr(source, field)) for field in COPIED_FIELDS}
+    data["configuration"] = without_secrets(data["configuration"] or {})
     data.update(name=name or source.name, owner_type=owner_type, owner_id=owner_id)
     agent = agents.create_agent(session, principal, data)
     record = MarketplaceInstall(

@@ -7,6 +7,8 @@ type and priority is the task router's job; here a task is assigned when the cal
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,7 +16,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, FieldIssue, NotFound, ValidationFailed
 from persistence.models import Agent, Task
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.time_sql import hour_of_day, seconds_between
@@ -97,6 +99,13 @@ def set_status(
     return task
 
 
+# What a worker (or the task's owner) may report: progress and outcomes, or giving a task back to the
+# queue. Assignment is the router's (or `agent_id` on create); approval states are the approvals'.
+REPORTABLE = frozenset(
+    {TaskStatus.in_progress, TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled, TaskStatus.pending}
+)
+
+
 def report_status(
     session: Session,
     principal: Principal,
@@ -111,7 +120,12 @@ def report_status(
     task = lock_task(session, task_id)
     if task is None or not _may_report(session, principal, task):
         raise NotFound("Task not found")
-    return set_status(session, task, target, error=error, result=result, progress=progress)
+    if target not in REPORTABLE:
+        raise ValidationFailed(
+            f"'{target.value}' cannot be reported",
+            details=[FieldIssue("status", f"one of {', '.join(sorted(s.value for s in REPORTABLE))}")],
+        )
+    return set_status(session, task, target, error=error, result=json_safe(result), progress=progress)
 
 
 def get_task(session: Session, principal: Principal, task_id: str) -> Task:
@@ -133,6 +147,9 @@ def list_agent_tasks(
     """An agent's tasks, oldest first (a worker takes them in order), for whoever can see the agent."""
     agent = ownership.get_visible(session, Agent, agent_id, principal)
     query = select(Task).where(Task.agent_id == agent.id)
+    if not ownership.can_write(session, agent, principal):
+        # A shared (public) agent works for many tenants: others see only their own tasks on it.
+        query = query.where(ownership.visible_to(Task, principal))
     if statuses:
         query = query.where(Task.status.in_([status.value for status in statuses]))
     query = query.order_by(Task.created_at, Task.id)
@@ -230,8 +247,51 @@ def finish_for_agent(session: Session, task_id: str, agent_id: str, result: dict
     if task is None or task.agent_id != agent_id or task.status != TaskStatus.in_progress.value:
         return False
     target = TaskStatus.failed if error is not None else TaskStatus.completed
-    set_status(session, task, target, error=error, result=result)
+    set_status(session, task, target, error=error, result=json_safe(result))
     return True
+
+
+def json_safe(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A result as JSON can store it: what a handler returns (datetimes, objects, NaN) must not make the
+    task's completion fail to save."""
+    if value is None:
+        return None
+    return json.loads(json.dumps(_finite(value), default=str))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(key): _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def has_assigned(session: Session, agent_id: str) -> bool:
+    query = select(Task.id).where(Task.agent_id == agent_id, Task.status == TaskStatus.assigned.value).limit(1)
+    return session.scalar(query) is not None
+
+
+def fail_interrupted(session: Session, agent_id: str, reason: str) -> int:
+    """A hosted agent's process is new: the tasks it had `in_progress` died with the old one."""
+    query = select(Task).where(Task.agent_id == agent_id, Task.status == TaskStatus.in_progress.value)
+    interrupted = list(session.scalars(query.with_for_update()))
+    for task in interrupted:
+        set_status(session, task, TaskStatus.failed, error=reason)
+    return len(interrupted)
+
+
+def release_agent_tasks(session: Session, agent_id: str, reason: str) -> None:
+    """The agent stops (undeploy, delete): tasks it had not started go back to the queue to be routed
+    again; those it had started fail, saying why."""
+    query = select(Task).where(Task.agent_id == agent_id, Task.status.in_([s.value for s in ACTIVE]))
+    for task in session.scalars(query.with_for_update()):
+        if task.status == TaskStatus.assigned.value:
+            set_status(session, task, TaskStatus.pending)
+        else:
+            set_status(session, task, TaskStatus.failed, error=reason)
 
 
 def assigned_hosted_tasks(session: Session, older_than: datetime) -> list[tuple[str, str]]:

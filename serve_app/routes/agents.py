@@ -135,6 +135,7 @@ def patch_agent(agent_id: str, body: AgentUpdate, principal: CurrentPrincipal, c
 def delete_agent(agent_id: str, principal: CurrentPrincipal, context: Context) -> MessageResponse:
     """Delete the agent; a deployed agent's actor is stopped first."""
     deployments.delete(context.db, context.settings, principal, agent_id)
+    router_client.notify(context.settings, "resync")
     return MessageResponse(message="Agent deleted successfully")
 
 
@@ -181,6 +182,7 @@ def deploy_agent(agent_id: str, principal: CurrentPrincipal, context: Context, r
 def undeploy_agent(agent_id: str, principal: CurrentPrincipal, context: Context) -> UndeployResponse:
     """Stop the agent's actor; the agent becomes `inactive` and can be deployed again."""
     agent = deployments.undeploy(context.db, context.settings, principal, agent_id)
+    router_client.notify(context.settings, "resync")  # its unstarted tasks are queued again
     return UndeployResponse(id=agent.id, status=agent.status, undeployed_at=agent.undeployed_at)
 
 

@@ -1,7 +1,7 @@
 """The built-in marketplace (seed 000 "Marketplace Integration"): publish/unpublish an agent, its listing
 status, the catalog of everyone's published listings, and installing a listing as a copy.
 
-Reads need the `user` role, writes `agent`; API keys need the `marketplace:read|write` scope.
+Every route needs the `agent` role (API.md), reads included; API keys need the `marketplace:read|write` scope.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ import logging
 from typing import Annotated
 
 from fastapi import Query, Response, status
+from pydantic import ValidationError
 
 from actors import router_client
-from core.errors import ServiceUnavailable
+from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.routing import protected_router
@@ -63,7 +64,16 @@ def update_task_status(
     """Seed 002: `?status=in_progress|completed|failed[&error=…]`, or the same fields (plus `result`,
     `progress`) as JSON. Checked by the task state machine (409 INVALID_TRANSITION)."""
     if body is None:
-        body = TaskStatusUpdate.model_validate({"status": status_param, "error": error})
+        try:
+            body = TaskStatusUpdate.model_validate({"status": status_param, "error": error})
+        except ValidationError as exc:
+            details = [
+                FieldIssue(
+                    ".".join(str(p) for p in issue["loc"]) or "status", issue["msg"].removeprefix("Value error, ")
+                )
+                for issue in exc.errors()
+            ]
+            raise ValidationFailed("Invalid status report", details=details) from exc
     with context.db.transaction() as session:
         task = tasks.report_status(session, principal, task_id, body.status, error=body.error or error,
                                    result=body.result, progress=body.progress)  # fmt: skip
@@ -78,6 +88,5 @@ def _dispatch(context, agent_id: str | None, options: dict, task_id: str) -> Non
 
     try:
         agent_handles.dispatch(context.settings, agent_id, options, "run_task", task_id)
-    except ServiceUnavailable as exc:
-        # Stored as assigned: the reconciler hands it to the actor once Ray is reachable.
-        log.warning("task %s stored; dispatch deferred: %s", task_id, exc.message)
+    except Exception as exc:  # the task is stored as assigned: the reconciler hands it over later
+        log.warning("task %s stored; dispatch deferred: %s", task_id, exc)

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from persistence.db import Database
 from tests.conftest import POSTGRES_ENV, REDIS_ENV, _postgres_schema, free_port
 
 STARTUP_TIMEOUT_S = 180
@@ -106,6 +107,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory, platform_database_url: st
         "ORCHESTRATOR_AGENT_IDLE_TIMEOUT_S": str(E2E_IDLE_TIMEOUT_S),
         "ORCHESTRATOR_AGENT_HEARTBEAT_TIMEOUT_S": str(E2E_HEARTBEAT_TIMEOUT_S),
         "ORCHESTRATOR_RECONCILE_INTERVAL_S": "2",
+        # Agents may name code in the test fixtures only (handlers, LangGraph graphs).
+        "ORCHESTRATOR_AGENT_CODE_MODULES": "tests.fixtures",
         # Ray workers import the test fixtures (LangGraph graphs, native handlers) from the repository.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
         "RAY_ADDRESS": "",
@@ -134,3 +137,18 @@ def _wait_for_ready(process: subprocess.Popen[bytes], log_path: Path, offset: in
 def http(platform: Platform) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=platform.base_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def owner(http: httpx.Client) -> dict[str, str]:
+    email = f"agents-{secrets.token_hex(4)}@example.com"
+    assert http.post("/api/v1/auth/register", json={"email": email, "password": "correct horse 1"}).status_code == 201
+    login = http.post("/api/v1/auth/login", json={"email": email, "password": "correct horse 1"})
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+@pytest.fixture
+def platform_db(platform_database_url: str) -> Iterator[Database]:
+    database = Database(platform_database_url, pool_size=1, max_overflow=0)
+    yield database
+    database.dispose()

@@ -12,34 +12,18 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select, text
 
-from persistence.db import Database
 from persistence.models import Event
 from tests.e2e.conftest import E2E_CPUS, E2E_HEARTBEAT_TIMEOUT_S, E2E_IDLE_TIMEOUT_S, Platform
 
 AGENTS = "/api/v1/agents"
 GRAPH = "tests.fixtures.graphs:build_support_graph"
-
-
-@pytest.fixture
-def owner(http: httpx.Client) -> dict[str, str]:
-    email = f"agents-{secrets.token_hex(4)}@example.com"
-    assert http.post("/api/v1/auth/register", json={"email": email, "password": "correct horse 1"}).status_code == 201
-    login = http.post("/api/v1/auth/login", json={"email": email, "password": "correct horse 1"})
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
-
-
-@pytest.fixture
-def platform_db(platform_database_url: str) -> Iterator[Database]:
-    database = Database(platform_database_url, pool_size=1, max_overflow=0)
-    yield database
-    database.dispose()
 
 
 def _create(http: httpx.Client, headers: dict[str, str], **body: Any) -> dict:
@@ -200,7 +184,7 @@ def test_container_logs_are_the_actors_own_lines_with_since_until_and_tail(http,
     http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
 
 
-def test_an_idle_agent_releases_its_process_and_is_reactivated_by_its_next_message(http, owner) -> None:
+def test_an_idle_agent_releases_its_process_and_a_heartbeat_does_not_wake_it(http, owner) -> None:
     agent = _deployed(http, owner, mode="external")
     pid = _container(http, owner, agent["id"])["pid"]
 
@@ -214,11 +198,11 @@ def test_an_idle_agent_releases_its_process_and_is_reactivated_by_its_next_messa
     stored = http.get(f"{AGENTS}/{agent['id']}", headers=owner).json()
     assert stored["status"] == "active" and stored["passivated_at"]
 
-    # The worker's next heartbeat is a message to the mailbox: the actor comes back by name.
-    assert http.post(f"{AGENTS}/{agent['id']}/heartbeat", headers=owner).status_code == 200
-    again = _container(http, owner, agent["id"])
-    assert again["status"] == "running" and again["pid"] != pid and again["health_status"] == "healthy"
-    assert http.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["passivated_at"] is None
+    # A worker that only reports it is alive costs no process: the heartbeat is stored, nothing wakes up.
+    beat = http.post(f"{AGENTS}/{agent['id']}/heartbeat", headers=owner)
+    assert beat.status_code == 200 and beat.json()["online"] is True
+    assert _container(http, owner, agent["id"])["status"] == "passivated"
+    assert http.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["online"] is True
     http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
 
 
@@ -239,7 +223,7 @@ def test_an_external_worker_is_online_while_it_beats_and_offline_when_it_stops(h
             rows = session.execute(select(Event).where(Event.subject_id == agent["id"])).scalars().all()
         return any(row.data.get("online") is False for row in rows)
 
-    _eventually(offline_event, timeout_s=E2E_HEARTBEAT_TIMEOUT_S + 20, what="the actor marking the worker offline")
+    _eventually(offline_event, timeout_s=E2E_HEARTBEAT_TIMEOUT_S + 20, what="the reconciler marking it offline")
     assert http.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["online"] is False
     assert _container(http, owner, agent["id"])["agent"]["online"] is False
     for item in (hosted, agent):
@@ -270,17 +254,31 @@ def test_another_tenant_cannot_see_or_control_the_actor(http, owner) -> None:
 def test_actors_share_a_bounded_number_of_database_connections(http, owner, platform_db) -> None:
     if platform_db.dialect != "postgresql":
         pytest.skip("connection counting needs Postgres (CI sets ORCHESTRATOR_TEST_DATABASE_URL)")
-    agents = [_create(http, owner) for _ in range(8)]
-    for agent in agents:
-        assert http.post(f"{AGENTS}/{agent['id']}/deploy", headers=owner).status_code == 200
-    with platform_db.connect() as conn:
-        counts = dict(conn.execute(text(
-            "SELECT application_name, count(*) FROM pg_stat_activity "
-            "WHERE application_name LIKE 'orchestrator:%' GROUP BY application_name"
-        )).all())  # fmt: skip
-    assert counts.get("orchestrator:store", 0) <= 4  # ORCHESTRATOR_ACTOR_DATABASE_POOL_SIZE
-    assert "orchestrator:agent" not in counts  # agent actors hold no connection of their own
-    for agent in agents:
+
+    def connections() -> dict[str, int]:
+        with platform_db.connect() as conn:
+            return dict(conn.execute(text(
+                "SELECT application_name, count(*) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'orchestrator:%' GROUP BY application_name"
+            )).all())  # fmt: skip
+
+    def run_tasks_on(agents: list[dict]) -> None:
+        created = [http.post("/api/v1/tasks", headers=owner, json={"agentId": a["id"], "payload": {"seconds": 0.2}})
+                   .json()["id"] for a in agents]  # fmt: skip
+        for task_id in created:
+            assert _task_done(http, owner, task_id)["status"] == "completed"
+
+    handler = {"configuration": {"handler": "tests.fixtures.handlers:sleep"}}
+    first = [_deployed(http, owner, **handler) for _ in range(3)]
+    run_tasks_on(first)
+    before = connections()
+    more = [_deployed(http, owner, **handler) for _ in range(6)]
+    run_tasks_on(first + more)
+    after = connections()
+    assert after.get("orchestrator:store", 0) <= 4  # ORCHESTRATOR_ACTOR_DATABASE_POOL_SIZE
+    # Six more agents, each having run a task, added no connection: agents hold none of their own.
+    assert sum(after.values()) <= sum(before.values()) + 2, (before, after)
+    for agent in first + more:
         http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
 
 
@@ -360,3 +358,31 @@ def test_a_task_for_a_passivated_agent_reactivates_it(http, owner) -> None:
     assert task["status"] == "completed" and task["result"]["n"] == 1
     assert _container(http, owner, agent["id"])["pid"] == task["result"]["pid"]  # a new, live process ran it
     http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
+
+
+def test_a_task_whose_process_dies_fails_with_the_reason_and_frees_the_agent(http, owner) -> None:
+    agent = _deployed(http, owner, configuration={"handler": "tests.fixtures.handlers:sleep"})
+    created = http.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"], "payload": {"seconds": 60}})
+    task_id = created.json()["id"]
+    _eventually(lambda: http.get(f"/api/v1/tasks/{task_id}", headers=owner).json()["status"] == "in_progress",
+                what="the task started")  # fmt: skip
+    os.kill(_container(http, owner, agent["id"])["pid"], signal.SIGKILL)
+    task = _task_done(http, owner, task_id)
+    assert task["status"] == "failed" and "process stopped" in task["error"]
+    assert http.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["current_tasks"] == 0
+    again = http.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"], "payload": {"seconds": 0}})
+    assert _task_done(http, owner, again.json()["id"])["status"] == "completed"
+    http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
+
+
+def test_undeploying_queues_the_agents_unstarted_tasks_again(http, owner) -> None:
+    agent = _deployed(http, owner, mode="external", max_concurrent_tasks=2)
+    first = http.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"]}).json()
+    second = http.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"]}).json()
+    http.patch(f"/api/v1/tasks/{second['id']}/status?status=in_progress", headers=owner)
+    http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
+    queued = http.get(f"/api/v1/tasks/{first['id']}", headers=owner).json()
+    assert queued["status"] == "pending" and queued["agent_id"] is None
+    started = http.get(f"/api/v1/tasks/{second['id']}", headers=owner).json()
+    assert started["status"] == "failed" and started["error"] == "the agent was undeployed"
+    assert http.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["current_tasks"] == 0

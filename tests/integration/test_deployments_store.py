@@ -31,7 +31,7 @@ def test_an_actor_starting_for_a_deploying_agent_makes_it_active_with_an_event(c
     agent = _agent(client, owner, framework="langgraph", configuration={"graph": "pkg.mod:graph"}, version="2.0.0")
     _set(db, agent["id"], status="deploying")
     with db.transaction() as session:
-        spec = deployments.load_for_activation(session, agent["id"], "actor-1")
+        spec = deployments.load_for_activation(session, agent["id"], "actor-1", ())
     assert spec is not None and spec.framework == "langgraph" and spec.version == "2.0.0"
     assert spec.configuration == {"graph": "pkg.mod:graph"}
     stored = client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()
@@ -47,9 +47,9 @@ def test_an_actor_of_an_agent_no_longer_deployed_is_told_to_stop(client: TestCli
     for status in ("draft", "inactive", "error"):
         _set(db, agent["id"], status=status)
         with db.transaction() as session:
-            assert deployments.load_for_activation(session, agent["id"], "actor-1") is None
+            assert deployments.load_for_activation(session, agent["id"], "actor-1", ()) is None
     with db.transaction() as session:
-        assert deployments.load_for_activation(session, "no-such-agent", "actor-1") is None
+        assert deployments.load_for_activation(session, "no-such-agent", "actor-1", ()) is None
 
 
 def test_only_the_current_incarnation_may_passivate_and_reactivation_clears_it(client: TestClient, db) -> None:
@@ -61,7 +61,7 @@ def test_only_the_current_incarnation_may_passivate_and_reactivation_clears_it(c
         assert deployments.mark_passivated(session, agent["id"], "actor-2") is True
     assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["passivated_at"]
     with db.transaction() as session:
-        deployments.load_for_activation(session, agent["id"], "actor-3")
+        deployments.load_for_activation(session, agent["id"], "actor-3", ())
     stored = client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()
     assert stored["status"] == "active" and stored["passivated_at"] is None and stored["container_id"] == "actor-3"
 
@@ -111,3 +111,47 @@ def test_restarting_needs_an_active_agent_and_undeploying_a_draft_is_an_invalid_
     agent = _agent(client, owner)
     assert_error(client.post(f"{AGENTS}/{agent['id']}/container/restart", headers=owner), 409, "CONFLICT")
     assert_error(client.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner), 409, "INVALID_TRANSITION")
+
+
+def test_deploy_refuses_code_outside_the_allowed_modules_before_anything_changes(client: TestClient) -> None:
+    owner = _user(client, "owner")
+    agent = _agent(client, owner, configuration={"handler": "subprocess:run"})
+    error = assert_error(client.post(f"{AGENTS}/{agent['id']}/deploy", headers=owner), 422, "VALIDATION_ERROR")
+    assert error["details"][0]["field"] == "configuration.handler" and "subprocess" in error["details"][0]["message"]
+    assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["status"] == "draft"
+
+
+def test_a_new_process_fails_the_tasks_the_old_one_was_running(client: TestClient, db) -> None:
+    owner = _user(client, "owner")
+    agent = _agent(client, owner)
+    _set(db, agent["id"], status="active", container_id="actor-1")
+    task = client.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"]}).json()
+    with db.transaction() as session:
+        assert deployments.tasks.start_for_agent(session, task["id"], agent["id"]) is not None
+    with db.transaction() as session:
+        assert deployments.load_for_activation(session, agent["id"], "actor-1", ()) is not None
+    stored = client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()
+    assert stored["status"] == "failed" and "process stopped" in stored["error"]
+    assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["current_tasks"] == 0
+
+
+def test_an_idle_actor_with_a_task_on_its_way_does_not_passivate(client: TestClient, db) -> None:
+    owner = _user(client, "owner")
+    agent = _agent(client, owner)
+    _set(db, agent["id"], status="active", container_id="actor-1")
+    client.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"]})
+    with db.transaction() as session:
+        assert deployments.mark_passivated(session, agent["id"], "actor-1") is False
+
+
+def test_stale_external_workers_are_reported_offline_once(client: TestClient, db, settings) -> None:
+    owner = _user(client, "owner")
+    agent = _agent(client, owner, mode="external")
+    long_ago = deployments.utcnow() - deployments.timedelta(seconds=settings.agents.agent_heartbeat_timeout_s + 5)
+    _set(db, agent["id"], status="active", last_heartbeat_at=long_ago)
+    with db.transaction() as session:
+        assert deployments.mark_stale_workers_offline(session, settings) == [agent["id"]]
+    with db.transaction() as session:
+        assert deployments.mark_stale_workers_offline(session, settings) == []  # once per silence
+    offline = [e for e in _events(db, agent["id"]) if e.data.get("online") is False]
+    assert len(offline) == 1 and client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["online"] is False

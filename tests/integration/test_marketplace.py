@@ -232,14 +232,16 @@ def test_agents_the_caller_cannot_see_are_404_and_public_ones_are_403(client: Te
     assert_error(client.post(f"{AGENTS}/{shared['id']}/unpublish", headers=stranger), 403, "AUTHORIZATION_ERROR")
 
 
-def test_read_only_users_browse_but_cannot_publish_or_install(tmp_path: Path, db: Database, database_url: str) -> None:
+def test_read_only_users_cannot_use_the_marketplace(tmp_path: Path, db: Database, database_url: str) -> None:
+    """API.md: every marketplace route needs the `agent` role, browsing included."""
     settings = make_settings(tmp_path, database_url, auth={"default_role": "user"})
     with TestClient(create_app(settings)) as client:
         admin = _user(client, "first-admin")
         reader = _user(client, "reader")
         agent = _agent(client, admin)
         listing_id = _publish(client, admin, agent["id"])["integration_id"]
-        assert [entry["id"] for entry in _listed(client, reader)] == [listing_id]
+        assert_error(client.get(MARKETPLACE, headers=reader), 403, "AUTHORIZATION_ERROR")
+        assert_error(client.get(f"{AGENTS}/{agent['id']}/marketplace", headers=reader), 403, "AUTHORIZATION_ERROR")
         assert_error(client.post(f"{AGENTS}/{agent['id']}/publish", headers=reader), 403, "AUTHORIZATION_ERROR")
         assert_error(client.post(f"{MARKETPLACE}/{listing_id}/install", headers=reader), 403, "AUTHORIZATION_ERROR")
         assert _usage(client, admin, agent["id"])["total_downloads"] == 0
@@ -331,3 +333,13 @@ def test_every_change_writes_a_marketplace_updated_event(client: TestClient, pub
         assert data["agent_id"] == agent["id"] == subject_id and data["integration_id"] == listing_id
         assert source == "marketplace" and owner_id == agent["owner_id"] and correlation_id
         assert set(data["usage_metrics"]) == {"total_downloads", "active_users", "total_executions", "revenue"}
+
+
+def test_an_install_does_not_copy_the_publishers_credentials(client: TestClient) -> None:
+    publisher, installer = _user(client, "cred-publisher"), _user(client, "cred-installer")
+    configuration = {"temperature": 0.2, "api_key": "sk-live", "provider": {"token": "t", "url": "https://x"},
+                     "OPENAI_API_KEY": "sk-2", "password": "p"}  # fmt: skip
+    agent = _agent(client, publisher, configuration=configuration)
+    listing_id = _publish(client, publisher, agent["id"])["integration_id"]
+    installed = client.post(f"{MARKETPLACE}/{listing_id}/install", headers=installer).json()["agent"]
+    assert installed["configuration"] == {"temperature": 0.2, "provider": {"url": "https://x"}}

@@ -150,3 +150,31 @@ def test_metrics_are_computed_from_the_agents_recorded_tasks(client, db, worker)
     assert_error(
         client.get(f"{AGENTS}/{agent['id']}/metrics", headers=owner, params=backwards), 422, "VALIDATION_ERROR"
     )
+
+
+def test_status_reports_are_validated_and_limited_to_what_a_worker_reports(client, worker) -> None:
+    owner, agent = worker
+    task = _task(client, owner, agent_id=agent["id"])
+    for query in ("", "?status=bogus"):
+        error = assert_error(
+            client.patch(f"{TASKS}/{task['id']}/status{query}", headers=owner), 422, "VALIDATION_ERROR"
+        )
+        assert error["details"][0]["field"] == "status"
+    error = assert_error(client.patch(f"{TASKS}/{task['id']}/status?status=awaiting_approval", headers=owner), 422,
+                         "VALIDATION_ERROR")  # fmt: skip
+    assert "cannot be reported" in error["message"]
+    assert client.get(f"{TASKS}/{task['id']}", headers=owner).json()["status"] == "assigned"  # unchanged
+
+
+def test_on_a_shared_agent_a_tenant_sees_only_its_own_tasks(client, db) -> None:
+    admin = _user(client, "admin")
+    alice, bob = _user(client, "alice"), _user(client, "bob")
+    shared = _agent(client, admin, isPublic=True, max_concurrent_tasks=5)
+    _active(db, shared["id"])
+    mine = _task(client, alice, agentId=shared["id"], payload={"secret": "alice's"})
+    theirs = _task(client, bob, agentId=shared["id"])
+    seen = client.get(f"{AGENTS}/{shared['id']}/tasks", headers=alice).json()["tasks"]
+    assert [task["id"] for task in seen] == [mine["id"]]
+    assert {task["id"] for task in client.get(f"{AGENTS}/{shared['id']}/tasks", headers=admin).json()["tasks"]} == {
+        mine["id"], theirs["id"]}  # fmt: skip
+    assert_error(client.get(f"{AGENTS}/{shared['id']}/container/logs", headers=alice), 403, "AUTHORIZATION_ERROR")

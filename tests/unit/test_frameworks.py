@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from core.errors import FrameworkUnavailable
-from frameworks import AgentSpec, adapter_for, available_frameworks
+from frameworks import AgentSpec, adapter_for, available_frameworks, check_code_paths
 from frameworks.langgraph import LangGraphAdapter
 
 
 def _spec(framework: str, **configuration) -> AgentSpec:
     return AgentSpec(id="a1", name="Bot", framework=framework, mode="hosted", version="1.0.0",
-                     configuration=configuration)  # fmt: skip
+                     configuration=configuration, code_modules=("tests.fixtures",))  # fmt: skip
 
 
 def test_builtin_adapters_are_discovered_through_the_entry_point_group() -> None:
@@ -56,3 +56,14 @@ def test_native_runs_its_handler_sync_or_async() -> None:
     assert runtime.invoke({"value": 21}) == {"value": 42}
     runtime = adapter_for("native").load(_spec("native", handler="tests.fixtures.handlers:double_later"))
     assert runtime.invoke({"value": 2}) == {"value": 4}
+
+
+@pytest.mark.parametrize("path", ["subprocess:run", "os:system", "tests:fixtures", "tests.fixturesx.mod:f"])
+def test_configurations_may_name_code_only_in_the_allowed_modules(path: str) -> None:
+    with pytest.raises(ValueError, match="ORCHESTRATOR_AGENT_CODE_MODULES"):
+        adapter_for("native").load(_spec("native", handler=path))
+    with pytest.raises(ValueError, match=r"configuration\.graph: module"):
+        check_code_paths({"graph": path}, ("tests.fixtures",))
+    with pytest.raises(ValueError, match="now: none"):
+        check_code_paths({"handler": "tests.fixtures.handlers:double"}, ())
+    check_code_paths({"handler": "tests.fixtures.handlers:double", "other": "os:system"}, ("tests.fixtures",))

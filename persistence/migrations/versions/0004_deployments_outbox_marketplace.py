@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("owner_type", sa.String(length=16), nullable=True),
         sa.Column("owner_id", sa.String(length=64), nullable=True),
         sa.Column("subject_id", sa.String(length=64), nullable=True),
-        sa.Column("correlation_id", sa.String(length=64), nullable=True),
+        sa.Column("correlation_id", sa.String(length=128), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -98,10 +98,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("container_id", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("passivated_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("offline_notified_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("agents", schema=None) as batch_op:
+        batch_op.drop_column("offline_notified_at")
         batch_op.drop_column("last_heartbeat_at")
         batch_op.drop_column("passivated_at")
         batch_op.drop_column("container_id")

@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("priority", sa.String(length=2), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("agent_id", sa.String(length=36), nullable=True),
-        sa.Column("project_id", sa.String(length=36), nullable=True),
+        sa.Column("project_id", sa.String(length=64), nullable=True),
         sa.Column("source", sa.String(length=100), nullable=True),
         sa.Column("payload", JSON, nullable=False),
         sa.Column("metadata", JSON, nullable=False),
