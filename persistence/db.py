@@ -34,7 +34,7 @@ class Database:
         max_overflow: int = 5,
         echo: bool = False,
         sqlite_busy_timeout_ms: int = 30_000,
-        application_name: str = "orchestrator:api",
+        application_name: str = "orchestrator",
     ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
@@ -63,10 +63,11 @@ class Database:
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Database:
+    def from_settings(cls, settings: Any, application_name: str = "orchestrator") -> Database:
         db = settings.database
         return cls(
             settings.database_url,
+            application_name=application_name,
             pool_size=db.database_pool_size,
             max_overflow=db.database_max_overflow,
             echo=db.database_echo,

@@ -35,7 +35,7 @@ class AppContext:
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
-        db = Database.from_settings(settings)
+        db = Database.from_settings(settings, application_name="orchestrator:api")
         redis_client = (
             redis.Redis.from_url(
                 settings.redis.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30

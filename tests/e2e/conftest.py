@@ -107,6 +107,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory, platform_database_url: st
         "ORCHESTRATOR_AGENT_IDLE_TIMEOUT_S": str(E2E_IDLE_TIMEOUT_S),
         "ORCHESTRATOR_AGENT_HEARTBEAT_TIMEOUT_S": str(E2E_HEARTBEAT_TIMEOUT_S),
         "ORCHESTRATOR_RECONCILE_INTERVAL_S": "2",
+        # Every test registers its own accounts from this one IP; the register limit itself is tested in
+        # the integration suite.
+        "ORCHESTRATOR_RATE_LIMIT_REGISTER": "1000/h",
         # Agents may name code in the test fixtures only (handlers, LangGraph graphs).
         "ORCHESTRATOR_AGENT_CODE_MODULES": "tests.fixtures",
         # Ray workers import the test fixtures (LangGraph graphs, native handlers) from the repository.
