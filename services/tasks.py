@@ -12,12 +12,13 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
 from core.errors import Conflict, FieldIssue, NotFound, ValidationFailed
 from persistence.models import Agent, Task
+from persistence.repositories.json_arrays import array_contains
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.time_sql import hour_of_day, seconds_between
 from schedulers.agent_lifecycle import AgentStatus
@@ -368,3 +369,138 @@ def queue_stats(session: Session) -> dict[str, Any]:
         "total_tasks": sum(by_status.values()),
         "pending_by_priority": {level: pending_by_priority.get(level, 0) for level in ("P0", "P1", "P2", "P3")},
     }
+
+
+SORTABLE = {
+    "created_at": Task.created_at,
+    "updated_at": Task.updated_at,
+    "priority": Task.priority,
+    "due_date": Task.due_date,
+    "title": Task.title,
+    "status": Task.status,
+}
+
+
+def list_tasks(
+    session: Session,
+    principal: Principal,
+    *,
+    page: int,
+    limit: int,
+    statuses: set[TaskStatus] | None = None,
+    priorities: set[str] | None = None,
+    task_type: str | None = None,
+    agent_id: str | None = None,
+    project_id: str | None = None,
+    tags: list[str] | None = None,
+    search: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    sort_by: str = "created_at",
+    sort_order: str = "desc",
+) -> Page[Task]:
+    """Seed 003's task list: what the caller may see, every filter, sorted (newest first by default)."""
+    dialect = session.get_bind().dialect.name
+    query = select(Task).where(ownership.visible_to(Task, principal))
+    if statuses:
+        query = query.where(Task.status.in_([status.value for status in statuses]))
+    if priorities:
+        query = query.where(Task.priority.in_(priorities))
+    if task_type:
+        query = query.where(Task.type == task_type)
+    if agent_id:
+        query = query.where(Task.agent_id == agent_id)
+    if project_id:
+        query = query.where(Task.project_id == project_id)
+    for tag in tags or []:
+        query = query.where(array_contains(Task.tags, tag, dialect))
+    if search:
+        pattern = f"%{search.lower()}%"
+        query = query.where(
+            or_(func.lower(Task.title).like(pattern), func.lower(func.coalesce(Task.description, "")).like(pattern))
+        )
+    if created_after is not None:
+        query = query.where(Task.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(Task.created_at < created_before)
+    column = SORTABLE[sort_by]
+    # P0 is the most urgent: "priority desc" puts it first, as a user means it.
+    descending = (sort_order == "desc") != (sort_by == "priority")
+    query = query.order_by(column.desc() if descending else column.asc(), Task.id.desc() if descending else Task.id)
+    return fetch_page(session, query, page=page, limit=limit)
+
+
+EDITABLE = frozenset({
+    "title", "description", "priority", "tags", "requirements", "acceptance_criteria", "estimated_hours",
+    "actual_hours", "progress", "due_date", "sla_target", "project_id", "payload", "meta", "type",
+})  # fmt: skip
+
+
+def update_task(session: Session, principal: Principal, task_id: str, changes: dict[str, Any]) -> Task:
+    """Change a task's fields (its owner); `status` goes through the state machine like a report."""
+    task = lock_task(session, task_id)
+    if task is None or not ownership.can_write(session, task, principal):
+        raise NotFound("Task not found")
+    target = changes.pop("status", None)
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        raise ValidationFailed(
+            "Fields cannot be changed", details=[FieldIssue(f, "read-only") for f in sorted(unknown)]
+        )
+    if ("payload" in changes or "type" in changes) and task.status != TaskStatus.pending.value:
+        raise Conflict("A task's payload and type can change only while it is pending")
+    for field, value in changes.items():
+        setattr(task, field, value)
+    if target is not None and TaskStatus(target).value != task.status:
+        report_status(session, principal, task.id, TaskStatus(target))
+    else:
+        events.emit(session, "task.updated", {**_summary(task), "changed": sorted(changes)}, source="tasks",
+                    owner=task, subject_id=task.id)  # fmt: skip
+    session.flush()
+    return task
+
+
+def assign_task(session: Session, principal: Principal, task_id: str, agent_id: str) -> Task:
+    """`POST /tasks/{id}/assign`: a pending task to an agent its owner may use."""
+    task = lock_task(session, task_id)
+    if task is None or not ownership.can_write(session, task, principal):
+        raise NotFound("Task not found")
+    if task.status not in (TaskStatus.pending.value,):
+        raise Conflict(f"Only a pending task can be assigned (this one is {task.status})")
+    assign(session, principal, task, agent_id)
+    return task
+
+
+def delete_task(session: Session, principal: Principal, task_id: str, reason: str | None) -> None:
+    task = lock_task(session, task_id)
+    if task is None or not ownership.can_write(session, task, principal):
+        raise NotFound("Task not found")
+    if task.status in {status.value for status in ACTIVE}:
+        _count_load(session, task.agent_id, TaskStatus(task.status), TaskStatus.cancelled)
+    events.emit(session, "task.updated", {**_summary(task), "deleted": True, "reason": reason}, source="tasks",
+                owner=task, subject_id=task.id)  # fmt: skip
+    session.delete(task)
+
+
+def history(session: Session, task_id: str) -> list[dict[str, Any]]:
+    """Every recorded change of the task, oldest first, from the event outbox."""
+    from persistence.models import Event
+
+    rows = session.scalars(
+        select(Event).where(Event.subject_id == task_id, Event.event_type.like("task.%"))
+        .order_by(Event.created_at, Event.id)
+    )  # fmt: skip
+    return [
+        {"id": row.id, "action": row.event_type.removeprefix("task."), "from": row.data.get("previous_status"),
+         "to": row.data.get("status"), "timestamp": row.created_at, "correlation_id": row.correlation_id}
+        for row in rows
+    ]  # fmt: skip
+
+
+def task_metrics(task: Task) -> dict[str, Any]:
+    """Seed 003's per-task metrics that the platform records (quality scores it does not)."""
+    end = task.completed_at or utcnow()
+    spent = (end - task.started_at).total_seconds() / 3600 if task.started_at else None
+    waited = (task.assigned_at - task.created_at).total_seconds() / 3600 if task.assigned_at else None
+    return {"time_spent": round(spent, 4) if spent is not None else None, "completion_rate": task.progress,
+            "wait_time": round(waited, 4) if waited is not None else None}  # fmt: skip

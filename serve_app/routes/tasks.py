@@ -8,17 +8,32 @@ Reads need the `user` role, writes `agent` (seed 002).
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import Query, Response, status
+from fastapi import Depends, Query, Request, Response, status
 from pydantic import ValidationError
 
 from actors import router_client
 from core.errors import FieldIssue, ValidationFailed
-from persistence.models import Agent
+from persistence.models import Agent, Task
+from schedulers.task_lifecycle import ACTIVE, TaskStatus, parse_priority, parse_status
 from serve_app.deps import Context, CurrentPrincipal
+from serve_app.pagination import PageParams, page_params, paginated
 from serve_app.routing import protected_router
-from serve_app.schemas.tasks import TaskCreate, TaskOut, TaskStatusOut, TaskStatusUpdate
+from serve_app.schemas.common import MessageResponse
+from serve_app.schemas.tasks import (
+    TaskAssign,
+    TaskCreate,
+    TaskDetail,
+    TaskHistoryEntry,
+    TaskList,
+    TaskMetrics,
+    TaskOut,
+    TaskStatusOut,
+    TaskStatusUpdate,
+    TaskUpdate,
+)
 from services import deployments, tasks
 from services.principal import Role
 
@@ -46,10 +61,132 @@ def create_task(body: TaskCreate, principal: CurrentPrincipal, context: Context,
     return result
 
 
-@router.get("/{task_id}", response_model=TaskOut)
-def get_task(task_id: str, principal: CurrentPrincipal, context: Context) -> TaskOut:
+@router.get("", response_model=TaskList)
+def list_tasks(
+    request: Request,
+    principal: CurrentPrincipal,
+    context: Context,
+    params: Annotated[PageParams, Depends(page_params)],
+    status_filter: Annotated[
+        str | None,
+        Query(alias="status", max_length=200, description="comma-separated; active = assigned or in_progress"),
+    ] = None,
+    priority: Annotated[str | None, Query(max_length=100, description="comma-separated, any spelling")] = None,
+    type: Annotated[str | None, Query(max_length=64)] = None,
+    agent_id: Annotated[str | None, Query(max_length=64)] = None,
+    project_id: Annotated[str | None, Query(max_length=64)] = None,
+    tags: Annotated[str | None, Query(max_length=1000, description="comma-separated; all required")] = None,
+    search: Annotated[str | None, Query(max_length=200, description="title or description")] = None,
+    created_after: Annotated[datetime | None, Query()] = None,
+    created_before: Annotated[datetime | None, Query()] = None,
+    sort_by: Annotated[str, Query(pattern="^(created_at|updated_at|priority|due_date|title|status)$")] = "created_at",
+    sort_order: Annotated[str, Query(pattern="(?i)^(asc|desc)$")] = "desc",
+) -> dict:
+    """Tasks you may see, with seed 003's filters, search and sort (newest first by default)."""
+    try:
+        statuses: set[TaskStatus] = set()
+        for word in _csv(status_filter):
+            statuses |= set(ACTIVE) if word.lower() == "active" else {parse_status(word)}
+        priorities = {parse_priority(word) for word in _csv(priority)}
+    except ValueError as exc:
+        raise ValidationFailed("Invalid filter", details=[FieldIssue("status" if "status" in str(exc) else "priority",
+                                                                     str(exc))]) from exc  # fmt: skip
+    for name, value in (("created_after", created_after), ("created_before", created_before)):
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed("Timestamps need a time zone", details=[FieldIssue(name, "add 'Z' or an offset")])
     with context.db.session() as session:
-        return TaskOut.model_validate(tasks.get_task(session, principal, task_id))
+        page = tasks.list_tasks(
+            session, principal, page=params.page, limit=params.limit, statuses=statuses, priorities=priorities,
+            task_type=type.lower() if type else None, agent_id=agent_id, project_id=project_id, tags=_csv(tags),
+            search=search, created_after=created_after, created_before=created_before, sort_by=sort_by,
+            sort_order=sort_order.lower(),
+        )  # fmt: skip
+        items = [TaskOut.model_validate(task) for task in page.items]
+    return paginated(request, "tasks", items, page)
+
+
+@router.get("/{task_id}", response_model=TaskDetail, response_model_by_alias=True)
+def get_task(
+    task_id: str,
+    principal: CurrentPrincipal,
+    context: Context,
+    include: Annotated[str | None, Query(max_length=200, description="history, metrics (comma-separated)")] = None,
+) -> TaskDetail:
+    """The task; `include=history` adds every recorded change, `include=metrics` time spent and progress."""
+    wanted = {part.lower() for part in _csv(include)}
+    unknown = wanted - {"history", "metrics"}
+    if unknown:
+        raise ValidationFailed("Unknown include", details=[FieldIssue("include", f"not available: {sorted(unknown)}")])
+    with context.db.session() as session:
+        task = tasks.get_task(session, principal, task_id)
+        detail = TaskDetail.model_validate(task)
+        if "history" in wanted:
+            detail.history = [
+                TaskHistoryEntry(from_=entry.pop("from"), **entry) for entry in tasks.history(session, task.id)
+            ]
+        if "metrics" in wanted:
+            detail.metrics = TaskMetrics(**tasks.task_metrics(task))
+    return detail
+
+
+def _update(task_id: str, body: TaskUpdate, principal: CurrentPrincipal, context: Context) -> TaskOut:
+    changes = body.model_dump(exclude_unset=True)
+    if "metadata" in changes:
+        changes["meta"] = changes.pop("metadata")
+    nulls = [f for f, v in changes.items() if v is None and not Task.__table__.c[_column(f)].nullable]
+    if nulls:
+        raise ValidationFailed("Field cannot be null", details=[FieldIssue(f, "must not be null") for f in nulls])
+    with context.db.transaction() as session:
+        out = TaskOut.model_validate(tasks.update_task(session, principal, task_id, changes))
+    if out.status in ("completed", "failed", "cancelled", "pending"):
+        router_client.notify(context.settings, "agents_changed")
+    return out
+
+
+def _column(field: str) -> str:
+    return "metadata" if field == "meta" else field
+
+
+@router.put("/{task_id}", response_model=TaskOut)
+def replace_task(task_id: str, body: TaskUpdate, principal: CurrentPrincipal, context: Context) -> TaskOut:
+    """Update the fields given (seed 003)."""
+    return _update(task_id, body, principal, context)
+
+
+@router.patch("/{task_id}", response_model=TaskOut)
+def patch_task(task_id: str, body: TaskUpdate, principal: CurrentPrincipal, context: Context) -> TaskOut:
+    return _update(task_id, body, principal, context)
+
+
+@router.delete("/{task_id}", response_model=MessageResponse)
+def delete_task(
+    task_id: str,
+    principal: CurrentPrincipal,
+    context: Context,
+    reason: Annotated[str | None, Query(max_length=500)] = None,
+) -> MessageResponse:
+    with context.db.transaction() as session:
+        tasks.delete_task(session, principal, task_id, reason)
+    router_client.notify(context.settings, "resync")
+    return MessageResponse(message="Task deleted successfully")
+
+
+@router.post("/{task_id}/assign", response_model=TaskOut)
+def assign_task(task_id: str, body: TaskAssign, principal: CurrentPrincipal, context: Context) -> TaskOut:
+    """Assign a pending task to an agent directly (409 if the agent is disabled, not deployed or full)."""
+    with context.db.transaction() as session:
+        task = tasks.assign_task(session, principal, task_id, body.agent_id)
+        out = TaskOut.model_validate(task)
+        agent = session.get(Agent, body.agent_id)
+        options = deployments.actor_options(agent, context.settings) if agent and agent.mode == "hosted" else None
+    if options is not None:
+        _dispatch(context, out.agent_id, options, out.id)
+    router_client.notify(context.settings, "resync")
+    return out
+
+
+def _csv(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 @router.patch("/{task_id}/status", response_model=TaskStatusOut)

@@ -128,3 +128,62 @@ class AgentMetrics(ResponseModel):
     performance_metrics: dict[str, Any]
     utilization_metrics: dict[str, Any]
     execution_metrics: dict[str, Any]
+
+
+class TaskUpdate(RequestModel):
+    """PUT and PATCH change the fields given (seed 003); `status` goes through the state machine."""
+
+    title: str | None = Field(None, min_length=1, max_length=300)
+    description: str | None = Field(None, max_length=20_000)
+    type: str | None = Field(None, pattern=TASK_TYPE)
+    priority: str | None = None
+    status: TaskStatus | None = None
+    project_id: str | None = Field(None, max_length=64)
+    payload: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = Field(None, max_length=50)
+    requirements: list[str] | None = Field(None, max_length=100)
+    acceptance_criteria: list[str] | None = Field(None, max_length=100)
+    estimated_hours: float | None = Field(None, ge=0, le=100_000)
+    actual_hours: float | None = Field(None, ge=0, le=100_000)
+    progress: float | None = Field(None, ge=0, le=1)
+    due_date: datetime | None = None
+    sla_target: int | None = Field(None, ge=1, le=365 * 24 * 3600)
+
+    _priority = field_validator("priority", mode="before")(_priority)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, value: object) -> object:
+        return parse_status(value) if isinstance(value, str) else value
+
+    @field_validator("due_date")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("add a time zone ('Z' or an offset)")
+        return value
+
+
+class TaskAssign(RequestModel):
+    agent_id: str = Field(max_length=64)
+
+
+class TaskHistoryEntry(ResponseModel):
+    id: str
+    action: str
+    from_: str | None = Field(None, serialization_alias="from")
+    to: str | None
+    timestamp: datetime
+    correlation_id: str | None
+
+
+class TaskMetrics(ResponseModel):
+    time_spent: float | None = Field(description="hours from start to completion (or now)")
+    completion_rate: float
+    wait_time: float | None = Field(description="hours from creation to assignment")
+
+
+class TaskDetail(TaskOut):
+    history: list[TaskHistoryEntry] | None = None
+    metrics: TaskMetrics | None = None

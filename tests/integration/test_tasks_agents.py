@@ -178,3 +178,58 @@ def test_on_a_shared_agent_a_tenant_sees_only_its_own_tasks(client, db) -> None:
     assert {task["id"] for task in client.get(f"{AGENTS}/{shared['id']}/tasks", headers=admin).json()["tasks"]} == {
         mine["id"], theirs["id"]}  # fmt: skip
     assert_error(client.get(f"{AGENTS}/{shared['id']}/container/logs", headers=alice), 403, "AUTHORIZATION_ERROR")
+
+
+def test_the_task_list_filters_searches_and_sorts(client, db, worker) -> None:
+    stranger, _ = worker  # the first account: a platform admin, who sees every task
+    owner = _user(client, "lister")
+    agent = _agent(client, owner, max_concurrent_tasks=2)
+    _active(db, agent["id"])
+    login_fix = _task(client, owner, title="Fix login", priority="low", tags=["auth"], type="bugfix")
+    dashboard = _task(client, owner, title="Build dashboard", description="analytics", priority="P0",
+                      tags=["frontend", "analytics"], type="feature", agentId=agent["id"])  # fmt: skip
+    docs = _task(client, owner, title="Write docs", priority=5, type="documentation")
+    others = _task(client, stranger, title="Not yours")
+
+    def ids(**params) -> list[str]:
+        response = client.get(TASKS, headers=owner, params=params)
+        assert response.status_code == 200, response.text
+        return [task["id"] for task in response.json()["tasks"]]
+
+    assert ids() == [docs["id"], dashboard["id"], login_fix["id"]]  # newest first, only mine
+    assert ids(status="assigned") == ids(status="active") == ids(agentId=agent["id"]) == [dashboard["id"]]
+    assert ids(status="pending", priority="P3,critical") == [login_fix["id"]]
+    assert ids(type="bugfix") == [login_fix["id"]] and ids(tags="frontend,analytics") == [dashboard["id"]]
+    assert ids(search="ANALYTICS") == [dashboard["id"]] and ids(search="docs") == [docs["id"]]
+    assert ids(sortBy="priority") == [dashboard["id"], docs["id"], login_fix["id"]]  # P0 first
+    assert ids(sort_by="title", sort_order="asc") == [dashboard["id"], login_fix["id"], docs["id"]]
+    assert ids(createdAfter="2999-01-01T00:00:00Z") == []
+    assert_error(client.get(TASKS, headers=owner, params={"status": "sleeping"}), 422, "VALIDATION_ERROR")
+    assert_error(client.get(TASKS, headers=owner, params={"sort_by": "secret"}), 422, "VALIDATION_ERROR")
+    assert others["id"] in [task["id"] for task in client.get(TASKS, headers=stranger).json()["tasks"]]
+
+
+def test_tasks_update_assign_history_and_delete(client, db, worker) -> None:
+    owner, agent = worker
+    task = _task(client, owner, title="Draft")
+    updated = client.patch(f"{TASKS}/{task['id']}", headers=owner, json={"title": "Final", "priority": "critical",
+                                                                          "metadata": {"k": 1}})  # fmt: skip
+    assert updated.status_code == 200 and updated.json()["title"] == "Final" and updated.json()["priority"] == "P0"
+    assert updated.json()["metadata"] == {"k": 1}
+    assert_error(client.put(f"{TASKS}/{task['id']}", headers=owner, json={"title": None}), 422, "VALIDATION_ERROR")
+    assigned = client.post(f"{TASKS}/{task['id']}/assign", headers=owner, json={"agentId": agent["id"]})
+    assert assigned.status_code == 200 and assigned.json()["status"] == "assigned"
+    assert_error(client.post(f"{TASKS}/{task['id']}/assign", headers=owner, json={"agentId": agent["id"]}), 409,
+                 "CONFLICT")  # fmt: skip
+    assert_error(client.patch(f"{TASKS}/{task['id']}", headers=owner, json={"payload": {"x": 1}}), 409, "CONFLICT")
+    done = client.put(f"{TASKS}/{task['id']}", headers=owner, json={"status": "done", "actualHours": 2})
+    assert done.json()["status"] == "completed" and done.json()["actual_hours"] == 2
+    detail = client.get(f"{TASKS}/{task['id']}?include=history,metrics", headers=owner).json()
+    actions = [(entry["action"], entry["from"], entry["to"]) for entry in detail["history"]]
+    assert actions == [("created", None, "pending"), ("updated", None, "pending"), ("assigned", "pending", "assigned"),
+                       ("completed", "assigned", "completed")]  # fmt: skip
+    assert detail["metrics"]["completion_rate"] == 1.0 and detail["metrics"]["wait_time"] is not None
+    assert_error(client.get(f"{TASKS}/{task['id']}?include=files", headers=owner), 422, "VALIDATION_ERROR")
+    assert client.delete(f"{TASKS}/{task['id']}?reason=obsolete", headers=owner).json()["message"]
+    assert_error(client.get(f"{TASKS}/{task['id']}", headers=owner), 404, "NOT_FOUND")
+    assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["current_tasks"] == 0
