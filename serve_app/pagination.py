@@ -1,15 +1,20 @@
-"""The pagination helper every list uses: `page`/`limit` parameters in, API.md's envelope out."""
+"""List parameters every list uses: `page`/`limit` in, API.md's envelope out; comma-separated filters,
+task status filters and time-zoned timestamps."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Query, Request
 
+from core.errors import FieldIssue, ValidationFailed
 from persistence.repositories.pages import Page
+from schedulers.task_lifecycle import ACTIVE, TaskStatus
+from schedulers.task_lifecycle import parse_status as parse_task_status
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
@@ -54,3 +59,28 @@ def paginated(request: Request, key: str, items: list[Any], page: Page[Any]) -> 
             "prev": link(min(page.page - 1, pages)) if page.page > 1 else None,
         },
     }
+
+
+def csv_param(value: str | None) -> list[str]:
+    """A comma-separated query parameter as its non-empty parts."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def require_time_zones(**values: datetime | None) -> None:
+    """Query timestamps must say their zone (API.md: times are UTC with `Z`); a naive one is ambiguous."""
+    naive = [name for name, value in values.items() if value is not None and value.tzinfo is None]
+    if naive:
+        raise ValidationFailed(
+            "Timestamps need a time zone", details=[FieldIssue(n, "add 'Z' or an offset") for n in naive]
+        )
+
+
+def task_status_filter(value: str | None) -> set[TaskStatus]:
+    """`status=a,b` over tasks; `active` (seed 003) is assigned or in_progress. 422 naming a wrong word."""
+    statuses: set[TaskStatus] = set()
+    try:
+        for word in csv_param(value):
+            statuses |= set(ACTIVE) if word.lower() == "active" else {parse_task_status(word)}
+    except ValueError as exc:
+        raise ValidationFailed("Invalid status filter", details=[FieldIssue("status", str(exc))]) from exc
+    return statuses

@@ -46,17 +46,7 @@ def pending_tasks(session: Session, *, clock_offset: float) -> list[QueuedTask]:
         .limit(MAX_LOADED_TASKS)
     ).all()
     memberships = _organizations_of(session, {row.owner_id for row in rows if row.owner_type == "user"})
-    return [
-        QueuedTask(
-            task_id=row.id,
-            priority=PRIORITY_LEVELS.index(row.priority),
-            task_type=row.type,
-            tenant=owner_key(row.owner_type, row.owner_id),
-            enqueued_at=row.created_at.timestamp() - clock_offset,
-            allowed_owners=_allowed(row.owner_type, row.owner_id, memberships),
-        )
-        for row in rows
-    ]
+    return [_queued(row, memberships, clock_offset) for row in rows]
 
 
 def queued_task(session: Session, task_id: str, *, clock_offset: float) -> QueuedTask | None:
@@ -64,6 +54,11 @@ def queued_task(session: Session, task_id: str, *, clock_offset: float) -> Queue
     if task is None or task.status != TaskStatus.pending.value or task.agent_id is not None:
         return None
     memberships = _organizations_of(session, {task.owner_id} if task.owner_type == "user" else set())
+    return _queued(task, memberships, clock_offset)
+
+
+def _queued(task: Any, memberships: dict[str, set[str]], clock_offset: float) -> QueuedTask:
+    """A task row (ORM object or result row) as the routing policy queues it."""
     return QueuedTask(
         task_id=task.id,
         priority=PRIORITY_LEVELS.index(task.priority),

@@ -15,11 +15,9 @@ from actors import router_client
 from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent
 from schedulers.agent_lifecycle import parse_status
-from schedulers.task_lifecycle import ACTIVE
-from schedulers.task_lifecycle import parse_status as parse_task_status
 from serve_app.context import AppContext
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, page_params, paginated
+from serve_app.pagination import PageParams, csv_param, page_params, paginated, require_time_zones, task_status_filter
 from serve_app.routing import protected_router
 from serve_app.schemas.agents import (
     AgentCreate,
@@ -46,10 +44,6 @@ def agent_out(agent: Agent, context: AppContext) -> AgentOut:
     out = AgentOut.model_validate(agent)
     out.online = deployments.is_online(agent, context.settings)
     return out
-
-
-def _csv(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 @router.get("", response_model=AgentList)
@@ -81,8 +75,8 @@ def list_agents(
             framework=framework.lower() if framework else None,
             status=wanted_status,
             agent_type=type.lower() if type else None,
-            capabilities=_csv(capabilities),
-            tags=_csv(tags),
+            capabilities=csv_param(capabilities),
+            tags=csv_param(tags),
             available=available,
             search=search,
         )
@@ -208,9 +202,7 @@ def container_logs(
     tail: Annotated[int, Query(ge=0, le=10_000, description="last N lines")] = 100,
 ) -> dict:
     """The actor's own log lines, oldest first (its worker's stderr, read through Ray's state API)."""
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise ValidationFailed("Timestamps need a time zone", details=[FieldIssue(name, "add 'Z' or an offset")])
+    require_time_zones(since=since, until=until)
     entries = deployments.container_logs(context.db, principal, agent_id, since=since, until=until, tail=tail)
     return {"logs": entries}
 
@@ -236,12 +228,7 @@ def agent_tasks(
     ] = None,
 ) -> dict:
     """The agent's tasks, oldest first: an external worker pulls `?status=assigned`."""
-    wanted = set()
-    try:
-        for word in _csv(status_filter):
-            wanted |= set(ACTIVE) if word.lower() == "active" else {parse_task_status(word)}
-    except ValueError as exc:
-        raise ValidationFailed("Invalid status filter", details=[FieldIssue("status", str(exc))]) from exc
+    wanted = task_status_filter(status_filter)
     with context.db.session() as session:
         page = tasks.list_agent_tasks(session, principal, agent_id, statuses=wanted, page=params.page,
                                       limit=params.limit)  # fmt: skip
@@ -259,9 +246,7 @@ def agent_metrics(
 ) -> dict:
     """Seed 003's metrics, computed from the agent's recorded tasks in the period (null where the platform
     records nothing to compute from)."""
-    for name, value in (("start_date", start_date), ("end_date", end_date)):
-        if value is not None and value.tzinfo is None:
-            raise ValidationFailed("Timestamps need a time zone", details=[FieldIssue(name, "add 'Z' or an offset")])
+    require_time_zones(start_date=start_date, end_date=end_date)
     start, end = tasks.default_period(start_date, end_date)
     if start >= end:
         raise ValidationFailed("Empty period", details=[FieldIssue("start_date", "must be before end_date")])

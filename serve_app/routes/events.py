@@ -12,10 +12,9 @@ from fastapi import Depends, Query, Request, Response, status
 
 from actors import router_client
 from core.clock import isoformat_z, utcnow
-from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Event
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, page_params, paginated
+from serve_app.pagination import PageParams, page_params, paginated, require_time_zones
 from serve_app.routing import protected_router, public_router
 from serve_app.schemas.events import EventList, EventOut, EventPublish, PublishedEvent
 from services import events, tasks
@@ -55,8 +54,7 @@ def list_events(
     since: Annotated[datetime | None, Query(description="ISO timestamp with zone")] = None,
 ) -> dict:
     """Events about what you own (and your organizations own), newest first; admins see all."""
-    if since is not None and since.tzinfo is None:
-        raise ValidationFailed("Timestamps need a time zone", details=[FieldIssue("since", "add 'Z' or an offset")])
+    require_time_zones(since=since)
     with context.db.session() as session:
         page = events.list_events(session, principal, page=params.page, limit=params.limit, event_type=type,
                                   source=source, task_id=task_id, trace_id=trace_id, since=since)  # fmt: skip

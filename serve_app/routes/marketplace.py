@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Response, status
 
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, page_params, paginated
+from serve_app.pagination import PageParams, csv_param, page_params, paginated
 from serve_app.routing import protected_router
 from serve_app.schemas.agents import AgentOut
 from serve_app.schemas.marketplace import (
@@ -30,10 +30,6 @@ from services.principal import Role
 
 # API.md: the marketplace routes need the `agent` role, reads included.
 router = protected_router(tags=["marketplace"], resource="marketplace", min_role=Role.agent)
-
-
-def _csv(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 @router.post(
@@ -96,7 +92,7 @@ def browse_marketplace(
     """Everyone's published listings (the catalog is open to every authenticated caller)."""
     with context.db.session() as session:
         page = marketplace.list_listings(
-            session, page=params.page, limit=params.limit, search=search, tags=_csv(tags),
+            session, page=params.page, limit=params.limit, search=search, tags=csv_param(tags),
             framework=framework.lower() if framework else None, sort_by=sort_by.lower(),
             sort_order=sort_order.lower() if sort_order else None,
         )  # fmt: skip

@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from actors import router_client
 from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent, Task
-from schedulers.task_lifecycle import ACTIVE, TaskStatus, parse_priority, parse_status
+from schedulers.task_lifecycle import parse_priority
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, page_params, paginated
+from serve_app.pagination import PageParams, csv_param, page_params, paginated, require_time_zones, task_status_filter
 from serve_app.routing import protected_router
 from serve_app.schemas.common import MessageResponse
 from serve_app.schemas.tasks import (
@@ -83,21 +83,16 @@ def list_tasks(
     sort_order: Annotated[str, Query(pattern="(?i)^(asc|desc)$")] = "desc",
 ) -> dict:
     """Tasks you may see, with seed 003's filters, search and sort (newest first by default)."""
+    statuses = task_status_filter(status_filter)
     try:
-        statuses: set[TaskStatus] = set()
-        for word in _csv(status_filter):
-            statuses |= set(ACTIVE) if word.lower() == "active" else {parse_status(word)}
-        priorities = {parse_priority(word) for word in _csv(priority)}
+        priorities = {parse_priority(word) for word in csv_param(priority)}
     except ValueError as exc:
-        raise ValidationFailed("Invalid filter", details=[FieldIssue("status" if "status" in str(exc) else "priority",
-                                                                     str(exc))]) from exc  # fmt: skip
-    for name, value in (("created_after", created_after), ("created_before", created_before)):
-        if value is not None and value.tzinfo is None:
-            raise ValidationFailed("Timestamps need a time zone", details=[FieldIssue(name, "add 'Z' or an offset")])
+        raise ValidationFailed("Invalid priority filter", details=[FieldIssue("priority", str(exc))]) from exc
+    require_time_zones(created_after=created_after, created_before=created_before)
     with context.db.session() as session:
         page = tasks.list_tasks(
             session, principal, page=params.page, limit=params.limit, statuses=statuses, priorities=priorities,
-            task_type=type.lower() if type else None, agent_id=agent_id, project_id=project_id, tags=_csv(tags),
+            task_type=type.lower() if type else None, agent_id=agent_id, project_id=project_id, tags=csv_param(tags),
             search=search, created_after=created_after, created_before=created_before, sort_by=sort_by,
             sort_order=sort_order.lower(),
         )  # fmt: skip
@@ -113,7 +108,7 @@ def get_task(
     include: Annotated[str | None, Query(max_length=200, description="history, metrics (comma-separated)")] = None,
 ) -> TaskDetail:
     """The task; `include=history` adds every recorded change, `include=metrics` time spent and progress."""
-    wanted = {part.lower() for part in _csv(include)}
+    wanted = {part.lower() for part in csv_param(include)}
     unknown = wanted - {"history", "metrics"}
     if unknown:
         raise ValidationFailed("Unknown include", details=[FieldIssue("include", f"not available: {sorted(unknown)}")])
@@ -183,10 +178,6 @@ def assign_task(task_id: str, body: TaskAssign, principal: CurrentPrincipal, con
         _dispatch(context, out.agent_id, options, out.id)
     router_client.notify(context.settings, "resync")
     return out
-
-
-def _csv(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 @router.patch("/{task_id}/status", response_model=TaskStatusOut)

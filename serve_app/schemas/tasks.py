@@ -13,6 +13,12 @@ from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestMod
 TASK_TYPE = r"^[a-z][a-z0-9_.-]{0,63}$"
 
 
+def _zoned(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("add a time zone ('Z' or an offset)")
+    return value
+
+
 def _priority(value: object) -> object:
     return parse_priority(value) if isinstance(value, str | int) else value
 
@@ -43,12 +49,7 @@ class TaskCreate(RequestModel):
     def _type(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("due_date")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("add a time zone ('Z' or an offset)")
-        return value
+    _aware = field_validator("due_date")(_zoned)
 
 
 class TaskStatusUpdate(RequestModel):
@@ -157,12 +158,7 @@ class TaskUpdate(RequestModel):
     def _status(cls, value: object) -> object:
         return parse_status(value) if isinstance(value, str) else value
 
-    @field_validator("due_date")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("add a time zone ('Z' or an offset)")
-        return value
+    _aware = field_validator("due_date")(_zoned)
 
 
 class TaskAssign(RequestModel):
