@@ -89,8 +89,9 @@ def adapter_for(framework: str) -> FrameworkAdapter:
     entry = _registered().get(framework)
     if entry is None:
         raise FrameworkUnavailable(
-            f"No adapter is installed for framework '{framework}'. Install a package that registers one "
-            f"under the '{ENTRY_POINT_GROUP}' entry-point group (installed: {', '.join(sorted(_registered()))})"
+            f"No adapter is installed for framework '{framework}': this release ships no '{framework}' extra; "
+            f"install a package that registers one under the '{ENTRY_POINT_GROUP}' entry-point group "
+            f"(installed: {', '.join(sorted(_registered()))})"
         )
     adapter: FrameworkAdapter = entry.load()()
     missing = [module for module in adapter.requires if importlib.util.find_spec(module) is None]
