@@ -10,3 +10,7 @@ AGENT_PREFIX = "agent:"
 
 def agent_actor_name(agent_id: str) -> str:
     return f"{AGENT_PREFIX}{agent_id}"
+
+
+def approval_actor_name(approval_id: str) -> str:
+    return f"approval:{approval_id}"

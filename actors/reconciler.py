@@ -27,7 +27,7 @@ from core.clock import utcnow
 from core.logging import configure_logging
 from core.settings import Settings
 from persistence.db import Database
-from services import deployments, events, tasks
+from services import approvals, deployments, events, tasks
 from services.housekeeping import purge_expired_credentials
 
 log = logging.getLogger("orchestrator.reconciler")
@@ -121,6 +121,9 @@ class Reconciler:
         stopped = self._stop_orphans(live - {agent.agent_id for agent in wanted})
         with self._db.transaction() as session:
             offline = deployments.mark_stale_workers_offline(session, settings)
+            expired = approvals.expire_due(session, settings)
+        if expired:
+            log.info("%d approval(s) expired", len(expired))
         if offline:
             log.info("%d external worker(s) stopped sending heartbeats: %s", len(offline), offline)
         if time.monotonic() - self._last_purge > PURGE_EVERY_S:
@@ -128,7 +131,7 @@ class Reconciler:
             self._last_purge = time.monotonic()
         self._passes += 1
         return {"started": sorted(set(starting) - set(failed)), "failed": failed, "stopped": stopped,
-                "redispatched": redispatched, "offline": offline}  # fmt: skip
+                "redispatched": redispatched, "offline": offline, "expired": expired}  # fmt: skip
 
     def _stop_orphans(self, candidates: set[str]) -> list[str]:
         """Stop actors of agents no longer deployed, re-checking each right before (a deploy may have just

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from actors import router_client
+from actors import agent_handles, router_client
 from core.logging import configure_logging
 from core.settings import Settings
 from frameworks import AgentSpec
 from persistence.db import Database
-from services import deployments, tasks
+from services import approvals, deployments, tasks
 
 log = logging.getLogger("orchestrator.store")
 
@@ -60,6 +60,18 @@ class Store:
         if finished:
             router_client.notify(self._settings, "agents_changed")  # the agent has a free slot
         return finished
+
+    def decide_approval(self, approval_id: str, decider_id: str, approve: bool, reason: str | None) -> dict[str, Any]:
+        """An approval's decision; an approved task created for a given agent is assigned to it if it can
+        take it now (else the router routes it)."""
+        with self._db.transaction() as session:
+            outcome = approvals.decide(session, approval_id, decider_id, approve, reason, self._settings)
+        assigned = outcome.pop("assigned")
+        if assigned is not None and assigned.hosted and assigned.options is not None:
+            agent_handles.dispatch(self._settings, assigned.agent_id, assigned.options, "run_task", assigned.task_id)
+        if outcome["task_id"]:
+            router_client.notify(self._settings, "submit", outcome["task_id"])
+        return outcome
 
     def connections(self) -> dict[str, int]:
         """Pool usage, for the test that proves the bound."""

@@ -196,6 +196,10 @@ class AgentRuntimeSettings(BaseSettings):
     model_config = _config()
 
     @property
+    def approval_priority_set(self) -> frozenset[str]:
+        return frozenset(part.strip().upper() for part in self.approval_priorities.split(",") if part.strip())
+
+    @property
     def code_modules(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.agent_code_modules.split(",") if part.strip())
 
@@ -214,6 +218,13 @@ class AgentRuntimeSettings(BaseSettings):
     # Modules (comma-separated prefixes) whose code agents' configurations may name as `handler`/`graph`.
     # Empty: none, so that no tenant can make the cluster import arbitrary code (os, subprocess, …).
     agent_code_modules: str = ""
+    # Tasks of these priorities (comma-separated) wait for a human approval before they are routed.
+    approval_priorities: str = "P0,P1"
+    # How long an approval waits for a decision; then the task fails, or escalates once to P0.
+    approval_ttl_s: float = Field(86_400.0, gt=0)
+    approval_on_expiry: str = Field("fail", pattern="^(fail|escalate)$")
+    # Whether the requester may approve their own request.
+    allow_self_approval: bool = False
     # Routing: a pending task moves up one priority after waiting this long (P3 reaches P0 after 3 steps).
     routing_aging_step_s: float = Field(300.0, ge=0)
     # How often the task router re-reads agents' capacity, ages waiting tasks and routes.

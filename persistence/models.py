@@ -276,3 +276,30 @@ class Task(IdMixin, TimestampMixin, OwnedMixin, Base):
     assigned_at: Mapped[datetime | None] = mapped_column()
     started_at: Mapped[datetime | None] = mapped_column()
     completed_at: Mapped[datetime | None] = mapped_column()
+
+
+class Approval(IdMixin, OwnedMixin, Base):
+    """A human decision (seed 002 HITL): a P0/P1 task waits `awaiting_approval` until it is approved,
+    rejected or expires. Pending approvals are rows; their actor (`approval:<id>`) lives only while it
+    acts. Ownership columns are the task's (or the requester's), so approvers of that tenant see it."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        Index("ix_approvals_owner", "owner_type", "owner_id"),
+        # Pending lists and the expiry sweep.
+        Index("ix_approvals_status_expires", "status", "expires_at"),
+    )
+
+    task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    priority: Mapped[str] = mapped_column(String(2), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # pending | approved | rejected | expired
+    requested_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The agent the task was created for (`agent_id` on a gated task): assigned on approval.
+    assign_to: Mapped[str | None] = mapped_column(String(36))
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(nullable=False)
+    escalations: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False, index=True)

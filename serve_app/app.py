@@ -17,6 +17,7 @@ from serve_app.middleware import BodySizeLimitMiddleware, CorrelationIdMiddlewar
 from serve_app.rate_limits import RateLimitHeadersMiddleware
 from serve_app.routes import (
     agents,
+    approvals,
     auth,
     configurations,
     events,
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(configurations.router, prefix=API_PREFIX)
     app.include_router(tasks.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
+    app.include_router(approvals.router, prefix=API_PREFIX)
     app.include_router(events.stats_root)
     app.include_router(events.stats_router, prefix=API_PREFIX)
     app.include_router(marketplace.router, prefix=API_PREFIX)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,7 +35,15 @@ EVENT_OF_STATUS = {
 }
 
 
-def create_task(session: Session, principal: Principal, data: dict[str, Any]) -> Task:
+def create_task(
+    session: Session,
+    principal: Principal,
+    data: dict[str, Any],
+    *,
+    approval_gate: Callable[[Task, str | None], Any] | None = None,
+) -> Task:
+    """Create a task. `approval_gate(task, agent_id)` is asked first whether it must wait for a human
+    (P0/P1 by default): then it is not assigned until approved."""
     owner_type, owner_id = ownership.resolve_owner(session, principal, data.pop("owner_type", None),
                                                    data.pop("owner_id", None))  # fmt: skip
     agent_id = data.pop("agent_id", None)
@@ -44,6 +53,10 @@ def create_task(session: Session, principal: Principal, data: dict[str, Any]) ->
     session.add(task)
     session.flush()
     events.emit(session, "task.created", _summary(task), source="tasks", owner=task, subject_id=task.id)
+    if agent_id:
+        ownership.get_visible(session, Agent, agent_id, principal)  # 404 for an agent the owner cannot use
+    if approval_gate is not None and approval_gate(task, agent_id):
+        return task
     if agent_id:
         assign(session, principal, task, agent_id)
     return task

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response, status
 from pydantic import ValidationError
+from sqlalchemy.orm import object_session
 
 from actors import router_client
 from core.errors import FieldIssue, ValidationFailed
@@ -34,7 +35,7 @@ from serve_app.schemas.tasks import (
     TaskStatusUpdate,
     TaskUpdate,
 )
-from services import deployments, tasks
+from services import approvals, deployments, tasks
 from services.principal import Role
 
 log = logging.getLogger("orchestrator.tasks")
@@ -48,7 +49,7 @@ def create_task(body: TaskCreate, principal: CurrentPrincipal, context: Context,
     data = body.model_dump(exclude_none=True)
     data["meta"] = data.pop("metadata", {})
     with context.db.transaction() as session:
-        task = tasks.create_task(session, principal, data)
+        task = tasks.create_task(session, principal, data, approval_gate=_gate(principal, context))
         result = TaskOut.model_validate(task)
         agent = session.get(Agent, task.agent_id) if task.agent_id else None
         hosted = agent is not None and agent.mode == "hosted"
@@ -209,6 +210,19 @@ def update_task_status(
     if out.status in ("completed", "failed", "cancelled", "pending"):
         router_client.notify(context.settings, "agents_changed")  # a slot freed (or a task to route again)
     return TaskStatusOut(task_id=out.id, status=out.status, task=out)
+
+
+def _gate(principal: CurrentPrincipal, context: Context):
+    """P0/P1 tasks (ORCHESTRATOR_APPROVAL_PRIORITIES) wait for a human before any agent gets them."""
+
+    def gate(task: Task, agent_id: str | None) -> bool:
+        if not approvals.needs_approval(task.priority, context.settings):
+            return False
+        session = object_session(task)
+        approvals.request_for_task(session, task, principal.user_id, context.settings, assign_to=agent_id)
+        return True
+
+    return gate
 
 
 def _dispatch(context, agent_id: str | None, options: dict, task_id: str) -> None:

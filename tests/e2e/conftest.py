@@ -155,3 +155,19 @@ def platform_db(platform_database_url: str) -> Iterator[Database]:
     database = Database(platform_database_url, pool_size=1, max_overflow=0)
     yield database
     database.dispose()
+
+
+@pytest.fixture(scope="session")
+def approver(platform: Platform) -> dict[str, str]:
+    """A platform admin made with `orchestrator admin create`: it may decide any tenant's approvals."""
+    email = f"approver-{secrets.token_hex(4)}@example.com"
+    password = "approver password 1"
+    result = subprocess.run(
+        [_cli(), "admin", "create", "--email", email, "--role", "admin"],
+        env={**platform.env, "ORCHESTRATOR_ADMIN_PASSWORD": password}, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with httpx.Client(base_url=platform.base_url, timeout=30) as client:
+        login = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}

@@ -18,6 +18,7 @@ from tests.conftest import REDIS_ENV
 from tests.e2e.test_agent_actors import AGENTS, _deployed, _eventually
 
 TASKS = "/api/v1/tasks"
+APPROVALS = "/api/v1/approvals"
 
 
 def _pending_then_assigned(http: httpx.Client, headers: dict, task_id: str) -> dict:
@@ -46,7 +47,7 @@ def test_tasks_are_routed_by_type_to_the_matching_agent(http, owner) -> None:
         http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
 
 
-def test_a_p0_is_not_delayed_by_a_flood_of_p3_and_capacity_is_respected(http, owner) -> None:
+def test_a_p0_is_not_delayed_by_a_flood_of_p3_and_capacity_is_respected(http, owner, approver) -> None:
     agent = _deployed(http, owner, mode="external", type="dev", max_concurrent_tasks=1)
     flood = [http.post(TASKS, headers=owner, json={"type": "feature", "priority": "P3"}).json() for _ in range(15)]
     first = _eventually(
@@ -54,6 +55,10 @@ def test_a_p0_is_not_delayed_by_a_flood_of_p3_and_capacity_is_respected(http, ow
                  .json()["tasks"]], what="one task assigned")  # fmt: skip
     assert len(first) == 1  # capacity 1: only one of the flood is assigned
     critical = http.post(TASKS, headers=owner, json={"type": "bugfix", "priority": "P0"}).json()
+    assert critical["status"] == "awaiting_approval"  # P0 work waits for a human first
+    [approval] = [a for a in http.get(f"{APPROVALS}/pending", headers=approver).json()["approvals"]
+                  if a["task_id"] == critical["id"]]  # fmt: skip
+    assert http.post(f"{APPROVALS}/{approval['id']}/approve", headers=approver).json()["status"] == "approved"
     time.sleep(1.5)  # routing ticks pass: the P0 must still wait for the free slot, not jump capacity
     assert http.get(f"{TASKS}/{critical['id']}", headers=owner).json()["status"] == "pending"
     _finish(http, owner, first[0]["id"])
@@ -103,3 +108,30 @@ def test_events_reach_the_redis_stream(platform, http, owner) -> None:
 
     message = _eventually(in_stream, timeout_s=30, what="the event in the Redis stream")
     assert message["type"] == marker and message["data"] == {"n": 1} and message["timestamp"].endswith("Z")
+
+
+def _approval_processes() -> int:
+    return sum(1 for p in psutil.process_iter(["cmdline"]) if "ApprovalActor" in " ".join(p.info["cmdline"] or []))
+
+
+def test_approvals_hold_no_process_while_pending_and_decide_through_their_actor(http, owner, approver) -> None:
+    agent = _deployed(http, owner, mode="external", type="ops", max_concurrent_tasks=5)
+    gated = [http.post(TASKS, headers=owner, json={"type": "incident", "priority": p}).json() for p in ("P0", "P1")]
+    assert [task["status"] for task in gated] == ["awaiting_approval", "awaiting_approval"]
+    pending = {a["task_id"]: a for a in http.get(f"{APPROVALS}/pending", headers=owner).json()["approvals"]}
+    assert set(pending) == {task["id"] for task in gated}
+    assert _approval_processes() == 0  # pending approvals are rows
+
+    own = http.post(f"{APPROVALS}/{pending[gated[0]['id']]['id']}/approve", headers=owner)
+    assert own.status_code == 403 and own.json()["error"]["code"] == "AUTHORIZATION_ERROR"  # self-approval
+    approved = http.post(f"{APPROVALS}/{pending[gated[0]['id']]['id']}/approve", headers=approver)
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+    assert _pending_then_assigned(http, owner, gated[0]["id"])["agent_id"] == agent["id"]
+    rejected = http.post(f"{APPROVALS}/{pending[gated[1]['id']]['id']}/reject", headers=approver,
+                         params={"reason": "not now"})  # fmt: skip
+    assert rejected.json()["status"] == "rejected"
+    task = http.get(f"{TASKS}/{gated[1]['id']}", headers=owner).json()
+    assert task["status"] == "failed" and task["error"] == "rejected: not now"
+    _eventually(lambda: _approval_processes() == 0, timeout_s=30, what="approval actors released")
+    _finish(http, owner, gated[0]["id"])
+    http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)

@@ -60,6 +60,7 @@ def test_stats_are_public_and_count_the_tasks(client: TestClient) -> None:
         response = client.get(path)
         assert response.status_code == 200, response.text
         queue = response.json()["queue"]
-        assert queue["pending_tasks"] == 3 and queue["total_tasks"] == 3 and queue["processing_tasks"] == 0
-        assert queue["pending_by_priority"] == {"P0": 1, "P1": 0, "P2": 0, "P3": 2}
+        assert queue["pending_tasks"] == 2 and queue["total_tasks"] == 3 and queue["processing_tasks"] == 0
+        assert queue["awaiting_approval"] == 1  # the P0 waits for a human first
+        assert queue["pending_by_priority"] == {"P0": 0, "P1": 0, "P2": 0, "P3": 2}
         assert response.json()["timestamp"].endswith("Z")

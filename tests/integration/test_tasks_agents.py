@@ -42,10 +42,10 @@ def worker(client: TestClient, db: Database) -> tuple[dict, dict]:
 
 def test_a_task_created_for_an_external_agent_is_pulled_and_reported_by_its_worker(client, db, worker) -> None:
     owner, agent = worker
-    task = _task(client, owner, agentId=agent["id"], priority="high", payload={"issue": "123"},
+    task = _task(client, owner, agentId=agent["id"], priority="medium", payload={"issue": "123"},
                  metadata={"repo": "orchestrator"})  # fmt: skip
     assert task["status"] == "assigned" and task["task_id"] == task["id"] and task["assigned_agent"] == agent["id"]
-    assert task["priority"] == "P1" and task["title"] == "bugfix" and task["metadata"] == {"repo": "orchestrator"}
+    assert task["priority"] == "P2" and task["title"] == "bugfix" and task["metadata"] == {"repo": "orchestrator"}
     assert client.get(f"{TASKS}/{task['id']}", headers=owner).json()["assigned_at"]
     assert _load(client, owner, agent["id"]) == 1
 
@@ -186,7 +186,7 @@ def test_the_task_list_filters_searches_and_sorts(client, db, worker) -> None:
     agent = _agent(client, owner, max_concurrent_tasks=2)
     _active(db, agent["id"])
     login_fix = _task(client, owner, title="Fix login", priority="low", tags=["auth"], type="bugfix")
-    dashboard = _task(client, owner, title="Build dashboard", description="analytics", priority="P0",
+    dashboard = _task(client, owner, title="Build dashboard", description="analytics", priority="P2",
                       tags=["frontend", "analytics"], type="feature", agentId=agent["id"])  # fmt: skip
     docs = _task(client, owner, title="Write docs", priority=5, type="documentation")
     others = _task(client, stranger, title="Not yours")
@@ -201,7 +201,7 @@ def test_the_task_list_filters_searches_and_sorts(client, db, worker) -> None:
     assert ids(status="pending", priority="P3,critical") == [login_fix["id"]]
     assert ids(type="bugfix") == [login_fix["id"]] and ids(tags="frontend,analytics") == [dashboard["id"]]
     assert ids(search="ANALYTICS") == [dashboard["id"]] and ids(search="docs") == [docs["id"]]
-    assert ids(sortBy="priority") == [dashboard["id"], docs["id"], login_fix["id"]]  # P0 first
+    assert ids(sortBy="priority") == [dashboard["id"], docs["id"], login_fix["id"]]  # most urgent first
     assert ids(sort_by="title", sort_order="asc") == [dashboard["id"], login_fix["id"], docs["id"]]
     assert ids(createdAfter="2999-01-01T00:00:00Z") == []
     assert_error(client.get(TASKS, headers=owner, params={"status": "sleeping"}), 422, "VALIDATION_ERROR")

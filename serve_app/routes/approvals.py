@@ -1,0 +1,84 @@
+"""Human approvals (API.md "approvals"; seed 002 HITL): pending list, history, get, approve, reject.
+
+P0/P1 tasks wait for one before routing. Reads need `user`, decisions `agent` (seed 002); approvers see
+the approvals of what they (or their organizations) own; the requester cannot approve their own request.
+A decision is applied by the approval's actor (`approval:<id>`), started for it and released after.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request, Response, status
+
+from actors import approval_handles
+from serve_app.deps import Context, CurrentPrincipal
+from serve_app.pagination import PageParams, page_params, paginated
+from serve_app.routing import protected_router
+from serve_app.schemas.approvals import ApprovalCreate, ApprovalHistory, ApprovalList, ApprovalOut, DecisionOut
+from services import approvals
+from services.principal import Role
+
+router = protected_router(prefix="/approvals", tags=["approvals"], resource="approvals", write_role=Role.agent)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ApprovalOut)
+def create_approval(
+    body: ApprovalCreate, principal: CurrentPrincipal, context: Context, response: Response
+) -> ApprovalOut:
+    with context.db.transaction() as session:
+        out = ApprovalOut.model_validate(approvals.create(session, principal, body.model_dump(), context.settings))
+    response.headers["Location"] = f"/api/v1/approvals/{out.id}"
+    return out
+
+
+@router.get("/pending", response_model=ApprovalList)
+def pending(
+    request: Request, principal: CurrentPrincipal, context: Context, params: Annotated[PageParams, Depends(page_params)]
+) -> dict:
+    """Pending approvals you may decide or watch, most urgent (P0) and oldest first."""
+    with context.db.session() as session:
+        page = approvals.list_approvals(session, principal, pending=True, page=params.page, limit=params.limit)
+        items = [ApprovalOut.model_validate(item) for item in page.items]
+    return {**paginated(request, "approvals", items, page), "count": page.total}
+
+
+@router.get("/history", response_model=ApprovalHistory)
+def history(principal: CurrentPrincipal, context: Context, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+    """Decided and expired approvals, newest first (seed 002: `limit`, default 100)."""
+    with context.db.session() as session:
+        page = approvals.list_approvals(session, principal, pending=False, page=1, limit=limit)
+        items = [ApprovalOut.model_validate(item) for item in page.items]
+    return {"count": len(items), "history": items}
+
+
+@router.get("/{approval_id}", response_model=ApprovalOut)
+def get_approval(approval_id: str, principal: CurrentPrincipal, context: Context) -> ApprovalOut:
+    with context.db.session() as session:
+        return ApprovalOut.model_validate(approvals.get(session, principal, approval_id))
+
+
+def _decide(approval_id: str, principal, context, approve: bool, reason: str | None) -> DecisionOut:
+    with context.db.session() as session:
+        approvals.get(session, principal, approval_id)  # 404 for another tenant's, before any actor starts
+    outcome = approval_handles.decide(context.db, context.settings, approval_id, principal.user_id, approve, reason)
+    verb = "Approved" if approve else "Rejected"
+    return DecisionOut(approval_id=outcome["approval_id"], status=outcome["status"], task_id=outcome["task_id"],
+                       message=f"{verb} by {principal.user_id}")  # fmt: skip
+
+
+@router.post("/{approval_id}/approve", response_model=DecisionOut)
+def approve(approval_id: str, principal: CurrentPrincipal, context: Context) -> DecisionOut:
+    """Approve: the waiting task is released to routing. 403 for your own request; 409 once decided."""
+    return _decide(approval_id, principal, context, True, None)
+
+
+@router.post("/{approval_id}/reject", response_model=DecisionOut)
+def reject(
+    approval_id: str,
+    principal: CurrentPrincipal,
+    context: Context,
+    reason: Annotated[str | None, Query(max_length=2000)] = None,
+) -> DecisionOut:
+    """Reject (seed 002: `?reason=`): the waiting task fails with the reason."""
+    return _decide(approval_id, principal, context, False, reason)

@@ -1,0 +1,79 @@
+"""Human approvals (seed 002 HITL)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field, computed_field, field_validator
+
+from schedulers.task_lifecycle import parse_priority
+from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+
+
+class ApprovalCreate(RequestModel):
+    """Gate one of your pending tasks (`task_id`), or ask for a free-standing decision."""
+
+    task_id: str | None = Field(None, max_length=64)
+    reason: str | None = Field(None, max_length=2000)
+    priority: str | None = Field(None, description="free-standing requests: P0-P3 or any spelling")
+    expires_in: float | None = Field(None, gt=0, le=30 * 86400, description="seconds; default from settings")
+    owner_type: str | None = Field(None, pattern="(?i)^(user|organization)$")
+    owner_id: str | None = Field(None, max_length=64)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: object) -> object:
+        return parse_priority(value) if isinstance(value, str | int) else value
+
+
+class ApprovalOut(ResponseModel):
+    id: str
+    task_id: str | None
+    priority: str
+    reason: str | None
+    status: str
+    requested_by: str
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str | None
+    expires_at: datetime
+    escalations: int
+    created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def approval_id(self) -> str:
+        """Seed 002's name for the id."""
+        return self.id
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def approved_by(self) -> str | None:
+        return self.decided_by if self.status == "approved" else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def approved_at(self) -> datetime | None:
+        return self.decided_at if self.status == "approved" else None
+
+
+class ApprovalList(ResponseModel):
+    success: bool = True
+    count: int
+    approvals: list[ApprovalOut]
+    pagination: PaginationInfo
+    links: PaginationLinks
+
+
+class ApprovalHistory(ResponseModel):
+    success: bool = True
+    count: int
+    history: list[ApprovalOut]
+
+
+class DecisionOut(ResponseModel):
+    success: bool = True
+    approval_id: str
+    status: str
+    task_id: str | None
+    message: str
