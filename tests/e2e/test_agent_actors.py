@@ -216,7 +216,8 @@ def test_an_external_worker_is_online_while_it_beats_and_offline_when_it_stops(h
     beat = http.post(f"{AGENTS}/{agent['id']}/heartbeat", headers=owner)
     assert beat.status_code == 200 and beat.json()["online"] is True
     assert http.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["online"] is True
-    assert _container(http, owner, agent["id"])["agent"]["online"] is True
+    # The heartbeat reaches the live mailbox actor as a message of its own: eventually, not at once.
+    _eventually(lambda: _container(http, owner, agent["id"])["agent"]["online"] is True, what="the actor told")
 
     def offline_event() -> bool:
         with platform_db.session() as session:
