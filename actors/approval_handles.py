@@ -6,7 +6,7 @@ from functools import cache
 from typing import Any
 
 import ray
-from ray.exceptions import RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 
 from actors import agent_handles
 from actors.names import approval_actor_name
@@ -16,6 +16,7 @@ from persistence.db import Database
 from services import approvals
 
 DECISION_TIMEOUT_S = 60.0
+RELEASE_RACE_ATTEMPTS = 3
 
 
 @cache
@@ -36,22 +37,28 @@ def decide(
         outcome.pop("assigned")
         return outcome
     agent_handles.ensure_store(settings)
-    handle = (
-        _approval_class()
-        .options(
-            name=approval_actor_name(approval_id),
-            namespace=settings.ray.ray_namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
+    for attempt in range(1, RELEASE_RACE_ATTEMPTS + 1):
+        handle = (
+            _approval_class()
+            .options(
+                name=approval_actor_name(approval_id),
+                namespace=settings.ray.ray_namespace,
+                lifetime="detached",
+                get_if_exists=True,
+                num_cpus=0,
+            )
+            .remote(approval_id, settings.ray.ray_namespace)
         )
-        .remote(approval_id, settings.ray.ray_namespace)
-    )
-    try:
-        return ray.get(handle.decide.remote(decider_id, approve, reason), timeout=DECISION_TIMEOUT_S)
-    except RayTaskError as exc:
-        if isinstance(exc.cause, DomainError):
-            raise exc.cause from None
-        raise
-    finally:
-        handle.release.remote()  # back to a row: no process while nothing happens
+        try:
+            return ray.get(handle.decide.remote(decider_id, approve, reason), timeout=DECISION_TIMEOUT_S)
+        except RayTaskError as exc:
+            if isinstance(exc.cause, DomainError):
+                raise exc.cause from None
+            raise
+        except RayActorError:
+            # The previous decision's actor was being released as this one found it: start a new one.
+            if attempt == RELEASE_RACE_ATTEMPTS:
+                raise
+        finally:
+            handle.release.remote()  # back to a row: no process while nothing happens
+    raise AssertionError("unreachable")
