@@ -63,6 +63,11 @@ class TaskRouter:
         self._sync_agents()
         return self._route()
 
+    def rules_changed(self) -> int:
+        """`PUT /routing/rules` stored new rules: use them from now on, and route what they now allow."""
+        self._load_rules()
+        return self._route()
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -75,7 +80,14 @@ class TaskRouter:
 
     # --- internals -----------------------------------------------------------------------------------
 
+    def _load_rules(self) -> None:
+        with self._db.session() as session:
+            loaded = routing.rules(session)
+        with self._lock:
+            self._queues.policy.rules = loaded
+
     def _rebuild(self) -> None:
+        self._load_rules()
         with self._db.session() as session:
             pending = routing.pending_tasks(session, clock_offset=self._clock_offset)
         with self._lock:

@@ -303,3 +303,15 @@ class Approval(IdMixin, OwnedMixin, Base):
     expires_at: Mapped[datetime] = mapped_column(nullable=False)
     escalations: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False, index=True)
+
+
+class RoutingRule(Base):
+    """A task type's agent selector (`GET/PUT /routing/rules`), overriding seed 002's default for that type."""
+
+    __tablename__ = "routing_rules"
+
+    task_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # {"types": [...], "capabilities": [...], "tags": [...]}
+    selector: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)

@@ -25,6 +25,7 @@ from serve_app.routes import (
     marketplace,
     oauth,
     organizations,
+    routing_rules,
     tasks,
     users,
 )
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(approvals.router, prefix=API_PREFIX)
+    app.include_router(routing_rules.router, prefix=API_PREFIX)
     app.include_router(events.stats_root)
     app.include_router(events.stats_router, prefix=API_PREFIX)
     app.include_router(marketplace.router, prefix=API_PREFIX)

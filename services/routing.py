@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from persistence.models import Agent, OrganizationMember, Task
+from persistence.models import Agent, OrganizationMember, RoutingRule, Task
 from schedulers.agent_lifecycle import AgentStatus
-from schedulers.routing import PRIORITY_LEVELS, AgentSlot, QueuedTask
+from schedulers.routing import DEFAULT_RULES, PRIORITY_LEVELS, AgentSelector, AgentSlot, QueuedTask
 from schedulers.task_lifecycle import TaskStatus
 from services import tasks
 from services.agents import lock_agent
@@ -133,3 +133,21 @@ def _allowed(owner_type: str, owner_id: str, memberships: dict[str, set[str]]) -
     if owner_type == "user":
         allowed |= {owner_key("organization", org) for org in memberships.get(owner_id, ())}
     return frozenset(allowed)
+
+
+def rules(session: Session) -> dict[str, AgentSelector]:
+    """The effective rules: seed 002's defaults, overridden per task type by the stored ones."""
+    effective = dict(DEFAULT_RULES)
+    for row in session.scalars(select(RoutingRule)):
+        effective[row.task_type] = AgentSelector.from_dict(row.selector)
+    return effective
+
+
+def replace_rules(session: Session, new_rules: dict[str, dict[str, Any]], updated_by: str) -> dict[str, AgentSelector]:
+    """Store the given rules as the overrides (a type absent from them falls back to its default)."""
+    session.execute(delete(RoutingRule))
+    for task_type, selector in new_rules.items():
+        session.add(RoutingRule(task_type=task_type, selector=AgentSelector.from_dict(selector).as_dict(),
+                                updated_by=updated_by))  # fmt: skip
+    session.flush()
+    return rules(session)

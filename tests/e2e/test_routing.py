@@ -33,7 +33,7 @@ def _finish(http: httpx.Client, headers: dict, task_id: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def test_tasks_are_routed_by_type_to_the_matching_agent(http, owner) -> None:
+def test_tasks_are_routed_by_type_to_the_matching_agent(http, owner, approver) -> None:
     ops = _deployed(http, owner, mode="external", type="ops", max_concurrent_tasks=5)
     dev = _deployed(http, owner, mode="external", type="dev", max_concurrent_tasks=5)
     incident = http.post(TASKS, headers=owner, json={"type": "incident", "priority": "P2"}).json()
@@ -41,7 +41,13 @@ def test_tasks_are_routed_by_type_to_the_matching_agent(http, owner) -> None:
     assert incident["status"] == "pending"  # stored first, then routed by the router actor
     assert _pending_then_assigned(http, owner, incident["id"])["agent_id"] == ops["id"]
     assert _pending_then_assigned(http, owner, bugfix["id"])["agent_id"] == dev["id"]
-    for task in (incident, bugfix):
+    # A rule stored with PUT /routing/rules reaches the live router at once.
+    rules = {"rules": {"triage": {"types": ["ops"]}}}
+    assert http.put("/api/v1/routing/rules", headers=approver, json=rules).status_code == 200
+    triage = http.post(TASKS, headers=owner, json={"type": "triage"}).json()
+    assert _pending_then_assigned(http, owner, triage["id"])["agent_id"] == ops["id"]
+    http.put("/api/v1/routing/rules", headers=approver, json={"rules": {}})
+    for task in (incident, bugfix, triage):
         _finish(http, owner, task["id"])
     for agent in (ops, dev):
         http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)

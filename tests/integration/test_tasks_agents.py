@@ -233,3 +233,20 @@ def test_tasks_update_assign_history_and_delete(client, db, worker) -> None:
     assert client.delete(f"{TASKS}/{task['id']}?reason=obsolete", headers=owner).json()["message"]
     assert_error(client.get(f"{TASKS}/{task['id']}", headers=owner), 404, "NOT_FOUND")
     assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["current_tasks"] == 0
+
+
+def test_routing_rules_show_the_defaults_and_admins_replace_them(client) -> None:
+    admin = _user(client, "rules-admin")
+    writer = _user(client, "rules-writer")
+    rules = client.get("/api/v1/routing/rules", headers=writer).json()
+    assert rules["rules"]["bugfix"]["types"] == ["coding", "dev"] and rules["rules"]["incident"]["types"] == ["ops"]
+    assert_error(client.put("/api/v1/routing/rules", headers=writer, json={"rules": {}}), 403, "AUTHORIZATION_ERROR")
+    replaced = client.put("/api/v1/routing/rules", headers=admin, json={"rules": {
+        "bugfix": {"types": ["Frontend"], "capabilities": ["react"]}, "triage": {"tags": ["oncall"]}}})  # fmt: skip
+    assert replaced.status_code == 200, replaced.text
+    after = client.get("/api/v1/routing/rules", headers=writer).json()["rules"]
+    assert after["bugfix"] == {"types": ["frontend"], "capabilities": ["react"], "tags": []}
+    assert after["triage"]["tags"] == ["oncall"] and after["incident"]["types"] == ["ops"]  # others keep defaults
+    bad = client.put("/api/v1/routing/rules", headers=admin, json={"rules": {"Not A Type": {}}})
+    assert_error(bad, 422, "VALIDATION_ERROR")
+    assert client.get("/api/v1/routing/rules", headers=writer).json()["rules"]["bugfix"]["types"] == ["frontend"]

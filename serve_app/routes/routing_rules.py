@@ -1,0 +1,70 @@
+"""Routing rules (API.md "Tasks, routing …"; seed 002): which agents each task type goes to.
+
+`GET /routing/rules` shows the effective rules (seed 002's defaults, overridden per type by stored ones);
+`PUT /routing/rules` (admin) replaces the stored overrides, and the task router uses them at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from actors import router_client
+from schedulers.routing import AgentSelector
+from serve_app.deps import Context, CurrentPrincipal
+from serve_app.routing import protected_router
+from serve_app.schemas.common import RequestModel, ResponseModel
+from serve_app.schemas.tasks import TASK_TYPE
+from services import routing
+from services.principal import Role
+
+# Scopes: routing is part of the tasks resource (tasks:read, tasks:write).
+router = protected_router(prefix="/routing", tags=["routing"], resource="tasks", write_role=Role.admin)
+
+
+class Selector(RequestModel):
+    types: list[str] = Field(default_factory=list, max_length=50, description="agent types (roles), any of")
+    capabilities: list[str] = Field(default_factory=list, max_length=50, description="all required")
+    tags: list[str] = Field(default_factory=list, max_length=50, description="all required")
+
+
+class RulesIn(RequestModel):
+    rules: dict[str, Selector] = Field(description="task type → selector; types not listed use their default")
+
+    @field_validator("rules")
+    @classmethod
+    def _types(cls, value: dict[str, Selector]) -> dict[str, Selector]:
+        import re
+
+        bad = [name for name in value if not re.match(TASK_TYPE, name)]
+        if bad:
+            raise ValueError(f"task types are lowercase words: {bad}")
+        return value
+
+
+class RulesOut(ResponseModel):
+    rules: dict[str, dict[str, list[str]]]
+    default: dict[str, list[str]] = Field(description="the selector of a type without a rule: any agent")
+
+
+def _out(effective: dict[str, AgentSelector]) -> dict[str, Any]:
+    return {"rules": {name: selector.as_dict() for name, selector in sorted(effective.items())},
+            "default": AgentSelector().as_dict()}  # fmt: skip
+
+
+@router.get("/rules", response_model=RulesOut)
+def get_rules(principal: CurrentPrincipal, context: Context) -> dict:
+    with context.db.session() as session:
+        return _out(routing.rules(session))
+
+
+@router.put("/rules", response_model=RulesOut)
+def put_rules(body: RulesIn, principal: CurrentPrincipal, context: Context) -> dict:
+    """Replace the stored rules (admin); the router applies them at once."""
+    with context.db.transaction() as session:
+        effective = routing.replace_rules(
+            session, {name: selector.model_dump() for name, selector in body.rules.items()}, principal.user_id
+        )
+    router_client.notify(context.settings, "rules_changed")
+    return _out(effective)
