@@ -68,8 +68,20 @@ def _store_class() -> Any:
     return ray.remote(max_restarts=-1, max_task_retries=-1)(Store)
 
 
+_stores: dict[str, Any] = {}
+
+
 def ensure_store(settings: Settings) -> Any:
-    """The store actor, started on first use (threaded: one short transaction per call)."""
+    """The store actor, started on first use (threaded: one short transaction per call). Looked up once per
+    process: activation and task dispatch call this on their hot path, and Ray restarts the store under the
+    same handle if it dies."""
+    handle = _stores.get(settings.ray.ray_namespace)
+    if handle is None:
+        handle = _stores[settings.ray.ray_namespace] = _start_store(settings)
+    return handle
+
+
+def _start_store(settings: Settings) -> Any:
     return (
         _store_class()
         .options(

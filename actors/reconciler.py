@@ -50,11 +50,9 @@ class Reconciler:
             settings.database_url, pool_size=1, max_overflow=1, application_name="orchestrator:reconciler"
         )
         self._last_purge = 0.0
-        self._passes = 0
         self._lock = threading.Lock()
         self._redis = redis.Redis.from_url(settings.redis.redis_url) if settings.redis.redis_url else None
         self._stream = f"{settings.redis.redis_key_prefix}events"
-        self._relayed = 0
         threading.Thread(target=self._loop, name="reconcile-loop", daemon=True).start()
         threading.Thread(target=self._relay_loop, name="outbox-relay", daemon=True).start()
 
@@ -62,9 +60,6 @@ class Reconciler:
         """One pass; also callable on demand (tests, `orchestrator up`)."""
         with self._lock:
             return self._reconcile()
-
-    def passes(self) -> int:
-        return self._passes
 
     def relay_once(self) -> int:
         """Fan the outbox's next events out (the Redis stream when configured), then mark them published.
@@ -81,7 +76,6 @@ class Reconciler:
             pipe.execute()
         with self._db.transaction() as session:
             events.mark_published(session, [event.id for event in batch])
-        self._relayed += len(batch)
         return len(batch)
 
     def _relay_loop(self) -> None:
@@ -129,7 +123,6 @@ class Reconciler:
         if time.monotonic() - self._last_purge > PURGE_EVERY_S:
             purge_expired_credentials(self._db)
             self._last_purge = time.monotonic()
-        self._passes += 1
         return {"started": sorted(set(starting) - set(failed)), "failed": failed, "stopped": stopped,
                 "redispatched": redispatched, "offline": offline, "expired": expired}  # fmt: skip
 

@@ -24,15 +24,13 @@ log = logging.getLogger("orchestrator.store")
 class Store:
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings.log_level)
-        size = settings.agents.actor_database_pool_size
         self._db = Database(
             settings.database_url,
-            pool_size=size,
+            pool_size=settings.agents.actor_database_pool_size,
             max_overflow=0,
             sqlite_busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
             application_name="orchestrator:store",
         )
-        self.pool_size = size
         self._settings = settings
 
     def activate_agent(self, agent_id: str, container_id: str) -> AgentSpec | None:
@@ -72,8 +70,3 @@ class Store:
         if outcome["task_id"]:
             router_client.notify(self._settings, "submit", outcome["task_id"])
         return outcome
-
-    def connections(self) -> dict[str, int]:
-        """Pool usage, for the test that proves the bound."""
-        pool = self._db.engine.pool
-        return {"size": self.pool_size, "checked_out": pool.checkedout()}  # type: ignore[attr-defined]

@@ -84,3 +84,11 @@ def task_status_filter(value: str | None) -> set[TaskStatus]:
     except ValueError as exc:
         raise ValidationFailed("Invalid status filter", details=[FieldIssue("status", str(exc))]) from exc
     return statuses
+
+
+def refuse_nulls(changes: dict[str, Any], table: Any, column_of: dict[str, str] | None = None) -> None:
+    """An update may not clear a field whose column cannot be NULL: 422 naming each such field."""
+    columns = column_of or {}
+    nulls = [f for f, v in changes.items() if v is None and not table.c[columns.get(f, f)].nullable]
+    if nulls:
+        raise ValidationFailed("Field cannot be null", details=[FieldIssue(f, "must not be null") for f in nulls])

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import utcnow
 from core.errors import Conflict, FieldIssue, NotFound, ValidationFailed
-from persistence.models import Agent, Task
+from persistence.models import Agent, Event, Task
 from persistence.repositories.json_arrays import array_contains
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.time_sql import hour_of_day, seconds_between
@@ -497,8 +497,6 @@ def delete_task(session: Session, principal: Principal, task_id: str, reason: st
 
 def history(session: Session, task_id: str) -> list[dict[str, Any]]:
     """Every recorded change of the task, oldest first, from the event outbox."""
-    from persistence.models import Event
-
     rows = session.scalars(
         select(Event).where(Event.subject_id == task_id, Event.event_type.like("task.%"))
         .order_by(Event.created_at, Event.id)

@@ -17,7 +17,15 @@ from persistence.models import Agent
 from schedulers.agent_lifecycle import parse_status
 from serve_app.context import AppContext
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, csv_param, page_params, paginated, require_time_zones, task_status_filter
+from serve_app.pagination import (
+    PageParams,
+    csv_param,
+    page_params,
+    paginated,
+    refuse_nulls,
+    require_time_zones,
+    task_status_filter,
+)
 from serve_app.routing import protected_router
 from serve_app.schemas.agents import (
     AgentCreate,
@@ -106,10 +114,7 @@ def _update(agent_id: str, body: AgentUpdate, principal: CurrentPrincipal, conte
     changes = body.model_dump(exclude_unset=True)
     if body.resource_limits is not None:
         changes["resource_limits"] = body.resource_limits.model_dump(exclude_none=True)
-    # A field whose column cannot be NULL cannot be cleared: refuse an explicit null for it.
-    required = [field for field, value in changes.items() if value is None and not Agent.__table__.c[field].nullable]
-    if required:
-        raise ValidationFailed("Field cannot be null", details=[FieldIssue(f, "must not be null") for f in required])
+    refuse_nulls(changes, Agent.__table__)
     with context.db.transaction() as session:
         return agent_out(agents.update_agent(session, principal, agent_id, changes), context)
 

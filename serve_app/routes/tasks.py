@@ -20,7 +20,15 @@ from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent, Task
 from schedulers.task_lifecycle import parse_priority
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, csv_param, page_params, paginated, require_time_zones, task_status_filter
+from serve_app.pagination import (
+    PageParams,
+    csv_param,
+    page_params,
+    paginated,
+    refuse_nulls,
+    require_time_zones,
+    task_status_filter,
+)
 from serve_app.routing import protected_router
 from serve_app.schemas.common import MessageResponse
 from serve_app.schemas.tasks import (
@@ -129,18 +137,12 @@ def _update(task_id: str, body: TaskUpdate, principal: CurrentPrincipal, context
     changes = body.model_dump(exclude_unset=True)
     if "metadata" in changes:
         changes["meta"] = changes.pop("metadata")
-    nulls = [f for f, v in changes.items() if v is None and not Task.__table__.c[_column(f)].nullable]
-    if nulls:
-        raise ValidationFailed("Field cannot be null", details=[FieldIssue(f, "must not be null") for f in nulls])
+    refuse_nulls(changes, Task.__table__, {"meta": "metadata"})
     with context.db.transaction() as session:
         out = TaskOut.model_validate(tasks.update_task(session, principal, task_id, changes))
     if out.status in ("completed", "failed", "cancelled", "pending"):
         router_client.notify(context.settings, "agents_changed")
     return out
-
-
-def _column(field: str) -> str:
-    return "metadata" if field == "meta" else field
 
 
 @router.put("/{task_id}", response_model=TaskOut)
