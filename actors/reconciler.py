@@ -4,7 +4,8 @@
 Each pass: every `deploying` agent and every `active` agent that was live (not passivated) has its actor
 (after the whole cluster restarted, this redeploys them); an actor whose agent is no longer deployed is
 stopped; an actor that fails to start puts its agent in `error`; hosted agents' assigned tasks that were
-never started are sent to the actor again; expired credentials are purged hourly. A second loop relays
+never started are sent to the actor again; approvals and SLAs that are due fire (an SLA breach moves the
+task up a priority and the router re-reads its queues); expired credentials are purged hourly. A second loop relays
 the event outbox: each event is mirrored to the Redis stream `<prefix>events` (`orchestrator:events`)
 when Redis is configured, then marked published.
 """
@@ -22,7 +23,7 @@ import ray
 import redis
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from actors import agent_handles
+from actors import agent_handles, router_client
 from core.clock import utcnow
 from core.logging import configure_logging
 from core.settings import Settings
@@ -116,15 +117,20 @@ class Reconciler:
         with self._db.transaction() as session:
             offline = deployments.mark_stale_workers_offline(session, settings)
             expired = approvals.expire_due(session, settings)
+            breached = tasks.breach_slas(session)
         if expired:
             log.info("%d approval(s) expired", len(expired))
+        if breached:
+            log.info("%d task(s) breached their SLA and moved up a priority", len(breached))
+            router_client.notify(settings, "resync")  # the router queues them at their new priority
         if offline:
             log.info("%d external worker(s) stopped sending heartbeats: %s", len(offline), offline)
         if time.monotonic() - self._last_purge > PURGE_EVERY_S:
             purge_expired_credentials(self._db)
             self._last_purge = time.monotonic()
         return {"started": sorted(set(starting) - set(failed)), "failed": failed, "stopped": stopped,
-                "redispatched": redispatched, "offline": offline, "expired": expired}  # fmt: skip
+                "redispatched": redispatched, "offline": offline, "expired": expired,
+                "sla_breached": breached}  # fmt: skip
 
     def _stop_orphans(self, candidates: set[str]) -> list[str]:
         """Stop actors of agents no longer deployed, re-checking each right before (a deploy may have just

@@ -112,3 +112,12 @@ ERROR_CODES: dict[str, int] = {
         DomainError,
     )
 }
+
+
+def refuse_read_only(changes: dict, editable: frozenset[str]) -> None:
+    """422 naming every field of an update that may not be changed."""
+    unknown = set(changes) - editable
+    if unknown:
+        raise ValidationFailed(
+            "Fields cannot be changed", details=[FieldIssue(f, "read-only") for f in sorted(unknown)]
+        )

@@ -231,6 +231,29 @@ class AgentRuntimeSettings(BaseSettings):
     router_tick_s: float = Field(1.0, gt=0)
 
 
+class FileSettings(BaseSettings):
+    """Files attached to tasks: where they are kept, how large they may be, which types are accepted."""
+
+    model_config = _config()
+
+    @property
+    def content_types(self) -> frozenset[str]:
+        return frozenset(part.strip().lower() for part in self.upload_content_types.split(",") if part.strip())
+
+    # Local directory of the file store; empty: `<data_dir>/files`. Every API replica must see the same
+    # directory (one node, or a shared mount).
+    file_storage_dir: str = ""
+    # Largest accepted upload; the request body limit is raised to this for upload routes only.
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024**3)
+    # Accepted media types (comma-separated). Types with a known signature (images, PDF, archives) must
+    # match it; text types must be UTF-8. HTML, SVG and scripts are not accepted by default.
+    upload_content_types: str = (
+        "text/plain,text/markdown,text/csv,text/x-python,text/typescript,application/json,application/yaml,"
+        "application/x-yaml,application/pdf,application/zip,application/gzip,image/png,image/jpeg,image/gif,"
+        "image/webp,application/octet-stream"
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, with a safe default for a laptop."""
 
@@ -250,6 +273,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     agents: AgentRuntimeSettings = Field(default_factory=AgentRuntimeSettings)
+    files: FileSettings = Field(default_factory=FileSettings)
 
     @field_validator("data_dir")
     @classmethod
@@ -280,6 +304,14 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.database.database_url or f"sqlite:///{self.data_dir / 'orchestrator.db'}"
+
+    @property
+    def file_storage_dir(self) -> Path:
+        return (
+            Path(self.files.file_storage_dir).expanduser().resolve()
+            if self.files.file_storage_dir
+            else (self.data_dir / "files")
+        )
 
     @property
     def ray_address(self) -> str:

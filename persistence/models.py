@@ -270,6 +270,9 @@ class Task(IdMixin, TimestampMixin, OwnedMixin, Base):
     actual_hours: Mapped[float | None] = mapped_column(Float)
     progress: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     sla_target: Mapped[int | None] = mapped_column(Integer)  # seconds from creation
+    # created_at + sla_target, indexed for the reconciler's breach sweep; set when the breach fired.
+    sla_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    sla_breached_at: Mapped[datetime | None] = mapped_column()
     due_date: Mapped[datetime | None] = mapped_column()
     created_by: Mapped[str | None] = mapped_column(String(64))
     correlation_id: Mapped[str | None] = mapped_column(String(128))
@@ -315,3 +318,87 @@ class RoutingRule(Base):
     selector: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     updated_by: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
+
+
+class TaskComment(IdMixin, Base):
+    """A comment on a task (seed 003); `mentions` are user ids, each notified."""
+
+    __tablename__ = "task_comments"
+    __table_args__ = (Index("ix_task_comments_task_created", "task_id", "created_at"),)
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False)
+    author_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    mentions: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+
+class TaskFile(IdMixin, Base):
+    """A file attached to a task (seed 003). The bytes live in the file store under `storage_key`
+    (never a name the client chose); `name` is only what downloads are called."""
+
+    __tablename__ = "task_files"
+    __table_args__ = (Index("ix_task_files_task_uploaded", "task_id", "uploaded_at"),)
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    mime_type: Mapped[str] = mapped_column(String(100), nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    storage_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    uploaded_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+
+class Notification(IdMixin, Base):
+    """Something a user should know (seed 003): a mention, their task assigned, their approval decided."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_created", "user_id", "created_at"),)
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    type: Mapped[str] = mapped_column(String(32), nullable=False)  # mention | task_assigned | approval_decided
+    title: Mapped[str] = mapped_column(String(300), nullable=False)
+    message: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    read_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+
+class Project(IdMixin, TimestampMixin, OwnedMixin, Base):
+    """A project (seed 003): tasks grouped under it; counts and progress are derived from them."""
+
+    __tablename__ = "projects"
+    __table_args__ = (Index("ix_projects_owner", "owner_type", "owner_id"),)
+
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    priority: Mapped[str] = mapped_column(String(2), nullable=False, default="P2")
+    start_date: Mapped[datetime | None] = mapped_column()
+    end_date: Mapped[datetime | None] = mapped_column()
+    budget: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    # Agents planned for the project (seed 003 `agents`); those working its tasks are counted too.
+    agent_ids: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    completed_at: Mapped[datetime | None] = mapped_column()
+
+    members: Mapped[list[ProjectMember]] = relationship(
+        cascade="all, delete-orphan", order_by="ProjectMember.added_at", lazy="selectin"
+    )
+
+
+class ProjectMember(Base):
+    """A user on a project's team, with a project role and optional `resource:action` permissions. Members
+    see the project and its tasks even when it belongs to an organization they are not in."""
+
+    __tablename__ = "project_members"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(50), nullable=False, default="member")
+    permissions: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    added_by: Mapped[str | None] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)

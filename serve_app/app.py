@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,7 @@ from serve_app.routes import (
     marketplace,
     oauth,
     organizations,
+    projects,
     routing_rules,
     tasks,
     users,
@@ -32,6 +34,7 @@ from serve_app.routes import (
 from serve_app.routing import assert_routes_protected
 
 API_PREFIX = "/api/v1"
+UPLOAD_PATHS = re.compile(rf"^{API_PREFIX}/tasks/[^/]+/files/?$")
 
 _DESCRIPTION = f"""
 Deploy, run and supervise AI agents on a Ray cluster.
@@ -87,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.stats_root)
     app.include_router(events.stats_router, prefix=API_PREFIX)
     app.include_router(marketplace.router, prefix=API_PREFIX)
+    app.include_router(projects.router, prefix=API_PREFIX)
     install_error_handlers(app)
     assert_routes_protected(app)
 
@@ -106,7 +110,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
         )
     # Starlette runs the last added outermost: correlation id, query case, rate-limit headers, body limit.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_request_bytes)
+    # Multipart uploads (seed 003's task files) may be larger than JSON bodies; the file limit itself is the
+    # route's, this only lets such a body through (with room for the multipart framing).
+    uploads = (UPLOAD_PATHS, max(settings.api.max_request_bytes, settings.files.max_upload_bytes + 64 * 1024))
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_request_bytes, uploads=uploads)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(QueryCaseMiddleware)
     # Outermost: every response, including a crash anywhere inside, gets the correlation id.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -68,17 +69,22 @@ class BodySizeLimitMiddleware:
     """Refuse request bodies over `max_bytes` with 413, by Content-Length or while streaming (chunked
     bodies have none), before the app reads them into memory."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads: tuple[re.Pattern[str], int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # (path pattern, limit): upload routes take larger bodies than JSON routes.
+        self.uploads = uploads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.max_bytes
+        if self.uploads is not None and scope["method"] == "POST" and self.uploads[0].match(scope["path"]):
+            max_bytes = self.uploads[1]
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _send_too_large(scope, send, self.max_bytes)
+            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
+                await _send_too_large(scope, send, max_bytes)
                 return
         received = 0
         refused = False
@@ -92,9 +98,9 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     refused = True
-                    await _send_too_large(scope, send, self.max_bytes)
+                    await _send_too_large(scope, send, max_bytes)
                     return {"type": "http.disconnect"}
             return message
 

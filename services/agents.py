@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import and_, not_, select
 from sqlalchemy.orm import Session
 
 from core.errors import PermissionDenied
 from persistence.models import Agent
 from persistence.repositories.json_arrays import array_contains
 from persistence.repositories.pages import Page, fetch_page
+from persistence.repositories.search import matches_text
 from schedulers.agent_lifecycle import AgentStatus
 from services import configurations, ownership
 from services.principal import Principal
@@ -81,10 +82,7 @@ def list_agents(
         )
         query = query.where(ready if available else not_(ready))
     if search:
-        pattern = f"%{search.lower()}%"
-        query = query.where(
-            or_(func.lower(Agent.name).like(pattern), func.lower(func.coalesce(Agent.description, "")).like(pattern))
-        )
+        query = query.where(matches_text(search, Agent.name, Agent.description))
     query = query.order_by(Agent.created_at.desc(), Agent.id.desc())
     return fetch_page(session, query, page=page, limit=limit)
 

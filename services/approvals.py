@@ -21,7 +21,7 @@ from core.settings import Settings
 from persistence.models import Approval, Task
 from persistence.repositories.pages import Page, fetch_page
 from schedulers.task_lifecycle import TaskStatus
-from services import events, ownership, routing, tasks
+from services import events, notifications, ownership, routing, tasks
 from services.principal import Principal
 
 
@@ -118,6 +118,7 @@ def decide(
         else:
             tasks.set_status(session, task, TaskStatus.failed, error=f"rejected: {reason or 'no reason given'}")
     _emit(session, approval, "approval.approved" if approve else "approval.rejected")
+    _notify_requester(session, approval)
     return {"approval_id": approval.id, "status": approval.status, "task_id": approval.task_id,
             "assigned": assigned}  # fmt: skip
 
@@ -152,6 +153,15 @@ def _expire(session: Session, approval: Approval, settings: Settings) -> None:
     if task is not None and task.status == TaskStatus.awaiting_approval.value:
         tasks.set_status(session, task, TaskStatus.failed, error="approval expired")
     _emit(session, approval, "approval.expired", escalated=False)
+    _notify_requester(session, approval)
+
+
+def _notify_requester(session: Session, approval: Approval) -> None:
+    notifications.notify(
+        session, approval.requested_by, "approval_decided", f"Your approval request was {approval.status}",
+        message=approval.decision_reason, approval_id=approval.id, task_id=approval.task_id,
+        status=approval.status, decided_by=approval.decided_by,
+    )  # fmt: skip
 
 
 def _emit(session: Session, approval: Approval, event_type: str, **extra: Any) -> None:

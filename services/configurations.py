@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from persistence.models import Configuration
 from persistence.repositories.pages import Page, fetch_page
+from persistence.repositories.search import matches_text
 from services import ownership
 from services.principal import Principal
 
@@ -42,13 +43,7 @@ def list_configurations(
     if template is not None:
         query = query.where(Configuration.is_template.is_(template))
     if search:
-        pattern = f"%{search.lower()}%"
-        query = query.where(
-            or_(
-                func.lower(Configuration.name).like(pattern),
-                func.lower(func.coalesce(Configuration.description, "")).like(pattern),
-            )
-        )
+        query = query.where(matches_text(search, Configuration.name, Configuration.description))
     return fetch_page(session, query, page=page, limit=limit)
 
 

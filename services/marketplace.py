@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
@@ -20,6 +20,7 @@ from core.errors import NotFound
 from persistence.models import Agent, MarketplaceInstall, MarketplaceListing
 from persistence.repositories.json_arrays import array_contains
 from persistence.repositories.pages import Page, fetch_page
+from persistence.repositories.search import matches_text
 from services import agents, events, ownership
 from services.principal import Principal
 
@@ -161,13 +162,7 @@ def list_listings(
         .where(MarketplaceListing.status == PUBLISHED)
     )
     if search:
-        pattern = f"%{search.lower()}%"
-        query = query.where(
-            or_(
-                func.lower(MarketplaceListing.name).like(pattern),
-                func.lower(func.coalesce(MarketplaceListing.description, "")).like(pattern),
-            )
-        )
+        query = query.where(matches_text(search, MarketplaceListing.name, MarketplaceListing.description))
     for tag in tags or []:
         query = query.where(array_contains(MarketplaceListing.tags, tag, dialect))
     if framework:

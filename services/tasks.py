@@ -13,18 +13,19 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
-from core.errors import Conflict, FieldIssue, NotFound, ValidationFailed
+from core.errors import Conflict, FieldIssue, NotFound, ValidationFailed, refuse_read_only
 from persistence.models import Agent, Event, Task
 from persistence.repositories.json_arrays import array_contains
 from persistence.repositories.pages import Page, fetch_page
+from persistence.repositories.search import matches_text
 from persistence.repositories.time_sql import hour_of_day, seconds_between
 from schedulers.agent_lifecycle import AgentStatus
-from schedulers.task_lifecycle import ACTIVE, TERMINAL, TaskStatus, transition
-from services import events, ownership
+from schedulers.task_lifecycle import ACTIVE, PRIORITIES, TERMINAL, TaskStatus, transition
+from services import events, notifications, ownership, projects
 from services.agents import lock_agent
 from services.principal import Principal
 
@@ -47,12 +48,15 @@ def create_task(
     owner_type, owner_id = ownership.resolve_owner(session, principal, data.pop("owner_type", None),
                                                    data.pop("owner_id", None))  # fmt: skip
     agent_id = data.pop("agent_id", None)
+    projects.check_task_project(session, principal, data.get("project_id"))
     data.setdefault("title", _default_title(data))
-    task = Task(owner_type=owner_type, owner_id=owner_id, created_by=principal.user_id,
-                status=TaskStatus.pending.value, **data)  # fmt: skip
+    now = utcnow()
+    task = Task(owner_type=owner_type, owner_id=owner_id, created_by=principal.user_id, created_at=now,
+                updated_at=now, status=TaskStatus.pending.value, **data)  # fmt: skip
+    task.sla_due_at = _sla_due(task)
     session.add(task)
     session.flush()
-    events.emit(session, "task.created", _summary(task), source="tasks", owner=task, subject_id=task.id)
+    events.emit(session, "task.created", summary(task), source="tasks", owner=task, subject_id=task.id)
     if agent_id:
         ownership.get_visible(session, Agent, agent_id, principal)  # 404 for an agent the owner cannot use
     if approval_gate is not None and approval_gate(task, agent_id):
@@ -92,6 +96,8 @@ def set_status(
     now = utcnow()
     if target is TaskStatus.assigned:
         task.assigned_at = now
+        notifications.notify(session, task.created_by, "task_assigned", f"Task assigned: {task.title}",
+                             task_id=task.id, agent_id=task.agent_id)  # fmt: skip
     elif target is TaskStatus.in_progress:
         task.started_at = task.started_at or now
     elif target in TERMINAL:
@@ -107,7 +113,7 @@ def set_status(
         task.progress = progress
     _count_load(session, previous_agent_id or task.agent_id, previous, target)
     events.emit(session, EVENT_OF_STATUS.get(target, "task.updated"),
-                {**_summary(task), "previous_status": previous.value, "error": task.error},
+                {**summary(task), "previous_status": previous.value, "error": task.error},
                 source="tasks", owner=task, subject_id=task.id)  # fmt: skip
     session.flush()
     return task
@@ -144,11 +150,18 @@ def report_status(
 
 def get_task(session: Session, principal: Principal, task_id: str) -> Task:
     task = session.get(Task, task_id)
-    if task is None or not (
-        ownership.can_see(session, task, principal) or _agent_writable(session, principal, task.agent_id)
-    ):
+    if task is None or not can_see_task(session, principal, task):
         raise NotFound("Task not found")
     return task
+
+
+def can_see_task(session: Session, principal: Principal, task: Task) -> bool:
+    """Its tenant, the owners of the agent working on it, and the members of its project."""
+    return (
+        ownership.can_see(session, task, principal)
+        or _agent_writable(session, principal, task.agent_id)
+        or projects.is_member(session, task.project_id, principal.user_id)
+    )
 
 
 def lock_task(session: Session, task_id: str) -> Task | None:
@@ -326,6 +339,37 @@ def assigned_hosted_tasks(session: Session, older_than: datetime) -> list[tuple[
     return [(task_id, agent_id) for task_id, agent_id in session.execute(query).all()]
 
 
+def breach_slas(session: Session, limit: int = 500) -> list[str]:
+    """The SLA sweep (the reconciler's): an open task past `created_at + sla_target` fires
+    `task.sla_breached` once and moves up one priority (P0 stays P0), so the router takes it sooner."""
+    due = session.scalars(
+        select(Task)
+        .where(
+            Task.sla_due_at <= utcnow(),
+            Task.sla_breached_at.is_(None),
+            Task.status.not_in([status.value for status in TERMINAL]),
+        )
+        .order_by(Task.sla_due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    now = utcnow()
+    for task in due:
+        previous = task.priority
+        task.priority = PRIORITIES[max(PRIORITIES.index(previous) - 1, 0)]
+        task.sla_breached_at = now
+        overdue = (now - task.sla_due_at).total_seconds() if task.sla_due_at else 0.0
+        events.emit(session, "task.sla_breached",
+                    {**summary(task), "sla_target": task.sla_target, "overdue_s": round(overdue, 3),
+                     "previous_priority": previous},
+                    source="tasks", owner=task, subject_id=task.id)  # fmt: skip
+    return [task.id for task in due]
+
+
+def _sla_due(task: Task) -> datetime | None:
+    return task.created_at + timedelta(seconds=task.sla_target) if task.sla_target else None
+
+
 def _count_load(session: Session, agent_id: str | None, previous: TaskStatus, target: TaskStatus) -> None:
     """Keep `agents.current_tasks` equal to the agent's assigned + in-progress tasks, as one SQL increment
     (concurrent reports on the same agent do not lose counts)."""
@@ -356,7 +400,7 @@ def _default_title(data: dict[str, Any]) -> str:
     return str(text)[:300] if text else str(data.get("type") or "task")
 
 
-def _summary(task: Task) -> dict[str, Any]:
+def summary(task: Task) -> dict[str, Any]:
     return {"task_id": task.id, "type": task.type, "priority": task.priority, "status": task.status,
             "agent_id": task.agent_id, "project_id": task.project_id}  # fmt: skip
 
@@ -405,6 +449,7 @@ def list_tasks(
     task_type: str | None = None,
     agent_id: str | None = None,
     project_id: str | None = None,
+    whole_project: bool = False,
     tags: list[str] | None = None,
     search: str | None = None,
     created_after: datetime | None = None,
@@ -414,7 +459,9 @@ def list_tasks(
 ) -> Page[Task]:
     """Seed 003's task list: what the caller may see, every filter, sorted (newest first by default)."""
     dialect = session.get_bind().dialect.name
-    query = select(Task).where(ownership.visible_to(Task, principal))
+    query = select(Task)
+    if not (whole_project and project_id):  # (the caller was checked to see the project: all of its tasks)
+        query = query.where(ownership.visible_to(Task, principal))
     if statuses:
         query = query.where(Task.status.in_([status.value for status in statuses]))
     if priorities:
@@ -428,10 +475,7 @@ def list_tasks(
     for tag in tags or []:
         query = query.where(array_contains(Task.tags, tag, dialect))
     if search:
-        pattern = f"%{search.lower()}%"
-        query = query.where(
-            or_(func.lower(Task.title).like(pattern), func.lower(func.coalesce(Task.description, "")).like(pattern))
-        )
+        query = query.where(matches_text(search, Task.title, Task.description))
     if created_after is not None:
         query = query.where(Task.created_at >= created_after)
     if created_before is not None:
@@ -455,19 +499,20 @@ def update_task(session: Session, principal: Principal, task_id: str, changes: d
     if task is None or not ownership.can_write(session, task, principal):
         raise NotFound("Task not found")
     target = changes.pop("status", None)
-    unknown = set(changes) - EDITABLE
-    if unknown:
-        raise ValidationFailed(
-            "Fields cannot be changed", details=[FieldIssue(f, "read-only") for f in sorted(unknown)]
-        )
+    refuse_read_only(changes, EDITABLE)
     if ("payload" in changes or "type" in changes) and task.status != TaskStatus.pending.value:
         raise Conflict("A task's payload and type can change only while it is pending")
+    if changes.get("project_id") not in (None, task.project_id):
+        projects.check_task_project(session, principal, changes["project_id"])
     for field, value in changes.items():
         setattr(task, field, value)
+    if "sla_target" in changes:
+        task.sla_due_at = _sla_due(task)
+        task.sla_breached_at = None if task.sla_due_at is None or task.sla_due_at > utcnow() else task.sla_breached_at
     if target is not None and TaskStatus(target).value != task.status:
         report_status(session, principal, task.id, TaskStatus(target))
     else:
-        events.emit(session, "task.updated", {**_summary(task), "changed": sorted(changes)}, source="tasks",
+        events.emit(session, "task.updated", {**summary(task), "changed": sorted(changes)}, source="tasks",
                     owner=task, subject_id=task.id)  # fmt: skip
     session.flush()
     return task
@@ -490,7 +535,7 @@ def delete_task(session: Session, principal: Principal, task_id: str, reason: st
         raise NotFound("Task not found")
     if task.status in {status.value for status in ACTIVE}:
         _count_load(session, task.agent_id, TaskStatus(task.status), TaskStatus.cancelled)
-    events.emit(session, "task.updated", {**_summary(task), "deleted": True, "reason": reason}, source="tasks",
+    events.emit(session, "task.updated", {**summary(task), "deleted": True, "reason": reason}, source="tasks",
                 owner=task, subject_id=task.id)  # fmt: skip
     session.delete(task)
 

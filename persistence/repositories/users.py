@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from persistence.models import User
 from persistence.repositories.pages import Page, fetch_page
+from persistence.repositories.search import matches_text
 
 
 def get_user(session: Session, user_id: str) -> User | None:
@@ -24,10 +25,5 @@ def count_users(session: Session) -> int:
 def list_users(session: Session, *, page: int, limit: int, search: str | None = None) -> Page[User]:
     query = select(User).order_by(User.created_at.desc(), User.id.desc())
     if search:
-        pattern = f"%{search.lower()}%"
-        query = query.where(
-            func.lower(User.email).like(pattern)
-            | func.lower(func.coalesce(User.first_name, "")).like(pattern)
-            | func.lower(func.coalesce(User.last_name, "")).like(pattern)
-        )
+        query = query.where(matches_text(search, User.email, User.first_name, User.last_name))
     return fetch_page(session, query, page=page, limit=limit)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import Depends, Query, Request, Response, status
+from fastapi import Depends, File, Form, Query, Request, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import object_session
 
 from actors import router_client
-from core.errors import FieldIssue, ValidationFailed
+from core.errors import FieldIssue, NotFound, ValidationFailed
 from persistence.models import Agent, Task
 from schedulers.task_lifecycle import parse_priority
 from serve_app.deps import Context, CurrentPrincipal
@@ -32,6 +34,11 @@ from serve_app.pagination import (
 from serve_app.routing import protected_router
 from serve_app.schemas.common import MessageResponse
 from serve_app.schemas.tasks import (
+    CommentCreate,
+    CommentList,
+    CommentOut,
+    FileList,
+    FileOut,
     TaskAssign,
     TaskCreate,
     TaskDetail,
@@ -43,7 +50,7 @@ from serve_app.schemas.tasks import (
     TaskStatusUpdate,
     TaskUpdate,
 )
-from services import approvals, deployments, tasks
+from services import approvals, deployments, task_comments, task_files, tasks
 from services.principal import Role
 
 log = logging.getLogger("orchestrator.tasks")
@@ -92,6 +99,34 @@ def list_tasks(
     sort_order: Annotated[str, Query(pattern="(?i)^(asc|desc)$")] = "desc",
 ) -> dict:
     """Tasks you may see, with seed 003's filters, search and sort (newest first by default)."""
+    return list_task_page(
+        request, principal, context, params, status_filter=status_filter, priority=priority, task_type=type,
+        agent_id=agent_id, project_id=project_id, tags=tags, search=search, created_after=created_after,
+        created_before=created_before, sort_by=sort_by, sort_order=sort_order,
+    )  # fmt: skip
+
+
+def list_task_page(
+    request: Request,
+    principal: CurrentPrincipal,
+    context: Context,
+    params: PageParams,
+    *,
+    status_filter: str | None = None,
+    priority: str | None = None,
+    task_type: str | None = None,
+    agent_id: str | None = None,
+    project_id: str | None = None,
+    whole_project: bool = False,
+    tags: str | None = None,
+    search: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    sort_by: str = "created_at",
+    sort_order: str = "desc",
+) -> dict:
+    """A page of tasks with the list's filters; `whole_project`: every task of a project the caller was
+    checked to see (its members see them all)."""
     statuses = task_status_filter(status_filter)
     try:
         priorities = {parse_priority(word) for word in csv_param(priority)}
@@ -101,9 +136,9 @@ def list_tasks(
     with context.db.session() as session:
         page = tasks.list_tasks(
             session, principal, page=params.page, limit=params.limit, statuses=statuses, priorities=priorities,
-            task_type=type.lower() if type else None, agent_id=agent_id, project_id=project_id, tags=csv_param(tags),
-            search=search, created_after=created_after, created_before=created_before, sort_by=sort_by,
-            sort_order=sort_order.lower(),
+            task_type=task_type.lower() if task_type else None, agent_id=agent_id, project_id=project_id,
+            whole_project=whole_project, tags=csv_param(tags), search=search, created_after=created_after,
+            created_before=created_before, sort_by=sort_by, sort_order=sort_order.lower(),
         )  # fmt: skip
         items = [TaskOut.model_validate(task) for task in page.items]
     return paginated(request, "tasks", items, page)
@@ -114,16 +149,22 @@ def get_task(
     task_id: str,
     principal: CurrentPrincipal,
     context: Context,
-    include: Annotated[str | None, Query(max_length=200, description="history, metrics (comma-separated)")] = None,
+    include: Annotated[
+        str | None, Query(max_length=200, description="comments, files, history, metrics (comma-separated)")
+    ] = None,
 ) -> TaskDetail:
-    """The task; `include=history` adds every recorded change, `include=metrics` time spent and progress."""
+    """The task; `include=` adds its comments, files, every recorded change (history), and metrics."""
     wanted = {part.lower() for part in csv_param(include)}
-    unknown = wanted - {"history", "metrics"}
+    unknown = wanted - {"comments", "files", "history", "metrics"}
     if unknown:
         raise ValidationFailed("Unknown include", details=[FieldIssue("include", f"not available: {sorted(unknown)}")])
     with context.db.session() as session:
         task = tasks.get_task(session, principal, task_id)
         detail = TaskDetail.model_validate(task)
+        if "comments" in wanted:
+            detail.comments = [CommentOut.model_validate(c) for c in task_comments.list_comments(session, task.id)]
+        if "files" in wanted:
+            detail.files = [FileOut.model_validate(f) for f in task_files.list_files(session, task.id)]
         if "history" in wanted:
             detail.history = [
                 TaskHistoryEntry(from_=entry.pop("from"), **entry) for entry in tasks.history(session, task.id)
@@ -165,6 +206,7 @@ def delete_task(
 ) -> MessageResponse:
     with context.db.transaction() as session:
         tasks.delete_task(session, principal, task_id, reason)
+    task_files.store_for(context.settings).delete_prefix(task_id)  # its rows went with the task
     router_client.notify(context.settings, "resync")
     return MessageResponse(message="Task deleted successfully")
 
@@ -212,6 +254,68 @@ def update_task_status(
     if out.status in ("completed", "failed", "cancelled", "pending"):
         router_client.notify(context.settings, "agents_changed")  # a slot freed (or a task to route again)
     return TaskStatusOut(task_id=out.id, status=out.status, task=out)
+
+
+@router.post("/{task_id}/comments", status_code=status.HTTP_201_CREATED, response_model=CommentOut)
+def add_comment(task_id: str, body: CommentCreate, principal: CurrentPrincipal, context: Context) -> CommentOut:
+    """Comment on a task you can see; each mentioned user (id or email, who can see the task) is notified."""
+    with context.db.transaction() as session:
+        comment = task_comments.add_comment(session, principal, task_id, body.content, body.mentions)
+        return CommentOut.model_validate(comment)
+
+
+@router.get("/{task_id}/comments", response_model=CommentList)
+def list_comments(task_id: str, principal: CurrentPrincipal, context: Context) -> CommentList:
+    with context.db.session() as session:
+        task = tasks.get_task(session, principal, task_id)
+        comments = task_comments.list_comments(session, task.id)
+        return CommentList(comments=[CommentOut.model_validate(comment) for comment in comments])
+
+
+@router.post("/{task_id}/files", status_code=status.HTTP_201_CREATED, response_model=FileOut)
+def upload_file(
+    task_id: str,
+    principal: CurrentPrincipal,
+    context: Context,
+    response: Response,
+    file: Annotated[UploadFile, File(description="the file (multipart/form-data)")],
+    description: Annotated[str | None, Form(max_length=2000)] = None,
+) -> FileOut:
+    """Attach a file (multipart field `file`, optional `description`). Up to ORCHESTRATOR_MAX_UPLOAD_BYTES
+    (413 beyond); the type must be accepted and the content must match it (422)."""
+    record = task_files.upload(context.db, context.settings, principal, task_id, file.file, filename=file.filename,
+                               declared_type=file.content_type, description=description)  # fmt: skip
+    response.headers["Location"] = f"/api/v1/tasks/{task_id}/files/{record.id}"
+    return FileOut.model_validate(record)
+
+
+@router.get("/{task_id}/files", response_model=FileList)
+def list_files(task_id: str, principal: CurrentPrincipal, context: Context) -> FileList:
+    with context.db.session() as session:
+        task = tasks.get_task(session, principal, task_id)
+        return FileList(files=[FileOut.model_validate(f) for f in task_files.list_files(session, task.id)])
+
+
+@router.get(
+    "/{task_id}/files/{file_id}",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "the file's bytes"}},
+)
+def download_file(task_id: str, file_id: str, principal: CurrentPrincipal, context: Context) -> StreamingResponse:
+    """The file's bytes, as an attachment with its recorded type (never rendered inline)."""
+    with context.db.session() as session:
+        record = task_files.get_file(session, principal, task_id, file_id)
+        key, name, kind, size, digest = record.storage_key, record.name, record.mime_type, record.size, record.sha256
+    store = task_files.store_for(context.settings)
+    if not store.exists(key):
+        raise NotFound("The file's content is missing from the file store")
+    headers = {
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+        "Content-Length": str(size),
+        "X-Content-Type-Options": "nosniff",
+        "ETag": f'"{digest}"',
+    }
+    return StreamingResponse(store.read(key), media_type=kind, headers=headers)
 
 
 def _gate(principal: CurrentPrincipal, context: Context):

@@ -87,6 +87,7 @@ class TaskOut(ResponseModel):
     actual_hours: float | None
     progress: float
     sla_target: int | None
+    sla_breached_at: datetime | None = None
     due_date: datetime | None
     owner_type: str
     owner_id: str
@@ -180,6 +181,47 @@ class TaskMetrics(ResponseModel):
     wait_time: float | None = Field(description="hours from creation to assignment")
 
 
+class CommentCreate(RequestModel):
+    content: str = Field(min_length=1, max_length=20_000)
+    mentions: list[str] = Field(default_factory=list, max_length=50, description="user ids or emails")
+
+
+class CommentOut(ResponseModel):
+    id: str
+    task_id: str
+    content: str
+    author: str = Field(validation_alias=AliasChoices("author_id", "author"))
+    mentions: list[str]
+    created_at: datetime
+
+
+class FileOut(ResponseModel):
+    id: str
+    task_id: str
+    name: str
+    description: str | None
+    mime_type: str
+    size: int
+    sha256: str
+    uploaded_by: str
+    uploaded_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def download_url(self) -> str:
+        return f"/api/v1/tasks/{self.task_id}/files/{self.id}"
+
+
+class CommentList(ResponseModel):
+    comments: list[CommentOut]
+
+
+class FileList(ResponseModel):
+    files: list[FileOut]
+
+
 class TaskDetail(TaskOut):
+    comments: list[CommentOut] | None = None
+    files: list[FileOut] | None = None
     history: list[TaskHistoryEntry] | None = None
     metrics: TaskMetrics | None = None

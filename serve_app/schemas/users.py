@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import EmailStr, Field
+from pydantic import EmailStr, Field, computed_field
 
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
 
@@ -53,5 +53,27 @@ class TokenResponse(ResponseModel):
 
 class UserList(ResponseModel):
     users: list[UserOut]
+    pagination: PaginationInfo
+    links: PaginationLinks
+
+
+class NotificationOut(ResponseModel):
+    id: str
+    type: str
+    title: str
+    message: str | None
+    data: dict[str, Any]
+    read_at: datetime | None
+    created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def read(self) -> bool:
+        return self.read_at is not None
+
+
+class NotificationList(ResponseModel):
+    notifications: list[NotificationOut]
+    unread_count: int
     pagination: PaginationInfo
     links: PaginationLinks

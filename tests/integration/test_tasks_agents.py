@@ -229,7 +229,7 @@ def test_tasks_update_assign_history_and_delete(client, db, worker) -> None:
     assert actions == [("created", None, "pending"), ("updated", None, "pending"), ("assigned", "pending", "assigned"),
                        ("completed", "assigned", "completed")]  # fmt: skip
     assert detail["metrics"]["completion_rate"] == 1.0 and detail["metrics"]["wait_time"] is not None
-    assert_error(client.get(f"{TASKS}/{task['id']}?include=files", headers=owner), 422, "VALIDATION_ERROR")
+    assert_error(client.get(f"{TASKS}/{task['id']}?include=bogus", headers=owner), 422, "VALIDATION_ERROR")
     assert client.delete(f"{TASKS}/{task['id']}?reason=obsolete", headers=owner).json()["message"]
     assert_error(client.get(f"{TASKS}/{task['id']}", headers=owner), 404, "NOT_FOUND")
     assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["current_tasks"] == 0
