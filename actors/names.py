@@ -5,6 +5,7 @@ from __future__ import annotations
 STORE_NAME = "store"
 RECONCILER_NAME = "reconciler"
 ROUTER_NAME = "router"
+RUN_POOL_NAME = "runs"
 AGENT_PREFIX = "agent:"
 
 

@@ -28,7 +28,7 @@ from core.clock import utcnow
 from core.logging import configure_logging
 from core.settings import Settings
 from persistence.db import Database
-from services import approvals, deployments, events, tasks
+from services import approvals, deployments, events, executions, tasks
 from services.housekeeping import purge_expired_credentials
 
 log = logging.getLogger("orchestrator.reconciler")
@@ -125,12 +125,26 @@ class Reconciler:
             router_client.notify(settings, "resync")  # the router queues them at their new priority
         if offline:
             log.info("%d external worker(s) stopped sending heartbeats: %s", len(offline), offline)
+        resumed = self._resume_runs()
         if time.monotonic() - self._last_purge > PURGE_EVERY_S:
             purge_expired_credentials(self._db)
             self._last_purge = time.monotonic()
         return {"started": sorted(set(starting) - set(failed)), "failed": failed, "stopped": stopped,
                 "redispatched": redispatched, "offline": offline, "expired": expired,
-                "sla_breached": breached}  # fmt: skip
+                "sla_breached": breached, "runs_resumed": resumed}  # fmt: skip
+
+    def _resume_runs(self) -> list[str]:
+        """Every run that should be running has an actor: runs nobody claimed, runs whose actor's lease ran
+        out (a dead process, a cluster restart) and runs whose wait ended go to the run pool again."""
+        with self._db.transaction() as session:
+            executions.orphaned_waits(session)
+        with self._db.session() as session:
+            due = executions.resumable(session, self._settings.workflows.run_lease_s)
+        for run_id, request in due:
+            router_client.submit_run(self._settings, run_id, request)
+        if due:
+            log.info("%d run(s) handed to the run pool to start or resume", len(due))
+        return [run_id for run_id, _ in due]
 
     def _stop_orphans(self, candidates: set[str]) -> list[str]:
         """Stop actors of agents no longer deployed, re-checking each right before (a deploy may have just

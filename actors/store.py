@@ -16,7 +16,7 @@ from core.logging import configure_logging
 from core.settings import Settings
 from frameworks import AgentSpec
 from persistence.db import Database
-from services import approvals, deployments, tasks
+from services import approvals, deployments, executions, tasks
 
 log = logging.getLogger("orchestrator.store")
 
@@ -64,6 +64,9 @@ class Store:
         take it now (else the router routes it)."""
         with self._db.transaction() as session:
             outcome = approvals.decide(session, approval_id, decider_id, approve, reason, self._settings)
+            run_request = executions.request_of(session, outcome["execution_id"]) if outcome["execution_id"] else None
+        if run_request is not None:  # a run waiting at an approval node resumes now
+            router_client.submit_run(self._settings, outcome["execution_id"], run_request)
         assigned = outcome.pop("assigned")
         if assigned is not None and assigned.hosted and assigned.options is not None:
             agent_handles.dispatch(self._settings, assigned.agent_id, assigned.options, "run_task", assigned.task_id)

@@ -94,16 +94,17 @@ def start_or_join_ray(settings: Settings, *, include_dashboard: bool = True) -> 
 
 
 def start_platform_actors(settings: Settings) -> None:
-    """The store (actors' database gateway), the reconciler and the task router, once per cluster. The
+    """The store (actors' database gateway), the reconciler, the task router and the run pool, once per cluster. The
     reconciler's first pass redeploys every agent that was live when the cluster last stopped; the router
     rebuilds its queues from the pending tasks."""
     from actors import agent_handles
-    from actors.names import RECONCILER_NAME, ROUTER_NAME
+    from actors.names import RECONCILER_NAME, ROUTER_NAME, RUN_POOL_NAME
     from actors.reconciler import Reconciler
     from actors.router import TaskRouter
+    from actors.run import RunPool
 
     agent_handles.ensure_store(settings)
-    for name, actor_class in ((RECONCILER_NAME, Reconciler), (ROUTER_NAME, TaskRouter)):
+    for name, actor_class in ((RECONCILER_NAME, Reconciler), (ROUTER_NAME, TaskRouter), (RUN_POOL_NAME, RunPool)):
         ray.remote(max_restarts=-1, max_task_retries=-1)(actor_class).options(
             name=name,
             namespace=settings.ray.ray_namespace,

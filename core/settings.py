@@ -231,6 +231,34 @@ class AgentRuntimeSettings(BaseSettings):
     router_tick_s: float = Field(1.0, gt=0)
 
 
+class WorkflowSettings(BaseSettings):
+    """Workflow runs: the warm pool of run actors, leases, retries, and what nodes may reach."""
+
+    model_config = _config()
+
+    @property
+    def http_allowed(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.http_allowed_hosts.split(",") if part.strip())
+
+    # Pre-started run actors (one run at a time each) that short runs bind to instead of starting a process.
+    run_pool_size: int = Field(2, ge=0, le=256)
+    # CPU each pooled run actor reserves; a run asking for more (execution_options.resources, else its
+    # agent's resource_limits) gets an actor of its own with exactly what it asked for.
+    run_pool_cpu: float = Field(0.0, ge=0)
+    # How long a run's claim lasts without renewal; after that another actor may resume the run.
+    run_lease_s: float = Field(15.0, ge=1)
+    # Retries of a failing node when neither the node, the workflow settings nor the execution options say.
+    run_default_retry_count: int = Field(0, ge=0, le=20)
+    # An OpenAI-compatible provider for `llm` nodes (an agent's configuration.llm overrides it).
+    llm_base_url: str = ""
+    llm_api_key: SecretStr | None = None
+    llm_model: str = ""
+    llm_cost_per_1k_tokens: float = Field(0.0, ge=0)
+    # Hosts or networks (comma-separated, e.g. "127.0.0.1,10.0.0.0/8") that `http`/`llm` nodes may reach
+    # although they are private; everything private is refused otherwise (SSRF).
+    http_allowed_hosts: str = ""
+
+
 class FileSettings(BaseSettings):
     """Files attached to tasks: where they are kept, how large they may be, which types are accepted."""
 
@@ -274,6 +302,7 @@ class Settings(BaseSettings):
     ray: RaySettings = Field(default_factory=RaySettings)
     agents: AgentRuntimeSettings = Field(default_factory=AgentRuntimeSettings)
     files: FileSettings = Field(default_factory=FileSettings)
+    workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -300,6 +300,8 @@ class Approval(IdMixin, OwnedMixin, Base):
     requested_by: Mapped[str] = mapped_column(String(64), nullable=False)
     # The agent the task was created for (`agent_id` on a gated task): assigned on approval.
     assign_to: Mapped[str | None] = mapped_column(String(36))
+    # A workflow run waiting at an approval node: resumed when this is decided or expires.
+    execution_id: Mapped[str | None] = mapped_column(String(36), index=True)
     decided_by: Mapped[str | None] = mapped_column(String(64))
     decided_at: Mapped[datetime | None] = mapped_column()
     decision_reason: Mapped[str | None] = mapped_column(Text)
@@ -402,3 +404,122 @@ class ProjectMember(Base):
     permissions: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
     added_by: Mapped[str | None] = mapped_column(String(64))
     added_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+
+class Workflow(IdMixin, TimestampMixin, OwnedMixin, Base):
+    """An agent's workflow (seed 000): a graph `workflow_data = {nodes, edges, settings}`, validated on save.
+    Every update bumps `version` (1.0.0 → 1.1.0) and keeps the previous graph in `workflow_versions`.
+    Ownership columns are the agent's."""
+
+    __tablename__ = "workflows"
+    __table_args__ = (
+        Index("ix_workflows_owner", "owner_type", "owner_id"),
+        Index("ix_workflows_agent_created", "agent_id", "created_at"),
+    )
+
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    workflow_type: Mapped[str] = mapped_column(String(16), nullable=False, default="visual")
+    framework: Mapped[str | None] = mapped_column(String(32))
+    workflow_data: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    version: Mapped[str] = mapped_column(String(20), nullable=False, default="1.0.0")
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class WorkflowVersion(IdMixin, Base):
+    """One saved version of a workflow's graph (the current one included)."""
+
+    __tablename__ = "workflow_versions"
+    __table_args__ = (Index("uq_workflow_versions_workflow_version", "workflow_id", "version", unique=True),)
+
+    workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False)
+    version: Mapped[str] = mapped_column(String(20), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    workflow_data: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+
+class Execution(IdMixin, TimestampMixin, OwnedMixin, Base):
+    """One run of a workflow (seeds 000, 001). The graph it runs is the version it started with, copied
+    here; `state` and `frontier` are its checkpoint after the last recorded step, from which a new actor
+    resumes. `lease_owner`/`lease_until` fence the actor executing it: only the lease holder writes steps."""
+
+    __tablename__ = "executions"
+    __table_args__ = (
+        Index("ix_executions_owner", "owner_type", "owner_id"),
+        Index("ix_executions_status_updated", "status", "updated_at"),
+        Index("ix_executions_workflow_created", "workflow_id", "created_at"),
+        Index("ix_executions_agent_created", "agent_id", "created_at"),
+    )
+
+    workflow_id: Mapped[str | None] = mapped_column(ForeignKey("workflows.id", ondelete="SET NULL"))
+    workflow_version: Mapped[str] = mapped_column(String(20), nullable=False)
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    task_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    graph: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    input: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    # {timeout (ms), retry_count, resources {cpu, memory (MB), gpu}}
+    options: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    configuration: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False, default="manual")
+    environment: Mapped[str] = mapped_column(String(16), nullable=False, default="development")
+    correlation_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    frontier: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    steps_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    progress: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    current_step: Mapped[str | None] = mapped_column(String(100))
+    tokens_used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    cost: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    resource_usage: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    # What a `waiting` run waits for: {"approval_id": …} or {"task_id": …}.
+    waiting_on: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    actor_name: Mapped[str | None] = mapped_column(String(100))
+    resumes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime | None] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column()
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class ExecutionStep(IdMixin, Base):
+    """One attempt of one node, recorded before the run moves on: `running` when it starts (so that a
+    crash mid-step is re-run with the same idempotency key), then `completed` or `failed`."""
+
+    __tablename__ = "execution_steps"
+    __table_args__ = (Index("uq_execution_steps_execution_seq", "execution_id", "seq", unique=True),)
+
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    node_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    node_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    input: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(String(250), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    completed_at: Mapped[datetime | None] = mapped_column()
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class ExecutionLog(IdMixin, Base):
+    __tablename__ = "execution_logs"
+    __table_args__ = (Index("ix_execution_logs_execution_created", "execution_id", "created_at"),)
+
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
+    level: Mapped[str] = mapped_column(String(8), nullable=False)  # DEBUG INFO WARN ERROR FATAL
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    node_id: Mapped[str | None] = mapped_column(String(100))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, nullable=False, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)

@@ -30,6 +30,7 @@ from serve_app.routes import (
     routing_rules,
     tasks,
     users,
+    workflows,
 )
 from serve_app.routing import assert_routes_protected
 
@@ -91,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.stats_router, prefix=API_PREFIX)
     app.include_router(marketplace.router, prefix=API_PREFIX)
     app.include_router(projects.router, prefix=API_PREFIX)
+    app.include_router(workflows.router, prefix=API_PREFIX)
+    app.include_router(workflows.runs, prefix=API_PREFIX)
     install_error_handlers(app)
     assert_routes_protected(app)
 

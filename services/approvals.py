@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 from core.clock import utcnow
 from core.errors import Conflict, NotFound, PermissionDenied
 from core.settings import Settings
-from persistence.models import Approval, Task
+from persistence.models import Approval, Execution, Task
 from persistence.repositories.pages import Page, fetch_page
 from schedulers.task_lifecycle import TaskStatus
-from services import events, notifications, ownership, routing, tasks
+from services import events, notifications, ownership, routing, run_waits, tasks
 from services.principal import Principal
 
 
@@ -50,6 +50,23 @@ def request_for_task(
     session.flush()
     tasks.set_status(session, task, TaskStatus.awaiting_approval)
     _emit(session, approval, "approval.requested")
+    return approval
+
+
+def request_for_execution(
+    session: Session, run: Execution, node_id: str, request: dict[str, Any], settings: Settings
+) -> Approval:
+    """An `approval` node: the run waits until a person decides (same transaction as the run's wait)."""
+    priority = request.get("priority") if request.get("priority") in ("P0", "P1", "P2", "P3") else "P1"
+    approval = Approval(
+        task_id=None, execution_id=run.id, priority=priority, reason=request.get("reason"),
+        status=ApprovalStatus.pending.value, requested_by=run.created_by or "system", owner_type=run.owner_type,
+        owner_id=run.owner_id,
+        expires_at=utcnow() + timedelta(seconds=request.get("timeout_s") or settings.agents.approval_ttl_s),
+    )  # fmt: skip
+    session.add(approval)
+    session.flush()
+    _emit(session, approval, "approval.requested", execution_id=run.id, node_id=node_id)
     return approval
 
 
@@ -119,8 +136,9 @@ def decide(
             tasks.set_status(session, task, TaskStatus.failed, error=f"rejected: {reason or 'no reason given'}")
     _emit(session, approval, "approval.approved" if approve else "approval.rejected")
     _notify_requester(session, approval)
+    resumed = _resume_run(session, approval)
     return {"approval_id": approval.id, "status": approval.status, "task_id": approval.task_id,
-            "assigned": assigned}  # fmt: skip
+            "assigned": assigned, "execution_id": approval.execution_id if resumed else None}  # fmt: skip
 
 
 def expire_due(session: Session, settings: Settings, limit: int = 500) -> list[str]:
@@ -154,6 +172,13 @@ def _expire(session: Session, approval: Approval, settings: Settings) -> None:
         tasks.set_status(session, task, TaskStatus.failed, error="approval expired")
     _emit(session, approval, "approval.expired", escalated=False)
     _notify_requester(session, approval)
+    _resume_run(session, approval)
+
+
+def _resume_run(session: Session, approval: Approval) -> bool:
+    return run_waits.resolve(session, approval.execution_id, approval.id,
+                             {"kind": "approval", "approval_id": approval.id, "status": approval.status,
+                              "decided_by": approval.decided_by, "reason": approval.decision_reason})  # fmt: skip
 
 
 def _notify_requester(session: Session, approval: Approval) -> None:

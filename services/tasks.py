@@ -25,7 +25,7 @@ from persistence.repositories.search import matches_text
 from persistence.repositories.time_sql import hour_of_day, seconds_between
 from schedulers.agent_lifecycle import AgentStatus
 from schedulers.task_lifecycle import ACTIVE, PRIORITIES, TERMINAL, TaskStatus, transition
-from services import events, notifications, ownership, projects
+from services import events, notifications, ownership, projects, run_waits
 from services.agents import lock_agent
 from services.principal import Principal
 
@@ -112,6 +112,8 @@ def set_status(
     if progress is not None:
         task.progress = progress
     _count_load(session, previous_agent_id or task.agent_id, previous, target)
+    if target in TERMINAL and task.meta.get("execution_id"):  # a workflow's `task` node waits for this
+        _resume_run(session, task)
     events.emit(session, EVENT_OF_STATUS.get(target, "task.updated"),
                 {**summary(task), "previous_status": previous.value, "error": task.error},
                 source="tasks", owner=task, subject_id=task.id)  # fmt: skip
@@ -339,6 +341,12 @@ def assigned_hosted_tasks(session: Session, older_than: datetime) -> list[tuple[
     return [(task_id, agent_id) for task_id, agent_id in session.execute(query).all()]
 
 
+def _resume_run(session: Session, task: Task) -> None:
+    run_waits.resolve(session, task.meta.get("execution_id"), task.id,
+                      {"kind": "task", "task_id": task.id, "status": task.status, "result": task.result,
+                       "error": task.error})  # fmt: skip
+
+
 def breach_slas(session: Session, limit: int = 500) -> list[str]:
     """The SLA sweep (the reconciler's): an open task past `created_at + sla_target` fires
     `task.sla_breached` once and moves up one priority (P0 stays P0), so the router takes it sooner."""
@@ -537,6 +545,9 @@ def delete_task(session: Session, principal: Principal, task_id: str, reason: st
         _count_load(session, task.agent_id, TaskStatus(task.status), TaskStatus.cancelled)
     events.emit(session, "task.updated", {**summary(task), "deleted": True, "reason": reason}, source="tasks",
                 owner=task, subject_id=task.id)  # fmt: skip
+    if task.meta.get("execution_id") and task.status not in {status.value for status in TERMINAL}:
+        task.status, task.error = TaskStatus.cancelled.value, f"deleted: {reason or 'no reason given'}"
+        _resume_run(session, task)
     session.delete(task)
 
 

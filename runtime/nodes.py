@@ -1,0 +1,428 @@
+"""Node types of a workflow (API.md "Workflows and executions"). Each checks its configuration on save
+(`validate`, problems as (field, message)) and runs with the run's state (`run`), returning the updates to
+merge into the state. `approval` and `task` nodes make the run wait (`NodeResult.wait`); when the
+decision or the task's outcome arrives, `resume` gives their updates. Examples of every type are in
+docs/workflows.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ipaddress
+import json
+import socket
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+from core.imports import check_allowed, import_object
+from runtime.expressions import ExpressionError, compile_expression, evaluate
+
+Problems = list[tuple[str, str]]
+MAX_HTTP_BODY = 1024 * 1024
+
+
+class NodeFailed(Exception):
+    """A node's failure that retrying cannot fix (a rejection, a refused URL, a bad configuration)."""
+
+
+@dataclass(slots=True)
+class NodeResult:
+    updates: dict[str, Any] = field(default_factory=dict)
+    branch: str | None = None  # a condition node's result, matched against edges' `branch`
+    goto: list[str] | None = None  # instead of the node's edges (an approval's on_reject target)
+    wait: dict[str, Any] | None = None  # {"kind": "approval" | "task", …}: the run waits, holding no process
+
+
+@dataclass(slots=True)
+class NodeContext:
+    """What a node may use besides the state. `idempotency_key` (`execution_id:node_id:attempt`) is the
+    same when a step is re-run after a crash, so side effects can be de-duplicated by it."""
+
+    execution_id: str
+    node_id: str
+    attempt: int
+    idempotency_key: str
+    correlation_id: str | None
+    code_modules: tuple[str, ...] = ()
+    llm: dict[str, Any] = field(default_factory=dict)  # base_url, api_key, model, cost_per_1k_tokens
+    http_allowed: tuple[str, ...] = ()  # hosts or networks an http node may reach although private
+    log: Callable[..., None] = lambda level, message, **meta: None
+    output: Callable[[str], None] = lambda text: None
+    usage: Callable[[int, float], None] = lambda tokens, cost: None
+    map_runner: Callable[[Callable[..., Any], list[Any], int], list[Any]] | None = None
+
+
+class NodeType(Protocol):
+    def validate(self, config: Mapping[str, Any]) -> Problems: ...
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult: ...
+
+
+def _import_path(config: Mapping[str, Any], key: str) -> Problems:
+    value = config.get(key)
+    if not isinstance(value, str) or ":" not in value:
+        return [(key, "an import path 'package.module:function' is required")]
+    return []
+
+
+def _output_key(config: Mapping[str, Any]) -> Problems:
+    key = config.get("output_key")
+    return [] if key is None or (isinstance(key, str) and key) else [("output_key", "a non-empty string")]
+
+
+def _expression(config: Mapping[str, Any], key: str, *, required: bool) -> Problems:
+    value = config.get(key)
+    if value is None:
+        return [(key, "an expression is required")] if required else []
+    try:
+        compile_expression(value)
+    except ExpressionError as exc:
+        return [(key, str(exc))]
+    return []
+
+
+class InputNode:
+    """The run's start: the execution's input is the state."""
+
+    def validate(self, config: Mapping[str, Any]) -> Problems:
+        required = config.get("required", [])
+        if not isinstance(required, list) or not all(isinstance(k, str) for k in required):
+            return [("required", "a list of field names")]
+        return []
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
+        missing = [key for key in config.get("required", []) if key not in state]
+        if missing:
+            raise NodeFailed(f"input is missing {', '.join(missing)}")
+        return NodeResult()
+
+
+class OutputNode:
+    """The run's result: the state (or only `fields` of it) becomes the execution's output."""
+
+    def validate(self, config: Mapping[str, Any]) -> Problems:
+        fields = config.get("fields")
+        if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
+            return [("fields", "a list of state field names")]
+        return []
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
+        fields = config.get("fields")
+        output = {key: state.get(key) for key in fields} if fields else dict(state)
+        return NodeResult(updates={"__output__": output})
+
+
+class PythonNode:
+    """`function` ('package.module:function' in ORCHESTRATOR_AGENT_CODE_MODULES), sync or async, takes the
+    state (and a context, if it accepts a second argument) and returns a mapping merged into the state."""
+
+    def validate(self, config: Mapping[str, Any]) -> Problems:
+        return _import_path(config, "function")
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
+        function = _code(ctx, config["function"])
+        result = _call(function, dict(state), ctx)
+        if result is None:
+            return NodeResult()
+        if not isinstance(result, Mapping):
+            raise NodeFailed(f"{config['function']} returned {type(result).__name__}, not a mapping")
+        return NodeResult(updates=dict(result))
+
+
+class ConditionNode:
+    """`expression` in the safe expression language; its result is stored (under `output_key`, default the
+    node id) and chooses the outgoing edges whose `branch` is "true" or "false"."""
+
+    def validate(self, config: Mapping[str, Any]) -> Problems:
+        return _expression(config, "expression", required=True) + _output_key(config)
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
+        try:
+            value = bool(evaluate(config["expression"], state))
+        except ExpressionError as exc:
+            raise NodeFailed(f"expression: {exc}") from None
+        return NodeResult(updates={config.get("output_key") or ctx.node_id: value}, branch=str(value).lower())
+
+
+class HttpNode:
+    """An HTTP request (`url`, `method`, `headers`, `json`, `timeout_s`); the response's `status` and body
+    (parsed JSON, else text) go under `output_key`. Private, loopback and link-local addresses are refused
+    unless ORCHESTRATOR_HTTP_ALLOWED_HOSTS lists them; redirects are not followed."""
+
+    METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
+
+    def validate(self, config: Mapping[str, Any]) -> Problems:
+        problems = _output_key(config)
+        url = config.get("url")
+        if not isinstance(url, str) or not url:
+            problems.append(("url", "a URL is required"))
+        elif "{{" not in url and urlsplit(url).scheme not in ("http", "https"):
+            problems.append(("url", "http or https"))
+        if str(config.get("method", "GET")).upper() not in self.METHODS:
+            problems.append(("method", f"one of {', '.join(sorted(self.METHODS))}"))
+        return problems
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
+        url = str(config["url"])
+        check_url(url, ctx.http_allowed)
+        headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
+        headers.setdefault("Idempotency-Key", ctx.idempotency_key)
+        if ctx.correlation_id:
+            headers.setdefault("X-Correlation-ID", ctx.correlation_id)
+        with httpx.Client(timeout=float(config.get("timeout_s", 30)), follow_redirects=False) as client:
+            response = client.request(str(config.get("method", "GET")).upper(), url, headers=headers,
+                                      json=config.get("json"))  # fmt: skip
+        content = response.content[:MAX_HTTP_BODY]
+        try:
+            body: Any = json.loads(content) if "json" in response.headers.get("content-type", "") else None
+        except ValueError:
+            body = None
+        if body is None:
+            body = content.decode("utf-8", errors="replace")
+        if response.status_code >= 500:
+            raise RuntimeError(f"{url} answered {response.status_code}")  # retried
+        return NodeResult(updates={config.get("output_key") or ctx.node_id: {"status": response.status_code,
+                                                                               "body": body}})  # fmt: skip
+
+
+class LlmNode:
+    """Chat completions from an OpenAI-compatible server: `prompt` (or `messages`), `system`, `model`,
+    `temperature`, `max_tokens`, `stream` (default true: tokens arrive as `execution.output` events). The
+    provider's URL, key and model come from the node, the agent's configuration (`llm`), or settings.
+    Token usage is added to the run's `tokens_used` and `cost`."""
+
+    def validate(self, config: Mapping[str, Any]) -> Problems:
+        problems = _output_key(config)
+        if not config.get("prompt") and not config.get("messages"):
+            problems.append(("prompt", "a prompt or messages are required"))
+        messages = config.get("messages")
+        if messages is not None and not isinstance(messages, list):
+            problems.append(("messages", "a list of {role, content}"))
+        return problems
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
+        base_url = str(config.get("base_url") or ctx.llm.get("base_url") or "")
+        model = config.get("model") or ctx.llm.get("model")
+        if not base_url or not model:
+            raise NodeFailed("no LLM provider: set ORCHESTRATOR_LLM_BASE_URL and ORCHESTRATOR_LLM_MODEL, or "
+                             "the agent's configuration.llm {base_url, model, api_key}")  # fmt: skip
+        check_url(base_url, ctx.http_allowed)
+        messages = list(config.get("messages") or [])
+        if config.get("system"):
+            messages.insert(0, {"role": "system", "content": str(config["system"])})
+        if config.get("prompt"):
+            messages.append({"role": "user", "content": str(config["prompt"])})
+        body: dict[str, Any] = {"model": model, "messages": messages}
+        for name in ("temperature", "max_tokens"):
+            if config.get(name) is not None:
+                body[name] = config[name]
+        stream = config.get("stream", True)
+        headers = {"Idempotency-Key": ctx.idempotency_key}
+        if ctx.llm.get("api_key"):
+            headers["Authorization"] = f"Bearer {ctx.llm['api_key']}"
+        url = base_url.rstrip("/") + "/chat/completions"
+        text, usage = "", {}
+        with httpx.Client(timeout=float(config.get("timeout_s", 120))) as client:
+            if stream:
+                body["stream"], body["stream_options"] = True, {"include_usage": True}
+                with client.stream("POST", url, json=body, headers=headers) as response:
+                    _raise_for(response)
+                    for line in response.iter_lines():
+                        if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+                            continue
+                        chunk = json.loads(line[5:])
+                        usage = chunk.get("usage") or usage
+                        for choice in chunk.get("choices") or []:
+                            piece = (choice.get("delta") or {}).get("content") or ""
+                            if piece:
+                                text += piece
+                                ctx.output(piece)
+            else:
+                response = client.post(url, json=body, headers=headers)
+                _raise_for(response)
+                answer = response.json()
+                text = answer["choices"][0]["message"]["content"] or ""
+                usage = answer.get("usage") or {}
+                ctx.output(text)
+        tokens = int(usage.get("total_tokens") or (usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)))
+        ctx.usage(tokens, tokens / 1000 * float(ctx.llm.get("cost_per_1k_tokens") or 0))
+        return NodeResult(updates={config.get("output_key") or ctx.node_id: text})
+
+
+class ApprovalNode:
+    """Asks a person (`reason`, `priority` P0–P3, `timeout_s`); the run waits holding no process. Approved,
+    it goes on; rejected, it fails, or with `on_reject: <node id>` continues there."""
+
+    def validate(self, config: Mapping[str, Any]) -> Problems:
+        problems: Problems = []
+        timeout = config.get("timeout_s")
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+            problems.append(("timeout_s", "a number of seconds > 0"))
+        if config.get("on_reject") is not None and not isinstance(config["on_reject"], str):
+            problems.append(("on_reject", "'fail' or a node id"))
+        return problems
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
+        return NodeResult(wait={"kind": "approval", "reason": str(config.get("reason") or f"Approve {ctx.node_id}"),
+                                "priority": str(config.get("priority") or "P1"),
+                                "timeout_s": config.get("timeout_s")})  # fmt: skip
+
+    def resume(self, ctx: NodeContext, config: Mapping[str, Any], outcome: Mapping[str, Any]) -> NodeResult:
+        decision = {"status": outcome["status"], "decided_by": outcome.get("decided_by"),
+                    "reason": outcome.get("reason")}  # fmt: skip
+        updates = {config.get("output_key") or ctx.node_id: decision}
+        if outcome["status"] == "approved":
+            return NodeResult(updates=updates)
+        target = config.get("on_reject") or "fail"
+        if target == "fail":
+            raise NodeFailed(f"approval {outcome['status']}: {outcome.get('reason') or 'no reason given'}")
+        return NodeResult(updates=updates, goto=[target])
+
+
+class TaskNode:
+    """Hands a task (`type`, `title`, `payload`, `priority`) to the task router and waits for its result,
+    which goes under `output_key`; a failed or cancelled task fails the node."""
+
+    def validate(self, config: Mapping[str, Any]) -> Problems:
+        problems = _output_key(config)
+        if not isinstance(config.get("type"), str) or not config.get("type"):
+            problems.append(("type", "the task type is required"))
+        return problems
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
+        return NodeResult(wait={"kind": "task", "type": str(config["type"]).lower(),
+                                "title": str(config.get("title") or f"{ctx.node_id} of {ctx.execution_id}"),
+                                "payload": dict(config.get("payload") or {}),
+                                "priority": str(config.get("priority") or "P2")})  # fmt: skip
+
+    def resume(self, ctx: NodeContext, config: Mapping[str, Any], outcome: Mapping[str, Any]) -> NodeResult:
+        if outcome["status"] != "completed":
+            raise NodeFailed(f"task {outcome.get('task_id')} {outcome['status']}: {outcome.get('error') or ''}")
+        return NodeResult(updates={config.get("output_key") or ctx.node_id: outcome.get("result")})
+
+
+class MapNode:
+    """Applies `function` to each element of `items` (a template, e.g. "{{ state.documents }}") as parallel
+    Ray tasks, at most `max_parallel` at once; the results, in order, go under `output_key`."""
+
+    def validate(self, config: Mapping[str, Any]) -> Problems:
+        problems = _import_path(config, "function") + _output_key(config)
+        if config.get("items") is None:
+            problems.append(("items", "a list, or a template naming one"))
+        parallel = config.get("max_parallel", 4)
+        if not isinstance(parallel, int) or isinstance(parallel, bool) or not 1 <= parallel <= 256:
+            problems.append(("max_parallel", "an integer from 1 to 256"))
+        return problems
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
+        items = config["items"]
+        if not isinstance(items, list):
+            raise NodeFailed(f"items is {type(items).__name__}, not a list")
+        check_allowed(config["function"], ctx.code_modules)
+        parallel = int(config.get("max_parallel", 4))
+        runner = ctx.map_runner or _threads
+        results = runner(config["function"], items, parallel) if items else []
+        return NodeResult(updates={config.get("output_key") or ctx.node_id: results})
+
+
+class LangGraphNode:
+    """Runs a LangGraph graph (`graph`: import path) on the state; its final state is merged in."""
+
+    def validate(self, config: Mapping[str, Any]) -> Problems:
+        return _import_path(config, "graph")
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
+        from frameworks import AgentSpec
+        from frameworks.langgraph import LangGraphAdapter
+
+        spec = AgentSpec(id=ctx.execution_id, name=ctx.node_id, framework="langgraph", mode="hosted",
+                         version="workflow", configuration={"graph": config["graph"]},
+                         code_modules=ctx.code_modules)  # fmt: skip
+        runtime = LangGraphAdapter().load(spec)
+        try:
+            return NodeResult(updates=runtime.invoke(dict(config.get("input") or state)))
+        finally:
+            runtime.close()
+
+
+NODE_TYPES: dict[str, Any] = {
+    "input": InputNode(), "output": OutputNode(), "python": PythonNode(), "condition": ConditionNode(),
+    "http": HttpNode(), "llm": LlmNode(), "approval": ApprovalNode(), "task": TaskNode(), "map": MapNode(),
+    "langgraph": LangGraphNode(),
+}  # fmt: skip
+
+
+def check_url(url: str, allowed: tuple[str, ...]) -> None:
+    """Refuse URLs that reach private, loopback, link-local or reserved addresses (SSRF), unless the host
+    or its network is in `allowed`. Every address the name resolves to is checked."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise NodeFailed(f"not an http(s) URL: {url!r}")
+    host = parts.hostname
+    if host in allowed:
+        return
+    try:
+        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80))
+    except socket.gaierror as exc:
+        raise RuntimeError(f"cannot resolve {host}: {exc}") from None  # retried: DNS may recover
+    networks = [ipaddress.ip_network(item, strict=False) for item in allowed if _is_network(item)]
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if any(address in network for network in networks):
+            continue
+        if (address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
+                or address.is_multicast or address.is_unspecified):  # fmt: skip
+            raise NodeFailed(f"{host} resolves to {address}, a private address: refused (allow-list it in "
+                             "ORCHESTRATOR_HTTP_ALLOWED_HOSTS)")  # fmt: skip
+
+
+def _is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        response.read()
+        message = f"LLM provider answered {response.status_code}: {response.text[:300]}"
+        if response.status_code >= 500 or response.status_code == 429:
+            raise RuntimeError(message)  # retried
+        raise NodeFailed(message)
+
+
+def _code(ctx: NodeContext, path: str) -> Callable[..., Any]:
+    try:
+        return import_object(path, ctx.code_modules)
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise NodeFailed(str(exc)) from None
+
+
+def _call(function: Callable[..., Any], state: dict[str, Any], ctx: NodeContext) -> Any:
+    try:
+        takes_context = len(inspect.signature(function).parameters) >= 2
+    except (TypeError, ValueError):
+        takes_context = False
+    result = function(state, ctx) if takes_context else function(state)
+    if inspect.isawaitable(result):
+        result = asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _threads(path: str, items: list[Any], parallel: int) -> list[Any]:
+    """Map outside Ray (tests of the engine without a cluster): a thread pool."""
+    function = import_object(path)
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return list(pool.map(function, items))

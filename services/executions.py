@@ -1,0 +1,443 @@
+"""Executions (API.md "Workflows and executions"; seeds 000, 001): starting a run, reading it, cancelling
+it, and `RunStore`, the database side of the step loop (`runtime.engine`).
+
+A run is a row first: `POST /workflows/{id}/execute` stores it `pending` with a copy of the graph of the
+workflow's current version, then tells the run pool. Every write of the loop is fenced by the run's lease
+(`lease_owner`), so only the actor that claimed the run records its steps.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from core.clock import utcnow
+from core.errors import Conflict
+from core.settings import Settings
+from persistence.db import Database
+from persistence.models import Agent, Execution, ExecutionLog, ExecutionStep, Task, Workflow
+from persistence.repositories.pages import Page, fetch_page
+from runtime.engine import ClaimedRun, Step
+from runtime.graph import Graph
+from schedulers import admission
+from schedulers.task_lifecycle import TaskStatus
+from serve_app.request_context import correlation_id_var
+from services import approvals, events, ownership, tasks
+from services.principal import Principal
+
+ACTIVE = ("pending", "running", "waiting")
+TERMINAL = ("completed", "failed", "cancelled", "timeout")
+LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+EVENT_OF_STATUS = {"completed": "execution.completed", "failed": "execution.failed", "timeout": "execution.failed",
+                   "cancelled": "execution.cancelled"}  # fmt: skip
+
+
+def parse_status(value: str) -> str:
+    word = value.strip().lower()
+    if word not in ACTIVE + TERMINAL:
+        raise ValueError(f"one of {', '.join(ACTIVE + TERMINAL)}")
+    return word
+
+
+# --- the API side -----------------------------------------------------------------------------------
+
+
+def start(
+    session: Session,
+    principal: Principal,
+    workflow: Workflow,
+    *,
+    input_data: dict[str, Any],
+    options: dict[str, Any],
+    trigger: str = "manual",
+    environment: str = "development",
+    configuration: dict[str, Any] | None = None,
+    task_id: str | None = None,
+) -> Execution:
+    """Store a run of the workflow's current version, `pending`; the caller tells the run pool after commit."""
+    owner = workflow if ownership.can_write(session, workflow, principal) else None
+    correlation_id = correlation_id_var.get()
+    run = Execution(
+        workflow_id=workflow.id, workflow_version=workflow.version, agent_id=workflow.agent_id, task_id=task_id,
+        graph=workflow.workflow_data, status="pending", input=input_data, state={}, frontier=[], options=options,
+        configuration=configuration or {}, trigger=trigger, environment=environment,
+        correlation_id=None if correlation_id == "-" else correlation_id,
+        owner_type=owner.owner_type if owner else "user", owner_id=owner.owner_id if owner else principal.user_id,
+        created_by=principal.user_id,
+    )  # fmt: skip
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get(session: Session, principal: Principal, execution_id: str) -> Execution:
+    return ownership.get_visible(session, Execution, execution_id, principal)
+
+
+def list_executions(
+    session: Session,
+    principal: Principal,
+    *,
+    page: int,
+    limit: int,
+    workflow_id: str | None = None,
+    agent_id: str | None = None,
+    status: str | None = None,
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+    trigger: str | None = None,
+    environment: str | None = None,
+) -> Page[Execution]:
+    query = select(Execution).where(ownership.visible_to(Execution, principal))
+    if workflow_id:
+        query = query.where(Execution.workflow_id == workflow_id)
+    if agent_id:
+        query = query.where(Execution.agent_id == agent_id)
+    if status:
+        query = query.where(Execution.status == status)
+    if start_date:
+        query = query.where(Execution.created_at >= start_date)
+    if end_date:
+        query = query.where(Execution.created_at < end_date)
+    if trigger:
+        query = query.where(Execution.trigger == trigger)
+    if environment:
+        query = query.where(Execution.environment == environment)
+    return fetch_page(session, query.order_by(Execution.created_at.desc(), Execution.id.desc()), page=page,
+                      limit=limit)  # fmt: skip
+
+
+def steps(session: Session, execution_id: str) -> list[ExecutionStep]:
+    query = select(ExecutionStep).where(ExecutionStep.execution_id == execution_id).order_by(ExecutionStep.seq)
+    return list(session.scalars(query))
+
+
+def logs(
+    session: Session, execution_id: str, *, level: str | None, limit: int, offset: int
+) -> tuple[list[ExecutionLog], int]:
+    query = select(ExecutionLog).where(ExecutionLog.execution_id == execution_id)
+    if level:
+        query = query.where(ExecutionLog.level.in_(LEVELS[LEVELS.index(level) :]))  # this level and above
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(ExecutionLog.created_at, ExecutionLog.id).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def request_cancel(session: Session, principal: Principal, execution_id: str) -> Execution:
+    """Cancel a run: one that is pending or waiting ends at once; a running one is told (its actor stops at
+    its next check, within moments)."""
+    run = ownership.get_writable(session, Execution, execution_id, principal)
+    run = session.get(Execution, run.id, with_for_update=True, populate_existing=True)
+    assert run is not None
+    if run.status in TERMINAL:
+        raise Conflict(f"This execution is already {run.status}")
+    run.cancel_requested = True
+    if run.status in ("pending", "waiting"):
+        _end(session, run, "cancelled", error="cancelled", output=None)
+    session.flush()
+    return run
+
+
+def resumable(session: Session, lease_s: float) -> list[tuple[str, dict[str, float]]]:
+    """Runs that should be running and are not (the reconciler's pass), with the resources each asks for:
+    pending ones nobody claimed for a while, and running ones whose lease ran out (their actor, or the
+    whole cluster, went away)."""
+    now = utcnow()
+    stale = now - timedelta(seconds=max(lease_s / 3, 2.0))
+    query = (
+        select(Execution.id, Execution.options, Agent.resource_limits)
+        .outerjoin(Agent, Agent.id == Execution.agent_id)
+        .where(
+            or_(
+                (Execution.status == "pending") & (Execution.updated_at < stale)
+                & (or_(Execution.lease_until.is_(None), Execution.lease_until < now)),
+                (Execution.status == "running") & (Execution.lease_until < now),
+            )
+        )
+        .order_by(Execution.updated_at)
+        .limit(500)
+    )  # fmt: skip
+    return [(run_id, resources_of(options, limits)) for run_id, options, limits in session.execute(query).all()]
+
+
+def request_of(session: Session, execution_id: str) -> dict[str, float]:
+    run = session.get(Execution, execution_id)
+    agent = session.get(Agent, run.agent_id) if run is not None and run.agent_id else None
+    return resources_of(run.options if run is not None else None, agent.resource_limits if agent else None)
+
+
+def resources_of(options: dict[str, Any] | None, agent_limits: dict[str, Any] | None) -> dict[str, float]:
+    """A run's Ray request: its execution options' resources, else its agent's limits."""
+    return admission.ray_resources((options or {}).get("resources") or agent_limits or {})
+
+
+def orphaned_waits(session: Session) -> int:
+    """Runs waiting on a task that no longer exists: resumed as if it was cancelled."""
+    waiting = session.execute(select(Execution.id, Execution.waiting_on).where(Execution.status == "waiting")).all()
+    count = 0
+    for run_id, waiting_on in waiting:
+        if waiting_on and waiting_on.get("kind") == "task" and session.get(Task, waiting_on["id"]) is None:
+            from services import run_waits
+
+            count += run_waits.resolve(session, run_id, waiting_on["id"],
+                                       {"kind": "task", "task_id": waiting_on["id"], "status": "cancelled",
+                                        "error": "the task was deleted"})  # fmt: skip
+    return count
+
+
+def _end(session: Session, run: Execution, status: str, *, error: str | None, output: dict[str, Any] | None) -> None:
+    now = utcnow()
+    run.status, run.error, run.output = status, error, output
+    run.completed_at = now
+    run.lease_owner, run.lease_until = None, None
+    if run.started_at is not None:
+        run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
+    if status == "completed":
+        run.progress = 1.0
+    events.emit(session, EVENT_OF_STATUS[status], _summary(run), source="executions", owner=run, subject_id=run.id)
+    if run.agent_id:
+        _count_for_agent(session, run)
+
+
+def _count_for_agent(session: Session, run: Execution) -> None:
+    """The agent's execution counters (seed 000): totals, successes, the running mean duration."""
+    agent = session.get(Agent, run.agent_id, with_for_update=True)
+    if agent is None:
+        return
+    duration = float(run.duration_ms or 0)
+    agent.avg_execution_time = ((agent.avg_execution_time or 0.0) * agent.total_executions + duration) / (
+        agent.total_executions + 1
+    )
+    agent.total_executions += 1
+    agent.successful_executions += 1 if run.status == "completed" else 0
+    agent.last_executed_at = utcnow()
+
+
+def _summary(run: Execution) -> dict[str, Any]:
+    return {"execution_id": run.id, "workflow_id": run.workflow_id, "agent_id": run.agent_id, "status": run.status,
+            "progress": run.progress, "current_step": run.current_step, "error": run.error}  # fmt: skip
+
+
+# --- the step loop's side ----------------------------------------------------------------------------
+
+
+class DatabaseRunStore:
+    """`runtime.engine.RunStore` on the platform's database. Every write checks the lease first."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.lease = timedelta(seconds=settings.workflows.run_lease_s)
+
+    def claim(self, execution_id: str, token: str, takeover: str | None) -> ClaimedRun | None:
+        now = utcnow()
+        with self.db.transaction() as session:
+            run = session.get(Execution, execution_id, with_for_update=True, populate_existing=True)
+            if run is None or run.status not in ("pending", "running"):
+                return None
+            lease_free = run.lease_owner is None or run.lease_until is None or run.lease_until < now
+            if not lease_free and run.lease_owner != takeover:
+                return None
+            if run.cancel_requested:
+                _end(session, run, "cancelled", error="cancelled", output=None)
+                return None
+            resumed = run.status == "running"
+            run.lease_owner, run.lease_until = token, now + self.lease
+            run.actor_name = token.rsplit("#", 1)[0]
+            outcome = None
+            if run.started_at is None:
+                run.status, run.started_at = "running", now
+                run.state = dict(run.input)
+                run.frontier = Graph.parse(run.graph).starts()
+                events.emit(session, "execution.started", _summary(run), source="executions", owner=run,
+                            subject_id=run.id)  # fmt: skip
+            elif run.waiting_on and run.waiting_on.get("outcome"):
+                outcome = {**run.waiting_on["outcome"], "node_id": run.waiting_on["node_id"]}
+                run.status, run.waiting_on = "running", None
+                session.add(ExecutionLog(execution_id=run.id, level="INFO", node_id=outcome["node_id"],
+                                         message=f"resumed: {outcome['kind']} {outcome['status']}"))  # fmt: skip
+            else:
+                run.status = "running"
+            if resumed:
+                run.resumes += 1
+                session.add(ExecutionLog(execution_id=run.id, level="WARN", message="resumed from the last "
+                                         f"recorded step ({run.steps_done} done) by {run.actor_name}"))  # fmt: skip
+            events.emit(session, "execution.updated", _summary(run), source="executions", owner=run,
+                        subject_id=run.id)  # fmt: skip
+            failures, visits = self._history(session, run)
+            llm = {}
+            if run.agent_id:
+                agent = session.get(Agent, run.agent_id)
+                llm = dict((agent.configuration or {}).get("llm") or {}) if agent is not None else {}
+            return ClaimedRun(
+                id=run.id, graph=run.graph, state=dict(run.state), frontier=list(run.frontier),
+                steps_done=run.steps_done, status=run.status, options=dict(run.options),
+                correlation_id=run.correlation_id, started_at=run.started_at.timestamp(), head_failures=failures,
+                visits=visits, outcome=outcome, llm=llm,
+            )  # fmt: skip
+
+    def _history(self, session: Session, run: Execution) -> tuple[int, dict[str, int]]:
+        rows = session.execute(
+            select(ExecutionStep.node_id, ExecutionStep.status, ExecutionStep.seq).where(
+                ExecutionStep.execution_id == run.id
+            ).order_by(ExecutionStep.seq)
+        ).all()  # fmt: skip
+        visits: dict[str, int] = {}
+        failures = 0
+        for node_id, status, _seq in rows:
+            if status == "completed":
+                visits[node_id] = visits.get(node_id, 0) + 1
+                failures = 0
+            elif run.frontier and node_id == run.frontier[0]:
+                failures += 1
+        return failures, visits
+
+    def _fenced(self, session: Session, run_id: str, token: str) -> Execution | None:
+        run = session.get(Execution, run_id, with_for_update=True, populate_existing=True)
+        if run is None or run.lease_owner != token or run.status != "running":
+            return None
+        return run
+
+    def _write_logs(self, session: Session, run_id: str, logs: list[dict[str, Any]]) -> None:
+        for entry in logs:
+            session.add(ExecutionLog(execution_id=run_id, level=entry["level"], message=entry["message"],
+                                     node_id=entry.get("node_id"), meta=tasks.json_safe(entry.get("metadata")) or {},
+                                     created_at=datetime.fromtimestamp(entry["at"], UTC)))  # fmt: skip
+
+    def _step(self, session: Session, run: Execution, step: Step) -> None:
+        seq = (session.scalar(select(func.max(ExecutionStep.seq)).where(ExecutionStep.execution_id == run.id)) or 0) + 1
+        session.add(ExecutionStep(
+            execution_id=run.id, seq=seq, node_id=step.node_id, node_type=step.node_type, attempt=step.attempt,
+            status=step.status, input=tasks.json_safe(step.input), output=tasks.json_safe(step.output),
+            error=step.error, idempotency_key=step.idempotency_key,
+            started_at=datetime.fromtimestamp(step.started_at, UTC), completed_at=utcnow(),
+            duration_ms=step.duration_ms,
+        ))  # fmt: skip
+
+    def checkpoint(
+        self,
+        claimed: ClaimedRun,
+        token: str,
+        step: Step,
+        *,
+        progress: float,
+        current_step: str | None,
+        logs: list[dict[str, Any]],
+        usage: tuple[int, float],
+        resources: dict[str, Any],
+    ) -> str:
+        """Record a completed step: "ok", "cancelled" (recorded; the run must stop) or "lost" (not ours)."""
+        with self.db.transaction() as session:
+            run = self._fenced(session, claimed.id, token)
+            if run is None:
+                return "lost"
+            self._step(session, run, step)
+            run.state = tasks.json_safe(claimed.state) or {}
+            run.frontier, run.steps_done = list(claimed.frontier), claimed.steps_done
+            run.progress, run.current_step = progress, current_step
+            run.tokens_used, run.cost, run.resource_usage = usage[0], round(usage[1], 6), resources
+            run.lease_until = utcnow() + self.lease
+            self._write_logs(session, run.id, logs)
+            events.emit(session, "execution.updated", {**_summary(run), "step": step.node_id}, source="executions",
+                        owner=run, subject_id=run.id)  # fmt: skip
+            return "cancelled" if run.cancel_requested else "ok"
+
+    def record_failure(self, claimed: ClaimedRun, token: str, step: Step, logs: list[dict[str, Any]]) -> str:
+        with self.db.transaction() as session:
+            run = self._fenced(session, claimed.id, token)
+            if run is None:
+                return "lost"
+            self._step(session, run, step)
+            run.lease_until = utcnow() + self.lease
+            self._write_logs(session, run.id, logs)
+            return "cancelled" if run.cancel_requested else "ok"
+
+    def wait(
+        self, claimed: ClaimedRun, token: str, node_id: str, request: dict[str, Any], logs: list[dict[str, Any]]
+    ) -> bool:
+        with self.db.transaction() as session:
+            run = self._fenced(session, claimed.id, token)
+            if run is None:
+                return False
+            if request["kind"] == "approval":
+                waited = approvals.request_for_execution(session, run, node_id, request, self.settings).id
+            else:
+                task = Task(title=request["title"][:300], type=request["type"], priority=request["priority"],
+                            status=TaskStatus.pending.value, payload=tasks.json_safe(request["payload"]) or {},
+                            meta={"execution_id": run.id, "node_id": node_id}, owner_type=run.owner_type,
+                            owner_id=run.owner_id, created_by=run.created_by,
+                            correlation_id=run.correlation_id, source=f"execution:{run.id}")  # fmt: skip
+                session.add(task)
+                session.flush()
+                events.emit(session, "task.created", tasks.summary(task), source="executions", owner=task,
+                            subject_id=task.id)  # fmt: skip
+                waited = task.id
+            run.status, run.waiting_on = "waiting", {"kind": request["kind"], "id": waited, "node_id": node_id}
+            run.state, run.frontier = tasks.json_safe(claimed.state) or {}, list(claimed.frontier)
+            run.current_step = node_id
+            run.lease_owner, run.lease_until = None, None
+            self._write_logs(session, run.id, logs)
+            events.emit(session, "execution.updated", {**_summary(run), "waiting_on": run.waiting_on},
+                        source="executions", owner=run, subject_id=run.id)  # fmt: skip
+        if request["kind"] == "task":
+            from actors import router_client
+
+            router_client.notify(self.settings, "submit", waited)
+        return True
+
+    def finish(
+        self,
+        claimed: ClaimedRun,
+        token: str,
+        status: str,
+        *,
+        output: dict[str, Any] | None,
+        error: str | None,
+        logs: list[dict[str, Any]],
+        usage: tuple[int, float],
+        resources: dict[str, Any],
+    ) -> bool:
+        with self.db.transaction() as session:
+            run = self._fenced(session, claimed.id, token)
+            if run is None:
+                return False
+            if run.cancel_requested and status != "completed":
+                status, error = "cancelled", error or "cancelled"
+            run.state = tasks.json_safe(claimed.state) or {}
+            run.tokens_used, run.cost, run.resource_usage = usage[0], round(usage[1], 6), resources
+            self._write_logs(session, run.id, logs)
+            _end(session, run, status, error=error, output=tasks.json_safe(output))
+            return True
+
+    def renew(self, execution_id: str, token: str) -> bool:
+        with self.db.transaction() as session:
+            result = session.execute(
+                update(Execution)
+                .where(Execution.id == execution_id, Execution.lease_owner == token, Execution.status == "running",
+                       Execution.cancel_requested.is_(False))
+                .values(lease_until=utcnow() + self.lease)
+            )  # fmt: skip
+            return result.rowcount == 1
+
+    def emit_output(self, execution_id: str, node_id: str, text: str) -> None:
+        with self.db.transaction() as session:
+            run = session.get(Execution, execution_id)
+            if run is not None:
+                events.emit(session, "execution.output", {"execution_id": execution_id, "node_id": node_id,
+                                                          "text": text}, source="executions", owner=run,
+                            subject_id=execution_id)  # fmt: skip
+
+
+def wait_for_terminal(db: Database, execution_id: str, timeout_s: float) -> str | None:
+    """Poll a run's status until it ends or `timeout_s` passes (cancel's short wait for the actor)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with db.session() as session:
+            status = session.scalar(select(Execution.status).where(Execution.id == execution_id))
+        if status in TERMINAL or time.monotonic() >= deadline:
+            return status
+        time.sleep(0.1)
