@@ -112,6 +112,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory, platform_database_url: st
         "ORCHESTRATOR_RATE_LIMIT_REGISTER": "1000/h",
         # Agents may name code in the test fixtures only (handlers, LangGraph graphs).
         "ORCHESTRATOR_AGENT_CODE_MODULES": "tests.fixtures",
+        # Runs: the tests start many, and resume after kills and restarts without waiting long.
+        "ORCHESTRATOR_RATE_LIMIT_EXECUTIONS": "10000/h",
+        "ORCHESTRATOR_RUN_LEASE_S": "4",
+        "ORCHESTRATOR_RUN_POOL_SIZE": "2",
         # Ray workers import the test fixtures (LangGraph graphs, native handlers) from the repository.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
         "RAY_ADDRESS": "",
