@@ -53,6 +53,7 @@ class ClaimedRun:
     # Failed attempts of the frontier head since it last completed; completed steps of each node (visits).
     head_failures: int = 0
     visits: dict[str, int] = field(default_factory=dict)
+    next_seq: int = 1  # the sequence number of the next step row
     # A resumed wait: {"node_id", "status", …} of the approval's decision or the task's outcome.
     outcome: dict[str, Any] | None = None
     llm: dict[str, Any] = field(default_factory=dict)

@@ -12,11 +12,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
 from core.errors import Conflict
+from core.ids import new_id
 from core.settings import Settings
 from persistence.db import Database
 from persistence.models import Agent, Execution, ExecutionLog, ExecutionStep, Task, Workflow
@@ -268,7 +269,7 @@ class DatabaseRunStore:
                                          f"recorded step ({run.steps_done} done) by {run.actor_name}"))  # fmt: skip
             events.emit(session, "execution.updated", _summary(run), source="executions", owner=run,
                         subject_id=run.id)  # fmt: skip
-            failures, visits = self._history(session, run)
+            failures, visits, next_seq = self._history(session, run)
             llm = {}
             if run.agent_id:
                 agent = session.get(Agent, run.agent_id)
@@ -277,24 +278,25 @@ class DatabaseRunStore:
                 id=run.id, graph=run.graph, state=dict(run.state), frontier=list(run.frontier),
                 steps_done=run.steps_done, status=run.status, options=dict(run.options),
                 correlation_id=run.correlation_id, started_at=run.started_at.timestamp(), head_failures=failures,
-                visits=visits, outcome=outcome, llm=llm,
+                visits=visits, next_seq=next_seq, outcome=outcome, llm=llm,
             )  # fmt: skip
 
-    def _history(self, session: Session, run: Execution) -> tuple[int, dict[str, int]]:
+    def _history(self, session: Session, run: Execution) -> tuple[int, dict[str, int], int]:
         rows = session.execute(
             select(ExecutionStep.node_id, ExecutionStep.status, ExecutionStep.seq).where(
                 ExecutionStep.execution_id == run.id
             ).order_by(ExecutionStep.seq)
         ).all()  # fmt: skip
         visits: dict[str, int] = {}
-        failures = 0
-        for node_id, status, _seq in rows:
+        failures = last_seq = 0
+        for node_id, status, seq in rows:
+            last_seq = seq
             if status == "completed":
                 visits[node_id] = visits.get(node_id, 0) + 1
                 failures = 0
             elif run.frontier and node_id == run.frontier[0]:
                 failures += 1
-        return failures, visits
+        return failures, visits, last_seq + 1
 
     def _fenced(self, session: Session, run_id: str, token: str) -> Execution | None:
         run = session.get(Execution, run_id, with_for_update=True, populate_existing=True)
@@ -308,15 +310,15 @@ class DatabaseRunStore:
                                      node_id=entry.get("node_id"), meta=tasks.json_safe(entry.get("metadata")) or {},
                                      created_at=datetime.fromtimestamp(entry["at"], UTC)))  # fmt: skip
 
-    def _step(self, session: Session, run: Execution, step: Step) -> None:
-        seq = (session.scalar(select(func.max(ExecutionStep.seq)).where(ExecutionStep.execution_id == run.id)) or 0) + 1
-        session.add(ExecutionStep(
-            execution_id=run.id, seq=seq, node_id=step.node_id, node_type=step.node_type, attempt=step.attempt,
-            status=step.status, input=tasks.json_safe(step.input), output=tasks.json_safe(step.output),
-            error=step.error, idempotency_key=step.idempotency_key,
-            started_at=datetime.fromtimestamp(step.started_at, UTC), completed_at=utcnow(),
-            duration_ms=step.duration_ms,
-        ))  # fmt: skip
+    def _step(self, session: Session, claimed: ClaimedRun, step: Step) -> None:
+        seq, claimed.next_seq = claimed.next_seq, claimed.next_seq + 1
+        session.execute(_INSERT_STEP, {
+            "id": new_id(), "execution_id": claimed.id, "seq": seq, "node_id": step.node_id,
+            "node_type": step.node_type, "attempt": step.attempt, "status": step.status,
+            "input": tasks.json_safe(step.input), "output": tasks.json_safe(step.output), "error": step.error,
+            "idempotency_key": step.idempotency_key, "started_at": datetime.fromtimestamp(step.started_at, UTC),
+            "completed_at": utcnow(), "duration_ms": step.duration_ms,
+        })  # fmt: skip
 
     def checkpoint(
         self,
@@ -330,28 +332,34 @@ class DatabaseRunStore:
         usage: tuple[int, float],
         resources: dict[str, Any],
     ) -> str:
-        """Record a completed step: "ok", "cancelled" (recorded; the run must stop) or "lost" (not ours)."""
+        """Record a completed step: "ok", "cancelled" (recorded; the run must stop) or "lost" (not ours).
+        One transaction of three prepared statements: the run's row (fenced by the lease; not loaded, its
+        graph can be large), the step, the event."""
         with self.db.transaction() as session:
-            run = self._fenced(session, claimed.id, token)
-            if run is None:
+            fenced = session.execute(_CHECKPOINT, {
+                "run_id": claimed.id, "token": token, "state": tasks.json_safe(claimed.state) or {},
+                "frontier": list(claimed.frontier), "steps_done": claimed.steps_done, "progress": progress,
+                "current_step": current_step, "tokens_used": usage[0], "cost": round(usage[1], 6),
+                "resource_usage": resources, "lease_until": utcnow() + self.lease, "now": utcnow(),
+            }).first()  # fmt: skip
+            if fenced is None:
                 return "lost"
-            self._step(session, run, step)
-            run.state = tasks.json_safe(claimed.state) or {}
-            run.frontier, run.steps_done = list(claimed.frontier), claimed.steps_done
-            run.progress, run.current_step = progress, current_step
-            run.tokens_used, run.cost, run.resource_usage = usage[0], round(usage[1], 6), resources
-            run.lease_until = utcnow() + self.lease
-            self._write_logs(session, run.id, logs)
-            events.emit(session, "execution.updated", {**_summary(run), "step": step.node_id}, source="executions",
-                        owner=run, subject_id=run.id)  # fmt: skip
-            return "cancelled" if run.cancel_requested else "ok"
+            self._step(session, claimed, step)
+            self._write_logs(session, claimed.id, logs)
+            events.emit_now(session, "execution.updated",
+                            {"execution_id": claimed.id, "workflow_id": fenced.workflow_id,
+                             "agent_id": fenced.agent_id, "status": "running", "progress": progress,
+                             "current_step": current_step, "step": step.node_id, "error": None},
+                            source="executions", owner=fenced, subject_id=claimed.id,
+                            correlation_id=claimed.correlation_id)  # fmt: skip
+            return "cancelled" if fenced.cancel_requested else "ok"
 
     def record_failure(self, claimed: ClaimedRun, token: str, step: Step, logs: list[dict[str, Any]]) -> str:
         with self.db.transaction() as session:
             run = self._fenced(session, claimed.id, token)
             if run is None:
                 return "lost"
-            self._step(session, run, step)
+            self._step(session, claimed, step)
             run.lease_until = utcnow() + self.lease
             self._write_logs(session, run.id, logs)
             return "cancelled" if run.cancel_requested else "ok"
@@ -441,3 +449,39 @@ def wait_for_terminal(db: Database, execution_id: str, timeout_s: float) -> str 
         if status in TERMINAL or time.monotonic() >= deadline:
             return status
         time.sleep(0.1)
+
+
+# The step loop's statements, built once (their compiled form is cached; building them per step was a
+# measurable share of a step's cost).
+_CHECKPOINT = (
+    update(Execution)
+    .where(Execution.id == bindparam("run_id"), Execution.lease_owner == bindparam("token"),
+           Execution.status == "running")
+    .values(state=bindparam("state"), frontier=bindparam("frontier"), steps_done=bindparam("steps_done"),
+            progress=bindparam("progress"), current_step=bindparam("current_step"),
+            tokens_used=bindparam("tokens_used"), cost=bindparam("cost"), resource_usage=bindparam("resource_usage"),
+            lease_until=bindparam("lease_until"), updated_at=bindparam("now"))
+    .returning(Execution.cancel_requested, Execution.owner_type, Execution.owner_id, Execution.workflow_id,
+               Execution.agent_id)
+)  # fmt: skip
+_INSERT_STEP = insert(ExecutionStep).values(
+    {
+        name: bindparam(name)
+        for name in (
+            "id",
+            "execution_id",
+            "seq",
+            "node_id",
+            "node_type",
+            "attempt",
+            "status",
+            "input",
+            "output",
+            "error",
+            "idempotency_key",
+            "started_at",
+            "completed_at",
+            "duration_ms",
+        )
+    }
+)
