@@ -26,7 +26,6 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-import itertools
 
 from platform_process import running_platform
 from tasks import PASSWORD, _percentile, scratch_database
@@ -69,9 +68,9 @@ def _workflow(http: httpx.Client, headers: dict, steps: int) -> str:
     nodes = [{"id": "in", "type": "input"}]
     nodes += [{"id": f"s{i}", "type": "python", "config": {"function": FUNCTION}} for i in range(steps)]
     nodes.append({"id": "out", "type": "output"})
-    edges = [{"source": a["id"], "target": b["id"]} for a, b in itertools.pairwise(nodes)]
-    response = http.post(f"/api/v1/agents/{agent['id']}/workflows", headers=headers,
-                         json={"name": f"{steps} steps", "workflow_data": {"nodes": nodes, "edges": edges}})  # fmt: skip
+    edges = [{"source": a["id"], "target": b["id"]} for a, b in pairwise(nodes)]
+    body = {"name": f"{steps} steps", "workflow_data": {"nodes": nodes, "edges": edges}}
+    response = http.post(f"/api/v1/agents/{agent['id']}/workflows", headers=headers, json=body)
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
