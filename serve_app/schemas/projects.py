@@ -7,19 +7,9 @@ from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator
 
-from schedulers.task_lifecycle import parse_priority
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+from serve_app.schemas.tasks import any_priority, zoned
 from services.projects import parse_status
-
-
-def _zoned(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("add a time zone ('Z' or an offset)")
-    return value
-
-
-def _priority(value: object) -> object:
-    return parse_priority(value) if isinstance(value, str | int) else value
 
 
 def _status(value: object) -> object:
@@ -52,9 +42,9 @@ class ProjectCreate(RequestModel):
     owner_type: str | None = Field(None, pattern="(?i)^(user|organization)$")
     owner_id: str | None = Field(None, max_length=64)
 
-    _priority = field_validator("priority", mode="before")(_priority)
+    _priority = field_validator("priority", mode="before")(any_priority)
     _status = field_validator("status", mode="before")(_status)
-    _aware = field_validator("start_date", "end_date")(_zoned)
+    _aware = field_validator("start_date", "end_date")(zoned)
 
 
 class ProjectUpdate(RequestModel):
@@ -68,9 +58,9 @@ class ProjectUpdate(RequestModel):
     agents: list[str] | None = Field(None, max_length=200)
     tags: list[str] | None = Field(None, max_length=50)
 
-    _priority = field_validator("priority", mode="before")(_priority)
+    _priority = field_validator("priority", mode="before")(any_priority)
     _status = field_validator("status", mode="before")(_status)
-    _aware = field_validator("start_date", "end_date")(_zoned)
+    _aware = field_validator("start_date", "end_date")(zoned)
 
 
 class MemberOut(ResponseModel):

@@ -13,13 +13,13 @@ from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestMod
 TASK_TYPE = r"^[a-z][a-z0-9_.-]{0,63}$"
 
 
-def _zoned(value: datetime | None) -> datetime | None:
+def zoned(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise ValueError("add a time zone ('Z' or an offset)")
     return value
 
 
-def _priority(value: object) -> object:
+def any_priority(value: object) -> object:
     return parse_priority(value) if isinstance(value, str | int) else value
 
 
@@ -42,14 +42,14 @@ class TaskCreate(RequestModel):
     owner_type: str | None = Field(None, pattern="(?i)^(user|organization)$")
     owner_id: str | None = Field(None, max_length=64)
 
-    _priority = field_validator("priority", mode="before")(_priority)
+    _priority = field_validator("priority", mode="before")(any_priority)
 
     @field_validator("type", mode="before")
     @classmethod
     def _type(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    _aware = field_validator("due_date")(_zoned)
+    _aware = field_validator("due_date")(zoned)
 
 
 class TaskStatusUpdate(RequestModel):
@@ -152,14 +152,14 @@ class TaskUpdate(RequestModel):
     due_date: datetime | None = None
     sla_target: int | None = Field(None, ge=1, le=365 * 24 * 3600)
 
-    _priority = field_validator("priority", mode="before")(_priority)
+    _priority = field_validator("priority", mode="before")(any_priority)
 
     @field_validator("status", mode="before")
     @classmethod
     def _status(cls, value: object) -> object:
         return parse_status(value) if isinstance(value, str) else value
 
-    _aware = field_validator("due_date")(_zoned)
+    _aware = field_validator("due_date")(zoned)
 
 
 class TaskAssign(RequestModel):
