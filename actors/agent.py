@@ -108,6 +108,9 @@ class AgentActor:
             task = ray.get(self._store.start_task.remote(task_id, self._agent_id))
             if task is None:
                 return "skipped"
+            if task.get("execution_id"):  # the agent's active workflow runs it, on a run actor
+                log.info("task %s runs as workflow run %s", task_id, task["execution_id"])
+                return "workflow"
             started = time.perf_counter()
             try:
                 with self._slots:

@@ -16,7 +16,7 @@ from core.logging import configure_logging
 from core.settings import Settings
 from frameworks import AgentSpec
 from persistence.db import Database
-from services import approvals, deployments, executions, tasks
+from services import approvals, deployments, executions, tasks, workflows
 
 log = logging.getLogger("orchestrator.store")
 
@@ -42,8 +42,18 @@ class Store:
             return deployments.mark_passivated(session, agent_id, container_id)
 
     def start_task(self, task_id: str, agent_id: str) -> dict[str, Any] | None:
+        """Take an assigned task (in_progress). An agent with an active workflow runs it on the task: the
+        run is started here, and its end completes the task (`execution_id` in the answer)."""
         with self._db.transaction() as session:
-            return tasks.start_for_agent(session, task_id, agent_id)
+            task = tasks.start_for_agent(session, task_id, agent_id)
+            workflow = workflows.active_workflow(session, agent_id) if task is not None else None
+            if workflow is None:
+                return task
+            run = executions.start_for_task(session, tasks.lock_task(session, task_id), workflow)
+            request = executions.request_of(session, run.id)
+            task["execution_id"] = run.id
+        router_client.submit_run(self._settings, run.id, request)
+        return task
 
     def finish_task(self, task_id: str, agent_id: str, result: dict[str, Any] | None, error: str | None) -> bool:
         try:

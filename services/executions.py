@@ -75,6 +75,20 @@ def start(
     return run
 
 
+def start_for_task(session: Session, task: Task, workflow: Workflow) -> Execution:
+    """A hosted agent with an active workflow runs it on each task routed to it: the task's payload is the
+    run's input, and the run's end completes (or fails) the task."""
+    run = Execution(
+        workflow_id=workflow.id, workflow_version=workflow.version, agent_id=workflow.agent_id, task_id=task.id,
+        graph=workflow.workflow_data, status="pending", input=dict(task.payload or {}), state={}, frontier=[],
+        options={}, trigger="task", environment="production", correlation_id=task.correlation_id,
+        owner_type=task.owner_type, owner_id=task.owner_id, created_by=task.created_by,
+    )  # fmt: skip
+    session.add(run)
+    session.flush()
+    return run
+
+
 def get(session: Session, principal: Principal, execution_id: str) -> Execution:
     return ownership.get_visible(session, Execution, execution_id, principal)
 
@@ -202,6 +216,19 @@ def _end(session: Session, run: Execution, status: str, *, error: str | None, ou
     events.emit(session, EVENT_OF_STATUS[status], _summary(run), source="executions", owner=run, subject_id=run.id)
     if run.agent_id:
         _count_for_agent(session, run)
+    if run.task_id:
+        _finish_task(session, run)
+
+
+def _finish_task(session: Session, run: Execution) -> None:
+    """The task a hosted agent ran through this workflow ends with the run."""
+    task = tasks.lock_task(session, run.task_id)
+    if task is None or task.status != TaskStatus.in_progress.value:
+        return
+    if run.status == "completed":
+        tasks.set_status(session, task, TaskStatus.completed, result=tasks.json_safe(run.output))
+    else:
+        tasks.set_status(session, task, TaskStatus.failed, error=f"workflow run {run.id} {run.status}: {run.error}")
 
 
 def _count_for_agent(session: Session, run: Execution) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import utcnow
 from core.errors import Conflict, FieldIssue, NotFound, ValidationFailed, refuse_read_only
-from persistence.models import Agent, Event, Task
+from persistence.models import Agent, Event, Execution, Task
 from persistence.repositories.json_arrays import array_contains
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.search import matches_text
@@ -304,8 +304,13 @@ def has_assigned(session: Session, agent_id: str) -> bool:
 
 
 def fail_interrupted(session: Session, agent_id: str, reason: str) -> int:
-    """A hosted agent's process is new: the tasks it had `in_progress` died with the old one."""
-    query = select(Task).where(Task.agent_id == agent_id, Task.status == TaskStatus.in_progress.value)
+    """A hosted agent's process is new: the tasks it had `in_progress` died with the old one (not those
+    its workflow runs, which live on their own actors and resume by themselves)."""
+    in_a_run = select(Execution.id).where(
+        Execution.task_id == Task.id, Execution.status.in_(("pending", "running", "waiting"))
+    )
+    query = select(Task).where(Task.agent_id == agent_id, Task.status == TaskStatus.in_progress.value,
+                               ~in_a_run.exists())  # fmt: skip
     interrupted = list(session.scalars(query.with_for_update()))
     for task in interrupted:
         set_status(session, task, TaskStatus.failed, error=reason)

@@ -88,16 +88,21 @@ def versions(session: Session, principal: Principal, workflow_id: str) -> list[W
     return list(session.scalars(query.order_by(WorkflowVersion.created_at.desc(), WorkflowVersion.id.desc())))
 
 
-def active_for_agent(session: Session, principal: Principal, agent_id: str) -> Workflow:
-    """`POST /executions` runs the agent's active workflow: the newest one that is active."""
-    agent = ownership.get_visible(session, Agent, agent_id, principal)
+def active_workflow(session: Session, agent_id: str) -> Workflow | None:
+    """The agent's active workflow: the most recently updated one that is active."""
     query = (
         select(Workflow)
-        .where(Workflow.agent_id == agent.id, Workflow.is_active.is_(True))
+        .where(Workflow.agent_id == agent_id, Workflow.is_active.is_(True))
         .order_by(Workflow.updated_at.desc(), Workflow.id.desc())
         .limit(1)
     )
-    workflow = session.scalar(query)
+    return session.scalar(query)
+
+
+def active_for_agent(session: Session, principal: Principal, agent_id: str) -> Workflow:
+    """`POST /executions` runs the agent's active workflow."""
+    agent = ownership.get_visible(session, Agent, agent_id, principal)
+    workflow = active_workflow(session, agent.id)
     if workflow is None:
         raise ValidationFailed("The agent has no active workflow",
                                details=[FieldIssue("agent_id", "create a workflow for this agent first")])  # fmt: skip

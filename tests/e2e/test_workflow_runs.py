@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.e2e.test_agent_actors import AGENTS, _create, _eventually
+from tests.e2e.test_agent_actors import AGENTS, _create, _deployed, _eventually
 
 FIX = "tests.fixtures.workflow_nodes"
 EXECUTING = "WorkflowRunActor.execute"  # Ray's process title while an actor runs that method
@@ -135,3 +135,29 @@ def test_a_cluster_restart_mid_run_resumes_it(http, owner, platform, tmp_path) -
     assert run["status"] == "completed" and run["resumes"] >= 1, run
     applied = sorted(p.name for p in Path(effects).iterdir() if p.name != "calls")
     assert applied == sorted({f"{run_id}_first_1", f"{run_id}_second_1"})
+
+
+def test_a_hosted_agent_runs_its_active_workflow_on_the_tasks_routed_to_it(http, owner) -> None:
+    agent = _deployed(http, owner, framework="native", configuration={"handler": "tests.fixtures.handlers:double"})
+    nodes = [
+        {"id": "in", "type": "input"},
+        {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
+        {"id": "out", "type": "output", "config": {"fields": ["value"]}},
+    ]
+    edges = [{"source": a["id"], "target": b["id"]} for a, b in pairwise(nodes)]
+    made = http.post(f"{AGENTS}/{agent['id']}/workflows", headers=owner,
+                     json={"name": "on tasks", "workflow_data": {"nodes": nodes, "edges": edges}})  # fmt: skip
+    assert made.status_code == 201, made.text
+    task = http.post(
+        "/api/v1/tasks",
+        headers=owner,
+        json={"type": "general", "priority": "P3", "agentId": agent["id"], "payload": {"value": 20}},
+    ).json()
+    done = _eventually(
+        lambda: (t := http.get(f"/api/v1/tasks/{task['id']}", headers=owner).json())["status"]
+        in ("completed", "failed") and t, timeout_s=60, what="the task done",
+    )  # fmt: skip
+    assert done["status"] == "completed" and done["result"] == {"value": 21}, done  # the workflow, not the handler
+    [run] = http.get("/api/v1/executions", headers=owner, params={"agentId": agent["id"]}).json()["executions"]
+    assert run["task_id"] == task["id"] and run["trigger"] == "task" and run["status"] == "completed"
+    http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
