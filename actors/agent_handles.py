@@ -22,7 +22,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from actors.names import STORE_NAME, agent_actor_name
 from cluster.capacity import cluster_shape
 from core.clock import isoformat_z, utcnow
-from core.errors import ServiceUnavailable
+from core.errors import InsufficientResources, ServiceUnavailable
 from core.settings import Settings
 from schedulers import admission
 
@@ -96,13 +96,18 @@ def _start_store(settings: Settings) -> Any:
     )
 
 
-def placement(request: dict[str, float]) -> admission.Placement:
+def admit(request: dict[str, float], settings: Settings) -> admission.Placement:
+    """Where a request for resources stands: placeable now, later (busy, or after the autoscaler adds a
+    node), or never, which raises INSUFFICIENT_RESOURCES."""
     _require_ray()
-    return admission.place(request, cluster_shape())
-
-
-def largest_node() -> dict[str, float]:
-    return admission.largest_node(cluster_shape().totals)
+    shape = cluster_shape(settings.ray.ray_node_types)
+    placement = admission.place(request, shape)
+    if placement is admission.Placement.never:
+        raise InsufficientResources(
+            f"No node can hold {admission.describe(request)} and the cluster cannot scale to it "
+            f"(largest node: {admission.describe(admission.largest_node(shape.totals))})"
+        )
+    return placement
 
 
 def actor_options(request: dict[str, float], max_concurrent_tasks: int) -> dict[str, Any]:

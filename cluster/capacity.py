@@ -9,13 +9,16 @@ from __future__ import annotations
 import ray
 from ray._private import state as ray_state
 
-from schedulers.admission import ClusterShape
+from schedulers.admission import ClusterShape, ray_resources
 
 
-def cluster_shape() -> ClusterShape:
+def cluster_shape(declared_node_types: list[dict[str, float]] | None = None) -> ClusterShape:
+    """Live nodes, plus the node types the autoscaler publishes, else those the operator declared
+    (ORCHESTRATOR_RAY_NODE_TYPES, in `{cpu, memory (MB), gpu}`)."""
     available = tuple(dict(resources) for resources in ray_state.available_resources_per_node().values())
     totals = [dict(resources) for resources in ray_state.total_resources_per_node().values()]
-    totals.extend(_autoscaler_node_types())
+    published = _autoscaler_node_types()
+    totals.extend(published or [ray_resources(node) for node in declared_node_types or []])
     return ClusterShape(available=available, totals=tuple(totals))
 
 

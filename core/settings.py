@@ -186,6 +186,9 @@ class RaySettings(BaseSettings):
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(8265, ge=1, le=65535)
     ray_num_cpus: int | None = None
+    # Node types the autoscaler can add, as a JSON list of {"cpu", "memory" (MB), "gpu"}, for admission when
+    # the cluster does not publish them (Ray's own autoscaler does not; KubeRay does).
+    ray_node_types: list[dict[str, float]] = Field(default_factory=list)
     # Seconds `orchestrator down`/Ctrl-C waits for in-flight requests before stopping Ray.
     shutdown_drain_timeout_s: float = Field(5.0, ge=0)
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from actors import agent_handles
 from core.clock import isoformat_z, utcnow
-from core.errors import Conflict, DeploymentFailed, FieldIssue, InsufficientResources, NotFound, ValidationFailed
+from core.errors import Conflict, DeploymentFailed, FieldIssue, NotFound, ValidationFailed
 from core.settings import Settings
 from frameworks import AgentSpec, adapter_for, check_code_paths
 from persistence.db import Database
@@ -88,12 +88,7 @@ def deploy(db: Database, settings: Settings, principal: Principal, agent_id: str
         agent = ownership.get_writable(session, Agent, agent_id, principal)
         _check_deployable(agent, settings)
         request = resources_of(agent, settings)
-    placement = agent_handles.placement(request)
-    if placement is admission.Placement.never:
-        raise InsufficientResources(
-            f"No node can hold {admission.describe(request)} and the cluster cannot scale to it "
-            f"(largest node: {admission.describe(agent_handles.largest_node())})"
-        )
+    placement = agent_handles.admit(request, settings)
     with db.transaction() as session:
         agent = lock_agent(session, agent_id)
         if agent is None:

@@ -16,9 +16,8 @@ from fastapi import Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from actors import router_client
-from core.errors import FieldIssue, InsufficientResources, ValidationFailed
+from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent, Execution, ExecutionLog, ExecutionStep, Workflow
-from schedulers import admission
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import PageParams, page_params, paginated, refuse_nulls, require_time_zones
 from serve_app.routing import count_principal, protected_router
@@ -117,20 +116,15 @@ def list_versions(workflow_id: str, principal: CurrentPrincipal, context: Contex
         return WorkflowVersionList(versions=[WorkflowVersionOut.model_validate(item) for item in items])
 
 
-def _admit(request: dict[str, float]) -> None:
-    if not request:
-        return
+def _admit(request: dict[str, float], settings) -> None:
+    """422 INSUFFICIENT_RESOURCES for a run no node (nor node type) could ever hold. Without a cluster
+    view (an in-process app) Ray decides when the actor starts."""
+    import ray
+
     from actors import agent_handles
 
-    try:
-        placement = agent_handles.placement(request)
-    except Exception:  # no cluster view (Ray not connected): Ray itself decides when the actor starts
-        return
-    if placement is admission.Placement.never:
-        raise InsufficientResources(
-            f"No node can hold {admission.describe(request)} and the cluster cannot scale to it "
-            f"(largest node: {admission.describe(agent_handles.largest_node())})"
-        )
+    if request and ray.is_initialized():
+        agent_handles.admit(request, settings)
 
 
 def _start(context: Context, principal: CurrentPrincipal, workflow_id: str | None, agent_id: str | None,
@@ -141,7 +135,7 @@ def _start(context: Context, principal: CurrentPrincipal, workflow_id: str | Non
                     else workflows.active_for_agent(session, principal, agent_id or ""))  # fmt: skip
         agent = session.get(Agent, workflow.agent_id)
         request = executions.resources_of(options, agent.resource_limits if agent is not None else None)
-    _admit(request)
+    _admit(request, context.settings)
     with context.db.transaction() as session:
         workflow = workflows.get(session, principal, workflow.id)
         run = executions.start(
