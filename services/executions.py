@@ -12,7 +12,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import DateTime, bindparam, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
@@ -362,13 +363,17 @@ class DatabaseRunStore:
         """Record a completed step: "ok", "cancelled" (recorded; the run must stop) or "lost" (not ours).
         One transaction of three prepared statements: the run's row (fenced by the lease; not loaded, its
         graph can be large), the step, the event."""
+        now = utcnow()
+        values = {
+            "run_id": claimed.id, "token": token, "state": tasks.json_safe(claimed.state) or {},
+            "frontier": list(claimed.frontier), "steps_done": claimed.steps_done, "progress": progress,
+            "current_step": current_step, "tokens_used": usage[0], "cost": round(usage[1], 6),
+            "resource_usage": resources, "lease_until": now + self.lease, "now": now,
+        }  # fmt: skip
+        if self.db.engine.dialect.name == "postgresql":
+            return self._checkpoint_postgres(claimed, step, values, logs)
         with self.db.transaction() as session:
-            fenced = session.execute(_CHECKPOINT, {
-                "run_id": claimed.id, "token": token, "state": tasks.json_safe(claimed.state) or {},
-                "frontier": list(claimed.frontier), "steps_done": claimed.steps_done, "progress": progress,
-                "current_step": current_step, "tokens_used": usage[0], "cost": round(usage[1], 6),
-                "resource_usage": resources, "lease_until": utcnow() + self.lease, "now": utcnow(),
-            }).first()  # fmt: skip
+            fenced = session.execute(_CHECKPOINT, values).first()
             if fenced is None:
                 return "lost"
             self._step(session, claimed, step)
@@ -379,6 +384,28 @@ class DatabaseRunStore:
                              "current_step": current_step, "step": step.node_id, "error": None},
                             source="executions", owner=fenced, subject_id=claimed.id,
                             correlation_id=claimed.correlation_id)  # fmt: skip
+            return "cancelled" if fenced.cancel_requested else "ok"
+
+    def _checkpoint_postgres(
+        self, claimed: ClaimedRun, step: Step, values: dict[str, Any], logs: list[dict[str, Any]]
+    ) -> str:
+        """The same three writes as one statement (a round trip, not three): the step and the event are
+        inserted only if the fenced update of the run matched."""
+        seq, claimed.next_seq = claimed.next_seq, claimed.next_seq + 1
+        correlation_id = claimed.correlation_id
+        event = {"execution_id": claimed.id, "status": "running", "progress": values["progress"],
+                 "current_step": values["current_step"], "step": step.node_id, "error": None}  # fmt: skip
+        with self.db.transaction() as session:
+            fenced = session.execute(_PG_CHECKPOINT, {
+                **values, "step_id": new_id(), "seq": seq, "node_id": step.node_id, "node_type": step.node_type,
+                "attempt": step.attempt, "step_status": step.status, "input": tasks.json_safe(step.input),
+                "output": tasks.json_safe(step.output), "error": step.error, "key": step.idempotency_key,
+                "started_at": datetime.fromtimestamp(step.started_at, UTC), "duration_ms": step.duration_ms,
+                "event_id": new_id(), "event": event, "correlation_id": correlation_id,
+            }).first()  # fmt: skip
+            if fenced is None:
+                return "lost"
+            self._write_logs(session, claimed.id, logs)
             return "cancelled" if fenced.cancel_requested else "ok"
 
     def record_failure(self, claimed: ClaimedRun, token: str, step: Step, logs: list[dict[str, Any]]) -> str:
@@ -511,4 +538,27 @@ _INSERT_STEP = insert(ExecutionStep).values(
             "duration_ms",
         )
     }
+)
+_PG_CHECKPOINT = text("""
+WITH run AS (
+    UPDATE executions SET state = :state, frontier = :frontier, steps_done = :steps_done, progress = :progress,
+        current_step = :current_step, tokens_used = :tokens_used, cost = :cost, resource_usage = :resource_usage,
+        lease_until = :lease_until, updated_at = :now
+    WHERE id = :run_id AND lease_owner = :token AND status = 'running'
+    RETURNING cancel_requested, owner_type, owner_id, workflow_id, agent_id
+), step AS (
+    INSERT INTO execution_steps (id, execution_id, seq, node_id, node_type, attempt, status, input, output, error,
+                                 idempotency_key, started_at, completed_at, duration_ms)
+    SELECT :step_id, :run_id, :seq, :node_id, :node_type, :attempt, :step_status, :input, :output, :error, :key,
+           :started_at, :now, :duration_ms FROM run
+), event AS (
+    INSERT INTO events (id, event_type, source, data, owner_type, owner_id, subject_id, correlation_id, created_at)
+    SELECT :event_id, 'execution.updated', 'executions',
+           :event || jsonb_build_object('workflow_id', run.workflow_id, 'agent_id', run.agent_id),
+           run.owner_type, run.owner_id, :run_id, :correlation_id, :now FROM run
+)
+SELECT cancel_requested FROM run
+""").bindparams(
+    *(bindparam(name, type_=JSONB) for name in ("state", "frontier", "resource_usage", "input", "output", "event")),
+    *(bindparam(name, type_=DateTime(timezone=True)) for name in ("lease_until", "now", "started_at")),
 )
