@@ -21,6 +21,7 @@ from serve_app.routes import (
     approvals,
     auth,
     configurations,
+    dashboard,
     events,
     health,
     marketplace,
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(projects.router, prefix=API_PREFIX)
     app.include_router(workflows.router, prefix=API_PREFIX)
     app.include_router(workflows.runs, prefix=API_PREFIX)
+    app.include_router(dashboard.router, prefix=API_PREFIX)
     install_error_handlers(app)
     assert_routes_protected(app)
 
