@@ -136,8 +136,6 @@ class Reconciler:
     def _resume_runs(self) -> list[str]:
         """Every run that should be running has an actor: runs nobody claimed, runs whose actor's lease ran
         out (a dead process, a cluster restart) and runs whose wait ended go to the run pool again."""
-        with self._db.transaction() as session:
-            executions.orphaned_waits(session)
         with self._db.session() as session:
             due = executions.resumable(session, self._settings.workflows.run_lease_s)
         for run_id, request in due:

@@ -46,7 +46,6 @@ class ClaimedRun:
     state: dict[str, Any]
     frontier: list[str]
     steps_done: int
-    status: str
     options: dict[str, Any]
     correlation_id: str | None
     started_at: float | None  # epoch seconds
@@ -185,7 +184,6 @@ class _Runner:
         self.deadline = started + float(timeout_ms) / 1000 if timeout_ms else None
         retry = options.get("retry_count", self.graph.settings.get("retry_count"))
         self.retry_count = int(retry) if retry is not None else env.default_retry_count
-        self.completed_nodes = set()
         self.leaked = False
 
     def log(self, level: str, message: str, node_id: str | None = None, **meta: Any) -> None:
@@ -317,14 +315,14 @@ class _Runner:
                                                                                         result.branch)  # fmt: skip
         run.frontier = [*run.frontier[1:], *[n for n in successors if n not in run.frontier[1:]]]
         run.steps_done += 1
-        self.completed_nodes.add(node_id)
         run.head_failures = 0
         run.visits[node_id] = run.visits.get(node_id, 0) + 1
         step = Step(node_id=node_id, node_type=node["type"], attempt=ctx.attempt, status="completed",
                     input=_preview(input_state), output=_preview(updates), error=None,
                     idempotency_key=ctx.idempotency_key, started_at=started,
                     duration_ms=round((time.time() - started) * 1000, 3))  # fmt: skip
-        progress = min(0.99, len(self.completed_nodes) / max(len(self.graph.nodes), 1))
+        # Nodes completed at least once (before a resume too), out of all: 1.0 only when the run ends.
+        progress = min(0.99, len(run.visits) / max(len(self.graph.nodes), 1))
         ok = self.store.checkpoint(run, self.token, step, progress=progress,
                                    current_step=run.frontier[0] if run.frontier else node_id, logs=self.take_logs(),
                                    usage=(self.usage.tokens, self.usage.cost),

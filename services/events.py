@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.clock import isoformat_z, utcnow
@@ -19,6 +19,7 @@ from core.ids import new_id
 from persistence.base import OwnedMixin
 from persistence.models import Event
 from persistence.repositories.pages import Page, fetch_page
+from persistence.repositories.statements import prepared_insert
 from serve_app.request_context import correlation_id_var
 from services.organizations import member_organization_ids
 from services.principal import Principal
@@ -65,21 +66,17 @@ def emit_now(
     })  # fmt: skip
 
 
-_INSERT_EVENT = insert(Event).values(
-    {
-        name: bindparam(name)
-        for name in (
-            "id",
-            "event_type",
-            "source",
-            "data",
-            "owner_type",
-            "owner_id",
-            "subject_id",
-            "correlation_id",
-            "created_at",
-        )
-    }
+_INSERT_EVENT = prepared_insert(
+    Event,
+    "id",
+    "event_type",
+    "source",
+    "data",
+    "owner_type",
+    "owner_id",
+    "subject_id",
+    "correlation_id",
+    "created_at",
 )
 
 

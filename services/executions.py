@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import DateTime, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from core.settings import Settings
 from persistence.db import Database
 from persistence.models import Agent, Execution, ExecutionLog, ExecutionStep, Task, Workflow
 from persistence.repositories.pages import Page, fetch_page
+from persistence.repositories.statements import prepared_insert
 from runtime.engine import ClaimedRun, Step
 from runtime.graph import Graph
 from schedulers import admission
@@ -127,18 +128,18 @@ def list_executions(
                       limit=limit)  # fmt: skip
 
 
-def steps(session: Session, execution_id: str) -> list[ExecutionStep]:
-    query = select(ExecutionStep).where(ExecutionStep.execution_id == execution_id).order_by(ExecutionStep.seq)
-    return list(session.scalars(query))
+def steps(session: Session, execution_id: str, *, after_seq: int = 0) -> list[ExecutionStep]:
+    query = select(ExecutionStep).where(ExecutionStep.execution_id == execution_id, ExecutionStep.seq > after_seq)
+    return list(session.scalars(query.order_by(ExecutionStep.seq)))
 
 
 def logs(
-    session: Session, execution_id: str, *, level: str | None, limit: int, offset: int
-) -> tuple[list[ExecutionLog], int]:
+    session: Session, execution_id: str, *, level: str | None, limit: int, offset: int, with_total: bool = True
+) -> tuple[list[ExecutionLog], int | None]:
     query = select(ExecutionLog).where(ExecutionLog.execution_id == execution_id)
     if level:
         query = query.where(ExecutionLog.level.in_(LEVELS[LEVELS.index(level) :]))  # this level and above
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    total = (session.scalar(select(func.count()).select_from(query.subquery())) or 0) if with_total else None
     rows = session.scalars(query.order_by(ExecutionLog.created_at, ExecutionLog.id).limit(limit).offset(offset))
     return list(rows), total
 
@@ -189,20 +190,6 @@ def request_of(session: Session, execution_id: str) -> dict[str, float]:
 def resources_of(options: dict[str, Any] | None, agent_limits: dict[str, Any] | None) -> dict[str, float]:
     """A run's Ray request: its execution options' resources, else its agent's limits."""
     return admission.ray_resources((options or {}).get("resources") or agent_limits or {})
-
-
-def orphaned_waits(session: Session) -> int:
-    """Runs waiting on a task that no longer exists: resumed as if it was cancelled."""
-    waiting = session.execute(select(Execution.id, Execution.waiting_on).where(Execution.status == "waiting")).all()
-    count = 0
-    for run_id, waiting_on in waiting:
-        if waiting_on and waiting_on.get("kind") == "task" and session.get(Task, waiting_on["id"]) is None:
-            from services import run_waits
-
-            count += run_waits.resolve(session, run_id, waiting_on["id"],
-                                       {"kind": "task", "task_id": waiting_on["id"], "status": "cancelled",
-                                        "error": "the task was deleted"})  # fmt: skip
-    return count
 
 
 def _end(session: Session, run: Execution, status: str, *, error: str | None, output: dict[str, Any] | None) -> None:
@@ -304,7 +291,7 @@ class DatabaseRunStore:
                 llm = dict((agent.configuration or {}).get("llm") or {}) if agent is not None else {}
             return ClaimedRun(
                 id=run.id, graph=run.graph, state=dict(run.state), frontier=list(run.frontier),
-                steps_done=run.steps_done, status=run.status, options=dict(run.options),
+                steps_done=run.steps_done, options=dict(run.options),
                 correlation_id=run.correlation_id, started_at=run.started_at.timestamp(), head_failures=failures,
                 visits=visits, next_seq=next_seq, outcome=outcome, llm=llm,
             )  # fmt: skip
@@ -518,26 +505,22 @@ _CHECKPOINT = (
     .returning(Execution.cancel_requested, Execution.owner_type, Execution.owner_id, Execution.workflow_id,
                Execution.agent_id)
 )  # fmt: skip
-_INSERT_STEP = insert(ExecutionStep).values(
-    {
-        name: bindparam(name)
-        for name in (
-            "id",
-            "execution_id",
-            "seq",
-            "node_id",
-            "node_type",
-            "attempt",
-            "status",
-            "input",
-            "output",
-            "error",
-            "idempotency_key",
-            "started_at",
-            "completed_at",
-            "duration_ms",
-        )
-    }
+_INSERT_STEP = prepared_insert(
+    ExecutionStep,
+    "id",
+    "execution_id",
+    "seq",
+    "node_id",
+    "node_type",
+    "attempt",
+    "status",
+    "input",
+    "output",
+    "error",
+    "idempotency_key",
+    "started_at",
+    "completed_at",
+    "duration_ms",
 )
 _PG_CHECKPOINT = text("""
 WITH run AS (

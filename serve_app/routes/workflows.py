@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy import select
 
 from actors import router_client
 from core.errors import FieldIssue, ValidationFailed
@@ -266,20 +267,30 @@ async def stream_execution(
     event received."""
     db = context.db
 
-    def read(after_step: int, after_log: Any) -> tuple[dict[str, Any], list[ExecutionStep], list[ExecutionLog]]:
+    def visible() -> None:  # 404 before the stream starts
         with db.session() as session:
-            run = executions.get(session, principal, execution_id)
-            steps = [step for step in executions.steps(session, run.id) if step.seq > after_step]
-            logs, _ = executions.logs(session, run.id, level=None, limit=1000, offset=after_log)
-            ended = run.status in executions.TERMINAL
-            view = {"status": run.status, "progress": run.progress, "current_step": run.current_step,
-                    "error": run.error, "output": run.output if ended else None}  # fmt: skip
+            executions.get(session, principal, execution_id)
+
+    def read(after_step: int, after_log: int) -> tuple[dict[str, Any], list[ExecutionStep], list[ExecutionLog]]:
+        """What changed since the cursors: the run's status columns (not its graph or state), new steps, new logs."""
+        with db.session() as session:
+            status, progress, current_step, error, output = session.execute(
+                select(Execution.status, Execution.progress, Execution.current_step, Execution.error,
+                       Execution.output).where(Execution.id == execution_id)
+            ).one()  # fmt: skip
+            steps = executions.steps(session, execution_id, after_seq=after_step)
+            logs, _ = executions.logs(session, execution_id, level=None, limit=1000, offset=after_log,
+                                      with_total=False)  # fmt: skip
+            ended = status in executions.TERMINAL
+            view = {"status": status, "progress": progress, "current_step": current_step, "error": error,
+                    "output": output if ended else None}  # fmt: skip
             for item in (*steps, *logs):
                 session.expunge(item)
             return view, steps, logs
 
     step_cursor, log_cursor = _cursor(last_event_id)
-    first = await asyncio.to_thread(read, step_cursor, log_cursor)  # 404 before the stream starts
+    await asyncio.to_thread(visible)
+    first = await asyncio.to_thread(read, step_cursor, log_cursor)
 
     async def events() -> AsyncIterator[bytes]:
         nonlocal step_cursor, log_cursor
