@@ -39,7 +39,7 @@ CONTAINER_STATUS = {
     "DEAD": "dead",
 }
 _LOG_LINE = re.compile(
-    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+) \[[^\]]*\] (.*)$"
+    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+) \[([^\]]*)\] (.*)$"
 )
 _LOG_FETCH_LINES = 10_000
 # Actor threads beyond the agent's task slots: health pings, heartbeats, passivation.
@@ -280,12 +280,13 @@ def parse_log_lines(lines: list[str]) -> list[dict[str, Any]]:
             continue
         match = _LOG_LINE.match(line)
         if match:
-            stamp, level, logger, message = match.groups()
+            stamp, level, logger, correlation_id, message = match.groups()
             entries.append({
                 "timestamp": datetime.fromisoformat(stamp).replace(tzinfo=UTC),
                 "level": level,
                 "message": message,
                 "source": logger,
+                "correlation_id": correlation_id if correlation_id != "-" else None,
             })  # fmt: skip
         elif entries:
             entries[-1]["message"] += "\n" + line

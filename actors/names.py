@@ -6,6 +6,7 @@ STORE_NAME = "store"
 RECONCILER_NAME = "reconciler"
 ROUTER_NAME = "router"
 RUN_POOL_NAME = "runs"
+EVENT_HUB_NAME = "event-hub"
 AGENT_PREFIX = "agent:"
 
 

@@ -5,14 +5,12 @@ Each pass: every `deploying` agent and every `active` agent that was live (not p
 (after the whole cluster restarted, this redeploys them); an actor whose agent is no longer deployed is
 stopped; an actor that fails to start puts its agent in `error`; hosted agents' assigned tasks that were
 never started are sent to the actor again; approvals and SLAs that are due fire (an SLA breach moves the
-task up a priority and the router re-reads its queues); expired credentials are purged hourly. A second loop relays
-the event outbox: each event is mirrored to the Redis stream `<prefix>events` (`orchestrator:events`)
-when Redis is configured, then marked published.
+task up a priority and the router re-reads its queues); expired credentials are purged hourly. The event
+outbox is the `EventHub`'s (actors/event_hub.py); each pass makes sure its loops run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -20,24 +18,21 @@ from datetime import timedelta
 from typing import Any
 
 import ray
-import redis
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors import agent_handles, router_client
+from actors.names import EVENT_HUB_NAME
+from cluster import metrics
 from core.clock import utcnow
 from core.logging import configure_logging
 from core.settings import Settings
 from persistence.db import Database
-from services import approvals, deployments, events, executions, tasks
+from services import approvals, deployments, executions, tasks
 from services.housekeeping import purge_expired_credentials
 
 log = logging.getLogger("orchestrator.reconciler")
 
 PURGE_EVERY_S = 3600.0
-RELAY_IDLE_S = 0.25
-RELAY_RETRY_S = 2.0
-# The Redis stream keeps about this many events (XADD MAXLEN ~).
-STREAM_MAXLEN = 100_000
 # An assigned task a hosted agent has not started after this long is sent to its actor again.
 REDISPATCH_AFTER_S = 15.0
 
@@ -52,45 +47,17 @@ class Reconciler:
         )
         self._last_purge = 0.0
         self._lock = threading.Lock()
-        self._redis = redis.Redis.from_url(settings.redis.redis_url) if settings.redis.redis_url else None
-        self._stream = f"{settings.redis.redis_key_prefix}events"
         threading.Thread(target=self._loop, name="reconcile-loop", daemon=True).start()
-        threading.Thread(target=self._relay_loop, name="outbox-relay", daemon=True).start()
 
     def reconcile_once(self) -> dict[str, Any]:
         """One pass; also callable on demand (tests, `orchestrator up`)."""
         with self._lock:
             return self._reconcile()
 
-    def relay_once(self) -> int:
-        """Fan the outbox's next events out (the Redis stream when configured), then mark them published.
-        At least once: a crash between the two sends them again; consumers de-duplicate by event id."""
-        with self._db.session() as session:
-            batch = events.unpublished(session)
-            messages = [events.as_message(event) for event in batch]
-        if not batch:
-            return 0
-        if self._redis is not None:
-            pipe = self._redis.pipeline(transaction=False)
-            for message in messages:
-                pipe.xadd(self._stream, {"event": json.dumps(message)}, maxlen=STREAM_MAXLEN, approximate=True)
-            pipe.execute()
-        with self._db.transaction() as session:
-            events.mark_published(session, [event.id for event in batch])
-        return len(batch)
-
-    def _relay_loop(self) -> None:
-        while True:
-            try:
-                if self.relay_once() == 0:
-                    time.sleep(RELAY_IDLE_S)
-            except Exception as exc:  # Redis or the database away: keep the rows, try again
-                log.warning("outbox relay: %s", exc)
-                time.sleep(RELAY_RETRY_S)
-
     def _loop(self) -> None:
         while True:
             try:
+                router_client.tell(self._settings, EVENT_HUB_NAME, "start")  # a restarted hub resumes its loops
                 self.reconcile_once()
             except Exception:
                 log.exception("reconcile pass failed; retrying in %.0fs", self._settings.agents.reconcile_interval_s)
@@ -126,6 +93,7 @@ class Reconciler:
         if offline:
             log.info("%d external worker(s) stopped sending heartbeats: %s", len(offline), offline)
         resumed = self._resume_runs()
+        metrics.publish_platform_state(self._db)  # Ray gauges: runs by status, approvals pending
         if time.monotonic() - self._last_purge > PURGE_EVERY_S:
             purge_expired_credentials(self._db)
             self._last_purge = time.monotonic()

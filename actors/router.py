@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from actors import agent_handles
+from cluster import metrics, tracing
 from core.logging import configure_logging
 from core.settings import Settings
 from persistence.db import Database
@@ -29,6 +30,7 @@ RESYNC_TASKS_EVERY_S = 10.0
 class TaskRouter:
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings.log_level)
+        tracing.configure(settings, "router")
         self._settings = settings
         self._db = Database(settings.database_url, pool_size=2, max_overflow=0, application_name="orchestrator:router")
         # Database times (epoch) onto this process's monotonic clock, which the policy's aging uses.
@@ -43,30 +45,36 @@ class TaskRouter:
 
     # --- messages ------------------------------------------------------------------------------------
 
-    def submit(self, task_id: str) -> int:
+    # Messages take `trace` (`tracing.carrier()` of the sender): their work is a span of the sender's trace.
+
+    def submit(self, task_id: str, trace: dict[str, str] | None = None) -> int:
         """A new pending task: queue it and route. Returns how many tasks were assigned."""
-        with self._db.session() as session:
-            task = routing.queued_task(session, task_id, clock_offset=self._clock_offset)
-        if task is not None:
-            with self._lock:
-                self._queues.push(task)
-        return self._route()
+        with tracing.continued(trace, "router.submit", {"orchestrator.task_id": task_id}):
+            with self._db.session() as session:
+                task = routing.queued_task(session, task_id, clock_offset=self._clock_offset)
+            if task is not None:
+                with self._lock:
+                    self._queues.push(task)
+            return self._route()
 
-    def agents_changed(self) -> int:
+    def agents_changed(self, trace: dict[str, str] | None = None) -> int:
         """An agent was deployed, enabled or finished a task: re-read capacities and route."""
-        self._sync_agents()
-        return self._route()
+        with tracing.continued(trace, "router.agents_changed"):
+            self._sync_agents()
+            return self._route()
 
-    def resync(self) -> int:
+    def resync(self, trace: dict[str, str] | None = None) -> int:
         """Tasks went back to the queue (an agent undeployed or deleted): re-read everything and route."""
-        self._sync_tasks()
-        self._sync_agents()
-        return self._route()
+        with tracing.continued(trace, "router.resync"):
+            self._sync_tasks()
+            self._sync_agents()
+            return self._route()
 
-    def rules_changed(self) -> int:
+    def rules_changed(self, trace: dict[str, str] | None = None) -> int:
         """`PUT /routing/rules` stored new rules: use them from now on, and route what they now allow."""
-        self._load_rules()
-        return self._route()
+        with tracing.continued(trace, "router.rules_changed"):
+            self._load_rules()
+            return self._route()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -121,13 +129,14 @@ class TaskRouter:
     def _route(self) -> int:
         with self._lock:
             decisions = self._queues.assign(list(self._agents.values()), time.monotonic())
-        assigned = 0
+        assigned = stale = 0
         stale_agents = False
         for task, agent in decisions:
             with self._db.transaction() as session:
                 outcome = routing.assign_routed(session, task.task_id, agent.agent_id, self._settings)
             if outcome is None:
                 stale_agents = True
+                stale += 1
                 with self._db.session() as session:
                     still_pending = routing.queued_task(session, task.task_id, clock_offset=self._clock_offset)
                 if still_pending is not None:
@@ -143,6 +152,10 @@ class TaskRouter:
         self._routed += assigned
         if stale_agents:
             self._sync_agents()
+        with self._lock:
+            depth = self._queues.depth()
+        metrics.set_queue_depth(depth)
+        metrics.count_tasks_routed({"assigned": assigned, "stale": stale})
         return assigned
 
     def _tick_loop(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import ray
 
 from actors.names import ROUTER_NAME, RUN_POOL_NAME
+from cluster import tracing
 from core.settings import Settings
 
 log = logging.getLogger("orchestrator.actors")
@@ -27,11 +28,16 @@ def _actor(settings: Settings, name: str) -> Any:
     return handle
 
 
-def tell(settings: Settings, name: str, method: str, *args: Any) -> None:
+def tell(settings: Settings, name: str, method: str, *args: Any, trace: dict[str, str] | None = None) -> None:
+    """`trace`: `tracing.carrier()`, for methods that take it (the router's messages, the run pool's submit)."""
     if not ray.is_initialized():
         return
     try:
-        getattr(_actor(settings, name), method).remote(*args)
+        call = getattr(_actor(settings, name), method)
+        if trace is None:
+            call.remote(*args)
+        else:
+            call.remote(*args, trace=trace)
     except Exception as exc:  # restarting or absent: its own pass catches up
         _handles.pop((settings.ray.ray_namespace, name), None)
         log.warning("%s not told %s: %s", name, method, exc)
@@ -49,8 +55,8 @@ def ask(settings: Settings, name: str, method: str, *args: Any, timeout_s: float
 
 
 def notify(settings: Settings, method: str, *args: Any) -> None:
-    """Tell the task router."""
-    tell(settings, ROUTER_NAME, method, *args)
+    """Tell the task router (within the caller's trace and correlation id)."""
+    tell(settings, ROUTER_NAME, method, *args, trace=tracing.carrier())
 
 
 def stats(settings: Settings, timeout_s: float = 2.0) -> dict[str, Any] | None:
@@ -59,4 +65,4 @@ def stats(settings: Settings, timeout_s: float = 2.0) -> dict[str, Any] | None:
 
 def submit_run(settings: Settings, execution_id: str, resources: dict[str, Any] | None = None) -> None:
     """Hand a run to the run pool (a repeated submit of the same run is harmless)."""
-    tell(settings, RUN_POOL_NAME, "submit", execution_id, resources or None)
+    tell(settings, RUN_POOL_NAME, "submit", execution_id, resources or None, trace=tracing.carrier())

@@ -27,6 +27,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
+from cluster import metrics, tracing
 from core.imports import import_object
 from core.logging import configure_logging
 from core.settings import Settings
@@ -55,7 +56,7 @@ def environment(settings: Settings, map_runner: Callable[[str, list[Any], int], 
         code_modules=settings.agents.code_modules, http_allowed=workflows.http_allowed, map_runner=map_runner,
         llm={"base_url": workflows.llm_base_url, "model": workflows.llm_model, "api_key": api_key,
              "cost_per_1k_tokens": workflows.llm_cost_per_1k_tokens},
-        default_retry_count=workflows.run_default_retry_count,
+        default_retry_count=workflows.run_default_retry_count, observe_step=metrics.observe_step_latency,
     )  # fmt: skip
 
 
@@ -87,15 +88,21 @@ class WorkflowRunActor:
 
     def __init__(self, settings: Settings, name: str) -> None:
         configure_logging(settings.log_level)
+        tracing.configure(settings, "run")
         self._name = name
         self._db = Database(settings.database_url, pool_size=1, max_overflow=1, application_name="orchestrator:run")
         self._store = DatabaseRunStore(self._db, settings)
         self._env = environment(settings, ray_map)
         self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="node")
 
-    def execute(self, execution_id: str, token: str, takeover: str | None = None) -> dict[str, Any]:
-        outcome: Outcome = execute(self._store, execution_id, token, self._env, takeover=takeover,
-                                   pool=self._threads)  # fmt: skip
+    def execute(
+        self, execution_id: str, token: str, takeover: str | None = None, trace: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """`trace`: the submitter's `tracing.carrier()`; the run is a span of that trace."""
+        with tracing.continued(trace, "run.execute", {"orchestrator.execution_id": execution_id,
+                                                      "orchestrator.actor": self._name}):  # fmt: skip
+            outcome: Outcome = execute(self._store, execution_id, token, self._env, takeover=takeover,
+                                       pool=self._threads)  # fmt: skip
         return {"status": outcome.status, "recycle": outcome.leaked_thread, "pid": os.getpid()}
 
     def ping(self) -> int:
@@ -109,7 +116,7 @@ class RunPool:
         configure_logging(settings.log_level)
         self._settings = settings
         self._namespace = settings.ray.ray_namespace
-        self._queue: asyncio.Queue[tuple[str, str | None]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, str | None, dict[str, str] | None]] = asyncio.Queue()
         self._known: set[str] = set()  # queued or running here: a second submit of the same run is ignored
         self._busy = 0
         self._slots = [self._start_slot(index) for index in range(settings.workflows.run_pool_size)]
@@ -126,19 +133,21 @@ class RunPool:
             self._workers = [asyncio.get_running_loop().create_task(self._work(index))
                              for index in range(len(self._slots))]  # fmt: skip
 
-    async def submit(self, execution_id: str, resources: dict[str, float] | None = None) -> bool:
+    async def submit(
+        self, execution_id: str, resources: dict[str, float] | None = None, trace: dict[str, str] | None = None
+    ) -> bool:
         """Take a run (idempotent while it is here). With `resources` (a Ray request) beyond the pool's
-        shape it gets an actor of its own."""
+        shape it gets an actor of its own. `trace` (the submitter's) goes on to the actor that runs it."""
         self._ensure_workers()
         if execution_id in self._known:
             return False
         self._known.add(execution_id)
         if resources and self._exceeds_pool(resources):
-            asyncio.get_running_loop().create_task(self._dedicated(execution_id, resources))
+            asyncio.get_running_loop().create_task(self._dedicated(execution_id, resources, trace))
         elif not self._slots:
-            asyncio.get_running_loop().create_task(self._dedicated(execution_id, {}))
+            asyncio.get_running_loop().create_task(self._dedicated(execution_id, {}, trace))
         else:
-            await self._queue.put((execution_id, None))
+            await self._queue.put((execution_id, None, trace))
         return True
 
     async def stats(self) -> dict[str, Any]:
@@ -152,25 +161,25 @@ class RunPool:
 
     async def _work(self, index: int) -> None:
         while True:
-            execution_id, takeover = await self._queue.get()
+            execution_id, takeover, trace = await self._queue.get()
             self._busy += 1
             token = f"{pool_actor_name(index)}#{uuid.uuid4().hex[:12]}"
             try:
-                result = await self._slots[index].execute.remote(execution_id, token, takeover)
+                result = await self._slots[index].execute.remote(execution_id, token, takeover, trace)
                 if result.get("recycle"):  # a node overran its timeout: its thread may still run
                     ray.kill(self._slots[index], no_restart=False)
                 self._known.discard(execution_id)
             except RayActorError:
                 # The actor died mid-run (Ray restarts it): the run resumes at once, taking over its lease.
                 log.warning("run %s: actor %s died; resuming the run", execution_id, pool_actor_name(index))
-                await self._queue.put((execution_id, token))
+                await self._queue.put((execution_id, token, trace))
             except Exception:
                 log.exception("run %s failed to execute on %s", execution_id, pool_actor_name(index))
                 self._known.discard(execution_id)
             finally:
                 self._busy -= 1
 
-    async def _dedicated(self, execution_id: str, request: dict[str, float]) -> None:
+    async def _dedicated(self, execution_id: str, request: dict[str, float], trace: dict[str, str] | None) -> None:
         options = {**admission.actor_options(request), "name": run_actor_name(execution_id),
                    "namespace": self._namespace, "max_concurrency": 2}  # fmt: skip
         takeover = None
@@ -183,7 +192,7 @@ class RunPool:
                 )
                 token = f"{run_actor_name(execution_id)}#{uuid.uuid4().hex[:12]}"
                 try:
-                    await actor.execute.remote(execution_id, token, takeover)
+                    await actor.execute.remote(execution_id, token, takeover, trace)
                     ray.kill(actor)
                     return
                 except RayActorError:

@@ -98,21 +98,27 @@ def start_platform_actors(settings: Settings) -> None:
     reconciler's first pass redeploys every agent that was live when the cluster last stopped; the router
     rebuilds its queues from the pending tasks."""
     from actors import agent_handles
-    from actors.names import RECONCILER_NAME, ROUTER_NAME, RUN_POOL_NAME
+    from actors.event_hub import EventHub
+    from actors.names import EVENT_HUB_NAME, RECONCILER_NAME, ROUTER_NAME, RUN_POOL_NAME
     from actors.reconciler import Reconciler
     from actors.router import TaskRouter
     from actors.run import RunPool
 
     agent_handles.ensure_store(settings)
-    for name, actor_class in ((RECONCILER_NAME, Reconciler), (ROUTER_NAME, TaskRouter), (RUN_POOL_NAME, RunPool)):
-        ray.remote(max_restarts=-1, max_task_retries=-1)(actor_class).options(
+    actors = ((RECONCILER_NAME, Reconciler, 4), (ROUTER_NAME, TaskRouter, 4), (RUN_POOL_NAME, RunPool, 4),
+              # An async actor: each API replica with WebSocket connections holds one long poll open.
+              (EVENT_HUB_NAME, EventHub, 1000))  # fmt: skip
+    handles = {}
+    for name, actor_class, concurrency in actors:
+        handles[name] = ray.remote(max_restarts=-1, max_task_retries=-1)(actor_class).options(
             name=name,
             namespace=settings.ray.ray_namespace,
             lifetime="detached",
             get_if_exists=True,
             num_cpus=0,
-            max_concurrency=4,
+            max_concurrency=concurrency,
         ).remote(settings)
+    ray.get(handles[EVENT_HUB_NAME].start.remote())
 
 
 def deploy_api(settings: Settings) -> str:

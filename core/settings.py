@@ -6,14 +6,15 @@ Groups are nested classes in code but every variable keeps a flat name (``ORCHES
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.hashing import sha256_hex
 
@@ -147,6 +148,9 @@ class AuthSettings(BaseSettings):
 
     # Empty: generated into <data_dir>/secrets/jwt_secret on first start (never a constant in code).
     jwt_secret: SecretStr | None = None
+    # Key of secrets stored encrypted (webhook signing secrets); "new,old" decrypts with either while
+    # rotating. Empty: generated into <data_dir>/secrets/encryption_key on first start.
+    encryption_key: SecretStr | None = None
     jwt_algorithm: str = "HS256"
     jwt_issuer: str = "orchestrator"
     access_token_ttl_s: int = Field(3600, ge=60)
@@ -285,6 +289,73 @@ class FileSettings(BaseSettings):
     )
 
 
+class RealtimeSettings(BaseSettings):
+    """Live events: the EventHub's outbox relay and the WebSocket connections of the API replicas."""
+
+    model_config = _config()
+
+    # How often the EventHub looks for new outbox events when the last look found none (the delay from a
+    # change to its WebSocket message is at most about this, plus delivery).
+    event_relay_interval_s: float = Field(0.05, gt=0, le=10)
+    # Recent events the EventHub keeps for replicas to catch up from after a slow poll.
+    event_hub_buffer: int = Field(10_000, ge=100, le=1_000_000)
+    # Messages a WebSocket connection may have queued; a consumer further behind is disconnected (4008).
+    ws_buffer_messages: int = Field(1000, ge=1, le=100_000)
+    # An idle connection gets a {"type": "ping"} this often (keeps proxies from closing it).
+    ws_ping_interval_s: float = Field(20.0, gt=0)
+    # How long a connection may take to send {"type": "auth", "token": ...} when it had no bearer header.
+    ws_auth_timeout_s: float = Field(10.0, gt=0)
+    # Subscriptions one connection may hold.
+    ws_max_subscriptions: int = Field(50, ge=1, le=1000)
+    # How often the EventHub pushes a `system.health` snapshot to admins subscribed to `system`.
+    system_health_interval_s: float = Field(30.0, gt=0)
+
+
+class WebhookSettings(BaseSettings):
+    """Outgoing webhooks: retries with backoff, timeouts, concurrency, and which private hosts they may reach."""
+
+    model_config = _config()
+
+    # Attempts of one delivery before it is dead (kept for inspection and manual redelivery).
+    webhook_max_attempts: int = Field(8, ge=1, le=100)
+    # Delay before retry n: min(max, base * 2**(n-1)), half of it random (jitter).
+    webhook_backoff_base_s: float = Field(1.0, gt=0)
+    webhook_backoff_max_s: float = Field(300.0, gt=0)
+    webhook_timeout_s: float = Field(10.0, gt=0, le=300)
+    # Requests in flight at once per delivering process.
+    webhook_concurrency: int = Field(16, ge=1, le=1024)
+    # Hosts or networks (comma-separated or a JSON list, e.g. "127.0.0.1,10.0.0.0/8") that webhook URLs
+    # may reach although they are private; everything private is refused otherwise (SSRF).
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            parts = json.loads(text) if text.startswith("[") else text.split(",")
+            return [str(part).strip() for part in parts if str(part).strip()]
+        return value
+
+
+class ObservabilitySettings(BaseSettings):
+    """OpenTelemetry traces: HTTP request → actor → database, keyed by the correlation id (cluster/tracing.py)."""
+
+    model_config = _config()
+
+    # Where each process sends its spans: none (no tracing, no cost), otlp (OTLP/HTTP to `otel_endpoint`),
+    # console (stdout), jsonl (one JSON line per span appended to `otel_jsonl_path`; one node only).
+    otel_exporter: str = Field("none", pattern="^(none|otlp|console|jsonl)$")
+    # OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces; empty: OTEL_EXPORTER_OTLP_* or localhost.
+    otel_endpoint: str = ""
+    # Service name of the spans; each process adds its component (`orchestrator-api`, `orchestrator-router`).
+    otel_service_name: str = "orchestrator"
+    # File of the jsonl exporter; empty: <data_dir>/traces.jsonl.
+    otel_jsonl_path: str = ""
+    # Fraction of new traces recorded (a request that arrives with a sampled traceparent is always recorded).
+    otel_sample_ratio: float = Field(1.0, ge=0, le=1)
+
+
 class Settings(BaseSettings):
     """Everything configurable, with a safe default for a laptop."""
 
@@ -306,6 +377,9 @@ class Settings(BaseSettings):
     agents: AgentRuntimeSettings = Field(default_factory=AgentRuntimeSettings)
     files: FileSettings = Field(default_factory=FileSettings)
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
 
     @field_validator("data_dir")
     @classmethod
@@ -322,15 +396,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_secret(self) -> Settings:
-        secret = self.auth.jwt_secret
-        if secret is None or self.environment is Environment.development:
+        if self.environment is Environment.development:
             return self
-        value = secret.get_secret_value()
-        if value in _KNOWN_UNSAFE_SECRETS or len(value.encode()) < _MIN_SECRET_BYTES:
-            raise ValueError(
-                f"ORCHESTRATOR_JWT_SECRET is unsafe for {self.environment.value}: "
-                f"use at least {_MIN_SECRET_BYTES} random bytes (or leave it unset to generate one)"
-            )
+        keys = self.auth.encryption_key.get_secret_value().split(",") if self.auth.encryption_key else []
+        named = [("ORCHESTRATOR_JWT_SECRET", self.auth.jwt_secret.get_secret_value())] if self.auth.jwt_secret else []
+        for name, value in [*named, *(("ORCHESTRATOR_ENCRYPTION_KEY", key.strip()) for key in keys)]:
+            if value in _KNOWN_UNSAFE_SECRETS or len(value.encode()) < _MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"{name} is unsafe for {self.environment.value}: "
+                    f"use at least {_MIN_SECRET_BYTES} random bytes (or leave it unset to generate one)"
+                )
         return self
 
     @property
@@ -373,10 +448,12 @@ def resolve_secrets(settings: Settings) -> Settings:
     Called by the process that starts the platform; the resolved settings are then handed to every
     replica, so replicas on other nodes never need the head node's data directory.
     """
-    if settings.auth.jwt_secret is not None:
-        return settings
-    secret = _read_or_create_secret(settings.data_dir / "secrets" / "jwt_secret")
-    return settings.with_overrides(auth={"jwt_secret": SecretStr(secret)})
+    missing = {
+        name: SecretStr(_read_or_create_secret(settings.data_dir / "secrets" / name))
+        for name in ("jwt_secret", "encryption_key")
+        if getattr(settings.auth, name) is None
+    }
+    return settings.with_overrides(auth=missing) if missing else settings
 
 
 def _read_or_create_secret(path: Path) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cluster import tracing
 from core.errors import ServiceUnavailable
 
 
@@ -61,6 +62,8 @@ class Database:
         self._read_engine = read_engine
         self._read_sessions = sessionmaker(read_engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+        if tracing.enabled():  # a span per statement inside a trace; nothing at all when tracing is off
+            tracing.instrument_engine(self.engine, self._write_engine)
 
     @classmethod
     def from_settings(cls, settings: Any, application_name: str = "orchestrator") -> Database:

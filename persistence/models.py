@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.clock import utcnow
@@ -187,6 +187,12 @@ class Event(IdMixin, Base):
     """
 
     __tablename__ = "events"
+    # The relay's query (`services.events.unpublished`): only the rows not yet fanned out, however many
+    # published ones pile up behind them.
+    __table_args__ = (
+        Index("ix_events_unpublished", "created_at", "id", postgresql_where=text("published_at IS NULL"),
+              sqlite_where=text("published_at IS NULL")),
+    )  # fmt: skip
 
     event_type: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
     source: Mapped[str] = mapped_column(String(100), nullable=False)
@@ -496,7 +502,10 @@ class ExecutionStep(IdMixin, Base):
     crash mid-step is re-run with the same idempotency key), then `completed` or `failed`."""
 
     __tablename__ = "execution_steps"
-    __table_args__ = (Index("uq_execution_steps_execution_seq", "execution_id", "seq", unique=True),)
+    __table_args__ = (
+        Index("uq_execution_steps_execution_seq", "execution_id", "seq", unique=True),
+        Index("ix_execution_steps_started_at", "started_at"),  # step latency over the last hour (/system/metrics)
+    )
 
     execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
     seq: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -523,3 +532,60 @@ class ExecutionLog(IdMixin, Base):
     node_id: Mapped[str | None] = mapped_column(String(100))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, nullable=False, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+
+class Webhook(IdMixin, TimestampMixin, OwnedMixin, Base):
+    """An HTTP endpoint that receives the events its owner may see (seeds 001, 003), signed with its secret.
+
+    The secret is stored encrypted (`core.crypto`): deliveries need it back to sign, the API never shows it.
+    """
+
+    __tablename__ = "webhooks"
+    __table_args__ = (Index("ix_webhooks_owner", "owner_type", "owner_id"),)
+
+    name: Mapped[str | None] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(String(2048), nullable=False)
+    # Event names, "*" or "prefix.*" patterns.
+    events: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    secret_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    # The secret's last 4 characters, to tell secrets apart in responses without decrypting them.
+    secret_hint: Mapped[str] = mapped_column(String(8), nullable=False)
+    # Custom request headers {name: value}.
+    headers: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False, default=dict)
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    last_delivery_at: Mapped[datetime | None] = mapped_column()
+    last_delivery_status: Mapped[str | None] = mapped_column(String(16))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+
+
+class WebhookDelivery(IdMixin, Base):
+    """One event to one webhook: the exact body sent (retries send identical bytes), and how it went.
+
+    `pending → delivered | failed | dead`; `failed` is retried at `next_attempt_at` (exponential backoff),
+    `dead` after the last attempt. While a sender holds it, `next_attempt_at` is pushed forward as a lease.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # Enqueuing an event twice (a relay retrying its batch) adds nothing.
+        Index("uq_webhook_deliveries_webhook_event", "webhook_id", "event_id", unique=True),
+        # The senders' due query.
+        Index("ix_webhook_deliveries_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),
+    )
+
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False)
+    event_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    event_type: Mapped[str] = mapped_column(String(100), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # pending | delivered | failed | dead
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    delivered_at: Mapped[datetime | None] = mapped_column()

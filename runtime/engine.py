@@ -119,6 +119,8 @@ class RunEnvironment:
     http_allowed: tuple[str, ...] = ()
     map_runner: Callable[[str, list[Any], int], list[Any]] | None = None
     default_retry_count: int = 0
+    # Called with each recorded step's duration (ms) and status: the run actor's latency histogram.
+    observe_step: Callable[[float, str], None] | None = None
 
 
 @dataclass(slots=True)
@@ -323,6 +325,8 @@ class _Runner:
                     duration_ms=round((time.time() - started) * 1000, 3))  # fmt: skip
         # Nodes completed at least once (before a resume too), out of all: 1.0 only when the run ends.
         progress = min(0.99, len(run.visits) / max(len(self.graph.nodes), 1))
+        if self.env.observe_step is not None:
+            self.env.observe_step(step.duration_ms, step.status)
         ok = self.store.checkpoint(run, self.token, step, progress=progress,
                                    current_step=run.frontier[0] if run.frontier else node_id, logs=self.take_logs(),
                                    usage=(self.usage.tokens, self.usage.cost),
@@ -341,6 +345,8 @@ class _Runner:
                     output=None, error=reason[:10_000], idempotency_key=ctx.idempotency_key, started_at=started,
                     duration_ms=round((time.time() - started) * 1000, 3))  # fmt: skip
         self.run.head_failures += 1
+        if self.env.observe_step is not None:
+            self.env.observe_step(step.duration_ms, step.status)
         self._written(self.store.record_failure(self.run, self.token, step, self.take_logs()))
 
     def _backoff(self, node: dict[str, Any], attempt: int) -> None:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from cluster import tracing
 from core.errors import ERROR_CODES
 from core.logging import configure_logging
 from core.settings import Settings, load_settings, resolve_secrets
@@ -16,6 +17,8 @@ from serve_app.context import VERSION, AppContext
 from serve_app.errors import install_error_handlers
 from serve_app.middleware import BodySizeLimitMiddleware, CorrelationIdMiddleware, QueryCaseMiddleware
 from serve_app.rate_limits import RateLimitHeadersMiddleware
+from serve_app.realtime import EventFeed, ray_hub_poll
+from serve_app.request_stats import RequestStats, RequestStatsMiddleware
 from serve_app.routes import (
     agents,
     approvals,
@@ -29,9 +32,12 @@ from serve_app.routes import (
     organizations,
     projects,
     routing_rules,
+    system,
     tasks,
     users,
+    webhooks,
     workflows,
+    ws,
 )
 from serve_app.routing import assert_routes_protected
 
@@ -52,14 +58,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API. Without settings, they are read from the environment (uvicorn --factory)."""
     settings = resolve_secrets(settings or load_settings())
     configure_logging(settings.log_level)
+    tracing.configure(settings, "api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = AppContext.build(settings)
         app.state.context = context
+        if getattr(app.state, "event_feed", None) is None:  # tests may bring their own hub
+            app.state.event_feed = EventFeed(ray_hub_poll(settings))
         try:
             yield
         finally:
+            await app.state.event_feed.aclose()
             await context.aclose()
 
     app = FastAPI(
@@ -70,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,
+        # FastAPI's native server span per request, into our tracer provider; off when tracing is off.
+        telemetry=tracing.fastapi_telemetry(),
     )
     app.include_router(health.root)
     app.include_router(health.router, prefix=API_PREFIX)
@@ -96,6 +108,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workflows.router, prefix=API_PREFIX)
     app.include_router(workflows.runs, prefix=API_PREFIX)
     app.include_router(dashboard.router, prefix=API_PREFIX)
+    app.include_router(system.router, prefix=API_PREFIX)
+    app.include_router(webhooks.router, prefix=API_PREFIX)
+    app.include_router(ws.router, prefix=API_PREFIX)
+    app.include_router(ws.router, include_in_schema=False)  # seed 003/004's `/ws`
     install_error_handlers(app)
     assert_routes_protected(app)
 
@@ -114,10 +130,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Retry-After",
             ],
         )
-    # Starlette runs the last added outermost: correlation id, query case, rate-limit headers, body limit.
+    # Starlette runs the last added outermost: correlation id, query case, rate-limit headers, body limit,
+    # request timing (GET /system/metrics).
     # Multipart uploads (seed 003's task files) may be larger than JSON bodies; the file limit itself is the
     # route's, this only lets such a body through (with room for the multipart framing).
     uploads = (UPLOAD_PATHS, max(settings.api.max_request_bytes, settings.files.max_upload_bytes + 64 * 1024))
+    app.state.request_stats = RequestStats()
+    app.add_middleware(RequestStatsMiddleware, stats=app.state.request_stats)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_request_bytes, uploads=uploads)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(QueryCaseMiddleware)

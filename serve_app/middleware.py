@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cluster import tracing
 from serve_app.errors import error_payload
 from serve_app.request_context import (
     CORRELATION_HEADER,
@@ -33,6 +34,7 @@ class CorrelationIdMiddleware:
             return
         correlation_id = correlation_id_from_headers(scope.get("headers", []))
         bind_correlation_id(scope, correlation_id)
+        tracing.tag_current_span(correlation_id)
         header = (CORRELATION_HEADER.lower().encode(), correlation_id.encode())
         response_started = False
 

@@ -157,3 +157,10 @@ def as_message(event: Event) -> dict[str, Any]:
         "owner": f"{event.owner_type}:{event.owner_id}" if event.owner_type else None,
         "timestamp": isoformat_z(event.created_at),
     }
+
+
+def live_message(event_type: str, data: dict[str, Any], *, source: str) -> dict[str, Any]:
+    """A platform event that is not stored (the periodic `system.health`): admins only, like an event
+    without an owner."""
+    return {"id": new_id(), "type": event_type, "source": source, "data": data, "task_id": None, "trace_id": None,
+            "owner": None, "timestamp": isoformat_z(utcnow())}  # fmt: skip

@@ -7,15 +7,18 @@ have no inbox, so a change made for one of them notifies nobody.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core.clock import utcnow
+from core.clock import isoformat_z, utcnow
 from core.errors import NotFound
+from core.ids import new_id
 from persistence.models import Notification, User
 from persistence.repositories.pages import Page, fetch_page
+from services import events
 
 
 def notify(
@@ -24,9 +27,26 @@ def notify(
     """Add a notification for `user_id` if it names a user account (else nothing)."""
     if not user_id or session.get(User, user_id) is None:
         return None
-    notification = Notification(user_id=user_id, type=kind, title=title[:300], message=message, data=data)
+    notification = Notification(
+        id=new_id(), user_id=user_id, type=kind, title=title[:300], message=message, data=data, created_at=utcnow()
+    )
     session.add(notification)
+    # Pushed to the recipient's WebSocket connections (channel `notifications`): the event is theirs alone.
+    events.emit(session, "notification.created", notification_summary(notification), source="notifications",
+                owner=_Recipient(user_id), subject_id=notification.id)  # fmt: skip
     return notification
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    owner_id: str
+    owner_type: str = "user"
+
+
+def notification_summary(notification: Notification) -> dict[str, Any]:
+    return {"id": notification.id, "type": notification.type, "title": notification.title,
+            "message": notification.message, "data": notification.data,
+            "created_at": isoformat_z(notification.created_at)}  # fmt: skip
 
 
 def list_notifications(session: Session, user_id: str, *, page: int, limit: int, unread_only: bool) -> Page:

@@ -26,6 +26,8 @@ E2E_REPLICAS = 2
 E2E_CPUS = 4
 E2E_IDLE_TIMEOUT_S = 12
 E2E_HEARTBEAT_TIMEOUT_S = 3
+# A small WebSocket buffer, so that the slow-consumer rule shows within a test.
+E2E_WS_BUFFER = 20
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -116,9 +118,19 @@ def platform(tmp_path_factory: pytest.TempPathFactory, platform_database_url: st
         "ORCHESTRATOR_RATE_LIMIT_EXECUTIONS": "10000/h",
         "ORCHESTRATOR_RUN_LEASE_S": "4",
         "ORCHESTRATOR_RUN_POOL_SIZE": "2",
+        "ORCHESTRATOR_WS_BUFFER_MESSAGES": str(E2E_WS_BUFFER),
+        # Webhook receivers in the tests listen on 127.0.0.1; retries come quickly.
+        "ORCHESTRATOR_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "ORCHESTRATOR_WEBHOOK_BACKOFF_BASE_S": "0.5",
+        "ORCHESTRATOR_WEBHOOK_BACKOFF_MAX_S": "2",
+        "ORCHESTRATOR_WEBHOOK_MAX_ATTEMPTS": "30",
         # Ray workers import the test fixtures (LangGraph graphs, native handlers) from the repository.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
         "RAY_ADDRESS": "",
+        # Every traced process (API replicas, router, run actors) appends its spans to one file, which
+        # tests/e2e/test_observability.py reads to follow a request across processes.
+        "ORCHESTRATOR_OTEL_EXPORTER": "jsonl",
+        "ORCHESTRATOR_OTEL_JSONL_PATH": str(data_dir / "traces.jsonl"),
     }
     platform = Platform(f"http://127.0.0.1:{port}", data_dir, data_dir / "up.log", env)
     platform.start()

@@ -1,0 +1,190 @@
+"""`EventHub`: one per cluster; takes every event out of the outbox and fans it out (ARCHITECTURE.md, point 4).
+
+The outbox relay: each batch of new events is mirrored to the Redis stream `<prefix>events` when Redis is
+configured, becomes one pending delivery per matching webhook, and is marked published, the last two in one
+transaction. At least once: a crash before the commit relays the batch again (consumers de-duplicate by
+event id; a webhook delivery is unique per event).
+
+Live fan-out: relayed events go into a numbered ring of recent events. Every API replica that holds
+WebSocket connections long-polls `poll(epoch, after)` and fans what it gets out to its own connections,
+so one actor call per replica carries an event to any number of subscribers, and a replica that was slow
+catches up from the ring. `epoch` changes when the hub restarts (its ring is memory), so that a replica
+never mistakes a new ring's numbers for the old one's.
+
+Webhook deliveries run here too, concurrently, with retries and backoff (`services.webhooks`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections import deque
+from typing import Any
+
+import httpx
+import redis
+
+from cluster import metrics
+from core.logging import configure_logging
+from core.settings import Settings
+from persistence.db import Database
+from services import events, tasks, webhooks
+
+log = logging.getLogger("orchestrator.events")
+
+RETRY_S = 2.0
+# The Redis stream keeps about this many events (XADD MAXLEN ~).
+STREAM_MAXLEN = 100_000
+WEBHOOK_IDLE_S = 1.0
+
+
+class EventHub:
+    def __init__(self, settings: Settings) -> None:
+        configure_logging(settings.log_level)
+        self._settings = settings
+        # Two connections: the relay's and the webhook loop's (their database work runs in threads).
+        self._db = Database(
+            settings.database_url, pool_size=2, max_overflow=1, application_name="orchestrator:event-hub",
+            sqlite_busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
+        )  # fmt: skip
+        self._redis = redis.Redis.from_url(settings.redis.redis_url) if settings.redis.redis_url else None
+        self._stream = f"{settings.redis.redis_key_prefix}events"
+        self._epoch = uuid.uuid4().hex
+        self._ring: deque[tuple[int, dict[str, Any]]] = deque(maxlen=settings.realtime.event_hub_buffer)
+        self._seq = 0
+        self._new_events: asyncio.Condition | None = None
+        self._webhooks_due: asyncio.Event | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self._counts = {"relayed": 0, "webhook_deliveries": 0, "delivered": 0, "retried": 0, "dead": 0}
+
+    async def start(self) -> bool:
+        """Start the loops (idempotent): called by `orchestrator up`, by the reconciler's passes and by the
+        first poll, so that a restarted hub resumes by itself."""
+        if not self._loops:
+            self._new_events = asyncio.Condition()
+            self._webhooks_due = asyncio.Event()
+            self._loops = [asyncio.create_task(loop()) for loop in (self._relay_loop, self._webhook_loop,
+                                                                    self._health_loop)]  # fmt: skip
+        return True
+
+    async def poll(self, epoch: str | None, after: int | None, timeout_s: float = 15.0) -> dict[str, Any]:
+        """Events numbered after `after`: at once if there are, else when the next arrives or at the timeout.
+        `after=None` positions a new caller at the present. `reset` says the caller's position was not in
+        this ring (the hub restarted, or the caller fell out of it): it continues from the ring's oldest."""
+        await self.start()
+        assert self._new_events is not None
+        reset = False
+        if after is None:
+            after = self._seq
+        elif epoch != self._epoch or after < self._oldest() - 1:
+            reset, after = True, self._oldest() - 1
+        if after >= self._seq and timeout_s > 0:
+            async with self._new_events:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._new_events.wait_for(lambda: self._seq > after), timeout_s)
+        messages = [message for seq, message in self._ring if seq > after]
+        return {"epoch": self._epoch, "seq": self._seq, "events": messages, "reset": reset}
+
+    async def publish_live(self, message: dict[str, Any]) -> int:
+        """A live-only message (not in the outbox): the periodic `system.health`."""
+        await self.start()
+        return await self._append([message])
+
+    def stats(self) -> dict[str, Any]:
+        return {"epoch": self._epoch, "seq": self._seq, "buffered": len(self._ring), **self._counts}
+
+    async def relay_once(self) -> int:
+        """One batch of the outbox (tests and `orchestrator up` may call it directly)."""
+        messages, enqueued = await asyncio.to_thread(self._relay_batch)
+        if messages:
+            await self._append(messages)
+        if enqueued and self._webhooks_due is not None:
+            self._webhooks_due.set()
+        return len(messages)
+
+    def _relay_batch(self) -> tuple[list[dict[str, Any]], int]:
+        with self._db.session() as session:
+            batch = events.unpublished(session)
+            messages = [events.as_message(event) for event in batch]
+        if not batch:
+            return [], 0
+        if self._redis is not None:
+            pipe = self._redis.pipeline(transaction=False)
+            for message in messages:
+                pipe.xadd(self._stream, {"event": json.dumps(message)}, maxlen=STREAM_MAXLEN, approximate=True)
+            pipe.execute()
+        with self._db.transaction() as session:
+            enqueued = webhooks.enqueue_deliveries(session, batch)
+            events.mark_published(session, [event.id for event in batch])
+        self._counts["relayed"] += len(batch)
+        self._counts["webhook_deliveries"] += enqueued
+        return messages, enqueued
+
+    async def _append(self, messages: list[dict[str, Any]]) -> int:
+        assert self._new_events is not None
+        async with self._new_events:
+            for message in messages:
+                self._seq += 1
+                self._ring.append((self._seq, message))
+            self._new_events.notify_all()
+        return self._seq
+
+    def _oldest(self) -> int:
+        return self._ring[0][0] if self._ring else self._seq + 1
+
+    async def _relay_loop(self) -> None:
+        idle = self._settings.realtime.event_relay_interval_s
+        while True:
+            try:
+                if await self.relay_once() == 0:
+                    await asyncio.sleep(idle)
+            except Exception as exc:  # Redis or the database away: keep the rows, try again
+                log.warning("outbox relay: %s", exc)
+                await asyncio.sleep(RETRY_S)
+
+    async def _webhook_loop(self) -> None:
+        assert self._webhooks_due is not None
+        async with httpx.AsyncClient(follow_redirects=False) as client:
+            while True:
+                try:
+                    counts = await webhooks.deliver_due(self._db, self._settings, client)
+                    metrics.record_webhook_deliveries(counts)
+                    for key in ("delivered", "retried", "dead"):
+                        self._counts[key] += counts.get(key, 0)
+                    if sum(counts.values()):
+                        continue  # there may be more due
+                    wait = await asyncio.to_thread(webhooks.next_due_in, self._db)
+                except Exception as exc:
+                    log.warning("webhook deliveries: %s", exc)
+                    wait = RETRY_S
+                self._webhooks_due.clear()
+                try:
+                    timeout = WEBHOOK_IDLE_S if wait is None else max(0.0, min(wait, WEBHOOK_IDLE_S))
+                    await asyncio.wait_for(self._webhooks_due.wait(), timeout)
+                except TimeoutError:
+                    pass
+
+    async def _health_loop(self) -> None:
+        """`system.health` for admins subscribed to `system`: the cluster's resources and the work queued."""
+        import ray
+
+        while True:
+            await asyncio.sleep(self._settings.realtime.system_health_interval_s)
+            try:
+                total, available = ray.cluster_resources(), ray.available_resources()
+                queue = await asyncio.to_thread(self._queue_figures)
+                data = {
+                    "cpu_total": total.get("CPU", 0.0), "cpu_available": available.get("CPU", 0.0),
+                    "memory_total": total.get("memory", 0.0), "memory_available": available.get("memory", 0.0),
+                    "nodes_alive": sum(1 for node in ray.nodes() if node.get("Alive")), **queue,
+                }  # fmt: skip
+                await self.publish_live(events.live_message("system.health", data, source="event-hub"))
+            except Exception as exc:
+                log.warning("system.health: %s", exc)
+
+    def _queue_figures(self) -> dict[str, Any]:
+        with self._db.session() as session:
+            return tasks.queue_stats(session)

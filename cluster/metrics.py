@@ -1,0 +1,108 @@
+"""The platform's own metrics, through `ray.util.metrics` (ARCHITECTURE.md "Observability"): Ray exports them
+with its own on every node's metrics port, next to Ray's, for Prometheus and the Ray dashboard.
+
+Each metric is created on first use in the process that records it. Outside Ray (unit and integration tests,
+uvicorn baselines) every function here does nothing, so callers never check.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+
+log = logging.getLogger("orchestrator.metrics")
+
+PRIORITIES = ("P0", "P1", "P2", "P3")
+# Every status a run can hold (services.executions), so that a gauge whose runs all left drops to 0.
+RUN_STATUSES = ("pending", "running", "waiting", "completed", "failed", "cancelled", "timeout")
+STEP_LATENCY_BOUNDARIES_MS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000]
+
+# name -> (kind, description, tag keys); Prometheus shows them as `ray_<name>` (counters also `_total`).
+DEFINITIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "orchestrator_queue_depth": ("gauge", "Tasks waiting in the task router's queues", ("priority",)),
+    "orchestrator_tasks_routed": ("counter", "Routing decisions of the task router", ("outcome",)),
+    "orchestrator_step_latency_ms": ("histogram", "Duration of workflow steps in milliseconds", ("status",)),
+    "orchestrator_runs": ("gauge", "Workflow runs by status", ("status",)),
+    "orchestrator_approvals_pending": ("gauge", "Approvals waiting for a decision", ()),
+    "orchestrator_webhook_deliveries": ("counter", "Webhook delivery attempts by outcome", ("outcome",)),
+}
+
+_created: dict[str, Any] = {}
+
+
+def _metric(name: str) -> Any | None:
+    metric = _created.get(name)
+    if metric is not None:
+        return metric
+    if not ray.is_initialized():
+        return None
+    from ray.util import metrics
+
+    kind, description, tags = DEFINITIONS[name]
+    if kind == "gauge":
+        metric = metrics.Gauge(name, description, tag_keys=tags)
+    elif kind == "counter":
+        metric = metrics.Counter(name, description, tag_keys=tags)
+    else:
+        metric = metrics.Histogram(name, description, boundaries=STEP_LATENCY_BOUNDARIES_MS, tag_keys=tags)
+    _created[name] = metric
+    return metric
+
+
+def set_queue_depth(depth: dict[str, int]) -> None:
+    """The router's queues by priority (every priority, so that an emptied one reads 0)."""
+    gauge = _metric("orchestrator_queue_depth")
+    if gauge is not None:
+        for priority in PRIORITIES:
+            gauge.set(depth.get(priority, 0), {"priority": priority})
+
+
+def count_tasks_routed(outcomes: dict[str, int]) -> None:
+    """`assigned`: a routing decision committed; `stale`: refused on re-check (the agent filled up, the task
+    went elsewhere), the task queued again."""
+    _increment("orchestrator_tasks_routed", outcomes)
+
+
+def observe_step_latency(duration_ms: float, status: str) -> None:
+    histogram = _metric("orchestrator_step_latency_ms")
+    if histogram is not None:
+        histogram.observe(duration_ms, {"status": status})
+
+
+def record_webhook_deliveries(counts: dict[str, int]) -> None:
+    """Webhook deliveries by outcome (`delivered`, `failed`, `retrying` …) since the last call."""
+    _increment("orchestrator_webhook_deliveries", counts)
+
+
+def set_platform_state(runs_by_status: dict[str, int], approvals_pending: int) -> None:
+    runs = _metric("orchestrator_runs")
+    if runs is None:
+        return
+    for status in sorted(set(RUN_STATUSES) | set(runs_by_status)):
+        runs.set(runs_by_status.get(status, 0), {"status": status})
+    _metric("orchestrator_approvals_pending").set(approvals_pending)  # type: ignore[union-attr]
+
+
+def publish_platform_state(db: Any) -> None:
+    """Runs by status and approvals pending, read from the database (the reconciler calls this each pass).
+    A failure is logged, never raised: metrics must not stop a reconcile pass."""
+    if not ray.is_initialized():
+        return
+    from services import system
+
+    try:
+        with db.session() as session:
+            runs, pending = system.runs_by_status(session), system.approvals_pending(session)
+        set_platform_state(runs, pending)
+    except Exception as exc:
+        log.warning("platform metrics not published: %s", exc)
+
+
+def _increment(name: str, counts: dict[str, int]) -> None:
+    counter = _metric(name)
+    if counter is not None:
+        for outcome, count in counts.items():
+            if count > 0:  # Ray refuses a zero increment
+                counter.inc(count, {"outcome": outcome})

@@ -1,0 +1,206 @@
+"""WebSocket `/api/v1/ws` (alias `/ws`): live events (API.md "Integration, monitoring, real time").
+
+Protocol (JSON text messages):
+- authenticate with `Authorization: Bearer …` / `X-API-Key` on the upgrade request, or with the first
+  message `{"type": "auth", "token": "…"}` within `ORCHESTRATOR_WS_AUTH_TIMEOUT_S`
+  → `{"type": "authenticated", "data": {"user_id", "role"}}`; failure closes with 4401.
+- `{"type": "subscribe", "channel": "tasks", "filters": {"project_id": "…"}}` → `{"type": "subscribed", …}`;
+  `{"type": "unsubscribe", "channel": "tasks"}` → `{"type": "unsubscribed", …}`. Channels and filters:
+  `services.subscriptions`. A bad message gets `{"type": "error", "error": {code, message, details, …}}`
+  (API.md's envelope) and the connection stays open.
+- events: `{"type": <event name>, "id", "data", "timestamp", "correlation_id"}`, in the order they happened.
+- `{"type": "ping"}` → `{"type": "pong"}`; an idle connection gets `{"type": "ping"}` every
+  `ORCHESTRATOR_WS_PING_INTERVAL_S`. A consumer too slow for its buffer is closed with 4008, and a
+  connection whose token expires with 4401.
+
+This route is not an HTTP route, so `assert_routes_protected` does not see it: it authenticates in the
+protocol above and nothing is sent before that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from core.clock import isoformat_z, utcnow
+from core.errors import AuthenticationFailed, DomainError, FieldIssue, PermissionDenied, ValidationFailed
+from serve_app.context import AppContext
+from serve_app.deps import _principal_for
+from serve_app.errors import error_payload
+from serve_app.realtime import CLOSE_SLOW_CONSUMER, Connection, EventFeed
+from serve_app.request_context import correlation_id_of
+from services import subscriptions
+from services.organizations import member_organization_ids
+from services.principal import Principal
+from services.subscriptions import Viewer
+
+log = logging.getLogger("orchestrator.realtime")
+
+router = APIRouter()
+CLOSE_UNAUTHENTICATED = 4401
+MAX_MESSAGE_BYTES = 64 * 1024
+# Organizations a connection's caller belongs to are read again this often (a removed member stops
+# receiving the organization's events within it).
+VIEWER_REFRESH_S = 30.0
+
+
+@router.websocket("/ws")
+async def websocket_events(websocket: WebSocket) -> None:
+    context: AppContext = websocket.app.state.context
+    feed: EventFeed = websocket.app.state.event_feed
+    settings = context.settings.realtime
+    await websocket.accept()
+    correlation_id = correlation_id_of(websocket.scope)
+    try:
+        principal = await _authenticate(websocket, context, settings.ws_auth_timeout_s)
+    except (AuthenticationFailed, WebSocketDisconnect, TimeoutError, ValueError) as exc:
+        reason = exc.message if isinstance(exc, AuthenticationFailed) else "authentication required"
+        with contextlib.suppress(Exception):
+            await websocket.send_text(json.dumps({"type": "error", **error_payload(
+                "AUTHENTICATION_ERROR", reason, correlation_id)}))  # fmt: skip
+            await websocket.close(CLOSE_UNAUTHENTICATED, reason[:120])
+        return
+    connection = Connection(await _viewer(context, principal), settings.ws_buffer_messages)
+    await _send(websocket, {"type": "authenticated", "data": {"user_id": principal.user_id,
+                                                              "role": principal.role.value}})  # fmt: skip
+    await feed.attach(connection)
+    sender = asyncio.create_task(_send_events(websocket, connection, settings.ws_ping_interval_s))
+    refresher = asyncio.create_task(_refresh_viewer(context, principal, connection))
+    expiry = asyncio.create_task(_expire(principal))
+    receiver = asyncio.create_task(_receive(websocket, connection, principal, settings.ws_max_subscriptions))
+    # Watched apart from the sender, which may be stuck writing to a client that does not read.
+    overflow = asyncio.create_task(connection.overflowed.wait())
+    try:
+        done, _ = await asyncio.wait({sender, receiver, expiry, overflow}, return_when=asyncio.FIRST_COMPLETED)
+        if expiry in done:
+            await _close(websocket, CLOSE_UNAUTHENTICATED, "token expired")
+        elif overflow in done:
+            sender.cancel()
+            log.warning("closing a slow WebSocket consumer of %s (%d queued)", principal.user_id, connection.buffer)
+            await _close(websocket, CLOSE_SLOW_CONSUMER,
+                         f"slow consumer: more than {connection.buffer} messages waiting")  # fmt: skip
+    finally:
+        feed.detach(connection)
+        # Not awaited: this handler may itself be being cancelled (the server closing the connection).
+        for task in (sender, receiver, refresher, expiry, overflow):
+            task.cancel()
+
+
+async def _authenticate(websocket: WebSocket, context: AppContext, timeout_s: float) -> Principal:
+    credential = _header_credential(websocket)
+    if credential is None:
+        raw = await asyncio.wait_for(websocket.receive_text(), timeout_s)
+        message = json.loads(raw) if len(raw) <= MAX_MESSAGE_BYTES else {}
+        if not isinstance(message, dict) or message.get("type") != "auth" or not isinstance(message.get("token"), str):
+            raise AuthenticationFailed('Authentication required: send {"type": "auth", "token": "<token>"} first')
+        credential = message["token"].removeprefix("Bearer ").strip()
+    if not credential:
+        raise AuthenticationFailed("Authentication required")
+    return await run_in_threadpool(_principal_for, context, credential)
+
+
+def _header_credential(websocket: WebSocket) -> str | None:
+    authorization = websocket.headers.get("authorization", "")
+    if authorization.lower().startswith("bearer ") and authorization[7:].strip():
+        return authorization[7:].strip()
+    return websocket.headers.get("x-api-key") or None
+
+
+async def _viewer(context: AppContext, principal: Principal) -> Viewer:
+    def organizations() -> frozenset[str]:
+        with context.db.session() as session:
+            return frozenset(session.scalars(member_organization_ids(principal.user_id)))
+
+    return Viewer(principal.user_id, await run_in_threadpool(organizations), principal.is_admin)
+
+
+async def _refresh_viewer(context: AppContext, principal: Principal, connection: Connection) -> None:
+    while True:
+        await asyncio.sleep(VIEWER_REFRESH_S)
+        with contextlib.suppress(Exception):  # a database hiccup keeps the last known memberships
+            connection.viewer = await _viewer(context, principal)
+
+
+async def _expire(principal: Principal) -> None:
+    if principal.token_expires_at:
+        await asyncio.sleep(max(0.0, principal.token_expires_at - time.time()))
+    else:
+        await asyncio.Event().wait()  # API keys: no expiry while connected
+
+
+async def _receive(websocket: WebSocket, connection: Connection, principal: Principal, max_subscriptions: int) -> None:
+    while True:
+        raw = await websocket.receive_text()
+        try:
+            reply = _handle(raw, connection, principal, max_subscriptions)
+        except DomainError as error:
+            details = error.details
+            reply = {"type": "error", **error_payload(error.code, error.message, correlation_id_of(websocket.scope),
+                                                      details)}  # fmt: skip
+        await _send(websocket, reply)
+
+
+def _handle(raw: str, connection: Connection, principal: Principal, max_subscriptions: int) -> dict[str, Any]:
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ValidationFailed(f"Messages are limited to {MAX_MESSAGE_BYTES} bytes")
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        raise ValidationFailed("Messages are JSON objects") from None
+    kind = message.get("type") if isinstance(message, dict) else None
+    if kind == "ping":
+        return {"type": "pong", "timestamp": isoformat_z(utcnow())}
+    if kind == "auth":
+        return {"type": "authenticated", "data": {"user_id": principal.user_id, "role": principal.role.value}}
+    if kind == "subscribe":
+        subscription = subscriptions.parse(message.get("channel"), message.get("filters"))
+        _authorize(principal, subscription.channel)
+        if subscription.channel not in connection.subscriptions and len(connection.subscriptions) >= max_subscriptions:
+            raise ValidationFailed(f"At most {max_subscriptions} subscriptions per connection")
+        connection.subscriptions[subscription.channel] = subscription
+        return {"type": "subscribed", "data": subscription.describe()}
+    if kind == "unsubscribe":
+        channel = str(message.get("channel", "")).lower()
+        if connection.subscriptions.pop(channel, None) is None:
+            raise ValidationFailed("Not subscribed", details=[FieldIssue("channel", f"not subscribed to {channel!r}")])
+        return {"type": "unsubscribed", "data": {"channel": channel}}
+    raise ValidationFailed(
+        "Unknown message type", details=[FieldIssue("type", "one of auth, subscribe, unsubscribe, ping")]
+    )
+
+
+def _authorize(principal: Principal, channel: str) -> None:
+    if channel == "system" and not principal.is_admin:
+        raise PermissionDenied("The system channel is for platform admins")
+    principal.require_scope(channel, "read")
+
+
+async def _send_events(websocket: WebSocket, connection: Connection, ping_interval_s: float) -> None:
+    while True:
+        try:
+            message = await asyncio.wait_for(connection.queue.get(), ping_interval_s)
+        except TimeoutError:
+            await _send(websocket, {"type": "ping", "timestamp": isoformat_z(utcnow())})
+            continue
+        await _send(websocket, _client_message(message))
+
+
+def _client_message(message: dict[str, Any]) -> dict[str, Any]:
+    return {"type": message["type"], "id": message["id"], "data": message["data"],
+            "timestamp": message["timestamp"], "correlation_id": message.get("trace_id")}  # fmt: skip
+
+
+async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:
+    await websocket.send_text(json.dumps(message, separators=(",", ":"), default=str))
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.close(code, reason[:120])

@@ -1,0 +1,181 @@
+"""Observability on each real database: a request's trace (server span with the correlation id, a span per SQL
+statement under it), trace context carried into an actor's message, and the admin-only system routes
+answering with figures counted from recorded rows."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import ray
+from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from sqlalchemy import event
+
+from actors import router_client
+from cluster import tracing
+from core.clock import utcnow
+from persistence.db import Database
+from persistence.models import Approval, Execution, ExecutionStep, Task
+from serve_app.app import create_app
+from serve_app.request_context import correlation_id_var
+from tests.conftest import make_settings
+from tests.integration.test_agents import _user
+from tests.integration.test_auth_flow import assert_error
+
+SYSTEM = "/api/v1/system"
+
+
+@pytest.fixture
+def traced(tmp_path: Path, db: Database, database_url: str) -> Iterator[tuple[TestClient, InMemorySpanExporter]]:
+    """The app with this process traced into memory; accounts after the first (the admin) are `user`s."""
+    exporter = InMemorySpanExporter()
+    tracing.install(exporter, service="orchestrator-api", batch=False)
+    settings = make_settings(tmp_path, database_url, auth={"default_role": "user"})
+    try:
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            yield client, exporter
+    finally:
+        tracing.reset()
+
+
+def test_a_request_is_one_server_span_with_its_sql_statements_under_it(traced) -> None:
+    client, exporter = traced
+    admin = _user(client, "root")
+    exporter.clear()
+
+    response = client.get("/api/v1/users/me", headers={**admin, "X-Correlation-ID": "trace-me-1"})
+    assert response.status_code == 200
+
+    spans = exporter.get_finished_spans()
+    [server] = [span for span in spans if span.kind is SpanKind.SERVER]
+    assert server.attributes[tracing.CORRELATION_ATTRIBUTE] == "trace-me-1"
+    assert server.attributes["http.route"] == "/api/v1/users/me"
+    assert server.attributes["http.response.status_code"] == 200
+    statements = [span for span in spans if span.kind is SpanKind.CLIENT]
+    assert statements, "the route reads the user: at least one SQL statement span"
+    for span in statements:
+        assert span.context.trace_id == server.context.trace_id
+        assert span.parent is not None and span.parent.span_id == server.context.span_id
+        assert span.attributes["db.operation"] == "SELECT"
+        assert span.attributes[tracing.CORRELATION_ATTRIBUTE] == "trace-me-1"
+    assert any("FROM users" in span.attributes["db.statement"] for span in statements)
+
+
+def test_an_actor_message_continues_the_request_trace_with_its_correlation_id(traced, monkeypatch) -> None:
+    client, exporter = traced
+    admin = _user(client, "root")
+    exporter.clear()
+    messages: list[tuple[str, str, tuple, dict | None]] = []
+    # Ray's transport aside: what the route hands to `tell` is what the router receives.
+    monkeypatch.setattr(router_client, "tell", lambda _s, name, method, *args, trace=None: messages.append(
+        (name, method, args, trace)))  # fmt: skip
+
+    response = client.post("/api/v1/tasks", headers={**admin, "X-Correlation-ID": "trace-me-2"},
+                           json={"type": "bugfix", "title": "traced"})  # fmt: skip
+    assert response.status_code == 201, response.text
+    [server] = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
+    [(name, method, args, carrier)] = messages
+    assert (name, method, args) == ("router", "submit", (response.json()["id"],))
+    assert carrier["correlation_id"] == "trace-me-2"
+    assert carrier["traceparent"].split("-")[1] == f"{server.context.trace_id:032x}"
+
+    seen = {}
+
+    def router_submit(task_id: str, trace: dict[str, str] | None = None) -> None:  # as TaskRouter.submit does
+        with tracing.continued(trace, "router.submit", {"orchestrator.task_id": task_id}):
+            seen["correlation_id"] = correlation_id_var.get()
+
+    # Another thread stands for the actor's process: it has none of the request's context.
+    worker = threading.Thread(target=router_submit, args=(args[0], carrier))
+    worker.start()
+    worker.join()
+
+    [consumer] = [span for span in exporter.get_finished_spans() if span.name == "router.submit"]
+    assert consumer.context.trace_id == server.context.trace_id
+    assert consumer.parent.span_id == server.context.span_id
+    assert consumer.attributes[tracing.CORRELATION_ATTRIBUTE] == "trace-me-2"
+    assert seen["correlation_id"] == "trace-me-2"
+
+
+def test_without_tracing_the_database_has_no_statement_hooks(db: Database) -> None:
+    assert not tracing.enabled()
+    assert not event.contains(db.engine, "before_cursor_execute", tracing._before_statement)
+    assert tracing.carrier() is None
+    assert tracing.fastapi_telemetry()["tracing"] is False
+
+
+def test_system_routes_are_for_admins_only(traced) -> None:
+    client, _ = traced
+    _user(client, "root")
+    user = _user(client, "carol")
+    for route in ("status", "metrics", "logs"):
+        assert_error(client.get(f"{SYSTEM}/{route}"), 401, "AUTHENTICATION_ERROR")
+        assert_error(client.get(f"{SYSTEM}/{route}", headers=user), 403, "AUTHORIZATION_ERROR")
+    assert client.get(f"{SYSTEM}/health").status_code == 200  # still public
+
+
+def test_system_metrics_count_the_recorded_rows(traced, db: Database) -> None:
+    client, _ = traced
+    admin = _user(client, "root")
+    owner = client.get("/api/v1/users/me", headers=admin).json()["id"]
+    now = utcnow()
+    owned = {"owner_type": "user", "owner_id": owner}
+    with db.transaction() as session:
+        tasks = [Task(title=f"t{n}", type="bugfix", priority=priority, status=status, **owned)
+                 for n, (priority, status) in enumerate([("P1", "pending"), ("P1", "pending"), ("P3", "pending"),
+                                                         ("P2", "in_progress"), ("P2", "completed")])]  # fmt: skip
+        session.add_all(tasks)
+        session.flush()
+        session.add(Approval(task_id=tasks[0].id, priority="P1", status="pending", requested_by=owner,
+                             expires_at=now + timedelta(hours=1), **owned))  # fmt: skip
+        session.add(Approval(task_id=tasks[1].id, priority="P1", status="approved", requested_by=owner,
+                             expires_at=now + timedelta(hours=1), **owned))  # fmt: skip
+        runs = [Execution(workflow_version="1.0.0", graph={}, status=status, input={}, **owned)
+                for status in ("running", "completed", "completed", "failed")]  # fmt: skip
+        session.add_all(runs)
+        session.flush()
+        durations = [(10.0, 5), (20.0, 4), (30.0, 3), (40.0, 2), (100.0, 1), (9999.0, 120)]  # (ms, minutes ago)
+        session.add_all(
+            ExecutionStep(execution_id=runs[0].id, seq=seq, node_id=f"n{seq}", node_type="transform",
+                          status="completed", idempotency_key=f"k{seq}", started_at=now - timedelta(minutes=ago),
+                          duration_ms=ms)
+            for seq, (ms, ago) in enumerate(durations)
+        )  # fmt: skip
+    client.get("/api/v1/users/me", headers=admin)
+
+    body = client.get(f"{SYSTEM}/metrics", headers=admin).json()
+
+    assert body["task_queue"] == {"pending": {"P1": 2, "P3": 1}, "in_progress": {"P2": 1}}
+    assert body["runs_by_status"] == {"running": 1, "completed": 2, "failed": 1}
+    assert body["approvals_pending"] == 1
+    latency = body["step_latency"]  # the step of two hours ago is outside the window
+    assert latency["count"] == 5 and latency["p50_ms"] == 30.0 and latency["p95_ms"] == 100.0
+    assert latency["max_ms"] == 100.0
+    assert body["webhook_deliveries"] == {}  # the table exists and is empty
+    requests = body["requests"]
+    assert requests["scope"] == "replica" and requests["window_s"] == 60
+    by_route = {route["route"]: route for route in requests["routes"]}
+    assert by_route["GET /api/v1/users/me"]["requests"] == 2
+    assert requests["requests"] >= 4 and requests["latency_ms"]["p50"] is not None
+
+
+def test_system_status_and_logs_say_what_ray_they_see(traced) -> None:
+    client, _ = traced
+    admin = _user(client, "root")
+
+    status = client.get(f"{SYSTEM}/status", headers=admin).json()
+    assert status["version"] and status["uptime_s"] >= 0
+    if ray.is_initialized():  # a session's Ray started by another test
+        assert status["ray"]["connected"] is True and status["ray"]["nodes_alive"] >= 1
+    else:
+        assert status["ray"] == {"connected": False}
+        logs = client.get(f"{SYSTEM}/logs?level=error&limit=5", headers=admin).json()
+        assert logs["logs"] == [] and "not connected to Ray" in logs["note"]
+    assert_error(client.get(f"{SYSTEM}/logs?level=loud", headers=admin), 422, "VALIDATION_ERROR")
+    assert_error(client.get(f"{SYSTEM}/logs?limit=1001", headers=admin), 422, "VALIDATION_ERROR")
+    assert_error(client.get(f"{SYSTEM}/logs?service=nginx", headers=admin), 422, "VALIDATION_ERROR")

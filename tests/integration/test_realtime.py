@@ -1,0 +1,182 @@
+"""The WebSocket API in-process on each real database, fed by a real `EventHub` (the actor's class, run in
+the app's event loop instead of as an actor): authentication, subscriptions and filters, tenant isolation,
+errors in the envelope, ping/pong, and the hub's relay (outbox → live events, marked published)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from actors.event_hub import EventHub
+from persistence.db import Database
+from serve_app.app import create_app
+from serve_app.realtime import Connection, EventFeed
+from services.subscriptions import Viewer
+from tests.conftest import make_settings
+from tests.integration.test_agents import _user
+
+WS = "/api/v1/ws"
+
+
+@pytest.fixture
+def live(tmp_path: Path, db: Database, database_url: str) -> Iterator[TestClient]:
+    settings = make_settings(tmp_path, database_url, realtime={"ws_auth_timeout_s": 1.0, "ws_ping_interval_s": 0.5,
+                                                               "event_relay_interval_s": 0.02})  # fmt: skip
+    app = create_app(settings)
+    hub = EventHub(settings)
+    app.state.event_feed = EventFeed(hub.poll)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def _token(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
+def _next_event(ws: Any, *, skip: tuple[str, ...] = ("ping",)) -> dict[str, Any]:
+    while True:
+        message = ws.receive_json()
+        if message["type"] not in skip:
+            return message
+
+
+def test_authentication_by_first_message_or_header_and_refusals(live: TestClient) -> None:
+    alice = _user(live, "alice")
+    with live.websocket_connect(WS) as ws:
+        ws.send_json({"type": "auth", "token": _token(alice)})
+        hello = ws.receive_json()
+        assert hello["type"] == "authenticated" and hello["data"]["user_id"]
+    with live.websocket_connect("/ws", headers=alice) as ws:  # the alias, with a bearer header
+        assert ws.receive_json()["type"] == "authenticated"
+    with live.websocket_connect(WS) as ws:
+        ws.send_json({"type": "auth", "token": "not-a-token"})
+        error = ws.receive_json()
+        assert error["type"] == "error" and error["error"]["code"] == "AUTHENTICATION_ERROR"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 4401
+    with live.websocket_connect(WS) as ws:  # says nothing: closed after the auth timeout
+        assert ws.receive_json()["error"]["code"] == "AUTHENTICATION_ERROR"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 4401
+
+
+def test_bad_messages_get_the_error_envelope_and_the_connection_stays(live: TestClient) -> None:
+    _user(live, "admin")  # the first account is the platform admin
+    alice = _user(live, "alice")
+    with live.websocket_connect(WS, headers=alice) as ws:
+        ws.receive_json()
+        ws.send_text("not json")
+        assert _next_event(ws)["error"]["code"] == "VALIDATION_ERROR"
+        ws.send_json({"type": "subscribe", "channel": "weather"})
+        error = _next_event(ws)["error"]
+        assert error["code"] == "VALIDATION_ERROR" and error["details"][0]["field"] == "channel"
+        ws.send_json({"type": "subscribe", "channel": "tasks", "filters": {"colour": "red"}})
+        assert _next_event(ws)["error"]["details"][0]["field"] == "filters.colour"
+        ws.send_json({"type": "subscribe", "channel": "system"})
+        assert _next_event(ws)["error"]["code"] == "AUTHORIZATION_ERROR"
+        ws.send_json({"type": "unsubscribe", "channel": "tasks"})
+        assert _next_event(ws)["error"]["details"][0]["field"] == "channel"
+        ws.send_json({"type": "ping"})
+        assert _next_event(ws)["type"] == "pong"
+        # Idle: the server pings (every 0.5 s here).
+        assert ws.receive_json()["type"] == "ping"
+
+
+def test_subscribers_receive_their_own_matching_events_in_order_and_no_other_tenants(live: TestClient) -> None:
+    _user(live, "admin")
+    alice, bob = _user(live, "alice"), _user(live, "bob")
+    project = live.post("/api/v1/projects", headers=alice, json={"name": "Apollo"}).json()
+    with live.websocket_connect(WS, headers=alice) as alice_ws, live.websocket_connect(WS, headers=bob) as bob_ws:
+        alice_ws.receive_json(), bob_ws.receive_json()
+        alice_ws.send_json({"type": "subscribe", "channel": "tasks", "filters": {"projectId": project["id"]}})
+        subscribed = _next_event(alice_ws)
+        assert subscribed == {
+            "type": "subscribed",
+            "data": {"channel": "tasks", "filters": {"project_id": [project["id"]]}},
+        }
+        bob_ws.send_json({"type": "subscribe", "channel": "events"})
+        assert _next_event(bob_ws)["type"] == "subscribed"
+
+        live.post("/api/v1/tasks", headers=alice, json={"type": "bugfix", "title": "elsewhere"})
+        created = [live.post("/api/v1/tasks", headers=alice,
+                             json={"type": "bugfix", "title": f"t{i}", "project_id": project["id"]}).json()
+                   for i in range(3)]  # fmt: skip
+        live.patch(f"/api/v1/tasks/{created[0]['id']}", headers=alice, json={"title": "renamed"})
+        live.post("/api/v1/events/publish", headers=bob, json={"event_type": "bob.hello", "payload": {"n": 1}})
+
+        received = [_next_event(alice_ws) for _ in range(4)]
+        assert [m["type"] for m in received] == ["task.created"] * 3 + ["task.updated"]
+        assert [m["data"]["task_id"] for m in received[:3]] == [task["id"] for task in created]
+        assert all(m["data"]["project_id"] == project["id"] and m["id"] and m["timestamp"].endswith("Z")
+                   for m in received)  # fmt: skip
+        # Bob's `events` channel carries everything he may see: his own event, none of Alice's.
+        bob_event = _next_event(bob_ws)
+        assert bob_event["type"] == "bob.hello" and bob_event["data"] == {"n": 1}
+        bob_ws.send_json({"type": "ping"})
+        assert _next_event(bob_ws)["type"] == "pong"  # nothing of Alice's was queued before it
+
+        alice_ws.send_json({"type": "unsubscribe", "channel": "tasks"})
+        assert _next_event(alice_ws)["type"] == "unsubscribed"
+        live.post("/api/v1/tasks", headers=alice, json={"type": "bugfix", "project_id": project["id"]})
+        time.sleep(0.3)
+        alice_ws.send_json({"type": "ping"})
+        assert _next_event(alice_ws)["type"] == "pong"
+
+
+def test_mentions_push_a_notification_to_the_mentioned_user(live: TestClient) -> None:
+    admin = _user(live, "admin")  # may see Alice's task, so may mention her on it
+    alice = _user(live, "alice")
+    me = live.get("/api/v1/users/me", headers=alice).json()
+    task = live.post("/api/v1/tasks", headers=alice, json={"type": "bugfix"}).json()
+    with live.websocket_connect(WS, headers=alice) as ws:
+        ws.receive_json()
+        ws.send_json({"type": "subscribe", "channel": "notifications"})
+        _next_event(ws)
+        comment = live.post(f"/api/v1/tasks/{task['id']}/comments", headers=admin,
+                            json={"content": "see this", "mentions": [me["email"]]})  # fmt: skip
+        assert comment.status_code == 201, comment.text
+        pushed = _next_event(ws)
+    assert pushed["type"] == "notification.created" and pushed["data"]["type"] == "mention"
+    listed = live.get("/api/v1/users/me/notifications", headers=alice).json()["notifications"]
+    assert pushed["data"]["id"] == listed[0]["id"]
+
+
+def test_the_relay_marks_events_published(live: TestClient, db: Database) -> None:
+    alice = _user(live, "alice")
+    with live.websocket_connect(WS, headers=alice) as ws:  # a connection starts the hub's loops
+        ws.receive_json()
+        live.post("/api/v1/events/publish", headers=alice, json={"event_type": "relay.check"})
+        deadline = time.monotonic() + 5
+        from sqlalchemy import select
+
+        from persistence.models import Event
+
+        while time.monotonic() < deadline:
+            with db.session() as session:
+                pending = session.scalars(select(Event.id).where(Event.published_at.is_(None))).all()
+            if not pending:
+                break
+            time.sleep(0.05)
+        assert not pending
+
+
+def test_a_consumer_over_its_buffer_is_marked_for_disconnection() -> None:
+    connection = Connection(Viewer("u1"), buffer=2)
+    from services.subscriptions import parse
+
+    connection.subscriptions["events"] = parse("events", None)
+    mine = {"type": "x.y", "id": "1", "data": {}, "owner": "user:u1", "timestamp": "t"}
+    connection.offer({**mine, "owner": "user:u2"})  # not theirs: not queued
+    assert connection.queue.qsize() == 0
+    connection.offer(mine), connection.offer(mine)
+    assert not connection.overflowed.is_set()
+    connection.offer(mine)
+    assert connection.overflowed.is_set() and connection.queue.qsize() == 2
