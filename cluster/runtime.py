@@ -110,14 +110,18 @@ def start_platform_actors(settings: Settings) -> None:
               (EVENT_HUB_NAME, EventHub, 1000))  # fmt: skip
     handles = {}
     for name, actor_class, concurrency in actors:
-        handles[name] = ray.remote(max_restarts=-1, max_task_retries=-1)(actor_class).options(
-            name=name,
-            namespace=settings.ray.ray_namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
-            max_concurrency=concurrency,
-        ).remote(settings)
+        handles[name] = (
+            ray.remote(max_restarts=-1, max_task_retries=-1)(actor_class)
+            .options(
+                name=name,
+                namespace=settings.ray.ray_namespace,
+                lifetime="detached",
+                get_if_exists=True,
+                num_cpus=0,
+                max_concurrency=concurrency,
+            )
+            .remote(settings)
+        )
     ray.get(handles[EVENT_HUB_NAME].start.remote())
 
 
