@@ -14,14 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import httpx
-import pytest
-from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import free_port
 from tests.e2e.conftest import E2E_WS_BUFFER
 from tests.e2e.test_agent_actors import _eventually
 from tests.e2e.test_workflow_runs import FIX, _ended, _execute, _workflow
+from tests.integration.test_realtime import _raw_client
 
 
 def _ws(platform, headers: dict[str, str] | None = None, path: str = "/api/v1/ws") -> ClientConnection:
@@ -70,7 +69,8 @@ def test_a_runs_updates_arrive_in_order(http, owner, platform) -> None:
     progress = [m["data"]["progress"] for m in received]
     assert progress == sorted(progress) and progress[-1] == 1.0, progress
     steps = [m["data"]["current_step"] for m in received if m["type"] == "execution.updated"]
-    assert [s for i, s in enumerate(steps) if s and s not in steps[:i]] == ["in", "a", "b", "out"], steps
+    # current_step names the node the run is at after each recorded step, in graph order.
+    assert [s for i, s in enumerate(steps) if s and s not in steps[:i]] == ["a", "b", "out"], steps
     assert all(m["correlation_id"] for m in received)
 
 
@@ -98,36 +98,24 @@ def test_subscribers_on_both_replicas_get_what_their_filters_and_tenancy_allow(h
             ws.close()
 
 
-def test_a_slow_consumer_is_disconnected_and_others_keep_receiving(http, owner, platform) -> None:
-    slow, healthy = _ws(platform, owner), _ws(platform, owner)
-    _subscribe(slow, "events", events=["load.*"])
+def test_a_client_that_stops_reading_does_not_hold_the_others_back(http, owner, platform) -> None:
+    """Through Serve's proxy the replica cannot see a client's backlog (Serve queues a replica's WebSocket
+    messages without bound), so the 4008 rule is proven under a server that pushes back
+    (tests/integration/test_realtime.py); here: everybody else still gets every event at once."""
+    sock, slow = _raw_client(platform.base_url.removeprefix("http://"), owner)
+    slow.send_text(json.dumps({"type": "subscribe", "channel": "events"}).encode())
+    sock.sendall(b"".join(slow.data_to_send()))
+    healthy = _ws(platform, owner)
     _subscribe(healthy, "events", events=["load.*"])
     blob = "x" * 200_000
-    closed = None
     try:
-        # The slow client reads nothing; the healthy one reads as they come.
-        for i in range(E2E_WS_BUFFER * 20):
+        for i in range(3 * E2E_WS_BUFFER):
             payload = {"i": i, "blob": blob}
             http.post("/api/v1/events/publish", headers=owner, json={"event_type": "load.test", "payload": payload})
             assert _receive(healthy)["data"]["i"] == i
-            if i % 10 == 9:
-                try:
-                    slow.ping().wait(0)  # raises once the server closed it (the close frame is queued behind data)
-                except ConnectionClosed as exc:
-                    closed = exc
-                    break
-                except TimeoutError:
-                    pass
-        if closed is None:
-            with pytest.raises(ConnectionClosed) as info:
-                while True:
-                    slow.recv(timeout=30)
-            closed = info.value
     finally:
-        slow.close()
         healthy.close()
-    assert closed.rcvd is not None and closed.rcvd.code == 4008, closed
-    assert "slow consumer" in closed.rcvd.reason
+        sock.close()
 
 
 def test_the_dashboards_sse_resumes_from_last_event_id(http, owner) -> None:

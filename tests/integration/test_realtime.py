@@ -4,6 +4,8 @@ errors in the envelope, ping/pong, and the hub's relay (outbox → live events, 
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.uri import parse_uri
 
 from actors.event_hub import EventHub
 from persistence.db import Database
@@ -180,3 +185,81 @@ def test_a_consumer_over_its_buffer_is_marked_for_disconnection() -> None:
     assert not connection.overflowed.is_set()
     connection.offer(mine)
     assert connection.overflowed.is_set() and connection.queue.qsize() == 2
+
+
+@pytest.fixture
+def served(tmp_path: Path, db: Database, database_url: str) -> Iterator[str]:
+    """The app under a real uvicorn server (a real socket, so a client that stops reading pushes back on
+    the server's sends), fed by an in-process EventHub."""
+    import threading
+
+    import uvicorn
+
+    from tests.conftest import free_port
+
+    settings = make_settings(tmp_path, database_url, realtime={"ws_buffer_messages": 5,
+                                                               "event_relay_interval_s": 0.02})  # fmt: skip
+    app = create_app(settings)
+    app.state.event_feed = EventFeed(EventHub(settings).poll)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"127.0.0.1:{server.config.port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def _raw_client(address: str, headers: dict[str, str]) -> tuple[socket.socket, ClientProtocol]:
+    """A WebSocket client that reads only when told to: a socket with a small receive buffer and websockets'
+    sans-I/O protocol (the library clients read into memory without bound, so never push back)."""
+    host, port = address.split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    sock.connect((host, int(port)))
+    protocol = ClientProtocol(parse_uri(f"ws://{address}/api/v1/ws"), max_size=None)
+    request = protocol.connect()
+    request.headers.update(headers)
+    protocol.send_request(request)
+    sock.sendall(b"".join(protocol.data_to_send()))
+    while not protocol.events_received() and protocol.handshake_exc is None:
+        protocol.receive_data(sock.recv(65536))
+    return sock, protocol
+
+
+def test_a_consumer_that_stops_reading_is_closed_with_4008_and_others_continue(served: str) -> None:
+    import httpx
+    from websockets.sync.client import connect
+
+    with httpx.Client(base_url=f"http://{served}", timeout=30) as http:
+        headers = _user(http, "reader")  # type: ignore[arg-type]
+        sock, slow = _raw_client(served, headers)
+        slow.send_text(b'{"type": "subscribe", "channel": "events"}')
+        sock.sendall(b"".join(slow.data_to_send()))
+        with connect(f"ws://{served}/ws", additional_headers=headers, max_size=None) as healthy:
+            healthy.recv(timeout=10)
+            healthy.send('{"type": "subscribe", "channel": "events"}')
+            healthy.recv(timeout=10)
+            blob = "x" * 500_000
+            # ~20 MB: more than the socket buffers (the server's send buffer, our 32 KB) and the buffer of 5.
+            for i in range(40):
+                published = http.post("/api/v1/events/publish", headers=headers,
+                                      json={"event_type": "load.test", "payload": {"i": i, "blob": blob}})  # fmt: skip
+                assert published.status_code == 201, published.text
+                assert json.loads(healthy.recv(timeout=10))["data"]["i"] == i  # the others are not held back
+        # Now read what the server sent the slow client: its backlog, then the close frame.
+        sock.settimeout(10)
+        close = None
+        while close is None:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            slow.receive_data(data)
+            close = next((frame for frame in slow.events_received() if isinstance(frame, Frame)
+                          and frame.opcode == Opcode.CLOSE), None)  # fmt: skip
+        sock.close()
+    assert close is not None, "the server did not close the slow connection"
+    closing = Close.parse(close.data)
+    assert closing.code == 4008 and "slow consumer" in closing.reason
