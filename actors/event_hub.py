@@ -97,7 +97,7 @@ class EventHub:
         return {"epoch": self._epoch, "seq": self._seq, "buffered": len(self._ring), **self._counts}
 
     async def relay_once(self) -> int:
-        """One batch of the outbox (tests and `orchestrator up` may call it directly)."""
+        """One batch of the outbox (the relay loop's step)."""
         messages, enqueued = await asyncio.to_thread(self._relay_batch)
         if messages:
             await self._append(messages)
@@ -174,12 +174,15 @@ class EventHub:
         while True:
             await asyncio.sleep(self._settings.realtime.system_health_interval_s)
             try:
-                total, available = ray.cluster_resources(), ray.available_resources()
+                # Blocking calls: off the loop, where every replica's long poll waits.
+                total, available, nodes = await asyncio.to_thread(
+                    lambda: (ray.cluster_resources(), ray.available_resources(), ray.nodes())
+                )
                 queue = await asyncio.to_thread(self._queue_figures)
                 data = {
                     "cpu_total": total.get("CPU", 0.0), "cpu_available": available.get("CPU", 0.0),
                     "memory_total": total.get("memory", 0.0), "memory_available": available.get("memory", 0.0),
-                    "nodes_alive": sum(1 for node in ray.nodes() if node.get("Alive")), **queue,
+                    "nodes_alive": sum(1 for node in nodes if node.get("Alive")), **queue,
                 }  # fmt: skip
                 await self.publish_live(events.live_message("system.health", data, source="event-hub"))
             except Exception as exc:

@@ -305,8 +305,6 @@ class RealtimeSettings(BaseSettings):
     ws_ping_interval_s: float = Field(20.0, gt=0)
     # How long a connection may take to send {"type": "auth", "token": ...} when it had no bearer header.
     ws_auth_timeout_s: float = Field(10.0, gt=0)
-    # Subscriptions one connection may hold.
-    ws_max_subscriptions: int = Field(50, ge=1, le=1000)
     # How often the EventHub pushes a `system.health` snapshot to admins subscribed to `system`.
     system_health_interval_s: float = Field(30.0, gt=0)
 

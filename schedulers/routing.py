@@ -133,7 +133,9 @@ class TaskQueues:
         if task.task_id in self._where:
             return
         level = self._aged_level(task, task.enqueued_at)
-        self._levels[level].setdefault(task.tenant, deque()).append(task)
+        # By creation, not arrival: submits from several API replicas may reach the router out of order,
+        # and a task put back after a stale assignment must keep its place.
+        self._insert_in_order(level, task)
         self._where[task.task_id] = level
 
     def remove(self, task_id: str) -> bool:

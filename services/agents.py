@@ -17,7 +17,7 @@ from persistence.repositories.json_arrays import array_contains
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.search import matches_text
 from schedulers.agent_lifecycle import AgentStatus
-from services import configurations, ownership
+from services import configurations, events, ownership
 from services.principal import Principal
 
 # Frameworks an agent may name (API.md and seeds 000/001). Deploying needs an installed adapter.
@@ -42,6 +42,9 @@ def create_agent(session: Session, principal: Principal, data: dict[str, Any]) -
                   status=AgentStatus.draft.value, **data)  # fmt: skip
     session.add(agent)
     session.flush()
+    events.emit(session, "agent.created", {"agent_id": agent.id, "name": agent.name, "framework": agent.framework,
+                                           "type": agent.type, "status": agent.status},
+                source="agents", owner=agent, subject_id=agent.id)  # fmt: skip
     return agent
 
 

@@ -26,6 +26,9 @@ from services.principal import Principal
 
 # API.md "Event names": dotted lowercase words.
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+# Names only the platform emits: a published custom event may not pass for a system health report, a
+# notification or a webhook test. (Seed 002's agents publish task and deployment events of their own.)
+RESERVED_PREFIXES = frozenset({"system", "notification", "webhook"})
 
 
 def emit(

@@ -16,6 +16,7 @@ from typing import Any
 
 from core.errors import FieldIssue, ValidationFailed
 from serve_app.request_context import snake_case
+from services.scopes import scope_allows
 
 # channel -> the first word of its events' names (None: every event).
 CHANNELS: dict[str, str | None] = {
@@ -33,6 +34,12 @@ CHANNELS: dict[str, str | None] = {
 _ID_FIELDS = ("id", "task_id", "execution_id", "agent_id", "approval_id", "project_id", "workflow_id")
 _EQUALITY_FILTERS = ("project_id", "agent_id", "workflow_id", "status", "type")
 MAX_FILTER_VALUES = 100
+_CHANNEL_OF_PREFIX = {prefix: channel for channel, prefix in CHANNELS.items() if prefix is not None}
+
+
+def channel_of(event_type: str) -> str:
+    """The channel (and scope resource) an event belongs to: `task.created` → `tasks`; custom → `events`."""
+    return _CHANNEL_OF_PREFIX.get(event_type.partition(".")[0], "events")
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,12 @@ class Viewer:
     user_id: str
     organization_ids: frozenset[str] = frozenset()
     is_admin: bool = False
+    # A scoped credential (API key, OAuth client): only events of the resources it may read.
+    scopes: tuple[str, ...] | None = None
 
     def may_see(self, message: dict[str, Any]) -> bool:
+        if self.scopes is not None and not scope_allows(self.scopes, channel_of(message["type"]), "read"):
+            return False
         owner = message.get("owner")
         if self.is_admin:
             return True

@@ -20,6 +20,7 @@ from core.errors import (
 )
 from persistence.models import User
 from persistence.repositories import users as users_repo
+from services import events
 from services.passwords import hash_password, needs_rehash, verify_password
 from services.principal import Role
 
@@ -87,7 +88,16 @@ def register_user(
         session.flush()
     except IntegrityError as exc:  # a concurrent registration of the same email won the race
         raise Conflict("An account with this email already exists") from exc
+    # The new account's own event (and admins'): the email is theirs to see.
+    events.emit(session, "user.registered", {"user_id": user.id, "email": user.email, "role": user.role},
+                source="auth", owner=_Self(user.id), subject_id=user.id)  # fmt: skip
     return user
+
+
+@dataclass(frozen=True)
+class _Self:
+    owner_id: str
+    owner_type: str = "user"
 
 
 def authenticate_password(session: Session, *, email: str, password: str) -> User:

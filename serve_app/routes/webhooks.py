@@ -19,9 +19,9 @@ from serve_app.routing import protected_router
 from serve_app.schemas.common import MessageResponse
 from serve_app.schemas.webhooks import DeliveryList, DeliveryOut, WebhookCreate, WebhookList, WebhookOut, WebhookUpdate
 from services import webhooks
-from services.principal import Role
 
-router = protected_router(prefix="/webhooks", tags=["webhooks"], resource="webhooks", write_role=Role.agent)
+# API.md: role `user` for every webhook route (a user wires their own events to their own systems).
+router = protected_router(prefix="/webhooks", tags=["webhooks"], resource="webhooks")
 
 
 @router.get("", response_model=WebhookList)

@@ -8,10 +8,13 @@ Protocol (JSON text messages):
   `{"type": "unsubscribe", "channel": "tasks"}` → `{"type": "unsubscribed", …}`. Channels and filters:
   `services.subscriptions`. A bad message gets `{"type": "error", "error": {code, message, details, …}}`
   (API.md's envelope) and the connection stays open.
-- events: `{"type": <event name>, "id", "data", "timestamp", "correlation_id"}`, in the order they happened.
+- events: `{"type": <event name>, "id", "data", "timestamp", "correlation_id"}`, in the order they were
+  relayed (one resource's events in the order of its changes). Subscribing again to a channel replaces its
+  filters.
 - `{"type": "ping"}` → `{"type": "pong"}`; an idle connection gets `{"type": "ping"}` every
-  `ORCHESTRATOR_WS_PING_INTERVAL_S`. A consumer too slow for its buffer is closed with 4008, and a
-  connection whose token expires with 4401.
+  `ORCHESTRATOR_WS_PING_INTERVAL_S`. A consumer too slow for its buffer is closed with 4008; a
+  connection whose token expires, or whose credential is revoked or its account disabled (checked again
+  every 30 s), with 4401.
 
 This route is not an HTTP route, so `assert_routes_protected` does not see it: it authenticates in the
 protocol above and nothing is sent before that.
@@ -59,9 +62,11 @@ async def websocket_events(websocket: WebSocket) -> None:
     await websocket.accept()
     correlation_id = correlation_id_of(websocket.scope)
     try:
-        principal = await _authenticate(websocket, context, settings.ws_auth_timeout_s)
-    except (AuthenticationFailed, WebSocketDisconnect, TimeoutError, ValueError) as exc:
+        principal, credential = await _authenticate(websocket, context, settings.ws_auth_timeout_s)
+    except (AuthenticationFailed, WebSocketDisconnect, TimeoutError, ValueError, KeyError) as exc:
         reason = exc.message if isinstance(exc, AuthenticationFailed) else "authentication required"
+        with contextlib.suppress(Exception):  # failures count per client IP, as for HTTP (guessing tokens)
+            await context.rate_limits.check_client(_AsRequest(websocket.scope), "general")
         with contextlib.suppress(Exception):
             await websocket.send_text(json.dumps({"type": "error", **error_payload(
                 "AUTHENTICATION_ERROR", reason, correlation_id)}))  # fmt: skip
@@ -72,15 +77,18 @@ async def websocket_events(websocket: WebSocket) -> None:
                                                               "role": principal.role.value}})  # fmt: skip
     await feed.attach(connection)
     sender = asyncio.create_task(_send_events(websocket, connection, settings.ws_ping_interval_s))
-    refresher = asyncio.create_task(_refresh_viewer(context, principal, connection))
+    refresher = asyncio.create_task(_refresh_viewer(context, credential, connection))
     expiry = asyncio.create_task(_expire(principal))
-    receiver = asyncio.create_task(_receive(websocket, connection, principal, settings.ws_max_subscriptions))
+    receiver = asyncio.create_task(_receive(websocket, connection, principal))
     # Watched apart from the sender, which may be stuck writing to a client that does not read.
     overflow = asyncio.create_task(connection.overflowed.wait())
     try:
-        done, _ = await asyncio.wait({sender, receiver, expiry, overflow}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({sender, receiver, expiry, overflow, refresher},
+                                     return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
         if expiry in done:
             await _close(websocket, CLOSE_UNAUTHENTICATED, "token expired")
+        elif refresher in done:
+            await _close(websocket, CLOSE_UNAUTHENTICATED, "credential no longer valid")
         elif overflow in done:
             sender.cancel()
             log.warning("closing a slow WebSocket consumer of %s (%d queued)", principal.user_id, connection.buffer)
@@ -91,19 +99,20 @@ async def websocket_events(websocket: WebSocket) -> None:
         # Not awaited: this handler may itself be being cancelled (the server closing the connection).
         for task in (sender, receiver, refresher, expiry, overflow):
             task.cancel()
+            task.add_done_callback(_consume)
 
 
-async def _authenticate(websocket: WebSocket, context: AppContext, timeout_s: float) -> Principal:
+async def _authenticate(websocket: WebSocket, context: AppContext, timeout_s: float) -> tuple[Principal, str]:
     credential = _header_credential(websocket)
     if credential is None:
-        raw = await asyncio.wait_for(websocket.receive_text(), timeout_s)
+        raw = await asyncio.wait_for(_receive_text(websocket), timeout_s)
         message = json.loads(raw) if len(raw) <= MAX_MESSAGE_BYTES else {}
         if not isinstance(message, dict) or message.get("type") != "auth" or not isinstance(message.get("token"), str):
             raise AuthenticationFailed('Authentication required: send {"type": "auth", "token": "<token>"} first')
         credential = message["token"].removeprefix("Bearer ").strip()
     if not credential:
         raise AuthenticationFailed("Authentication required")
-    return await run_in_threadpool(_principal_for, context, credential)
+    return await run_in_threadpool(_principal_for, context, credential), credential
 
 
 def _header_credential(websocket: WebSocket) -> str | None:
@@ -118,14 +127,21 @@ async def _viewer(context: AppContext, principal: Principal) -> Viewer:
         with context.db.session() as session:
             return frozenset(session.scalars(member_organization_ids(principal.user_id)))
 
-    return Viewer(principal.user_id, await run_in_threadpool(organizations), principal.is_admin)
+    return Viewer(principal.user_id, await run_in_threadpool(organizations), principal.is_admin, principal.scopes)
 
 
-async def _refresh_viewer(context: AppContext, principal: Principal, connection: Connection) -> None:
+async def _refresh_viewer(context: AppContext, credential: str, connection: Connection) -> None:
+    """Re-check the credential (revoked, expired key, disabled account, changed role) and the caller's
+    organizations; returns when the credential no longer authenticates."""
     while True:
         await asyncio.sleep(VIEWER_REFRESH_S)
-        with contextlib.suppress(Exception):  # a database hiccup keeps the last known memberships
+        try:
+            principal = await run_in_threadpool(_principal_for, context, credential)
             connection.viewer = await _viewer(context, principal)
+        except AuthenticationFailed:
+            return
+        except Exception as exc:  # a database hiccup keeps the last known view
+            log.warning("WebSocket viewer refresh: %s", exc)
 
 
 async def _expire(principal: Principal) -> None:
@@ -135,11 +151,11 @@ async def _expire(principal: Principal) -> None:
         await asyncio.Event().wait()  # API keys: no expiry while connected
 
 
-async def _receive(websocket: WebSocket, connection: Connection, principal: Principal, max_subscriptions: int) -> None:
+async def _receive(websocket: WebSocket, connection: Connection, principal: Principal) -> None:
     while True:
-        raw = await websocket.receive_text()
+        raw = await _receive_text(websocket)
         try:
-            reply = _handle(raw, connection, principal, max_subscriptions)
+            reply = _handle(raw, connection, principal)
         except DomainError as error:
             details = error.details
             reply = {"type": "error", **error_payload(error.code, error.message, correlation_id_of(websocket.scope),
@@ -147,7 +163,32 @@ async def _receive(websocket: WebSocket, connection: Connection, principal: Prin
         await _send(websocket, reply)
 
 
-def _handle(raw: str, connection: Connection, principal: Principal, max_subscriptions: int) -> dict[str, Any]:
+async def _receive_text(websocket: WebSocket) -> str:
+    """The next message as text (a binary frame is read as UTF-8; JSON parsing then judges it)."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    if message.get("text") is not None:
+        return message["text"]
+    return (message.get("bytes") or b"").decode("utf-8", errors="replace")
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Retrieve a finished task's exception (a disconnect), so asyncio does not log it as unhandled."""
+    if not task.cancelled():
+        task.exception()
+
+
+class _AsRequest:
+    """What the rate limiter reads of a request, for a WebSocket's handshake."""
+
+    method = "GET"
+
+    def __init__(self, scope: Any) -> None:
+        self.scope = scope
+
+
+def _handle(raw: str, connection: Connection, principal: Principal) -> dict[str, Any]:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ValidationFailed(f"Messages are limited to {MAX_MESSAGE_BYTES} bytes")
     try:
@@ -162,8 +203,6 @@ def _handle(raw: str, connection: Connection, principal: Principal, max_subscrip
     if kind == "subscribe":
         subscription = subscriptions.parse(message.get("channel"), message.get("filters"))
         _authorize(principal, subscription.channel)
-        if subscription.channel not in connection.subscriptions and len(connection.subscriptions) >= max_subscriptions:
-            raise ValidationFailed(f"At most {max_subscriptions} subscriptions per connection")
         connection.subscriptions[subscription.channel] = subscription
         return {"type": "subscribed", "data": subscription.describe()}
     if kind == "unsubscribe":

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
-from services.events import EVENT_NAME
+from services.events import EVENT_NAME, RESERVED_PREFIXES
 
 
 class EventPublish(RequestModel):
@@ -24,6 +24,8 @@ class EventPublish(RequestModel):
     def _name(cls, value: str) -> str:
         if not EVENT_NAME.match(value):
             raise ValueError("dotted lowercase words, e.g. deployment.completed")
+        if value.partition(".")[0] in RESERVED_PREFIXES:
+            raise ValueError(f"'{value.partition('.')[0]}.' events are the platform's own")
         return value
 
 

@@ -39,7 +39,9 @@ def test_a_task_is_one_trace_from_the_request_through_the_router_to_the_database
     def traced() -> list[dict[str, Any]] | None:
         spans = _spans(platform, correlation_id)
         routed = [span for span in spans if span["name"] == "router.submit"]
-        return spans if routed and _children(spans, routed[0]) else None
+        # Each process exports in batches (every few seconds): wait for the replica's server span too.
+        served = any(span["kind"] == "SERVER" for span in spans)
+        return spans if served and routed and _children(spans, routed[0]) else None
 
     spans = _eventually(traced, timeout_s=30, what="the router's spans of the request")
     [server] = [span for span in spans if span["kind"] == "SERVER"]
@@ -67,7 +69,8 @@ def test_a_run_is_traced_into_its_actor_and_its_steps_writes(http, owner, platfo
     def traced() -> list[dict[str, Any]] | None:
         spans = _spans(platform, correlation_id)
         runs = [span for span in spans if span["name"] == "run.execute" and span["end"]]
-        return spans if runs and _children(spans, runs[0]) else None
+        served = any(span["kind"] == "SERVER" for span in spans)  # exported in the replica's next batch
+        return spans if served and runs and _children(spans, runs[0]) else None
 
     spans = _eventually(traced, timeout_s=30, what="the run actor's spans of the request")
     [server] = [span for span in spans if span["kind"] == "SERVER"]

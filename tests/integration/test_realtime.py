@@ -44,7 +44,11 @@ def _token(headers: dict[str, str]) -> str:
     return headers["Authorization"].removeprefix("Bearer ")
 
 
-def _next_event(ws: Any, *, skip: tuple[str, ...] = ("ping",)) -> dict[str, Any]:
+# Pings, and the announcements of the accounts a test has just made (they may be relayed after it connects).
+SKIPPED = ("ping", "user.registered", "agent.created")
+
+
+def _next_event(ws: Any, *, skip: tuple[str, ...] = SKIPPED) -> dict[str, Any]:
     while True:
         message = ws.receive_json()
         if message["type"] not in skip:
@@ -263,3 +267,42 @@ def test_a_consumer_that_stops_reading_is_closed_with_4008_and_others_continue(s
     assert close is not None, "the server did not close the slow connection"
     closing = Close.parse(close.data)
     assert closing.code == 4008 and "slow consumer" in closing.reason
+
+
+def test_a_revoked_credential_closes_the_connection(live: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    import serve_app.routes.ws as ws_route
+
+    monkeypatch.setattr(ws_route, "VIEWER_REFRESH_S", 0.3)
+    alice = _user(live, "alice")
+    with live.websocket_connect(WS, headers=alice) as ws:
+        ws.receive_json()
+        assert live.post("/api/v1/auth/logout", headers=alice).status_code == 200
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                ws.receive_json()
+    assert closed.value.code == 4401
+
+
+def test_a_scoped_key_receives_only_the_resources_its_scopes_may_read(live: TestClient) -> None:
+    alice = _user(live, "alice")
+    key = live.post("/api/v1/auth/api-keys", headers=alice, json={"name": "feed", "permissions": ["events:read"]})
+    assert key.status_code == 201, key.text
+    with live.websocket_connect(WS, headers={"X-API-Key": key.json()["key"]}) as ws:
+        ws.receive_json()
+        ws.send_json({"type": "subscribe", "channel": "tasks"})
+        assert _next_event(ws)["error"]["code"] == "AUTHORIZATION_ERROR"
+        ws.send_json({"type": "subscribe", "channel": "events"})
+        assert _next_event(ws)["type"] == "subscribed"
+        live.post("/api/v1/tasks", headers=alice, json={"type": "bugfix"})  # task.created: needs tasks:read
+        live.post("/api/v1/events/publish", headers=alice, json={"event_type": "feed.tick"})
+        assert _next_event(ws)["type"] == "feed.tick"
+
+
+def test_platform_event_names_cannot_be_published_and_registration_and_agents_emit_theirs(live: TestClient) -> None:
+    alice = _user(live, "alice")
+    for name in ("system.health", "notification.created", "webhook.test"):
+        response = live.post("/api/v1/events/publish", headers=alice, json={"event_type": name})
+        assert response.status_code == 422, (name, response.text)
+    live.post("/api/v1/agents", headers=alice, json={"name": "Bot"})
+    types = {event["event_type"] for event in live.get("/api/v1/events", headers=alice).json()["events"]}
+    assert {"user.registered", "agent.created"} <= types

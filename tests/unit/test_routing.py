@@ -94,3 +94,9 @@ def test_remove_and_depth() -> None:
     queues = _queues(_task("a", 0), _task("b", 3))
     assert queues.remove("a") and not queues.remove("a")
     assert queues.depth() == {"P0": 0, "P1": 0, "P2": 0, "P3": 1} and len(queues) == 1
+
+
+def test_tasks_arriving_out_of_order_keep_their_creation_order() -> None:
+    # Submits from two API replicas, or a task put back after a stale assignment, arrive late.
+    queues = _queues(_task("t0", at=0), _task("t2", at=2), _task("t3", at=3), _task("t1", at=1))
+    assert [task for task, _ in _assigned(queues, [_agent("a", slots=4)])] == ["t0", "t1", "t2", "t3"]
