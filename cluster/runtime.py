@@ -77,7 +77,9 @@ def start_or_join_ray(settings: Settings, *, include_dashboard: bool = True) -> 
     """
     address = settings.ray_address or None
     context = ray.init(
-        address=address,
+        # "local": a new instance. Ray's default would join whatever `ray start` cluster this machine last
+        # ran (its /tmp/ray/ray_current_cluster), which a user must ask for with --address/RAY_ADDRESS.
+        address=address or "local",
         namespace=settings.ray.ray_namespace,
         include_dashboard=include_dashboard if address is None else None,
         dashboard_host=settings.ray.dashboard_host,
