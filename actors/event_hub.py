@@ -58,7 +58,6 @@ class EventHub:
         self._new_events: asyncio.Condition | None = None
         self._webhooks_due: asyncio.Event | None = None
         self._loops: list[asyncio.Task[None]] = []
-        self._counts = {"relayed": 0, "webhook_deliveries": 0, "delivered": 0, "retried": 0, "dead": 0}
 
     async def start(self) -> bool:
         """Start the loops (idempotent): called by `orchestrator up`, by the reconciler's passes and by the
@@ -93,9 +92,6 @@ class EventHub:
         await self.start()
         return await self._append([message])
 
-    def stats(self) -> dict[str, Any]:
-        return {"epoch": self._epoch, "seq": self._seq, "buffered": len(self._ring), **self._counts}
-
     async def relay_once(self) -> int:
         """One batch of the outbox (the relay loop's step)."""
         messages, enqueued = await asyncio.to_thread(self._relay_batch)
@@ -119,8 +115,6 @@ class EventHub:
         with self._db.transaction() as session:
             enqueued = webhooks.enqueue_deliveries(session, batch)
             events.mark_published(session, [event.id for event in batch])
-        self._counts["relayed"] += len(batch)
-        self._counts["webhook_deliveries"] += enqueued
         return messages, enqueued
 
     async def _append(self, messages: list[dict[str, Any]]) -> int:
@@ -152,8 +146,6 @@ class EventHub:
                 try:
                     counts = await webhooks.deliver_due(self._db, self._settings, client)
                     metrics.record_webhook_deliveries(counts)
-                    for key in ("delivered", "retried", "dead"):
-                        self._counts[key] += counts.get(key, 0)
                     if sum(counts.values()):
                         continue  # there may be more due
                     wait = await asyncio.to_thread(webhooks.next_due_in, self._db)

@@ -62,7 +62,6 @@ class EventFeed:
         self._after: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
-        self.delivered = 0
 
     async def attach(self, connection: Connection) -> None:
         """Start receiving for `connection`; returns once the feed is positioned at the hub's present, so
@@ -107,7 +106,6 @@ class EventFeed:
             for message in result["events"]:
                 for connection in list(self._connections):
                     connection.offer(message)
-            self.delivered += len(result["events"])
         self._task = None
 
 

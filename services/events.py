@@ -8,6 +8,7 @@ and marks rows `published_at`; consumers de-duplicate by the event id.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,21 @@ from services.principal import Principal
 
 # API.md "Event names": dotted lowercase words.
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+# An event pattern: "*", or dotted lowercase words followed by ".*" ("task.*", "execution.*").
+_PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*$")
+
+
+def is_event_pattern(pattern: str) -> bool:
+    """An event name, `*` or `prefix.*` (webhook `events`, WebSocket `events` filters)."""
+    return pattern == "*" or bool(EVENT_NAME.match(pattern) or _PREFIX_PATTERN.match(pattern))
+
+
+def event_matches(patterns: Iterable[str], event_type: str) -> bool:
+    """Whether `event_type` matches any of the patterns."""
+    return any(pattern in ("*", event_type) or (pattern.endswith(".*") and event_type.startswith(pattern[:-1]))
+               for pattern in patterns)  # fmt: skip
+
+
 # Names only the platform emits: a published custom event may not pass for a system health report, a
 # notification or a webhook test. (Seed 002's agents publish task and deployment events of their own.)
 RESERVED_PREFIXES = frozenset({"system", "notification", "webhook"})

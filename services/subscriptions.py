@@ -16,6 +16,7 @@ from typing import Any
 
 from core.errors import FieldIssue, ValidationFailed
 from serve_app.request_context import snake_case
+from services.events import event_matches, is_event_pattern
 from services.scopes import scope_allows
 
 # channel -> the first word of its events' names (None: every event).
@@ -76,7 +77,7 @@ class Subscription:
         prefix = CHANNELS[self.channel]
         if prefix is not None and event_type.partition(".")[0] != prefix:
             return False
-        if self.events and not any(_name_matches(pattern, event_type) for pattern in self.events):
+        if self.events and not event_matches(self.events, event_type):
             return False
         data = message.get("data") or {}
         if (
@@ -113,7 +114,7 @@ def parse(channel: Any, filters: Any) -> Subscription:
         )
     events = _strings(values, "events") + _strings(values, "event_types")
     for pattern in events:
-        if not _valid_pattern(pattern):
+        if not is_event_pattern(pattern):
             raise ValidationFailed(
                 "Invalid event name",
                 details=[FieldIssue("filters.events", f"{pattern!r}: dotted lowercase words, or prefix.*")],
@@ -134,21 +135,3 @@ def _strings(values: dict[str, Any], key: str) -> list[str]:
             details=[FieldIssue(f"filters.{key}", f"a string or a list of at most {MAX_FILTER_VALUES} strings")],
         )
     return items
-
-
-def _valid_pattern(pattern: str) -> bool:
-    from services.events import EVENT_NAME
-
-    if pattern == "*":
-        return True
-    if pattern.endswith(".*"):
-        return bool(EVENT_NAME.match(pattern[:-2] + ".x"))
-    return bool(EVENT_NAME.match(pattern))
-
-
-def _name_matches(pattern: str, event_type: str) -> bool:
-    if pattern == "*":
-        return True
-    if pattern.endswith(".*"):
-        return event_type.startswith(pattern[:-1])
-    return pattern == event_type

@@ -11,8 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
-from persistence import models
-from persistence.models import Approval, Execution, ExecutionStep, Task
+from persistence.models import Approval, Execution, ExecutionStep, Task, WebhookDelivery
 from schedulers.task_lifecycle import TERMINAL
 
 STEP_WINDOW = timedelta(hours=1)
@@ -65,10 +64,7 @@ def step_latency(session: Session, now: datetime | None = None) -> dict[str, Any
     return figures
 
 
-def webhook_deliveries(session: Session) -> dict[str, int] | None:
-    """Deliveries by status, or None where the platform has no webhook deliveries table."""
-    model = getattr(models, "WebhookDelivery", None)
-    if model is None:
-        return None
-    rows = session.execute(select(model.status, func.count()).group_by(model.status)).all()
+def webhook_deliveries(session: Session) -> dict[str, int]:
+    """Deliveries by status."""
+    rows = session.execute(select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)).all()
     return {status: int(count) for status, count in rows}

@@ -21,7 +21,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -43,22 +43,12 @@ from persistence.repositories.pages import Page, fetch_page
 from runtime.nodes import NodeFailed, check_url
 from serve_app.request_context import correlation_id_var
 from services import ownership
-from services.events import EVENT_NAME
+from services.events import event_matches, is_event_pattern
 from services.principal import Principal
 
 log = logging.getLogger("orchestrator.webhooks")
 
-# API.md "Event names"; custom dotted names published through /events/publish are accepted too.
-KNOWN_EVENTS = (
-    "task.created", "task.updated", "task.assigned", "task.completed", "task.failed", "task.sla_breached",
-    "execution.started", "execution.updated", "execution.output", "execution.completed", "execution.failed",
-    "execution.cancelled", "agent.created", "agent.status_changed", "approval.requested", "approval.approved",
-    "approval.rejected", "approval.expired", "marketplace.updated", "project.created", "project.completed",
-    "user.registered", "system.health",
-)  # fmt: skip
 TEST_EVENT = "webhook.test"
-# "*", or dotted lowercase words followed by ".*" ("task.*", "execution.*").
-_PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*$")
 # Headers the platform sets (or HTTP itself owns): a webhook's custom headers may not replace them.
 _RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding", "connection"})
 _RESERVED_PREFIX = "x-orchestrator-"
@@ -181,15 +171,6 @@ def backoff_s(attempts: int, base_s: float, max_s: float, rng: Callable[[], floa
     return delay / 2 + rng() * delay / 2
 
 
-def event_matches(patterns: Iterable[str], event_type: str) -> bool:
-    for pattern in patterns:
-        if pattern == "*" or pattern == event_type:
-            return True
-        if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
-            return True
-    return False
-
-
 def mask_secret(hint: str) -> str:
     return "••••" + hint
 
@@ -237,7 +218,7 @@ def _validate_events(events: list[str]) -> list[str]:
     issues = []
     for raw in events:
         name = raw.strip().lower()
-        if name == "*" or EVENT_NAME.match(name) or _PREFIX_PATTERN.match(name):
+        if is_event_pattern(name):
             if name not in cleaned:
                 cleaned.append(name)
         else:

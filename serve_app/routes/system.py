@@ -63,11 +63,8 @@ def _database_figures(context: Context) -> dict[str, Any]:
             "runs_by_status": system.runs_by_status(session),
             "step_latency": system.step_latency(session),
             "approvals_pending": system.approvals_pending(session),
+            "webhook_deliveries": system.webhook_deliveries(session),
         }
-        deliveries = system.webhook_deliveries(session)
-    figures["webhook_deliveries"] = (
-        deliveries if deliveries is not None else {"note": "this platform has no webhook deliveries table"}
-    )
     return figures
 
 

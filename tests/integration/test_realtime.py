@@ -99,7 +99,24 @@ def test_bad_messages_get_the_error_envelope_and_the_connection_stays(live: Test
         assert ws.receive_json()["type"] == "ping"
 
 
-def test_subscribers_receive_their_own_matching_events_in_order_and_no_other_tenants(live: TestClient) -> None:
+def _relayed(db: Database) -> None:
+    """Wait (bounded) until the hub has relayed every outbox event."""
+    from sqlalchemy import select
+
+    from persistence.models import Event
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with db.session() as session:
+            if not session.scalars(select(Event.id).where(Event.published_at.is_(None)).limit(1)).all():
+                return
+        time.sleep(0.05)
+    raise AssertionError("the outbox was not relayed within 5 s")
+
+
+def test_subscribers_receive_their_own_matching_events_in_order_and_no_other_tenants(
+    live: TestClient, db: Database
+) -> None:
     _user(live, "admin")
     alice, bob = _user(live, "alice"), _user(live, "bob")
     project = live.post("/api/v1/projects", headers=alice, json={"name": "Apollo"}).json()
@@ -135,7 +152,7 @@ def test_subscribers_receive_their_own_matching_events_in_order_and_no_other_ten
         alice_ws.send_json({"type": "unsubscribe", "channel": "tasks"})
         assert _next_event(alice_ws)["type"] == "unsubscribed"
         live.post("/api/v1/tasks", headers=alice, json={"type": "bugfix", "project_id": project["id"]})
-        time.sleep(0.3)
+        _relayed(db)  # relayed, so it would be queued for Alice before her pong if she were still subscribed
         alice_ws.send_json({"type": "ping"})
         assert _next_event(alice_ws)["type"] == "pong"
 
@@ -163,18 +180,7 @@ def test_the_relay_marks_events_published(live: TestClient, db: Database) -> Non
     with live.websocket_connect(WS, headers=alice) as ws:  # a connection starts the hub's loops
         ws.receive_json()
         live.post("/api/v1/events/publish", headers=alice, json={"event_type": "relay.check"})
-        deadline = time.monotonic() + 5
-        from sqlalchemy import select
-
-        from persistence.models import Event
-
-        while time.monotonic() < deadline:
-            with db.session() as session:
-                pending = session.scalars(select(Event.id).where(Event.published_at.is_(None))).all()
-            if not pending:
-                break
-            time.sleep(0.05)
-        assert not pending
+        _relayed(db)
 
 
 def test_a_consumer_over_its_buffer_is_marked_for_disconnection() -> None:
