@@ -1,17 +1,20 @@
 """The dashboard (seed 001 DashboardMetrics), computed from recorded data for a timeframe and the one
-before it, over what the caller may see. Every figure is a grouped query (indexes: executions by owner,
-status and creation time), so it stays a handful of queries whatever the volume."""
+before it, over what the caller may see. Whole hours are summed from the hourly rollups
+(`persistence.execution_rollups`), the partial hours at either end from the runs themselves (owner+created
+index), so each figure is exact and costs the same at a thousand runs or a million."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, distinct, func, select
+from sqlalchemy import ColumnElement, case, distinct, func, literal, select, union
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
-from persistence.models import Agent, Configuration, Execution
+from persistence.execution_rollups import FAILED, FINISHED, HOUR, NO_AGENT, SUMMED, hour_of
+from persistence.models import Agent, Configuration, Execution, ExecutionRollup
 from persistence.repositories.time_sql import bucket, seconds_between
 from services import ownership
 from services.principal import Principal
@@ -24,18 +27,8 @@ def metrics(session: Session, principal: Principal, timeframe: str, now: datetim
     span, unit = TIMEFRAMES[timeframe]
     end = now or utcnow()
     start, previous_start = end - span, end - 2 * span
-    dialect = session.get_bind().dialect.name
-    runs = ownership.visible_to(Execution, principal)
-
-    def executions_between(a: datetime, b: datetime) -> tuple[int, int]:
-        row = session.execute(
-            select(func.count(), func.count(distinct(Execution.agent_id)))
-            .where(runs, Execution.created_at >= a, Execution.created_at < b)
-        ).one()  # fmt: skip
-        return int(row[0]), int(row[1])
-
-    executions_now, agents_now = executions_between(start, end)
-    executions_before, agents_before = executions_between(previous_start, start)
+    current = _Runs(session, principal, start, end)
+    previous = _Runs(session, principal, previous_start, start)
     agents = ownership.visible_to(Agent, principal)
     frameworks_now = session.scalar(select(func.count(distinct(Agent.framework))).where(agents)) or 0
     frameworks_before = (
@@ -49,23 +42,29 @@ def metrics(session: Session, principal: Principal, timeframe: str, now: datetim
         )
         or 0
     )
+    totals = current.sums(("runs", "finished", "completed", "duration_ms_total", "duration_count",
+                           "duration_ms_max", "tokens_used", "cost", "start_latency_s_total",
+                           "start_latency_count"))[None]  # fmt: skip
     return {
         "timeframe": timeframe,
         "period": {"start": start, "end": end},
         "overview": {
-            "active_agents": _counted(agents_now, agents_before),
+            "active_agents": _counted(current.agents(), previous.agents()),
             "frameworks": {"value": frameworks_now, "change": frameworks_now - frameworks_before},
-            "executions": _counted(executions_now, executions_before),
+            "executions": _counted(int(totals["runs"]), int(previous.sums(("runs",))[None]["runs"])),
             "saved_configs": {"value": configs_now, "change": configs_new},
         },
         "charts": {
-            "execution_trends": _trends(session, runs, start, end, unit, dialect),
-            "framework_distribution": _frameworks(session, principal, start, end),
-            "performance": _performance(session, runs, start, end, dialect),
+            "execution_trends": _trends(current, unit),
+            "framework_distribution": _frameworks(session, principal, current),
+            "performance": _performance(totals),
         },
         "recent_activity": list(
             session.scalars(
-                select(Execution).where(runs).order_by(Execution.created_at.desc(), Execution.id.desc()).limit(10)
+                select(Execution)
+                .where(ownership.owned_by(Execution, principal))
+                .order_by(Execution.created_at.desc(), Execution.id.desc())
+                .limit(10)
             )
         ),
     }
@@ -77,49 +76,135 @@ def _counted(now: int, before: int) -> dict[str, Any]:
     return {"value": now, "previous": before, "change": change, "trend": "up" if now >= before else "down"}
 
 
-def _trends(session: Session, runs: Any, start: datetime, end: datetime, unit: str, dialect: str) -> list[dict]:
-    key = bucket(Execution.created_at, unit, dialect).label("bucket")
-    rows = session.execute(
-        select(key, func.count(), func.sum(case((Execution.status == "completed", 1), else_=0)),
-               func.sum(case((Execution.status.in_(("failed", "timeout")), 1), else_=0)))
-        .where(runs, Execution.created_at >= start, Execution.created_at < end)
-        .group_by(key).order_by(key)
-    ).all()  # fmt: skip
-    return [{"date": row[0], "total": int(row[1]), "successful": int(row[2] or 0), "failed": int(row[3] or 0)}
-            for row in rows]  # fmt: skip
+def _trends(runs: _Runs, unit: str) -> list[dict]:
+    by_bucket = runs.sums(("runs", "completed", "failed"), group=lambda moment: bucket(moment, unit, runs.dialect))
+    return [{"date": key, "total": int(row["runs"]), "successful": int(row["completed"]), "failed": int(row["failed"])}
+            for key, row in sorted(by_bucket.items()) if row["runs"]]  # fmt: skip
 
 
-def _frameworks(session: Session, principal: Principal, start: datetime, end: datetime) -> list[dict]:
+def _frameworks(session: Session, principal: Principal, runs: _Runs) -> list[dict]:
     agents = ownership.visible_to(Agent, principal)
     counts = dict(session.execute(select(Agent.framework, func.count()).where(agents).group_by(Agent.framework)).all())
-    runs = dict(session.execute(
-        select(Agent.framework, func.count(Execution.id))
-        .join(Execution, Execution.agent_id == Agent.id)
-        .where(agents, ownership.visible_to(Execution, principal), Execution.created_at >= start,
-               Execution.created_at < end)
-        .group_by(Agent.framework)
-    ).all())  # fmt: skip
+    by_framework = runs.sums(("runs",), group=lambda _moment: Agent.framework, agents=agents)
     total = sum(counts.values()) or 1
     return [{"framework": name, "agents": count, "percentage": round(count / total * 100, 1),
-             "executions": int(runs.get(name, 0))}
+             "executions": int(by_framework.get(name, {}).get("runs", 0))}
             for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]  # fmt: skip
 
 
-def _performance(session: Session, runs: Any, start: datetime, end: datetime, dialect: str) -> dict[str, Any]:
-    finished = Execution.status.in_(("completed", "failed", "cancelled", "timeout"))
-    row = session.execute(
-        select(func.count(), func.sum(case((Execution.status == "completed", 1), else_=0)),
-               func.avg(Execution.duration_ms), func.max(Execution.duration_ms), func.sum(Execution.tokens_used),
-               func.sum(Execution.cost), func.avg(seconds_between(Execution.created_at, Execution.started_at, dialect)))
-        .where(runs, finished, Execution.created_at >= start, Execution.created_at < end)
-    ).one()  # fmt: skip
-    count, completed = int(row[0]), int(row[1] or 0)
+def _performance(totals: dict[str, float]) -> dict[str, Any]:
+    count, completed = int(totals["finished"]), int(totals["completed"])
+    durations, latencies = totals["duration_count"], totals["start_latency_count"]
     return {
         "finished_executions": count,
         "success_rate": round(completed / count, 4) if count else None,
-        "average_duration_ms": round(float(row[2]), 1) if row[2] is not None else None,
-        "max_duration_ms": int(row[3]) if row[3] is not None else None,
-        "tokens_used": int(row[4] or 0),
-        "cost": round(float(row[5] or 0), 6),
-        "average_start_latency_ms": round(float(row[6]) * 1000, 1) if row[6] is not None else None,
+        "average_duration_ms": round(totals["duration_ms_total"] / durations, 1) if durations else None,
+        "max_duration_ms": int(totals["duration_ms_max"]) if totals["duration_ms_max"] is not None else None,
+        "tokens_used": int(totals["tokens_used"]),
+        "cost": round(float(totals["cost"]), 6),
+        "average_start_latency_ms": round(totals["start_latency_s_total"] / latencies * 1000, 1) if latencies else None,
     }
+
+
+class _Runs:
+    """The caller's runs created in [start, end): whole hours from the rollups, the partial hours at
+    either end from the runs. Each measure is one SQL expression per source, summed (or, for a maximum,
+    maxed) across the sources."""
+
+    def __init__(self, session: Session, principal: Principal, start: datetime, end: datetime) -> None:
+        self.session, self.principal = session, principal
+        self.dialect = session.get_bind().dialect.name
+        first = hour_of(start) + (HOUR if hour_of(start) < start else timedelta(0))
+        last = hour_of(end)
+        if first < last:
+            self.hours: tuple[datetime, datetime] | None = (first, last)
+            self.edges = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
+        else:
+            self.hours, self.edges = None, [(start, end)]
+
+    def sums(
+        self,
+        names: tuple[str, ...],
+        *,
+        group: Callable[[Any], ColumnElement[Any]] | None = None,
+        agents: ColumnElement[bool] | None = None,
+    ) -> dict[Any, dict[str, float]]:
+        """{group key (None without `group`): {measure: value}}. `group` maps the source's time column to
+        the key; `agents` joins each run's agent and keeps the runs whose agent it admits."""
+        merged: dict[Any, dict[str, float]] = {} if group is not None else {None: dict.fromkeys(names, 0)}
+        if group is None:
+            merged[None]["duration_ms_max"] = None
+        for statement in self._statements(names, group, agents):
+            for row in self.session.execute(statement).all():
+                key = row[0] if group is not None else None
+                into = merged.setdefault(key, {**dict.fromkeys(names, 0), "duration_ms_max": None})
+                for name, value in zip(names, row[1:], strict=True):
+                    if name == "duration_ms_max":
+                        if value is not None and (into[name] is None or value > into[name]):
+                            into[name] = value
+                    else:
+                        into[name] += float(value or 0)  # Postgres sums integers as numeric
+        return merged
+
+    def agents(self) -> int:
+        """Agents with a run in the period (that still exist: a deleted agent's runs no longer name it)."""
+        parts = []
+        if self.hours:
+            parts.append(select(ExecutionRollup.agent_id).where(*self._rollups(), ExecutionRollup.runs > 0,
+                                                                ExecutionRollup.agent_id != NO_AGENT))  # fmt: skip
+        parts += [select(Execution.agent_id).where(*self._raw(a, b), Execution.agent_id.is_not(None))
+                  for a, b in self.edges]  # fmt: skip
+        ids = union(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+        return self.session.scalar(select(func.count()).select_from(Agent).where(Agent.id.in_(select(ids.c[0])))) or 0
+
+    def _statements(self, names: tuple[str, ...], group: Any, agents: ColumnElement[bool] | None) -> list[Any]:
+        raw = [_raw_measure(name, self.dialect) for name in names]
+        sources = [(Execution, Execution.created_at, Execution.agent_id, raw, self._raw(a, b)) for a, b in self.edges]
+        if self.hours:
+            rolled = [_ROLLUP[name] for name in names]
+            sources.append((ExecutionRollup, ExecutionRollup.hour, ExecutionRollup.agent_id, rolled, self._rollups()))
+        statements = []
+        for table, moment, agent_id, columns, where in sources:
+            key = group(moment) if group else literal(None)
+            statement = select(key, *columns).select_from(table).where(*where)
+            if agents is not None:
+                statement = statement.join(Agent, Agent.id == agent_id).where(agents)
+            statements.append(statement.group_by(key) if group else statement)
+        return statements
+
+    def _rollups(self) -> list[ColumnElement[bool]]:
+        first, last = self.hours or (None, None)
+        return [ownership.owned_by(ExecutionRollup, self.principal), ExecutionRollup.hour >= first,
+                ExecutionRollup.hour < last]  # fmt: skip
+
+    def _raw(self, a: datetime, b: datetime) -> list[ColumnElement[bool]]:
+        # Runs are never public (nothing sets it), so what the caller sees of them is what it owns.
+        return [ownership.owned_by(Execution, self.principal), Execution.created_at >= a, Execution.created_at < b]
+
+
+_ROLLUP = {name: func.sum(getattr(ExecutionRollup, name)) for name in SUMMED} | {
+    "duration_ms_max": func.max(ExecutionRollup.duration_ms_max)
+}
+
+
+def _raw_measure(name: str, dialect: str) -> ColumnElement[Any]:
+    """The same measure over the runs themselves (as `persistence.execution_rollups` counts each run)."""
+    finished = Execution.status.in_(FINISHED)
+    timed = finished & Execution.duration_ms.is_not(None)
+    started = finished & Execution.started_at.is_not(None)
+    if name == "runs":
+        return func.count()
+    if name == "duration_ms_max":
+        return func.max(case((finished, Execution.duration_ms)))
+    value, when = {
+        "completed": (1, Execution.status == "completed"),
+        "failed": (1, Execution.status.in_(FAILED)),
+        "finished": (1, finished),
+        "duration_ms_total": (Execution.duration_ms, timed),
+        "duration_count": (1, timed),
+        "tokens_used": (Execution.tokens_used, finished),
+        "cost": (Execution.cost, finished),
+        "start_latency_s_total": (seconds_between(Execution.created_at, Execution.started_at, dialect), started),
+        "start_latency_count": (1, started),
+    }[name]
+    return func.sum(case((when, value), else_=0))

@@ -49,14 +49,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     yield from _postgres_schema(base_url)
 
 
-def _postgres_schema(base_url: str) -> Iterator[str]:
+def _postgres_schema(base_url: str, revision: str = "head") -> Iterator[str]:
     schema = f"test_{secrets.token_hex(6)}"
     admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = _postgres_url_with_schema(base_url, schema)
     try:
-        upgrade(url)
+        upgrade(url, revision)
         yield url
     finally:
         with admin.connect() as conn:

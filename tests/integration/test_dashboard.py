@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
+import pytest
+from sqlalchemy import insert, select
+
 from core.clock import utcnow
-from persistence.models import Configuration, Execution
+from persistence.db import Database
+from persistence.execution_rollups import hour_of
+from persistence.migrate import upgrade
+from persistence.models import Configuration, Execution, ExecutionRollup
+from services import dashboard
+from services.principal import Principal, Role
+from tests.conftest import POSTGRES_ENV, _postgres_schema
 from tests.integration.test_agents import _agent, _user
 from tests.integration.test_auth_flow import assert_error
 
@@ -72,3 +82,178 @@ def test_the_real_time_stream_sends_the_dashboard(client, db) -> None:
             if line.startswith("data:"):
                 break
     assert lines[0] == "id: 42" and lines[1] == "event: metrics" and '"overview"' in lines[2]
+
+
+# --- the hourly rollups behind it: exact whatever changes a run, and the same as the runs say -------------
+
+
+def _expected_rollups(session) -> dict[tuple, dict]:
+    """What the rollup table must hold, counted here in Python from every stored run."""
+    expected: dict[tuple, dict] = {}
+    for run in session.scalars(select(Execution)):
+        key = (run.owner_type, run.owner_id, hour_of(run.created_at), run.agent_id or "")
+        row = expected.setdefault(key, dict.fromkeys(("runs", "completed", "failed", "finished", "duration_ms_total",
+                                  "duration_count", "tokens_used", "cost", "latency", "latency_count"), 0)
+                                  | {"duration_ms_max": None})  # fmt: skip
+        finished = run.status in ("completed", "failed", "cancelled", "timeout")
+        row["runs"] += 1
+        row["completed"] += run.status == "completed"
+        row["failed"] += run.status in ("failed", "timeout")
+        if finished:
+            row["finished"] += 1
+            if run.duration_ms is not None:
+                row["duration_ms_total"] += run.duration_ms
+                row["duration_count"] += 1
+                row["duration_ms_max"] = max(row["duration_ms_max"] or 0, run.duration_ms)
+            row["tokens_used"] += run.tokens_used
+            row["cost"] += run.cost
+            if run.started_at is not None:
+                row["latency"] += (run.started_at - run.created_at).total_seconds()
+                row["latency_count"] += 1
+    return expected
+
+
+def _stored_rollups(session) -> dict[tuple, dict]:
+    stored = {}
+    for row in session.scalars(select(ExecutionRollup)):
+        if row.runs:  # a row whose runs all moved or went away stays, at zero
+            stored[(row.owner_type, row.owner_id, row.hour, row.agent_id)] = {
+                "runs": row.runs, "completed": row.completed, "failed": row.failed, "finished": row.finished,
+                "duration_ms_total": row.duration_ms_total, "duration_count": row.duration_count,
+                "tokens_used": row.tokens_used, "cost": row.cost, "latency": row.start_latency_s_total,
+                "latency_count": row.start_latency_count, "duration_ms_max": row.duration_ms_max,
+            }  # fmt: skip
+    return stored
+
+
+def _assert_rollups_match_the_runs(db) -> None:
+    """(SQLite's backfill measures start latency through julianday, to some microseconds.)"""
+    with db.session() as session:
+        expected, stored = _expected_rollups(session), _stored_rollups(session)
+    assert stored.keys() == expected.keys()
+    for key, row in expected.items():
+        assert stored[key] == {
+            **row,
+            "cost": pytest.approx(row["cost"]),
+            "latency": pytest.approx(row["latency"], abs=1e-3),
+        }, key
+
+
+def test_rollups_follow_every_change_to_a_run(client, db) -> None:
+    alice = _user(client, "alice")
+    alice_id = client.get("/api/v1/users/me", headers=alice).json()["id"]
+    first, second = _agent(client, alice), _agent(client, alice, framework="langgraph")
+    hour = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    with db.transaction() as session:
+        runs = [Execution(workflow_version="1.0.0", agent_id=agent["id"], graph={}, status="pending", input={},
+                          owner_type="user", owner_id=alice_id, created_at=hour + timedelta(minutes=minutes))
+                for agent, minutes in ((first, 5), (first, 59), (first, 60), (second, 30), (first, 61))]  # fmt: skip
+        session.add_all(runs)
+        session.add(Execution(workflow_version="1.0.0", graph={}, status="pending", input={}, owner_type="user",
+                              owner_id=alice_id, created_at=hour))  # no agent  # fmt: skip
+    ids = [run.id for run in runs]
+    _assert_rollups_match_the_runs(db)
+
+    def change(index: int, **values) -> None:
+        with db.transaction() as session:
+            run = session.get(Execution, ids[index])
+            for name, value in values.items():
+                setattr(run, name, value)
+
+    change(0, status="running", started_at=hour + timedelta(minutes=5, seconds=2))
+    change(0, status="completed", duration_ms=900, tokens_used=12, cost=0.25)
+    change(1, status="running", started_at=hour + timedelta(minutes=59, seconds=30))
+    change(1, status="failed", duration_ms=300)
+    change(2, status="timeout", duration_ms=5000, tokens_used=3)
+    change(3, status="cancelled")
+    _assert_rollups_match_the_runs(db)
+
+    change(0, duration_ms=100)  # the hour's longest run got shorter: the maximum is recounted
+    change(2, created_at=hour + timedelta(minutes=20))  # moved into the first hour
+    with db.transaction() as session:
+        session.delete(session.get(Execution, ids[1]))
+    with db.transaction() as session:  # changed without being loaded first: its row tells the old values
+        run = session.get(Execution, ids[4])
+        session.expire(run, ["status"])
+        run.status = "completed"
+    _assert_rollups_match_the_runs(db)
+    with db.session() as session:
+        first_hour = session.get(ExecutionRollup, ("user", alice_id, hour, first["id"]))
+    assert first_hour.runs == 2 and first_hour.duration_ms_max == 5000
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_migration_counts_the_runs_stored_before_it(backend, tmp_path) -> None:
+    if backend == "sqlite":
+        url, holder = f"sqlite:///{tmp_path / 'before.db'}", None
+        upgrade(url, "0011")
+    else:
+        base_url = os.environ.get(POSTGRES_ENV)
+        if not base_url:
+            pytest.skip(f"Postgres tests need {POSTGRES_ENV} (CI sets it)")
+        holder = _postgres_schema(base_url, "0011")
+        url = next(holder)
+    try:
+        database = Database(url)
+        now = utcnow()
+        rows = [{"id": f"run-{n}", "owner_type": "user", "owner_id": f"owner-{n % 2}", "workflow_version": "1.0.0",
+                 "graph": {}, "status": ("completed", "failed", "running", "cancelled")[n % 4], "input": {},
+                 "created_at": now - timedelta(minutes=17 * n), "updated_at": now,
+                 "started_at": now - timedelta(minutes=17 * n) + timedelta(seconds=n) if n % 3 else None,
+                 "duration_ms": 100 * n if n % 5 else None, "tokens_used": n, "cost": n / 10}
+                for n in range(40)]  # fmt: skip
+        columns = {column.name: column.default.arg for column in Execution.__table__.columns
+                   if column.default is not None and not callable(column.default.arg)}  # fmt: skip
+        with database.transaction() as session:  # Core, as the runs of an older version were written
+            session.execute(insert(Execution.__table__), [{**columns, **row} for row in rows])
+        database.dispose()
+        upgrade(url)
+        database = Database(url)
+        _assert_rollups_match_the_runs(database)
+        database.dispose()
+    finally:
+        if holder is not None:
+            next(holder, None)
+
+
+def test_the_dashboard_agrees_with_the_runs_over_partial_hours(client, db) -> None:
+    """Whole hours come from the rollups and the ends of the period from the runs: every figure must be what
+    counting the runs themselves gives, at a moment that is not on the hour."""
+    alice = _user(client, "alice")
+    alice_id = client.get("/api/v1/users/me", headers=alice).json()["id"]
+    agent = _agent(client, alice)
+    now = utcnow().replace(minute=37, second=11, microsecond=0) - timedelta(hours=1)
+    with db.transaction() as session:
+        for minutes, status in (
+            (1, "completed"),
+            (20, "failed"),
+            (36, "completed"),
+            (38, "timeout"),
+            (95, "completed"),
+            (24 * 60 - 30, "completed"),
+            (24 * 60 + 30, "failed"),
+            (24 * 60 + 50, "completed"),
+            (48 * 60 - 1, "running"),
+            (48 * 60 + 1, "completed"),
+        ):
+            created = now - timedelta(minutes=minutes)
+            session.add(Execution(workflow_version="1.0.0", agent_id=agent["id"], graph={}, status=status, input={},
+                                  owner_type="user", owner_id=alice_id, created_at=created,
+                                  started_at=created + timedelta(seconds=1), duration_ms=10 * minutes,
+                                  tokens_used=10, cost=0.5))  # fmt: skip
+    with db.session() as session:
+        body = dashboard.metrics(session, Principal(user_id=alice_id, role=Role.user), "24h", now=now)
+        stored = list(session.scalars(select(Execution)))
+    day = [run for run in stored if now - timedelta(hours=24) <= run.created_at < now]
+    before = [run for run in stored if now - timedelta(hours=48) <= run.created_at < now - timedelta(hours=24)]
+    finished = [run for run in day if run.status != "running"]
+    assert body["overview"]["executions"]["value"] == len(day) == 6
+    assert body["overview"]["executions"]["previous"] == len(before) == 3
+    trends = body["charts"]["execution_trends"]
+    assert sum(point["total"] for point in trends) == len(day)
+    assert sum(point["failed"] for point in trends) == sum(run.status in ("failed", "timeout") for run in day)
+    performance = body["charts"]["performance"]
+    assert performance["finished_executions"] == len(finished)
+    assert performance["max_duration_ms"] == max(run.duration_ms for run in finished)
+    assert performance["average_duration_ms"] == round(sum(run.duration_ms for run in finished) / len(finished), 1)
+    assert performance["tokens_used"] == 10 * len(finished)
