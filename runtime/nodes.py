@@ -376,8 +376,9 @@ def check_url(url: str, allowed: tuple[str, ...]) -> None:
         address = ipaddress.ip_address(info[4][0])
         if any(address in network for network in networks):
             continue
-        if (address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
-                or address.is_multicast or address.is_unspecified):  # fmt: skip
+        # Not global: private, loopback, link-local, reserved, unspecified, and shared (carrier-grade NAT,
+        # 100.64.0.0/10), which `is_private` misses.
+        if not address.is_global or address.is_multicast:
             raise NodeFailed(f"{host} resolves to {address}, a private address: refused (allow-list it in "
                              "ORCHESTRATOR_HTTP_ALLOWED_HOSTS)")  # fmt: skip
 

@@ -101,7 +101,7 @@ def test_the_walk_follows_conditions_and_branches() -> None:
 
 @pytest.mark.parametrize(
     "url", ["http://127.0.0.1/", "http://10.1.2.3/", "http://169.254.169.254/latest", "http://[::1]/",
-            "http://0.0.0.0/", "http://192.168.1.1/", "file:///etc/passwd"],
+            "http://0.0.0.0/", "http://192.168.1.1/", "http://100.64.1.1/", "http://[fd00::1]/", "file:///etc/passwd"],
 )  # fmt: skip
 def test_private_addresses_are_refused(url) -> None:
     with pytest.raises(NodeFailed):
