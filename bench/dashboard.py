@@ -2,7 +2,7 @@
 
 A scratch Postgres schema at the current migration gets one tenant's agent and workflow, then
 `--executions` runs spread over the last 90 days across `--tenants` owners (copied from one real row by
-`INSERT … SELECT generate_series`), and is ANALYZEd; the hourly rollups are then made by migration 0012's
+`INSERT … SELECT generate_series`), and is ANALYZEd; the hourly and daily rollups are then made by migration 0012's
 backfill (SQL copies bypass the ORM events that keep them), which is timed too. `services.dashboard.metrics` (what
 `GET /dashboard/metrics` computes) is then timed for one tenant and for a platform admin (who sees every
 run), for each timeframe, against the same calls on the first 1000 runs as the baseline of the same run.
@@ -33,6 +33,7 @@ from services import dashboard
 from services.principal import Principal, Role
 
 TIMEFRAMES = ("24h", "7d", "30d", "90d")
+AGENTS_PER_TENANT = 5
 
 
 def seed_template(db: Database) -> tuple[str, str]:
@@ -57,12 +58,33 @@ def seed_template(db: Database) -> tuple[str, str]:
         return user.id, run.id
 
 
+def copy_agents(db: Database, template_run: str, tenants: int) -> None:
+    """AGENTS_PER_TENANT agents per tenant (copies of the template's, over four frameworks), so that runs
+    spread over many agents as they would on a real platform: `bench-agent-<k>` belongs to tenant k % tenants."""
+    columns = [column.name for column in Agent.__table__.columns]
+    varied = {
+        "id": "'bench-agent-' || k",
+        "name": "'Bot ' || k",
+        "owner_id": f"CASE WHEN k % {tenants} = 0 THEN owner_id ELSE 'tenant-' || (k % {tenants}) END",
+        "framework": "(ARRAY['native','langgraph','crewai','autogen'])[1 + k % 4]",
+    }
+    select_list = ", ".join(varied.get(name, name) for name in columns)
+    with db.transaction() as session:
+        session.execute(text(
+            f"INSERT INTO agents ({', '.join(columns)}) SELECT {select_list} "  # noqa: S608 (our own columns)
+            f"FROM agents, generate_series(0, :count - 1) AS k "
+            f"WHERE agents.id = (SELECT agent_id FROM executions WHERE id = :template)"
+        ), {"count": tenants * AGENTS_PER_TENANT, "template": template_run})  # fmt: skip
+
+
 def copy_runs(db: Database, template_id: str, owner_id: str, count: int, tenants: int) -> None:
-    """`count` copies of the template spread over 90 days; 1 in `tenants` stays with `owner_id`."""
+    """`count` copies of the template spread over 90 days; 1 in `tenants` stays with `owner_id`, and each run
+    names one of its owner's agents."""
     columns = [column.name for column in Execution.__table__.columns]
     varied = {
         "id": "gen_random_uuid()::text",
         "owner_id": f"CASE WHEN g % {tenants} = 0 THEN owner_id ELSE 'tenant-' || (g % {tenants}) END",
+        "agent_id": f"'bench-agent-' || (g % {tenants} + {tenants} * (g / {tenants} % {AGENTS_PER_TENANT}))",
         "status": "(ARRAY['completed','completed','completed','failed','cancelled','running'])[1 + g % 6]",
         "created_at": "now() - (random() * interval '90 days')",
         "duration_ms": "(50 + random() * 5000)::int",
@@ -108,6 +130,7 @@ def run(args: argparse.Namespace) -> None:
         upgrade(url)
         db = Database(url, pool_size=1, max_overflow=0)
         owner_id, template = seed_template(db)
+        copy_agents(db, template, args.tenants)
         tenant = Principal(user_id=owner_id, role=Role.agent)
         admin = Principal(user_id="admin", role=Role.admin)
         copy_runs(db, template, owner_id, 999, args.tenants)
@@ -122,8 +145,9 @@ def run(args: argparse.Namespace) -> None:
             total = session.scalar(text("SELECT count(*) FROM executions"))
         with db.session() as session:
             rollups = session.scalar(text("SELECT count(*) FROM execution_rollups"))
-        print(f"{total} executions over 90 days, {args.tenants} tenants (loaded in {load_s:.0f} s); "
-              f"migration 0012's backfill: {rollups} hourly rollup rows in {backfill_s:.1f} s")  # fmt: skip
+        print(f"{total} executions over 90 days, {args.tenants} tenants with {AGENTS_PER_TENANT} agents each "
+              f"(loaded in {load_s:.0f} s); "
+              f"migration 0012's backfill: {rollups} rollup rows (hourly and daily) in {backfill_s:.1f} s")  # fmt: skip
         print(f"{'caller':8} {'timeframe':9} {'1000 runs':>10} {'at scale':>10} {'ratio':>7}")
         for who, principal in (("tenant", tenant), ("admin", admin)):
             for timeframe in TIMEFRAMES:

@@ -1,10 +1,10 @@
-"""Hourly execution rollups (`ExecutionRollup`), kept exact in the transaction that changes a run.
+"""Hourly and daily execution rollups (`ExecutionRollup`), kept exact in the transaction that changes a run.
 
-Mapper events on `Execution` take a run's contribution to its (owner, agent, hour) row out and put the
-new one in, as increments, so concurrent transactions never overwrite each other's counts: whatever path
-writes a run through the ORM keeps the rollup right. The step loop's Core checkpoint changes only a
-running run's progress, which no rollup counts (sums are over finished runs). Migration 0012 fills the
-table from the runs already stored.
+Mapper events on `Execution` take a run's contribution to its (owner, agent, hour) and (owner, agent,
+day) rows out and put the new one in, as increments, so concurrent transactions never overwrite each
+other's counts: whatever path writes a run through the ORM keeps the rollups right. The step loop's
+Core checkpoint changes only a running run's progress, which no rollup counts (sums are over finished
+runs). Migration 0012 fills the table from the runs already stored.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from persistence.models import Execution, ExecutionRollup
 
 FINISHED = ("completed", "failed", "cancelled", "timeout")
 FAILED = ("failed", "timeout")
-HOUR = timedelta(hours=1)
+GRAINS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 NO_AGENT = ""
 
 # The columns a contribution depends on; a change to any other leaves the rollup as it is.
@@ -30,7 +30,7 @@ _FIELDS = ("owner_type", "owner_id", "agent_id", "created_at", "status", "starte
            "tokens_used", "cost")  # fmt: skip
 SUMMED = ("runs", "completed", "failed", "finished", "duration_ms_total", "duration_count", "tokens_used", "cost",
            "start_latency_s_total", "start_latency_count")  # fmt: skip
-_KEY = ("owner_type", "owner_id", "hour", "agent_id")
+_KEY = ("grain", "owner_type", "owner_id", "starts_at", "agent_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +45,9 @@ class _Run:
     tokens_used: int | None
     cost: float | None
 
-    @property
-    def key(self) -> tuple[str, str, datetime, str]:
-        return self.owner_type, self.owner_id, hour_of(self.created_at), self.agent_id or NO_AGENT
+    def rollup_keys(self) -> list[tuple[str, str, str, datetime, str]]:
+        return [(grain, self.owner_type, self.owner_id, start_of(grain, self.created_at), self.agent_id or NO_AGENT)
+                for grain in GRAINS]  # fmt: skip
 
     @property
     def finished(self) -> bool:
@@ -66,8 +66,10 @@ class _Run:
         return counted
 
 
-def hour_of(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
+def start_of(grain: str, moment: datetime) -> datetime:
+    """The start of the hour or day (UTC) that `moment` falls in."""
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    return hour.replace(hour=0) if grain == "day" else hour
 
 
 # --- keeping it: one run's old contribution out, its new one in -------------------------------------
@@ -132,17 +134,19 @@ def _apply(connection: Connection, old: _Run | None, new: _Run | None) -> None:
     deltas: dict[tuple, Counter] = {}
     for run, sign in ((old, -1), (new, 1)):
         if run is not None:
-            counter = deltas.setdefault(run.key, Counter())
-            for name, value in run.measures().items():
-                counter[name] += sign * value
+            for key in run.rollup_keys():
+                counter = deltas.setdefault(key, Counter())
+                for name, value in run.measures().items():
+                    counter[name] += sign * value
+    longest = new.duration_ms if new is not None and new.finished else None
+    new_keys = new.rollup_keys() if new is not None else []
     for key, counter in deltas.items():
-        longest = new.duration_ms if new is not None and new.key == key and new.finished else None
-        if any(counter.values()) or longest is not None:
-            _add(connection, key, counter, longest)
+        if any(counter.values()) or (longest is not None and key in new_keys):
+            _add(connection, key, counter, longest if key in new_keys else None)
     if old is not None and old.finished and old.duration_ms is not None:
-        kept = new is not None and new.key == old.key and new.finished and (new.duration_ms or 0) >= old.duration_ms
-        if not kept:  # a maximum cannot be decremented: recount it from the hour's runs
-            _recount_longest(connection, old.key)
+        for key in old.rollup_keys():
+            if key not in new_keys or longest is None or longest < old.duration_ms:
+                _recount_longest(connection, key)  # a maximum cannot be decremented: recount the period's runs
 
 
 def _add(connection: Connection, key: tuple, counter: Counter, longest: int | None) -> None:
@@ -159,17 +163,19 @@ def _add(connection: Connection, key: tuple, counter: Counter, longest: int | No
 
 
 def _recount_longest(connection: Connection, key: tuple) -> None:
-    owner_type, owner_id, hour, agent_id = key
+    grain, owner_type, owner_id, start, agent_id = key
     agent = Execution.agent_id.is_(None) if agent_id == NO_AGENT else Execution.agent_id == agent_id
     longest = (
         select(func.max(Execution.duration_ms))
         .where(Execution.owner_type == owner_type, Execution.owner_id == owner_id, agent,
-               Execution.created_at >= hour, Execution.created_at < hour + HOUR, Execution.status.in_(FINISHED))
+               Execution.created_at >= start, Execution.created_at < start + GRAINS[grain],
+               Execution.status.in_(FINISHED))
         .scalar_subquery()
     )  # fmt: skip
     row = ExecutionRollup.__table__.c
     connection.execute(
         update(ExecutionRollup.__table__)
-        .where(and_(row.owner_type == owner_type, row.owner_id == owner_id, row.hour == hour, row.agent_id == agent_id))
+        .where(and_(row.grain == grain, row.owner_type == owner_type, row.owner_id == owner_id,
+                    row.starts_at == start, row.agent_id == agent_id))
         .values(duration_ms_max=longest)
     )  # fmt: skip

@@ -499,16 +499,18 @@ class Execution(IdMixin, TimestampMixin, OwnedMixin, Base):
 
 
 class ExecutionRollup(Base):
-    """Runs counted per owner, agent and hour of creation, kept by `persistence.execution_rollups` in the
-    transaction that changes a run: the dashboard sums these for whole hours instead of scanning runs.
-    `agent_id` is "" for runs without an agent. Sums cover finished runs only, as the dashboard's do."""
+    """Runs counted per owner, agent and hour (or day) of creation, kept by `persistence.execution_rollups`
+    in the transaction that changes a run: the dashboard sums these for whole days and hours instead of
+    scanning runs. `agent_id` is "" for runs without an agent. Sums cover finished runs only, as the
+    dashboard's do."""
 
     __tablename__ = "execution_rollups"
-    __table_args__ = (Index("ix_execution_rollups_hour", "hour"),)  # a platform admin's period: every owner
+    __table_args__ = (Index("ix_execution_rollups_grain_starts_at", "grain", "starts_at"),)  # an admin: all owners
 
+    grain: Mapped[str] = mapped_column(String(4), primary_key=True)  # "hour" | "day"
     owner_type: Mapped[str] = mapped_column(String(16), primary_key=True)
     owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    starts_at: Mapped[datetime] = mapped_column(primary_key=True)
     agent_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     runs: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     completed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

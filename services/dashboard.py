@@ -1,7 +1,7 @@
 """The dashboard (seed 001 DashboardMetrics), computed from recorded data for a timeframe and the one
-before it, over what the caller may see. Whole hours are summed from the hourly rollups
+before it, over what the caller may see. Whole days and hours are summed from the rollups
 (`persistence.execution_rollups`), the partial hours at either end from the runs themselves (owner+created
-index), so each figure is exact and costs the same at a thousand runs or a million."""
+index), so each figure is exact and its cost does not grow with the runs stored."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, case, distinct, func, literal, select, uni
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
-from persistence.execution_rollups import FAILED, FINISHED, HOUR, NO_AGENT, SUMMED, hour_of
+from persistence.execution_rollups import FAILED, FINISHED, GRAINS, NO_AGENT, SUMMED, start_of
 from persistence.models import Agent, Configuration, Execution, ExecutionRollup
 from persistence.repositories.time_sql import bucket, seconds_between
 from services import ownership
@@ -27,8 +27,8 @@ def metrics(session: Session, principal: Principal, timeframe: str, now: datetim
     span, unit = TIMEFRAMES[timeframe]
     end = now or utcnow()
     start, previous_start = end - span, end - 2 * span
-    current = _Runs(session, principal, start, end)
-    previous = _Runs(session, principal, previous_start, start)
+    current = _Runs(session, principal, start, end, unit)
+    previous = _Runs(session, principal, previous_start, start, unit)
     agents = ownership.visible_to(Agent, principal)
     frameworks_now = session.scalar(select(func.count(distinct(Agent.framework))).where(agents)) or 0
     frameworks_before = (
@@ -107,20 +107,32 @@ def _performance(totals: dict[str, float]) -> dict[str, Any]:
 
 
 class _Runs:
-    """The caller's runs created in [start, end): whole hours from the rollups, the partial hours at
-    either end from the runs. Each measure is one SQL expression per source, summed (or, for a maximum,
-    maxed) across the sources."""
+    """The caller's runs created in [start, end), in pieces: whole days from the daily rollups (unless the
+    figures go by hour), whole hours from the hourly ones, and the partial hours at either end from the
+    runs themselves. Each measure is one SQL expression per source, summed (a maximum: maxed) across them."""
 
-    def __init__(self, session: Session, principal: Principal, start: datetime, end: datetime) -> None:
+    def __init__(self, session: Session, principal: Principal, start: datetime, end: datetime, unit: str) -> None:
         self.session, self.principal = session, principal
         self.dialect = session.get_bind().dialect.name
-        first = hour_of(start) + (HOUR if hour_of(start) < start else timedelta(0))
-        last = hour_of(end)
-        if first < last:
-            self.hours: tuple[datetime, datetime] | None = (first, last)
-            self.edges = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
-        else:
-            self.hours, self.edges = None, [(start, end)]
+        self.pieces: list[tuple[str | None, datetime, datetime]] = []  # (grain, or None for the runs; from, to)
+        self._split(start, end, ["day", "hour"] if unit == "day" else ["hour"])
+
+    def _split(self, start: datetime, end: datetime, grains: list[str]) -> None:
+        if not grains:
+            self.pieces.append((None, start, end))
+            return
+        grain, finer = grains[0], grains[1:]
+        first = start_of(grain, start)
+        first += GRAINS[grain] if first < start else timedelta(0)
+        last = start_of(grain, end)
+        if first >= last:
+            self._split(start, end, finer)
+            return
+        if start < first:
+            self._split(start, first, finer)
+        self.pieces.append((grain, first, last))
+        if last < end:
+            self._split(last, end, finer)
 
     def sums(
         self,
@@ -148,38 +160,38 @@ class _Runs:
 
     def agents(self) -> int:
         """Agents with a run in the period (that still exist: a deleted agent's runs no longer name it)."""
-        parts = []
-        if self.hours:
-            parts.append(select(ExecutionRollup.agent_id).where(*self._rollups(), ExecutionRollup.runs > 0,
-                                                                ExecutionRollup.agent_id != NO_AGENT))  # fmt: skip
-        parts += [select(Execution.agent_id).where(*self._raw(a, b), Execution.agent_id.is_not(None))
-                  for a, b in self.edges]  # fmt: skip
+        parts = [
+            select(Execution.agent_id).where(*self._where(None, a, b), Execution.agent_id.is_not(None))
+            if grain is None
+            else select(ExecutionRollup.agent_id).where(*self._where(grain, a, b), ExecutionRollup.runs > 0,
+                                                        ExecutionRollup.agent_id != NO_AGENT)
+            for grain, a, b in self.pieces
+        ]  # fmt: skip
         ids = union(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
         return self.session.scalar(select(func.count()).select_from(Agent).where(Agent.id.in_(select(ids.c[0])))) or 0
 
     def _statements(self, names: tuple[str, ...], group: Any, agents: ColumnElement[bool] | None) -> list[Any]:
-        raw = [_raw_measure(name, self.dialect) for name in names]
-        sources = [(Execution, Execution.created_at, Execution.agent_id, raw, self._raw(a, b)) for a, b in self.edges]
-        if self.hours:
-            rolled = [_ROLLUP[name] for name in names]
-            sources.append((ExecutionRollup, ExecutionRollup.hour, ExecutionRollup.agent_id, rolled, self._rollups()))
         statements = []
-        for table, moment, agent_id, columns, where in sources:
+        for grain, a, b in self.pieces:
+            if grain is None:
+                table, moment, agent_id = Execution, Execution.created_at, Execution.agent_id
+                columns = [_raw_measure(name, self.dialect) for name in names]
+            else:
+                table, moment, agent_id = ExecutionRollup, ExecutionRollup.starts_at, ExecutionRollup.agent_id
+                columns = [_ROLLUP[name] for name in names]
             key = group(moment) if group else literal(None)
-            statement = select(key, *columns).select_from(table).where(*where)
+            statement = select(key, *columns).select_from(table).where(*self._where(grain, a, b))
             if agents is not None:
                 statement = statement.join(Agent, Agent.id == agent_id).where(agents)
             statements.append(statement.group_by(key) if group else statement)
         return statements
 
-    def _rollups(self) -> list[ColumnElement[bool]]:
-        first, last = self.hours or (None, None)
-        return [ownership.owned_by(ExecutionRollup, self.principal), ExecutionRollup.hour >= first,
-                ExecutionRollup.hour < last]  # fmt: skip
-
-    def _raw(self, a: datetime, b: datetime) -> list[ColumnElement[bool]]:
-        # Runs are never public (nothing sets it), so what the caller sees of them is what it owns.
-        return [ownership.owned_by(Execution, self.principal), Execution.created_at >= a, Execution.created_at < b]
+    def _where(self, grain: str | None, a: datetime, b: datetime) -> list[ColumnElement[bool]]:
+        if grain is None:
+            # Runs are never public (nothing sets it), so what the caller sees of them is what it owns.
+            return [ownership.owned_by(Execution, self.principal), Execution.created_at >= a, Execution.created_at < b]
+        return [ExecutionRollup.grain == grain, ownership.owned_by(ExecutionRollup, self.principal),
+                ExecutionRollup.starts_at >= a, ExecutionRollup.starts_at < b]  # fmt: skip
 
 
 _ROLLUP = {name: func.sum(getattr(ExecutionRollup, name)) for name in SUMMED} | {

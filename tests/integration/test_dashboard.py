@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from datetime import timedelta
 
@@ -10,7 +11,7 @@ from sqlalchemy import insert, select
 
 from core.clock import utcnow
 from persistence.db import Database
-from persistence.execution_rollups import hour_of
+from persistence.execution_rollups import GRAINS, start_of
 from persistence.migrate import upgrade
 from persistence.models import Configuration, Execution, ExecutionRollup
 from services import dashboard
@@ -90,8 +91,8 @@ def test_the_real_time_stream_sends_the_dashboard(client, db) -> None:
 def _expected_rollups(session) -> dict[tuple, dict]:
     """What the rollup table must hold, counted here in Python from every stored run."""
     expected: dict[tuple, dict] = {}
-    for run in session.scalars(select(Execution)):
-        key = (run.owner_type, run.owner_id, hour_of(run.created_at), run.agent_id or "")
+    for run, grain in itertools.product(session.scalars(select(Execution)), GRAINS):
+        key = (grain, run.owner_type, run.owner_id, start_of(grain, run.created_at), run.agent_id or "")
         row = expected.setdefault(key, dict.fromkeys(("runs", "completed", "failed", "finished", "duration_ms_total",
                                   "duration_count", "tokens_used", "cost", "latency", "latency_count"), 0)
                                   | {"duration_ms_max": None})  # fmt: skip
@@ -117,7 +118,7 @@ def _stored_rollups(session) -> dict[tuple, dict]:
     stored = {}
     for row in session.scalars(select(ExecutionRollup)):
         if row.runs:  # a row whose runs all moved or went away stays, at zero
-            stored[(row.owner_type, row.owner_id, row.hour, row.agent_id)] = {
+            stored[(row.grain, row.owner_type, row.owner_id, row.starts_at, row.agent_id)] = {
                 "runs": row.runs, "completed": row.completed, "failed": row.failed, "finished": row.finished,
                 "duration_ms_total": row.duration_ms_total, "duration_count": row.duration_count,
                 "tokens_used": row.tokens_used, "cost": row.cost, "latency": row.start_latency_s_total,
@@ -178,7 +179,7 @@ def test_rollups_follow_every_change_to_a_run(client, db) -> None:
         run.status = "completed"
     _assert_rollups_match_the_runs(db)
     with db.session() as session:
-        first_hour = session.get(ExecutionRollup, ("user", alice_id, hour, first["id"]))
+        first_hour = session.get(ExecutionRollup, ("hour", "user", alice_id, hour, first["id"]))
     assert first_hour.runs == 2 and first_hour.duration_ms_max == 5000
 
 
@@ -216,44 +217,43 @@ def test_the_migration_counts_the_runs_stored_before_it(backend, tmp_path) -> No
             next(holder, None)
 
 
-def test_the_dashboard_agrees_with_the_runs_over_partial_hours(client, db) -> None:
-    """Whole hours come from the rollups and the ends of the period from the runs: every figure must be what
-    counting the runs themselves gives, at a moment that is not on the hour."""
+def test_the_dashboard_agrees_with_the_runs_over_partial_days_and_hours(client, db) -> None:
+    """Whole days and hours come from the rollups and the ends of the period from the runs: every figure
+    must be what counting the runs themselves gives, at a moment that is on neither a day nor an hour."""
     alice = _user(client, "alice")
     alice_id = client.get("/api/v1/users/me", headers=alice).json()["id"]
-    agent = _agent(client, alice)
+    agents = [_agent(client, alice), _agent(client, alice, framework="langgraph")]
     now = utcnow().replace(minute=37, second=11, microsecond=0) - timedelta(hours=1)
+    statuses = ("completed", "failed", "completed", "timeout", "running", "cancelled", "completed")
+    offsets = [1, 20, 36, 38, 95, 24 * 60 - 30, 24 * 60 + 30, 24 * 60 + 50, 48 * 60 - 1, 48 * 60 + 1]
+    offsets += [day * 24 * 60 + minutes for day in range(2, 15) for minutes in (-7, 13, 300, 1000)]
     with db.transaction() as session:
-        for minutes, status in (
-            (1, "completed"),
-            (20, "failed"),
-            (36, "completed"),
-            (38, "timeout"),
-            (95, "completed"),
-            (24 * 60 - 30, "completed"),
-            (24 * 60 + 30, "failed"),
-            (24 * 60 + 50, "completed"),
-            (48 * 60 - 1, "running"),
-            (48 * 60 + 1, "completed"),
-        ):
+        for index, minutes in enumerate(offsets):
             created = now - timedelta(minutes=minutes)
-            session.add(Execution(workflow_version="1.0.0", agent_id=agent["id"], graph={}, status=status, input={},
-                                  owner_type="user", owner_id=alice_id, created_at=created,
-                                  started_at=created + timedelta(seconds=1), duration_ms=10 * minutes,
-                                  tokens_used=10, cost=0.5))  # fmt: skip
+            session.add(Execution(workflow_version="1.0.0", agent_id=agents[index % 5 == 0]["id"], graph={},
+                                  status=statuses[index % len(statuses)], input={}, owner_type="user",
+                                  owner_id=alice_id, created_at=created, started_at=created + timedelta(seconds=1),
+                                  duration_ms=10 * minutes, tokens_used=10, cost=0.5))  # fmt: skip
     with db.session() as session:
-        body = dashboard.metrics(session, Principal(user_id=alice_id, role=Role.user), "24h", now=now)
         stored = list(session.scalars(select(Execution)))
-    day = [run for run in stored if now - timedelta(hours=24) <= run.created_at < now]
-    before = [run for run in stored if now - timedelta(hours=48) <= run.created_at < now - timedelta(hours=24)]
-    finished = [run for run in day if run.status != "running"]
-    assert body["overview"]["executions"]["value"] == len(day) == 6
-    assert body["overview"]["executions"]["previous"] == len(before) == 3
-    trends = body["charts"]["execution_trends"]
-    assert sum(point["total"] for point in trends) == len(day)
-    assert sum(point["failed"] for point in trends) == sum(run.status in ("failed", "timeout") for run in day)
-    performance = body["charts"]["performance"]
-    assert performance["finished_executions"] == len(finished)
-    assert performance["max_duration_ms"] == max(run.duration_ms for run in finished)
-    assert performance["average_duration_ms"] == round(sum(run.duration_ms for run in finished) / len(finished), 1)
-    assert performance["tokens_used"] == 10 * len(finished)
+        for timeframe, span in (("24h", timedelta(hours=24)), ("7d", timedelta(days=7))):
+            body = dashboard.metrics(session, Principal(user_id=alice_id, role=Role.user), timeframe, now=now)
+            period = [run for run in stored if now - span <= run.created_at < now]
+            before = [run for run in stored if now - 2 * span <= run.created_at < now - span]
+            finished = [run for run in period if run.status != "running"]
+            assert body["overview"]["executions"]["value"] == len(period), timeframe
+            assert body["overview"]["executions"]["previous"] == len(before), timeframe
+            assert body["overview"]["active_agents"]["value"] == len({run.agent_id for run in period})
+            trends = body["charts"]["execution_trends"]
+            assert sum(point["total"] for point in trends) == len(period)
+            assert sum(point["failed"] for point in trends) == sum(
+                run.status in ("failed", "timeout") for run in period
+            )
+            assert sum(point["successful"] for point in trends) == sum(run.status == "completed" for run in period)
+            performance = body["charts"]["performance"]
+            assert performance["finished_executions"] == len(finished)
+            assert performance["max_duration_ms"] == max(run.duration_ms for run in finished)
+            average = round(sum(run.duration_ms for run in finished) / len(finished), 1)
+            assert performance["average_duration_ms"] == average and performance["tokens_used"] == 10 * len(finished)
+            executions = {item["framework"]: item["executions"] for item in body["charts"]["framework_distribution"]}
+            assert executions["langgraph"] == sum(run.agent_id == agents[1]["id"] for run in period)

@@ -1,4 +1,4 @@
-"""Hourly execution rollups for the dashboard, filled from the runs already stored; the owner index of
+"""Hourly and daily execution rollups for the dashboard, filled from the runs already stored; the owner index of
 executions gains created_at (a tenant's runs in a period, and its latest ones).
 
 Revision ID: 0012
@@ -18,10 +18,10 @@ depends_on = None
 # What `persistence.execution_rollups` counts per run, as SQL over the runs stored before this revision
 # (kept here as written: the module may change with later revisions, this backfill may not).
 _BACKFILL = """
-INSERT INTO execution_rollups (owner_type, owner_id, hour, agent_id, runs, completed, failed, finished,
+INSERT INTO execution_rollups (grain, owner_type, owner_id, starts_at, agent_id, runs, completed, failed, finished,
     duration_ms_total, duration_count, duration_ms_max, tokens_used, cost, start_latency_s_total,
     start_latency_count)
-SELECT owner_type, owner_id, {hour}, coalesce(agent_id, ''), count(*),
+SELECT '{grain}', owner_type, owner_id, {start}, coalesce(agent_id, ''), count(*),
     sum(CASE WHEN status = 'completed' THEN 1 ELSE 0 END),
     sum(CASE WHEN status IN ('failed', 'timeout') THEN 1 ELSE 0 END),
     sum(CASE WHEN {finished} THEN 1 ELSE 0 END),
@@ -33,13 +33,14 @@ SELECT owner_type, owner_id, {hour}, coalesce(agent_id, ''), count(*),
     sum(CASE WHEN {finished} AND started_at IS NOT NULL THEN {latency} ELSE 0 END),
     sum(CASE WHEN {finished} AND started_at IS NOT NULL THEN 1 ELSE 0 END)
 FROM executions
-GROUP BY owner_type, owner_id, {hour}, coalesce(agent_id, '')
+GROUP BY owner_type, owner_id, {start}, coalesce(agent_id, '')
 """
 _DIALECTS = {
-    "postgresql": {"hour": "date_trunc('hour', created_at, 'UTC')",
+    "postgresql": {"hour": "date_trunc('hour', created_at, 'UTC')", "day": "date_trunc('day', created_at, 'UTC')",
                    "latency": "extract(epoch FROM started_at - created_at)"},
-    # SQLAlchemy stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff' text; the hour must match that.
+    # SQLAlchemy stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff' text; the start must match that.
     "sqlite": {"hour": "strftime('%Y-%m-%d %H:00:00.000000', created_at)",
+               "day": "strftime('%Y-%m-%d 00:00:00.000000', created_at)",
                "latency": "(julianday(started_at) - julianday(created_at)) * 86400.0"},
 }  # fmt: skip
 
@@ -47,9 +48,10 @@ _DIALECTS = {
 def upgrade() -> None:
     op.create_table(
         "execution_rollups",
+        sa.Column("grain", sa.String(length=4), nullable=False),
         sa.Column("owner_type", sa.String(length=16), nullable=False),
         sa.Column("owner_id", sa.String(length=64), nullable=False),
-        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("agent_id", sa.String(length=36), nullable=False),
         sa.Column("runs", sa.Integer(), nullable=False),
         sa.Column("completed", sa.Integer(), nullable=False),
@@ -62,14 +64,17 @@ def upgrade() -> None:
         sa.Column("cost", sa.Float(), nullable=False),
         sa.Column("start_latency_s_total", sa.Float(), nullable=False),
         sa.Column("start_latency_count", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("owner_type", "owner_id", "hour", "agent_id", name=op.f("pk_execution_rollups")),
+        sa.PrimaryKeyConstraint(
+            "grain", "owner_type", "owner_id", "starts_at", "agent_id", name=op.f("pk_execution_rollups")
+        ),
     )
-    op.create_index("ix_execution_rollups_hour", "execution_rollups", ["hour"])
+    op.create_index("ix_execution_rollups_grain_starts_at", "execution_rollups", ["grain", "starts_at"])
     dialect = op.get_bind().dialect.name
     parts = _DIALECTS.get(dialect, _DIALECTS["postgresql"])
     finished = "status IN ('completed', 'failed', 'cancelled', 'timeout')"
-    statement = _BACKFILL.format(finished=finished, **parts).replace(":", r"\:")  # literal colons, not binds
-    op.execute(sa.text(statement))
+    for grain in ("hour", "day"):
+        sql = _BACKFILL.format(grain=grain, start=parts[grain], finished=finished, latency=parts["latency"])
+        op.execute(sa.text(sql.replace(":", r"\:")))  # literal colons, not bind parameters
     with op.batch_alter_table("executions") as batch_op:
         batch_op.create_index("ix_executions_owner_created", ["owner_type", "owner_id", "created_at"])
         batch_op.drop_index("ix_executions_owner")
@@ -79,5 +84,5 @@ def downgrade() -> None:
     with op.batch_alter_table("executions") as batch_op:
         batch_op.create_index("ix_executions_owner", ["owner_type", "owner_id"])
         batch_op.drop_index("ix_executions_owner_created")
-    op.drop_index("ix_execution_rollups_hour", table_name="execution_rollups")
+    op.drop_index("ix_execution_rollups_grain_starts_at", table_name="execution_rollups")
     op.drop_table("execution_rollups")
