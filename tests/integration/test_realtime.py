@@ -239,6 +239,23 @@ def _raw_client(address: str, headers: dict[str, str]) -> tuple[socket.socket, C
     return sock, protocol
 
 
+def _read_until_close(sock: socket.socket, protocol: ClientProtocol, timeout_s: float = 10) -> Close | None:
+    """Read what the server sent a `_raw_client` (its backlog) up to the close frame; None if the server
+    ended the connection without one or sent nothing more within `timeout_s`."""
+    sock.settimeout(timeout_s)
+    while True:
+        try:
+            data = sock.recv(1 << 20)
+        except OSError:  # a timeout, or a reset
+            return None
+        if not data:
+            return None
+        protocol.receive_data(data)
+        for frame in protocol.events_received():
+            if isinstance(frame, Frame) and frame.opcode == Opcode.CLOSE:
+                return Close.parse(frame.data)
+
+
 def test_a_consumer_that_stops_reading_is_closed_with_4008_and_others_continue(served: str) -> None:
     import httpx
     from websockets.sync.client import connect
@@ -261,19 +278,10 @@ def test_a_consumer_that_stops_reading_is_closed_with_4008_and_others_continue(s
                 assert published.status_code == 201, published.text
                 assert json.loads(healthy.recv(timeout=10))["data"]["i"] == i  # the others are not held back
         # Now read what the server sent the slow client: its backlog, then the close frame.
-        sock.settimeout(10)
-        close = None
-        while close is None:
-            data = sock.recv(1 << 20)
-            if not data:
-                break
-            slow.receive_data(data)
-            close = next((frame for frame in slow.events_received() if isinstance(frame, Frame)
-                          and frame.opcode == Opcode.CLOSE), None)  # fmt: skip
+        close = _read_until_close(sock, slow)
         sock.close()
     assert close is not None, "the server did not close the slow connection"
-    closing = Close.parse(close.data)
-    assert closing.code == 4008 and "slow consumer" in closing.reason
+    assert close.code == 4008 and "slow consumer" in close.reason
 
 
 def test_a_revoked_credential_closes_the_connection(live: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
