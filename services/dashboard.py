@@ -42,9 +42,10 @@ def metrics(session: Session, principal: Principal, timeframe: str, now: datetim
         )
         or 0
     )
-    totals = current.sums(("runs", "finished", "completed", "duration_ms_total", "duration_count",
-                           "duration_ms_max", "tokens_used", "cost", "start_latency_s_total",
-                           "start_latency_count"))[None]  # fmt: skip
+    by_bucket = current.sums(MEASURES, group=lambda moment: bucket(moment, unit, current.dialect))
+    totals = dict.fromkeys(MEASURES, 0) | {"duration_ms_max": None}
+    for row in by_bucket.values():
+        _combine(totals, row)
     return {
         "timeframe": timeframe,
         "period": {"start": start, "end": end},
@@ -55,7 +56,7 @@ def metrics(session: Session, principal: Principal, timeframe: str, now: datetim
             "saved_configs": {"value": configs_now, "change": configs_new},
         },
         "charts": {
-            "execution_trends": _trends(current, unit),
+            "execution_trends": _trends(by_bucket),
             "framework_distribution": _frameworks(session, principal, current),
             "performance": _performance(totals),
         },
@@ -76,8 +77,7 @@ def _counted(now: int, before: int) -> dict[str, Any]:
     return {"value": now, "previous": before, "change": change, "trend": "up" if now >= before else "down"}
 
 
-def _trends(runs: _Runs, unit: str) -> list[dict]:
-    by_bucket = runs.sums(("runs", "completed", "failed"), group=lambda moment: bucket(moment, unit, runs.dialect))
+def _trends(by_bucket: dict[str, dict[str, float]]) -> list[dict]:
     return [{"date": key, "total": int(row["runs"]), "successful": int(row["completed"]), "failed": int(row["failed"])}
             for key, row in sorted(by_bucket.items()) if row["runs"]]  # fmt: skip
 
@@ -144,18 +144,10 @@ class _Runs:
         """{group key (None without `group`): {measure: value}}. `group` maps the source's time column to
         the key; `agents` joins each run's agent and keeps the runs whose agent it admits."""
         merged: dict[Any, dict[str, float]] = {} if group is not None else {None: dict.fromkeys(names, 0)}
-        if group is None:
-            merged[None]["duration_ms_max"] = None
         for statement in self._statements(names, group, agents):
             for row in self.session.execute(statement).all():
-                key = row[0] if group is not None else None
-                into = merged.setdefault(key, {**dict.fromkeys(names, 0), "duration_ms_max": None})
-                for name, value in zip(names, row[1:], strict=True):
-                    if name == "duration_ms_max":
-                        if value is not None and (into[name] is None or value > into[name]):
-                            into[name] = value
-                    else:
-                        into[name] += float(value or 0)  # Postgres sums integers as numeric
+                into = merged.setdefault(row[0] if group is not None else None, dict.fromkeys(names, 0))
+                _combine(into, dict(zip(names, row[1:], strict=True)))
         return merged
 
     def agents(self) -> int:
@@ -192,6 +184,20 @@ class _Runs:
             return [ownership.owned_by(Execution, self.principal), Execution.created_at >= a, Execution.created_at < b]
         return [ExecutionRollup.grain == grain, ownership.owned_by(ExecutionRollup, self.principal),
                 ExecutionRollup.starts_at >= a, ExecutionRollup.starts_at < b]  # fmt: skip
+
+
+MEASURES = ("runs", "completed", "failed", "finished", "duration_ms_total", "duration_count", "duration_ms_max",
+            "tokens_used", "cost", "start_latency_s_total", "start_latency_count")  # fmt: skip
+
+
+def _combine(into: dict[str, Any], values: dict[str, Any]) -> None:
+    """Adds one source's measures to what the others gave: sums add up, the maximum is the larger one."""
+    for name, value in values.items():
+        if name == "duration_ms_max":
+            if value is not None and (into.get(name) is None or value > into[name]):
+                into[name] = value
+        else:
+            into[name] += float(value or 0)  # Postgres sums integers as numeric
 
 
 _ROLLUP = {name: func.sum(getattr(ExecutionRollup, name)) for name in SUMMED} | {
