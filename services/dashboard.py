@@ -5,17 +5,16 @@ index), so each figure is exact and its cost does not grow with the runs stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, distinct, func, literal, select, union
 from sqlalchemy.orm import Session
 
-from core.clock import utcnow
+from core.clock import isoformat_z, utcnow
 from persistence.execution_rollups import FAILED, FINISHED, GRAINS, NO_AGENT, SUMMED, start_of
 from persistence.models import Agent, Configuration, Execution, ExecutionRollup
-from persistence.repositories.time_sql import bucket, seconds_between
+from persistence.repositories.time_sql import seconds_between
 from services import ownership
 from services.principal import Principal
 
@@ -42,7 +41,7 @@ def metrics(session: Session, principal: Principal, timeframe: str, now: datetim
         )
         or 0
     )
-    by_bucket = current.sums(MEASURES, group=lambda moment: bucket(moment, unit, current.dialect))
+    by_bucket = current.sums(MEASURES, by="time")
     totals = dict.fromkeys(MEASURES, 0) | {"duration_ms_max": None}
     for row in by_bucket.values():
         _combine(totals, row)
@@ -77,15 +76,15 @@ def _counted(now: int, before: int) -> dict[str, Any]:
     return {"value": now, "previous": before, "change": change, "trend": "up" if now >= before else "down"}
 
 
-def _trends(by_bucket: dict[str, dict[str, float]]) -> list[dict]:
-    return [{"date": key, "total": int(row["runs"]), "successful": int(row["completed"]), "failed": int(row["failed"])}
-            for key, row in sorted(by_bucket.items()) if row["runs"]]  # fmt: skip
+def _trends(by_bucket: dict[datetime, dict[str, float]]) -> list[dict]:
+    return [{"date": isoformat_z(key), "total": int(row["runs"]), "successful": int(row["completed"]),
+             "failed": int(row["failed"])} for key, row in sorted(by_bucket.items()) if row["runs"]]  # fmt: skip
 
 
 def _frameworks(session: Session, principal: Principal, runs: _Runs) -> list[dict]:
     agents = ownership.visible_to(Agent, principal)
     counts = dict(session.execute(select(Agent.framework, func.count()).where(agents).group_by(Agent.framework)).all())
-    by_framework = runs.sums(("runs",), group=lambda _moment: Agent.framework, agents=agents)
+    by_framework = runs.sums(("runs",), by="framework", agents=agents)
     total = sum(counts.values()) or 1
     return [{"framework": name, "agents": count, "percentage": round(count / total * 100, 1),
              "executions": int(by_framework.get(name, {}).get("runs", 0))}
@@ -113,13 +112,16 @@ class _Runs:
 
     def __init__(self, session: Session, principal: Principal, start: datetime, end: datetime, unit: str) -> None:
         self.session, self.principal = session, principal
-        self.dialect = session.get_bind().dialect.name
+        self.dialect, self.unit = session.get_bind().dialect.name, unit
         self.pieces: list[tuple[str | None, datetime, datetime]] = []  # (grain, or None for the runs; from, to)
         self._split(start, end, ["day", "hour"] if unit == "day" else ["hour"])
 
     def _split(self, start: datetime, end: datetime, grains: list[str]) -> None:
-        if not grains:
-            self.pieces.append((None, start, end))
+        if not grains:  # the runs themselves, a piece per hour they fall in (each then one trend bucket)
+            while start < end:
+                cut = min(end, start_of("hour", start) + GRAINS["hour"])
+                self.pieces.append((None, start, cut))
+                start = cut
             return
         grain, finer = grains[0], grains[1:]
         first = start_of(grain, start)
@@ -135,19 +137,28 @@ class _Runs:
             self._split(last, end, finer)
 
     def sums(
-        self,
-        names: tuple[str, ...],
-        *,
-        group: Callable[[Any], ColumnElement[Any]] | None = None,
-        agents: ColumnElement[bool] | None = None,
+        self, names: tuple[str, ...], *, by: str | None = None, agents: ColumnElement[bool] | None = None
     ) -> dict[Any, dict[str, float]]:
-        """{group key (None without `group`): {measure: value}}. `group` maps the source's time column to
-        the key; `agents` joins each run's agent and keeps the runs whose agent it admits."""
-        merged: dict[Any, dict[str, float]] = {} if group is not None else {None: dict.fromkeys(names, 0)}
-        for statement in self._statements(names, group, agents):
+        """{key: {measure: value}}: one key (None), or by "time" (the start of each trend bucket, hour or day
+        as `unit`), or by "framework" of the runs' agents that `agents` admits."""
+        merged: dict[Any, dict[str, float]] = {} if by is not None else {None: dict.fromkeys(names, 0)}
+        for grain, a, b in self.pieces:
+            if grain is None:
+                table, moment, agent_id = Execution, Execution.created_at, Execution.agent_id
+                columns = [_raw_measure(name, self.dialect) for name in names]
+            else:
+                table, moment, agent_id = ExecutionRollup, ExecutionRollup.starts_at, ExecutionRollup.agent_id
+                columns = [_ROLLUP[name] for name in names]
+            # Rollup rows group by their own start (no per-row date arithmetic); a piece of runs lies in one hour.
+            key = Agent.framework if by == "framework" else moment if by == "time" and grain else literal(None)
+            statement = select(key, *columns).select_from(table).where(*self._where(grain, a, b))
+            if by == "framework":
+                statement = statement.join(Agent, Agent.id == agent_id).where(agents)
+            if by == "framework" or (by == "time" and grain):
+                statement = statement.group_by(key)
             for row in self.session.execute(statement).all():
-                into = merged.setdefault(row[0] if group is not None else None, dict.fromkeys(names, 0))
-                _combine(into, dict(zip(names, row[1:], strict=True)))
+                found = row[0] if by == "framework" else start_of(self.unit, row[0] if grain else a) if by else None
+                _combine(merged.setdefault(found, dict.fromkeys(names, 0)), dict(zip(names, row[1:], strict=True)))
         return merged
 
     def agents(self) -> int:
@@ -161,22 +172,6 @@ class _Runs:
         ]  # fmt: skip
         ids = union(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
         return self.session.scalar(select(func.count()).select_from(Agent).where(Agent.id.in_(select(ids.c[0])))) or 0
-
-    def _statements(self, names: tuple[str, ...], group: Any, agents: ColumnElement[bool] | None) -> list[Any]:
-        statements = []
-        for grain, a, b in self.pieces:
-            if grain is None:
-                table, moment, agent_id = Execution, Execution.created_at, Execution.agent_id
-                columns = [_raw_measure(name, self.dialect) for name in names]
-            else:
-                table, moment, agent_id = ExecutionRollup, ExecutionRollup.starts_at, ExecutionRollup.agent_id
-                columns = [_ROLLUP[name] for name in names]
-            key = group(moment) if group else literal(None)
-            statement = select(key, *columns).select_from(table).where(*self._where(grain, a, b))
-            if agents is not None:
-                statement = statement.join(Agent, Agent.id == agent_id).where(agents)
-            statements.append(statement.group_by(key) if group else statement)
-        return statements
 
     def _where(self, grain: str | None, a: datetime, b: datetime) -> list[ColumnElement[bool]]:
         if grain is None:
