@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, distinct, func, literal, select, union
+from sqlalchemy import ColumnElement, case, distinct, func, literal, select
 from sqlalchemy.orm import Session
 
 from core.clock import isoformat_z, utcnow
@@ -45,18 +45,28 @@ def metrics(session: Session, principal: Principal, timeframe: str, now: datetim
     totals = dict.fromkeys(MEASURES, 0) | {"duration_ms_max": None}
     for row in by_bucket.values():
         _combine(totals, row)
+    runs_now, runs_before = current.runs_by_agent(), previous.runs_by_agent()
+    # The agents those runs name, if they still exist (a deleted agent's runs no longer name it), and
+    # whether the caller may see them (only those count in the framework distribution).
+    named = sorted({agent for runs in (runs_now, runs_before) for agent, count in runs.items() if agent and count})
+    known = {row[0]: (row[1], row[2]) for row in session.execute(
+        select(Agent.id, Agent.framework, case((agents, True), else_=False)).where(Agent.id.in_(named))
+    )} if named else {}  # fmt: skip
     return {
         "timeframe": timeframe,
         "period": {"start": start, "end": end},
         "overview": {
-            "active_agents": _counted(current.agents(), previous.agents()),
+            "active_agents": _counted(
+                sum(agent in known for agent in runs_now if runs_now[agent]),
+                sum(agent in known for agent in runs_before if runs_before[agent]),
+            ),
             "frameworks": {"value": frameworks_now, "change": frameworks_now - frameworks_before},
-            "executions": _counted(int(totals["runs"]), int(previous.sums(("runs",))[None]["runs"])),
+            "executions": _counted(int(totals["runs"]), int(sum(runs_before.values()))),
             "saved_configs": {"value": configs_now, "change": configs_new},
         },
         "charts": {
             "execution_trends": _trends(by_bucket),
-            "framework_distribution": _frameworks(session, principal, current),
+            "framework_distribution": _frameworks(session, agents, runs_now, known),
             "performance": _performance(totals),
         },
         "recent_activity": list(
@@ -81,13 +91,18 @@ def _trends(by_bucket: dict[datetime, dict[str, float]]) -> list[dict]:
              "failed": int(row["failed"])} for key, row in sorted(by_bucket.items()) if row["runs"]]  # fmt: skip
 
 
-def _frameworks(session: Session, principal: Principal, runs: _Runs) -> list[dict]:
-    agents = ownership.visible_to(Agent, principal)
+def _frameworks(
+    session: Session, agents: ColumnElement[bool], runs: dict[str, float], known: dict[str, tuple[str, bool]]
+) -> list[dict]:
     counts = dict(session.execute(select(Agent.framework, func.count()).where(agents).group_by(Agent.framework)).all())
-    by_framework = runs.sums(("runs",), by="framework", agents=agents)
+    executions: dict[str, float] = {}
+    for agent, count in runs.items():
+        framework, visible = known.get(agent, (None, False))
+        if visible:
+            executions[framework] = executions.get(framework, 0) + count
     total = sum(counts.values()) or 1
     return [{"framework": name, "agents": count, "percentage": round(count / total * 100, 1),
-             "executions": int(by_framework.get(name, {}).get("runs", 0))}
+             "executions": int(executions.get(name, 0))}
             for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]  # fmt: skip
 
 
@@ -136,42 +151,29 @@ class _Runs:
         if last < end:
             self._split(last, end, finer)
 
-    def sums(
-        self, names: tuple[str, ...], *, by: str | None = None, agents: ColumnElement[bool] | None = None
-    ) -> dict[Any, dict[str, float]]:
+    def sums(self, names: tuple[str, ...], *, by: str | None = None) -> dict[Any, dict[str, float]]:
         """{key: {measure: value}}: one key (None), or by "time" (the start of each trend bucket, hour or day
-        as `unit`), or by "framework" of the runs' agents that `agents` admits."""
+        as `unit`), or by "agent" (its id, "" for runs without one)."""
         merged: dict[Any, dict[str, float]] = {} if by is not None else {None: dict.fromkeys(names, 0)}
         for grain, a, b in self.pieces:
             if grain is None:
-                table, moment, agent_id = Execution, Execution.created_at, Execution.agent_id
+                table, moment, agent = Execution, Execution.created_at, func.coalesce(Execution.agent_id, NO_AGENT)
                 columns = [_raw_measure(name, self.dialect) for name in names]
             else:
-                table, moment, agent_id = ExecutionRollup, ExecutionRollup.starts_at, ExecutionRollup.agent_id
+                table, moment, agent = ExecutionRollup, ExecutionRollup.starts_at, ExecutionRollup.agent_id
                 columns = [_ROLLUP[name] for name in names]
             # Rollup rows group by their own start (no per-row date arithmetic); a piece of runs lies in one hour.
-            key = Agent.framework if by == "framework" else moment if by == "time" and grain else literal(None)
+            key = agent if by == "agent" else moment if by == "time" and grain else literal(None)
             statement = select(key, *columns).select_from(table).where(*self._where(grain, a, b))
-            if by == "framework":
-                statement = statement.join(Agent, Agent.id == agent_id).where(agents)
-            if by == "framework" or (by == "time" and grain):
+            if by == "agent" or (by == "time" and grain):
                 statement = statement.group_by(key)
             for row in self.session.execute(statement).all():
-                found = row[0] if by == "framework" else start_of(self.unit, row[0] if grain else a) if by else None
+                found = row[0] if by == "agent" else start_of(self.unit, row[0] if grain else a) if by else None
                 _combine(merged.setdefault(found, dict.fromkeys(names, 0)), dict(zip(names, row[1:], strict=True)))
         return merged
 
-    def agents(self) -> int:
-        """Agents with a run in the period (that still exist: a deleted agent's runs no longer name it)."""
-        parts = [
-            select(Execution.agent_id).where(*self._where(None, a, b), Execution.agent_id.is_not(None))
-            if grain is None
-            else select(ExecutionRollup.agent_id).where(*self._where(grain, a, b), ExecutionRollup.runs > 0,
-                                                        ExecutionRollup.agent_id != NO_AGENT)
-            for grain, a, b in self.pieces
-        ]  # fmt: skip
-        ids = union(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
-        return self.session.scalar(select(func.count()).select_from(Agent).where(Agent.id.in_(select(ids.c[0])))) or 0
+    def runs_by_agent(self) -> dict[str, float]:
+        return {agent: row["runs"] for agent, row in self.sums(("runs",), by="agent").items()}
 
     def _where(self, grain: str | None, a: datetime, b: datetime) -> list[ColumnElement[bool]]:
         if grain is None:
