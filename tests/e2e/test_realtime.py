@@ -142,6 +142,32 @@ def _largest_socket_buffers() -> int:
     return receive + 2 * send
 
 
+def test_the_dashboard_counts_the_runs_the_cluster_ran(http, owner) -> None:
+    """Runs executed by run actors (their own processes, writing through the store) are in the dashboard's
+    figures at once: the rollups are kept in the transactions that change the runs."""
+    good = _workflow(http, owner, {"id": "in", "type": "input"},
+                     {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
+                     {"id": "out", "type": "output"})  # fmt: skip
+    bad = _workflow(http, owner, {"id": "in", "type": "input"},
+                    {"id": "boom", "type": "python", "config": {"function": f"{FIX}:broken"}},
+                    {"id": "out", "type": "output"})  # fmt: skip
+    ids = [_execute(http, owner, good, input_data={"value": n}) for n in range(3)]
+    ids.append(_execute(http, owner, bad, input_data={}))
+    runs = [_ended(http, owner, run_id) for run_id in ids]
+    assert [run["status"] for run in runs] == ["completed"] * 3 + ["failed"]
+
+    body = http.get("/api/v1/dashboard/metrics", params={"timeframe": "24h"}, headers=owner).json()
+    assert body["overview"]["executions"]["value"] == 4 and body["overview"]["active_agents"]["value"] == 2
+    trends = body["charts"]["execution_trends"]
+    assert sum(point["total"] for point in trends) == 4 and sum(point["failed"] for point in trends) == 1
+    performance = body["charts"]["performance"]
+    assert performance["finished_executions"] == 4 and performance["success_rate"] == 0.75
+    durations = [run["duration"] for run in runs]
+    assert performance["max_duration_ms"] == max(durations)
+    assert performance["average_duration_ms"] == round(sum(durations) / 4, 1)
+    assert {run["id"] for run in body["recent_activity"]} == set(ids)
+
+
 def test_the_dashboards_sse_resumes_from_last_event_id(http, owner) -> None:
     with http.stream("GET", "/api/v1/dashboard/real-time", headers=owner) as stream:
         first = _sse_ids(stream, 1)
