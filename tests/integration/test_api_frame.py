@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 from fastapi.testclient import TestClient
+from starlette.concurrency import run_in_threadpool
 
 from core.settings import Settings
 from serve_app.app import create_app
@@ -108,3 +112,35 @@ def test_oversized_bodies_are_refused_before_they_are_read(settings: Settings) -
         streamed = client.post("/api/v1/auth/login", content=chunks(), headers={"Content-Type": "application/json"})
         assert_error(streamed, 413, "PAYLOAD_TOO_LARGE")
         assert client.post("/api/v1/auth/login", json={"email": "a@b.co", "password": "short"}).status_code == 401
+
+
+def test_sync_work_reuses_worker_threads_on_a_loop_run_forever_as_serve_runs_it(settings: Settings) -> None:
+    """Serve runs a replica's event loop with `run_forever` and each request as a task of its own. There,
+    anyio used to bind each new worker thread to the request's task and stop it when the request ended:
+    a thread per sync route call. The app's lifespan keeps them for the app's life."""
+    from uvicorn.config import Config
+    from uvicorn.lifespan.on import LifespanOn
+
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    lifespan = LifespanOn(Config(create_app(settings), lifespan="on"))
+
+    def on_loop(coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=30)
+
+    async def a_request() -> threading.Thread:  # what a sync route does: its work in a worker thread
+        return await run_in_threadpool(threading.current_thread)
+
+    async def requests(count: int) -> set[threading.Thread]:
+        return set(await asyncio.gather(*[asyncio.ensure_future(a_request()) for _ in range(count)]))
+
+    try:
+        on_loop(lifespan.startup())
+        first = on_loop(requests(8))
+        later = set().union(*(on_loop(requests(8)) for _ in range(10)))
+        assert len(later) <= 8 and later & first, "a worker thread per request"
+        on_loop(lifespan.shutdown())
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(timeout=10)
