@@ -277,7 +277,7 @@ def test_actors_share_a_bounded_number_of_database_connections(http, owner, plat
     run_tasks_on(first + more)
     after = connections()
     # Every connection belongs to a component with a fixed pool, whatever the number of agents: the API
-    # replicas (pool 5 + overflow 5 each), the store (ORCHESTRATOR_ACTOR_DATABASE_POOL_SIZE), the router
+    # replicas (a pool of 10 each), the store (ORCHESTRATOR_ACTOR_DATABASE_POOL_SIZE), the router
     # and the reconciler (2 each), the event hub (2 + 1), the run pool's actors (2 each, while they run).
     # Nothing else (an agent opening its own would show as `orchestrator`).
     bounds = {"orchestrator:api": 2 * 10, "orchestrator:store": 4, "orchestrator:router": 2,
