@@ -59,7 +59,6 @@ def emit(
     """Add an event to the caller's transaction. `owner` scopes who may receive it (None: admins)."""
     if not EVENT_NAME.match(event_type):
         raise ValueError(f"event names are dotted lowercase words, not {event_type!r}")
-    correlation_id = correlation_id_var.get()
     event = Event(
         event_type=event_type,
         source=source,
@@ -67,10 +66,16 @@ def emit(
         owner_type=owner.owner_type if owner is not None else None,
         owner_id=owner.owner_id if owner is not None else None,
         subject_id=subject_id,
-        correlation_id=None if correlation_id == "-" else correlation_id,
+        correlation_id=current_correlation_id(),
     )
     session.add(event)
     return event
+
+
+def current_correlation_id() -> str | None:
+    """The request's (or message's) correlation id, None outside of one."""
+    correlation_id = correlation_id_var.get()
+    return None if correlation_id == "-" else correlation_id
 
 
 def emit_now(
@@ -112,7 +117,7 @@ def publish(session: Session, principal: Principal, data: dict[str, Any]) -> Eve
         owner_type="user",
         owner_id=principal.user_id,
         subject_id=data.get("task_id"),
-        correlation_id=data.get("trace_id") or (None if correlation_id_var.get() == "-" else correlation_id_var.get()),
+        correlation_id=data.get("trace_id") or current_correlation_id(),
     )
     session.add(event)
     session.flush()

@@ -14,20 +14,35 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from core.clock import utcnow
 from core.errors import Conflict, FieldIssue, NotFound, ValidationFailed, refuse_read_only
+from core.ids import new_id
 from persistence.models import Agent, Event, Execution, Task
 from persistence.repositories.json_arrays import array_contains
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.search import matches_text
+from persistence.repositories.statements import prepared_insert
 from persistence.repositories.time_sql import hour_of_day, seconds_between
 from schedulers.agent_lifecycle import AgentStatus
 from schedulers.task_lifecycle import ACTIVE, PRIORITIES, TERMINAL, TaskStatus, transition
 from services import events, notifications, ownership, projects, run_waits
 from services.agents import lock_agent
 from services.principal import Principal
+
+# A new task's columns that the request may leave out; lists and dicts are made per row.
+_NEW_TASK: dict[str, Any] = {
+    "description": None, "status": TaskStatus.pending.value, "agent_id": None, "project_id": None, "source": None,
+    "result": None, "error": None, "estimated_hours": None, "actual_hours": None, "progress": 0.0,
+    "sla_target": None, "sla_breached_at": None, "due_date": None, "correlation_id": None, "assigned_at": None,
+    "started_at": None, "completed_at": None, "is_public": False,
+}  # fmt: skip
+_NEW_TASK_CONTAINERS = {"payload": dict, "meta": dict, "tags": list, "requirements": list, "acceptance_criteria": list}
+_INSERT_TASK = prepared_insert(
+    Task, "id", "title", "type", "priority", "owner_type", "owner_id", "created_by", "created_at", "updated_at",
+    "sla_due_at", *_NEW_TASK, *_NEW_TASK_CONTAINERS,
+)  # fmt: skip
 
 EVENT_OF_STATUS = {
     TaskStatus.assigned: "task.assigned",
@@ -51,12 +66,18 @@ def create_task(
     projects.check_task_project(session, principal, data.get("project_id"))
     data.setdefault("title", _default_title(data))
     now = utcnow()
-    task = Task(owner_type=owner_type, owner_id=owner_id, created_by=principal.user_id, created_at=now,
-                updated_at=now, status=TaskStatus.pending.value, **data)  # fmt: skip
-    task.sla_due_at = _sla_due(task)
+    row = {**_NEW_TASK, **{name: make() for name, make in _NEW_TASK_CONTAINERS.items()}}
+    row.update(data, id=new_id(), owner_type=owner_type, owner_id=owner_id, created_by=principal.user_id,
+               created_at=now, updated_at=now, sla_due_at=_sla_due(now, data.get("sla_target")))  # fmt: skip
+    # The hot path of task creation: two prepared Core inserts (the ORM's flush of the same two rows
+    # costs twice the CPU). The object is then the row just written, persistent in the session without
+    # a read, for the approval gate and direct assignment below.
+    session.execute(_INSERT_TASK, row)
+    task = Task(**row)
+    make_transient_to_detached(task)
     session.add(task)
-    session.flush()
-    events.emit(session, "task.created", summary(task), source="tasks", owner=task, subject_id=task.id)
+    events.emit_now(session, "task.created", summary(task), source="tasks", owner=task, subject_id=task.id,
+                    correlation_id=events.current_correlation_id())  # fmt: skip
     if agent_id:
         ownership.get_visible(session, Agent, agent_id, principal)  # 404 for an agent the owner cannot use
     if approval_gate is not None and approval_gate(task, agent_id):
@@ -379,8 +400,8 @@ def breach_slas(session: Session, limit: int = 500) -> list[str]:
     return [task.id for task in due]
 
 
-def _sla_due(task: Task) -> datetime | None:
-    return task.created_at + timedelta(seconds=task.sla_target) if task.sla_target else None
+def _sla_due(created_at: datetime, sla_target: int | None) -> datetime | None:
+    return created_at + timedelta(seconds=sla_target) if sla_target else None
 
 
 def _count_load(session: Session, agent_id: str | None, previous: TaskStatus, target: TaskStatus) -> None:
@@ -520,7 +541,7 @@ def update_task(session: Session, principal: Principal, task_id: str, changes: d
     for field, value in changes.items():
         setattr(task, field, value)
     if "sla_target" in changes:
-        task.sla_due_at = _sla_due(task)
+        task.sla_due_at = _sla_due(task.created_at, task.sla_target)
         task.sla_breached_at = None if task.sla_due_at is None or task.sla_due_at > utcnow() else task.sla_breached_at
     if target is not None and TaskStatus(target).value != task.status:
         report_status(session, principal, task.id, TaskStatus(target))

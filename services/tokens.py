@@ -13,6 +13,8 @@ from core.ids import new_id
 
 ACCESS = "access"
 REFRESH = "refresh"
+# Tokens remembered as verified (per process; emptied when full).
+VERIFIED_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,7 @@ class TokenService:
         self._issuer = issuer
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
+        self._verified: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def from_settings(cls, settings: Any) -> TokenService:
@@ -74,7 +77,23 @@ class TokenService:
         Tokens this platform issues carry `type`, `jti` and `iss`. A token without `type` is read as an
         access token minted by its key holder with seed 002's recipe (`sub`, `role`, `exp`, `iat`); it
         cannot be revoked individually. A token whose `type` or `iss` is wrong is always refused.
+
+        A token verified before is not verified again until it expires: the same string with the same key
+        has the same signature check, and only `exp` can turn a valid token invalid with time (revocation
+        is the caller's check, on every request). This spares the HMAC and parsing of every request.
         """
+        claims = self._verified.get(token)
+        if claims is None or claims["exp"] <= time.time():
+            claims = self._verify(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = claims
+        token_type = claims.get("type")
+        if token_type not in expected_types:
+            raise AuthenticationFailed("Wrong token type for this operation")
+        return dict(claims)
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             claims = jwt.decode(
                 token,
@@ -88,9 +107,7 @@ class TokenService:
             raise AuthenticationFailed("Invalid token") from exc
         if "iss" in claims and claims["iss"] != self._issuer:
             raise AuthenticationFailed("Invalid token")
-        token_type = claims.setdefault("type", ACCESS) if "jti" not in claims else claims.get("type")
-        if token_type not in expected_types:
-            raise AuthenticationFailed("Wrong token type for this operation")
         if "jti" not in claims:
+            claims.setdefault("type", ACCESS)
             claims["via"] = "service"
         return claims

@@ -73,3 +73,19 @@ def test_refresh_token_is_not_an_access_token() -> None:
     with pytest.raises(AuthenticationFailed, match="type"):
         service.decode(refresh.token)
     assert service.decode(refresh.token, expected_types=(REFRESH,))["fam"] == "f1"
+
+
+def test_a_token_verified_before_is_still_refused_once_it_expires() -> None:
+    service = _service()
+    token = service.issue_access(subject="u", role="user", ttl_s=1).token
+    first = service.decode(token)
+    first["role"] = "admin"  # the caller's copy: what the next request sees is the token's own claims
+    assert service.decode(token)["role"] == "user"
+    deadline = time.monotonic() + 5
+    while True:  # verified once, remembered: expiry must still end it (within a second here)
+        try:
+            service.decode(token)
+        except AuthenticationFailed as exc:
+            assert "expired" in str(exc)
+            break
+        assert time.monotonic() < deadline, "an expired token was still accepted"
