@@ -26,6 +26,7 @@ from cluster import metrics
 from core.clock import utcnow
 from core.logging import configure_logging
 from core.settings import Settings
+from persistence import execution_rollups
 from persistence.db import Database
 from services import approvals, deployments, executions, tasks
 from services.housekeeping import purge_expired_credentials
@@ -93,13 +94,14 @@ class Reconciler:
         if offline:
             log.info("%d external worker(s) stopped sending heartbeats: %s", len(offline), offline)
         resumed = self._resume_runs()
+        folded = execution_rollups.fold_all(self._db)  # the dashboard reads unfolded deltas too; this keeps them few
         metrics.publish_platform_state(self._db)  # Ray gauges: runs by status, approvals pending
         if time.monotonic() - self._last_purge > PURGE_EVERY_S:
             purge_expired_credentials(self._db)
             self._last_purge = time.monotonic()
         return {"started": sorted(set(starting) - set(failed)), "failed": failed, "stopped": stopped,
                 "redispatched": redispatched, "offline": offline, "expired": expired,
-                "sla_breached": breached, "runs_resumed": resumed}  # fmt: skip
+                "sla_breached": breached, "runs_resumed": resumed, "rollup_deltas_folded": folded}  # fmt: skip
 
     def _resume_runs(self) -> list[str]:
         """Every run that should be running has an actor: runs nobody claimed, runs whose actor's lease ran

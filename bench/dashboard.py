@@ -36,7 +36,7 @@ TIMEFRAMES = ("24h", "7d", "30d", "90d")
 AGENTS_PER_TENANT = 5
 
 
-def seed_template(db: Database) -> tuple[str, str]:
+def seed_template(db: Database) -> tuple[str, str, str]:
     with db.transaction() as session:
         user = User(email="dash@example.com", password_hash="not-a-hash", role="agent", preferences={})  # noqa: S106
         session.add(user)
@@ -55,46 +55,45 @@ def seed_template(db: Database) -> tuple[str, str]:
                         duration_ms=120, tokens_used=10, cost=0.01)  # fmt: skip
         session.add(run)
         session.flush()
-        return user.id, run.id
+        return user.id, agent.id, run.id
 
 
-def copy_agents(db: Database, template_run: str, tenants: int) -> None:
-    """AGENTS_PER_TENANT agents per tenant (copies of the template's, over four frameworks), so that runs
-    spread over many agents as they would on a real platform: `bench-agent-<k>` belongs to tenant k % tenants."""
-    columns = [column.name for column in Agent.__table__.columns]
-    varied = {
-        "id": "'bench-agent-' || k",
-        "name": "'Bot ' || k",
-        "owner_id": f"CASE WHEN k % {tenants} = 0 THEN owner_id ELSE 'tenant-' || (k % {tenants}) END",
-        "framework": "(ARRAY['native','langgraph','crewai','autogen'])[1 + k % 4]",
-    }
+def copy_rows(db: Database, model: type, template_id: str, count: int, varied: dict[str, str]) -> None:
+    """`count` copies (numbered `g`, from 0) of the row `template_id` of `model`'s table, with `varied`
+    columns computed in SQL."""
+    table = model.__table__
+    columns = [column.name for column in table.columns]
     select_list = ", ".join(varied.get(name, name) for name in columns)
     with db.transaction() as session:
         session.execute(text(
-            f"INSERT INTO agents ({', '.join(columns)}) SELECT {select_list} "  # noqa: S608 (our own columns)
-            f"FROM agents, generate_series(0, :count - 1) AS k "
-            f"WHERE agents.id = (SELECT agent_id FROM executions WHERE id = :template)"
-        ), {"count": tenants * AGENTS_PER_TENANT, "template": template_run})  # fmt: skip
+            f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {select_list} "  # noqa: S608 (our own names)
+            f"FROM {table.name}, generate_series(0, :count - 1) AS g WHERE {table.name}.id = :template"
+        ), {"count": count, "template": template_id})  # fmt: skip
 
 
-def copy_runs(db: Database, template_id: str, owner_id: str, count: int, tenants: int) -> None:
-    """`count` copies of the template spread over 90 days; 1 in `tenants` stays with `owner_id`, and each run
-    names one of its owner's agents."""
-    columns = [column.name for column in Execution.__table__.columns]
-    varied = {
+def copy_agents(db: Database, template_agent: str, tenants: int) -> None:
+    """AGENTS_PER_TENANT agents per tenant (copies of the template's, over four frameworks), so that runs
+    spread over many agents as they would on a real platform: `bench-agent-<g>` belongs to tenant g % tenants."""
+    copy_rows(db, Agent, template_agent, tenants * AGENTS_PER_TENANT, {
+        "id": "'bench-agent-' || g",
+        "name": "'Bot ' || g",
+        "owner_id": f"CASE WHEN g % {tenants} = 0 THEN owner_id ELSE 'tenant-' || (g % {tenants}) END",
+        "framework": "(ARRAY['native','langgraph','crewai','autogen'])[1 + g % 4]",
+    })  # fmt: skip
+
+
+def copy_runs(db: Database, template_id: str, count: int, tenants: int) -> None:
+    """`count` copies of the template spread over 90 days; 1 in `tenants` stays with the template's owner,
+    and each run names one of its owner's agents."""
+    copy_rows(db, Execution, template_id, count, {
         "id": "gen_random_uuid()::text",
         "owner_id": f"CASE WHEN g % {tenants} = 0 THEN owner_id ELSE 'tenant-' || (g % {tenants}) END",
         "agent_id": f"'bench-agent-' || (g % {tenants} + {tenants} * (g / {tenants} % {AGENTS_PER_TENANT}))",
         "status": "(ARRAY['completed','completed','completed','failed','cancelled','running'])[1 + g % 6]",
         "created_at": "now() - (random() * interval '90 days')",
         "duration_ms": "(50 + random() * 5000)::int",
-    }
-    select_list = ", ".join(varied.get(name, name) for name in columns)
+    })  # fmt: skip
     with db.transaction() as session:
-        session.execute(text(
-            f"INSERT INTO executions ({', '.join(columns)}) SELECT {select_list} "  # noqa: S608 (our own columns)
-            f"FROM executions, generate_series(1, :count) AS g WHERE executions.id = :template"
-        ), {"count": count, "template": template_id})  # fmt: skip
         session.execute(text("UPDATE executions SET started_at = created_at, completed_at = created_at"))
     with db.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
@@ -129,16 +128,16 @@ def run(args: argparse.Namespace) -> None:
     with scratch_database(args.database_url) as url:
         upgrade(url)
         db = Database(url, pool_size=1, max_overflow=0)
-        owner_id, template = seed_template(db)
-        copy_agents(db, template, args.tenants)
+        owner_id, agent_id, template = seed_template(db)
+        copy_agents(db, agent_id, args.tenants)
         tenant = Principal(user_id=owner_id, role=Role.agent)
         admin = Principal(user_id="admin", role=Role.admin)
-        copy_runs(db, template, owner_id, 999, args.tenants)
+        copy_runs(db, template, 999, args.tenants)
         refill_rollups(db, url)
         baseline = {(who, tf): timed(db, p, tf) for who, p in (("tenant", tenant), ("admin", admin))
                     for tf in TIMEFRAMES}  # fmt: skip
         began = time.perf_counter()
-        copy_runs(db, template, owner_id, args.executions - 1000, args.tenants)
+        copy_runs(db, template, args.executions - 1000, args.tenants)
         load_s = time.perf_counter() - began
         backfill_s = refill_rollups(db, url)
         with db.session() as session:

@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> None:
             def start(_: int) -> str:
                 response = http.post(f"/api/v1/workflows/{short_flow}/execute", headers=headers,
                                      json={"input_data": {"value": 0}})  # fmt: skip
+                assert response.status_code == 201, f"{response.status_code} {response.text}"
                 return response.json()["execution_id"]
 
             began = time.monotonic()

@@ -1,24 +1,25 @@
-"""Hourly and daily execution rollups (`ExecutionRollup`), kept exact in the transaction that changes a run.
+"""Hourly and daily execution rollups (`ExecutionRollup`), exact at every moment.
 
-Mapper events on `Execution` take a run's contribution to its (owner, agent, hour) and (owner, agent,
-day) rows out and put the new one in, as increments, so concurrent transactions never overwrite each
-other's counts: whatever path writes a run through the ORM keeps the rollups right. The step loop's
-Core checkpoint changes only a running run's progress, which no rollup counts (sums are over finished
-runs). Migration 0012 fills the table from the runs already stored.
+Mapper events on `Execution` take a run's old contribution to its (owner, agent, hour) out and put the new
+one in, as a delta row inserted in the same transaction (`ExecutionRollupDelta`): insert only, so runs
+never wait on a shared row, and no code path that writes runs through the ORM can skip it. `fold` moves
+deltas into the hourly and daily rows in one transaction (the reconciler calls it every pass); readers
+add the deltas not folded yet in the same statement. The step loop's Core checkpoint changes only a
+running run's progress, which no rollup counts (sums are over finished runs). Migration 0012 fills the
+rollups from the runs already stored.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, event, func, inspect, select, update
+from sqlalchemy import Connection, and_, case, delete, event, func, insert, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from persistence.models import Execution, ExecutionRollup
+from persistence.models import Execution, ExecutionRollup, ExecutionRollupDelta
 
 FINISHED = ("completed", "failed", "cancelled", "timeout")
 FAILED = ("failed", "timeout")
@@ -45,9 +46,9 @@ class _Run:
     tokens_used: int | None
     cost: float | None
 
-    def rollup_keys(self) -> list[tuple[str, str, str, datetime, str]]:
-        return [(grain, self.owner_type, self.owner_id, start_of(grain, self.created_at), self.agent_id or NO_AGENT)
-                for grain in GRAINS]  # fmt: skip
+    @property
+    def hour_key(self) -> tuple[str, str, datetime, str]:
+        return self.owner_type, self.owner_id, start_of("hour", self.created_at), self.agent_id or NO_AGENT
 
     @property
     def finished(self) -> bool:
@@ -72,14 +73,14 @@ def start_of(grain: str, moment: datetime) -> datetime:
     return hour.replace(hour=0) if grain == "day" else hour
 
 
-# --- keeping it: one run's old contribution out, its new one in -------------------------------------
+# --- keeping it: one run's old contribution out, its new one in, as deltas ---------------------------
 
 _before: weakref.WeakKeyDictionary[Execution, _Run] = weakref.WeakKeyDictionary()
 
 
 @event.listens_for(Execution, "after_insert")
 def _inserted(_mapper: Any, connection: Connection, run: Execution) -> None:
-    _apply(connection, None, _current(run))
+    _record(connection, None, _current(run))
 
 
 @event.listens_for(Execution, "before_update")
@@ -93,7 +94,7 @@ def _updating(_mapper: Any, connection: Connection, run: Execution) -> None:
 def _updated(_mapper: Any, connection: Connection, run: Execution) -> None:
     old = _before.pop(run, None)
     if old is not None:
-        _apply(connection, old, _current(run))
+        _record(connection, old, _current(run))
 
 
 @event.listens_for(Execution, "before_delete")
@@ -105,7 +106,7 @@ def _deleting(_mapper: Any, connection: Connection, run: Execution) -> None:
 def _deleted(_mapper: Any, connection: Connection, run: Execution) -> None:
     old = _before.pop(run, None)
     if old is not None:
-        _apply(connection, old, None)
+        _record(connection, old, None)
 
 
 def _current(run: Execution) -> _Run:
@@ -130,31 +131,75 @@ def _previous(connection: Connection, run: Execution) -> _Run:
     return _Run(*values)
 
 
-def _apply(connection: Connection, old: _Run | None, new: _Run | None) -> None:
-    deltas: dict[tuple, Counter] = {}
+def _record(connection: Connection, old: _Run | None, new: _Run | None) -> None:
+    rows: dict[tuple, dict[str, Any]] = {}
     for run, sign in ((old, -1), (new, 1)):
         if run is not None:
-            for key in run.rollup_keys():
-                counter = deltas.setdefault(key, Counter())
-                for name, value in run.measures().items():
-                    counter[name] += sign * value
-    longest = new.duration_ms if new is not None and new.finished else None
-    new_keys = new.rollup_keys() if new is not None else []
-    for key, counter in deltas.items():
-        if any(counter.values()) or (longest is not None and key in new_keys):
-            _add(connection, key, counter, longest if key in new_keys else None)
+            row = rows.setdefault(run.hour_key, {**dict.fromkeys(SUMMED, 0), "duration_ms_max": None,
+                                                 "recount": False})  # fmt: skip
+            for name, value in run.measures().items():
+                row[name] += sign * value
+    if new is not None and new.finished and new.duration_ms is not None:
+        rows[new.hour_key]["duration_ms_max"] = new.duration_ms
     if old is not None and old.finished and old.duration_ms is not None:
-        for key in old.rollup_keys():
-            if key not in new_keys or longest is None or longest < old.duration_ms:
-                _recount_longest(connection, key)  # a maximum cannot be decremented: recount the period's runs
+        longest = rows[old.hour_key]["duration_ms_max"]  # set if the run is still finished in that hour
+        rows[old.hour_key]["recount"] = longest is None or longest < old.duration_ms  # a max cannot be decremented
+    columns = ("owner_type", "owner_id", "starts_at", "agent_id")
+    inserts = [{**dict(zip(columns, key, strict=True)), **row} for key, row in rows.items()
+               if row["recount"] or row["duration_ms_max"] is not None or any(map(row.get, SUMMED))]  # fmt: skip
+    if inserts:
+        connection.execute(insert(ExecutionRollupDelta), inserts)
 
 
-def _add(connection: Connection, key: tuple, counter: Counter, longest: int | None) -> None:
+# --- folding: deltas into the hourly and daily rows ---------------------------------------------------
+
+
+def fold(connection: Connection, batch: int = 10_000) -> int:
+    """Moves up to `batch` deltas into the rollups, in the caller's transaction; returns how many. On
+    Postgres concurrent folders take disjoint deltas (SKIP LOCKED) and rows in one order."""
+    deltas = ExecutionRollupDelta.__table__
+    claim = select(deltas).order_by(deltas.c.id).limit(batch)
+    if connection.dialect.name == "postgresql":
+        claim = claim.with_for_update(skip_locked=True)
+    claimed = connection.execute(claim).mappings().all()
+    if not claimed:
+        return 0
+    connection.execute(delete(deltas).where(deltas.c.id.in_([row["id"] for row in claimed])))
+    totals: dict[tuple, dict[str, Any]] = {}
+    recount: set[tuple] = set()
+    for row in claimed:
+        for grain in GRAINS:
+            key = (grain, row["owner_type"], row["owner_id"], start_of(grain, row["starts_at"]), row["agent_id"])
+            into = totals.setdefault(key, {**dict.fromkeys(SUMMED, 0), "duration_ms_max": None})
+            for name in SUMMED:
+                into[name] += row[name]
+            longest = row["duration_ms_max"]
+            if longest is not None and (into["duration_ms_max"] is None or longest > into["duration_ms_max"]):
+                into["duration_ms_max"] = longest
+            if row["recount"]:
+                recount.add(key)
+    for key in sorted(totals):
+        _add(connection, key, totals[key])
+    for key in sorted(recount):
+        _recount_longest(connection, key)
+    return len(claimed)
+
+
+def fold_all(db: Any) -> int:
+    """Folds every delta waiting, a batch per transaction (`db`: a `persistence.db.Database`)."""
+    folded = 0
+    while True:
+        with db.transaction() as session:
+            count = fold(session.connection())
+        folded += count
+        if count == 0:
+            return folded
+
+
+def _add(connection: Connection, key: tuple, values: dict[str, Any]) -> None:
     table = ExecutionRollup.__table__
-    values = {**dict(zip(_KEY, key, strict=True)), **{name: counter.get(name, 0) for name in SUMMED},
-              "duration_ms_max": longest}  # fmt: skip
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(values)
+    statement = dialect.insert(table).values({**dict(zip(_KEY, key, strict=True)), **values})
     excluded, kept = statement.excluded, table.c.duration_ms_max
     changes = {name: table.c[name] + excluded[name] for name in SUMMED}
     longer = excluded.duration_ms_max

@@ -525,6 +525,33 @@ class ExecutionRollup(Base):
     start_latency_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
+class ExecutionRollupDelta(Base):
+    """One transaction's change to one (owner, agent, hour) rollup, inserted as it commits (insert only:
+    concurrent runs never wait on a shared row), and folded into `ExecutionRollup` by the reconciler.
+    Readers add the deltas not folded yet, in the same statement, so figures are exact in between.
+    `recount`: a run's duration left this hour's maximum, which the fold recounts from the runs."""
+
+    __tablename__ = "execution_rollup_deltas"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    owner_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    owner_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    starts_at: Mapped[datetime] = mapped_column(nullable=False)  # the hour
+    agent_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    runs: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    completed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    finished: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    duration_ms_total: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    duration_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    duration_ms_max: Mapped[int | None] = mapped_column(Integer)
+    tokens_used: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    cost: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    start_latency_s_total: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    start_latency_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    recount: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
 class ExecutionStep(IdMixin, Base):
     """One attempt of one node, recorded before the run moves on: `running` when it starts (so that a
     crash mid-step is re-run with the same idempotency key), then `completed` or `failed`."""

@@ -1,19 +1,19 @@
 """The dashboard (seed 001 DashboardMetrics), computed from recorded data for a timeframe and the one
-before it, over what the caller may see. Whole days and hours are summed from the rollups
-(`persistence.execution_rollups`), the partial hours at either end from the runs themselves (owner+created
-index), so each figure is exact and its cost does not grow with the runs stored."""
+before it, over what the caller may see. Whole days and hours are summed from the rollups and their
+unfolded deltas (`persistence.execution_rollups`), the partial hours at either end from the runs
+themselves (owner+created index), so each figure is exact and its cost does not grow with the runs stored."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, distinct, func, literal, select
+from sqlalchemy import ColumnElement, case, distinct, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from core.clock import isoformat_z, utcnow
-from persistence.execution_rollups import FAILED, FINISHED, GRAINS, NO_AGENT, SUMMED, start_of
-from persistence.models import Agent, Configuration, Execution, ExecutionRollup
+from persistence.execution_rollups import FAILED, FINISHED, GRAINS, NO_AGENT, start_of
+from persistence.models import Agent, Configuration, Execution, ExecutionRollup, ExecutionRollupDelta
 from persistence.repositories.time_sql import seconds_between
 from services import ownership
 from services.principal import Principal
@@ -160,11 +160,14 @@ class _Runs:
                 table, moment, agent = Execution, Execution.created_at, func.coalesce(Execution.agent_id, NO_AGENT)
                 columns = [_raw_measure(name, self.dialect) for name in names]
             else:
-                table, moment, agent = ExecutionRollup, ExecutionRollup.starts_at, ExecutionRollup.agent_id
-                columns = [_ROLLUP[name] for name in names]
+                table = self._rolled_up(grain, a, b)
+                moment, agent = table.c.starts_at, table.c.agent_id
+                columns = [(func.max if name == "duration_ms_max" else func.sum)(table.c[name]) for name in names]
             # Rollup rows group by their own start (no per-row date arithmetic); a piece of runs lies in one hour.
             key = agent if by == "agent" else moment if by == "time" and grain else literal(None)
-            statement = select(key, *columns).select_from(table).where(*self._where(grain, a, b))
+            statement = select(key, *columns).select_from(table)
+            if grain is None:
+                statement = statement.where(*self._runs_between(a, b))
             if by == "agent" or (by == "time" and grain):
                 statement = statement.group_by(key)
             for row in self.session.execute(statement).all():
@@ -175,12 +178,21 @@ class _Runs:
     def runs_by_agent(self) -> dict[str, float]:
         return {agent: row["runs"] for agent, row in self.sums(("runs",), by="agent").items()}
 
-    def _where(self, grain: str | None, a: datetime, b: datetime) -> list[ColumnElement[bool]]:
-        if grain is None:
-            # Runs are never public (nothing sets it), so what the caller sees of them is what it owns.
-            return [ownership.owned_by(Execution, self.principal), Execution.created_at >= a, Execution.created_at < b]
-        return [ExecutionRollup.grain == grain, ownership.owned_by(ExecutionRollup, self.principal),
-                ExecutionRollup.starts_at >= a, ExecutionRollup.starts_at < b]  # fmt: skip
+    def _runs_between(self, a: datetime, b: datetime) -> list[ColumnElement[bool]]:
+        # Runs are never public (nothing sets it), so what the caller sees of them is what it owns.
+        return [ownership.owned_by(Execution, self.principal), Execution.created_at >= a, Execution.created_at < b]
+
+    def _rolled_up(self, grain: str, a: datetime, b: datetime) -> Any:
+        """The caller's rollup rows of `grain` in [a, b) and the deltas not folded into them yet, read in one
+        statement (one snapshot: a fold committing in between cannot count a delta twice or not at all)."""
+        columns = ("starts_at", "agent_id", *MEASURES)
+        rows = select(*(getattr(ExecutionRollup, name) for name in columns)).where(
+            ExecutionRollup.grain == grain, ownership.owned_by(ExecutionRollup, self.principal),
+            ExecutionRollup.starts_at >= a, ExecutionRollup.starts_at < b)  # fmt: skip
+        deltas = select(*(getattr(ExecutionRollupDelta, name) for name in columns)).where(
+            ownership.owned_by(ExecutionRollupDelta, self.principal), ExecutionRollupDelta.starts_at >= a,
+            ExecutionRollupDelta.starts_at < b)  # fmt: skip
+        return union_all(rows, deltas).subquery()
 
 
 MEASURES = ("runs", "completed", "failed", "finished", "duration_ms_total", "duration_count", "duration_ms_max",
@@ -195,11 +207,6 @@ def _combine(into: dict[str, Any], values: dict[str, Any]) -> None:
                 into[name] = value
         else:
             into[name] += float(value or 0)  # Postgres sums integers as numeric
-
-
-_ROLLUP = {name: func.sum(getattr(ExecutionRollup, name)) for name in SUMMED} | {
-    "duration_ms_max": func.max(ExecutionRollup.duration_ms_max)
-}
 
 
 def _raw_measure(name: str, dialect: str) -> ColumnElement[Any]:

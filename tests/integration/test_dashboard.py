@@ -7,13 +7,13 @@ import os
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from core.clock import utcnow
 from persistence.db import Database
-from persistence.execution_rollups import GRAINS, start_of
+from persistence.execution_rollups import GRAINS, fold_all, start_of
 from persistence.migrate import upgrade
-from persistence.models import Configuration, Execution, ExecutionRollup
+from persistence.models import Configuration, Execution, ExecutionRollup, ExecutionRollupDelta
 from services import dashboard
 from services.principal import Principal, Role
 from tests.conftest import POSTGRES_ENV, _postgres_schema
@@ -128,8 +128,11 @@ def _stored_rollups(session) -> dict[tuple, dict]:
 
 
 def _assert_rollups_match_the_runs(db) -> None:
-    """(SQLite's backfill measures start latency through julianday, to some microseconds.)"""
+    """After folding the deltas. (SQLite's backfill measures start latency through julianday, to some
+    microseconds.)"""
+    fold_all(db)
     with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(ExecutionRollupDelta)) == 0
         expected, stored = _expected_rollups(session), _stored_rollups(session)
     assert stored.keys() == expected.keys()
     for key, row in expected.items():
@@ -234,10 +237,15 @@ def test_the_dashboard_agrees_with_the_runs_over_partial_days_and_hours(client, 
                                   status=statuses[index % len(statuses)], input={}, owner_type="user",
                                   owner_id=alice_id, created_at=created, started_at=created + timedelta(seconds=1),
                                   duration_ms=10 * minutes, tokens_used=10, cost=0.5))  # fmt: skip
+    alice_principal = Principal(user_id=alice_id, role=Role.user)
     with db.session() as session:
+        unfolded = {**dashboard.metrics(session, alice_principal, "7d", now=now), "recent_activity": None}
+    assert fold_all(db) > 0  # the figures were read through the deltas; folding them changes nothing
+    with db.session() as session:
+        assert {**dashboard.metrics(session, alice_principal, "7d", now=now), "recent_activity": None} == unfolded
         stored = list(session.scalars(select(Execution)))
         for timeframe, span in (("24h", timedelta(hours=24)), ("7d", timedelta(days=7))):
-            body = dashboard.metrics(session, Principal(user_id=alice_id, role=Role.user), timeframe, now=now)
+            body = dashboard.metrics(session, alice_principal, timeframe, now=now)
             period = [run for run in stored if now - span <= run.created_at < now]
             before = [run for run in stored if now - 2 * span <= run.created_at < now - span]
             finished = [run for run in period if run.status != "running"]

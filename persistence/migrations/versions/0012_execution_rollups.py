@@ -1,5 +1,6 @@
-"""Hourly and daily execution rollups for the dashboard, filled from the runs already stored; the owner index of
-executions gains created_at (a tenant's runs in a period, and its latest ones).
+"""Hourly and daily execution rollups for the dashboard, filled from the runs already stored, and the
+deltas not folded into them yet; the owner index of executions gains created_at (a tenant's runs in a
+period, and its latest ones).
 
 Revision ID: 0012
 Revises: 0011
@@ -69,6 +70,27 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_execution_rollups_grain_starts_at", "execution_rollups", ["grain", "starts_at"])
+    op.create_table(
+        "execution_rollup_deltas",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("owner_type", sa.String(length=16), nullable=False),
+        sa.Column("owner_id", sa.String(length=64), nullable=False),
+        sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("agent_id", sa.String(length=36), nullable=False),
+        sa.Column("runs", sa.Integer(), nullable=False),
+        sa.Column("completed", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("finished", sa.Integer(), nullable=False),
+        sa.Column("duration_ms_total", sa.BigInteger(), nullable=False),
+        sa.Column("duration_count", sa.Integer(), nullable=False),
+        sa.Column("duration_ms_max", sa.Integer(), nullable=True),
+        sa.Column("tokens_used", sa.BigInteger(), nullable=False),
+        sa.Column("cost", sa.Float(), nullable=False),
+        sa.Column("start_latency_s_total", sa.Float(), nullable=False),
+        sa.Column("start_latency_count", sa.Integer(), nullable=False),
+        sa.Column("recount", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_execution_rollup_deltas")),
+    )
     dialect = op.get_bind().dialect.name
     parts = _DIALECTS.get(dialect, _DIALECTS["postgresql"])
     finished = "status IN ('completed', 'failed', 'cancelled', 'timeout')"
@@ -84,5 +106,6 @@ def downgrade() -> None:
     with op.batch_alter_table("executions") as batch_op:
         batch_op.create_index("ix_executions_owner", ["owner_type", "owner_id"])
         batch_op.drop_index("ix_executions_owner_created")
+    op.drop_table("execution_rollup_deltas")
     op.drop_index("ix_execution_rollups_grain_starts_at", table_name="execution_rollups")
     op.drop_table("execution_rollups")
