@@ -47,11 +47,16 @@ class TaskRouter:
 
     # Messages take `trace` (`tracing.carrier()` of the sender): their work is a span of the sender's trace.
 
-    def submit(self, task_id: str, trace: dict[str, str] | None = None) -> int:
-        """A new pending task: queue it and route. Returns how many tasks were assigned."""
+    def submit(self, task_id: str, new: routing.NewTask | None = None, trace: dict[str, str] | None = None) -> int:
+        """A new pending task: queue it and route. Returns how many tasks were assigned. `new`: the task as
+        its creator sent it (otherwise it is read)."""
         with tracing.continued(trace, "router.submit", {"orchestrator.task_id": task_id}):
-            with self._db.session() as session:
-                task = routing.queued_task(session, task_id, clock_offset=self._clock_offset)
+            if new is not None:
+                with self._db.connect() as connection:
+                    task = routing.queued_new_task(connection, new, clock_offset=self._clock_offset)
+            else:
+                with self._db.session() as session:
+                    task = routing.queued_task(session, task_id, clock_offset=self._clock_offset)
             if task is not None:
                 with self._lock:
                     self._queues.push(task)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -122,6 +123,9 @@ class TaskQueues:
         # priority -> tenant -> deque of tasks; OrderedDict order is the tenants' turn order.
         self._levels: list[OrderedDict[str, deque[QueuedTask]]] = [OrderedDict() for _ in PRIORITY_LEVELS]
         self._where: dict[str, int] = {}  # task id -> current level
+        # No queued task moves up a level before this time: `age` scans the queues only from then on
+        # (a scan per routing pass made every submit cost O(queued tasks)).
+        self._next_aging_at = math.inf
 
     def __len__(self) -> int:
         return len(self._where)
@@ -137,6 +141,7 @@ class TaskQueues:
         # and a task put back after a stale assignment must keep its place.
         self._insert_in_order(level, task)
         self._where[task.task_id] = level
+        self._next_aging_at = min(self._next_aging_at, self._aging_due(task, level))
 
     def remove(self, task_id: str) -> bool:
         level = self._where.pop(task_id, None)
@@ -163,6 +168,8 @@ class TaskQueues:
 
     def age(self, now: float) -> int:
         """Move tasks that have waited long enough up a level (kept in their FIFO order). Returns moves."""
+        if now < self._next_aging_at:
+            return 0
         moved = 0
         for level in range(1, len(self._levels)):
             for tenant, queue in list(self._levels[level].items()):
@@ -179,6 +186,11 @@ class TaskQueues:
                     self._levels[level][tenant] = keep
                 else:
                     del self._levels[level][tenant]
+        self._next_aging_at = min(
+            (self._aging_due(task, level) for level in range(1, len(self._levels))
+             for queue in self._levels[level].values() for task in queue),
+            default=math.inf,
+        )  # fmt: skip
         return moved
 
     def assign(self, agents: list[AgentSlot], now: float) -> list[tuple[QueuedTask, AgentSlot]]:
@@ -228,6 +240,12 @@ class TaskQueues:
             return task.priority
         steps = int(max(0.0, now - task.enqueued_at) // self.policy.aging_step_s)
         return max(0, task.priority - steps)
+
+    def _aging_due(self, task: QueuedTask, level: int) -> float:
+        """When the task, now at `level`, is due one level up (never at P0, or without aging)."""
+        if level == 0 or self.policy.aging_step_s <= 0:
+            return math.inf
+        return task.enqueued_at + (task.priority - level + 1) * self.policy.aging_step_s
 
     def _insert_in_order(self, level: int, task: QueuedTask) -> None:
         queue = self._levels[level].setdefault(task.tenant, deque())

@@ -9,9 +9,10 @@ locks, so a task is never assigned twice, whatever the router's restarts and rac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from persistence.models import Agent, OrganizationMember, RoutingRule, Task
@@ -47,6 +48,28 @@ def pending_tasks(session: Session, *, clock_offset: float) -> list[QueuedTask]:
     ).all()
     memberships = _organizations_of(session, {row.owner_id for row in rows if row.owner_type == "user"})
     return [_queued(row, memberships, clock_offset) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task created pending and unassigned, as its creator tells the router (`submit`): the router
+    queues it from this without reading the task back (the assignment re-checks it under lock)."""
+
+    id: str
+    priority: str
+    type: str
+    owner_type: str
+    owner_id: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, task: Task) -> NewTask:
+        return cls(task.id, task.priority, task.type, task.owner_type, task.owner_id, task.created_at)
+
+
+def queued_new_task(connection: Connection, task: NewTask, *, clock_offset: float) -> QueuedTask:
+    memberships = _organizations_of(connection, {task.owner_id} if task.owner_type == "user" else set())
+    return _queued(task, memberships, clock_offset)
 
 
 def queued_task(session: Session, task_id: str, *, clock_offset: float) -> QueuedTask | None:
@@ -113,18 +136,20 @@ def assign_routed(session: Session, task_id: str, agent_id: str, settings: Any) 
     return Assigned(task_id=task.id, agent_id=agent.id, hosted=hosted, options=options)
 
 
-def _organizations_of(session: Session, user_ids: set[str]) -> dict[str, set[str]]:
+def _organizations_of(connection: Connection | Session, user_ids: set[str]) -> dict[str, set[str]]:
     if not user_ids:
         return {}
-    rows = session.execute(
-        select(OrganizationMember.user_id, OrganizationMember.organization_id).where(
-            OrganizationMember.user_id.in_(user_ids)
-        )
-    ).all()
+    rows = connection.execute(_MEMBERSHIPS, {"users": list(user_ids)}).all()
     result: dict[str, set[str]] = {}
     for user_id, organization_id in rows:
         result.setdefault(user_id, set()).add(organization_id)
     return result
+
+
+# Built once (a submit runs it for every task created by a user).
+_MEMBERSHIPS = select(OrganizationMember.user_id, OrganizationMember.organization_id).where(
+    OrganizationMember.user_id.in_(bindparam("users", expanding=True))
+)
 
 
 def _allowed(owner_type: str, owner_id: str, memberships: dict[str, set[str]]) -> frozenset[str]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import object_session
 from actors import router_client
 from core.errors import FieldIssue, NotFound, ValidationFailed
 from persistence.models import Agent, Task
-from schedulers.task_lifecycle import parse_priority
+from schedulers.task_lifecycle import TaskStatus, parse_priority
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import (
     PageParams,
@@ -50,7 +50,7 @@ from serve_app.schemas.tasks import (
     TaskStatusUpdate,
     TaskUpdate,
 )
-from services import approvals, deployments, task_comments, task_files, tasks
+from services import approvals, deployments, routing, task_comments, task_files, tasks
 from services.principal import Role
 
 log = logging.getLogger("orchestrator.tasks")
@@ -71,8 +71,8 @@ def create_task(body: TaskCreate, principal: CurrentPrincipal, context: Context,
         options = deployments.actor_options(agent, context.settings) if hosted and agent else None
     if options is not None:
         _dispatch(context, result.agent_id, options, result.id)
-    elif result.agent_id is None:
-        router_client.notify(context.settings, "submit", result.id)
+    elif result.status == TaskStatus.pending.value and result.agent_id is None:  # not waiting for an approval
+        router_client.notify(context.settings, "submit", result.id, routing.NewTask.of(task))
     response.headers["Location"] = f"/api/v1/tasks/{result.id}"
     return result
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from schedulers.routing import AgentSelector, AgentSlot, QueuedTask, RoutingPolicy, TaskQueues
+import random
+
+from schedulers.routing import PRIORITY_LEVELS, AgentSelector, AgentSlot, QueuedTask, RoutingPolicy, TaskQueues
 
 ALICE, BOB = "user:alice", "user:bob"
 
@@ -100,3 +102,20 @@ def test_tasks_arriving_out_of_order_keep_their_creation_order() -> None:
     # Submits from two API replicas, or a task put back after a stale assignment, arrive late.
     queues = _queues(_task("t0", at=0), _task("t2", at=2), _task("t3", at=3), _task("t1", at=1))
     assert [task for task, _ in _assigned(queues, [_agent("a", slots=4)])] == ["t0", "t1", "t2", "t3"]
+
+
+def test_aging_is_exact_although_the_queues_are_scanned_only_when_a_task_is_due() -> None:
+    rng = random.Random(7)
+    step = 10.0
+    queues = TaskQueues(RoutingPolicy(aging_step_s=step))
+    tasks = [_task(f"t{i}", rng.randrange(4), tenant=rng.choice((ALICE, BOB)), at=rng.uniform(0, 100))
+             for i in range(200)]  # fmt: skip
+    for task in tasks:
+        queues.push(task)
+    for now in sorted(rng.uniform(0, 150) for _ in range(60)):
+        queues.age(now)
+        expected = dict.fromkeys(PRIORITY_LEVELS, 0)
+        for task in tasks:
+            steps = int(max(0.0, now - task.enqueued_at) // step)
+            expected[PRIORITY_LEVELS[max(0, task.priority - steps)]] += 1
+        assert queues.depth() == expected, now
