@@ -80,7 +80,8 @@ def test_an_actor_message_continues_the_request_trace_with_its_correlation_id(tr
     assert response.status_code == 201, response.text
     [server] = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
     [(name, method, args, carrier)] = messages
-    assert (name, method, args) == ("router", "submit", (response.json()["id"],))
+    task_id, new = args  # the task's id and its routing fields, so the router need not read it back
+    assert (name, method, task_id, new.id, new.type) == ("router", "submit", response.json()["id"], task_id, "bugfix")
     assert carrier["correlation_id"] == "trace-me-2"
     assert carrier["traceparent"].split("-")[1] == f"{server.context.trace_id:032x}"
 
@@ -91,7 +92,7 @@ def test_an_actor_message_continues_the_request_trace_with_its_correlation_id(tr
             seen["correlation_id"] = correlation_id_var.get()
 
     # Another thread stands for the actor's process: it has none of the request's context.
-    worker = threading.Thread(target=router_submit, args=(args[0], carrier))
+    worker = threading.Thread(target=router_submit, args=(task_id, carrier))
     worker.start()
     worker.join()
 
