@@ -31,7 +31,22 @@ _FIELDS = ("owner_type", "owner_id", "agent_id", "created_at", "status", "starte
            "tokens_used", "cost")  # fmt: skip
 SUMMED = ("runs", "completed", "failed", "finished", "duration_ms_total", "duration_count", "tokens_used", "cost",
            "start_latency_s_total", "start_latency_count")  # fmt: skip
+MEASURES = (*SUMMED, "duration_ms_max")
 _KEY = ("grain", "owner_type", "owner_id", "starts_at", "agent_id")
+
+
+def no_measures() -> dict[str, Any]:
+    return {**dict.fromkeys(SUMMED, 0), "duration_ms_max": None}
+
+
+def combine(into: dict[str, Any], values: dict[str, Any]) -> None:
+    """Adds `values` (measures) to `into`: sums add up, the longest duration is the larger of the two."""
+    for name, value in values.items():
+        if name == "duration_ms_max":
+            if value is not None and (into[name] is None or value > into[name]):
+                into[name] = value
+        else:
+            into[name] += value or 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +150,7 @@ def _record(connection: Connection, old: _Run | None, new: _Run | None) -> None:
     rows: dict[tuple, dict[str, Any]] = {}
     for run, sign in ((old, -1), (new, 1)):
         if run is not None:
-            row = rows.setdefault(run.hour_key, {**dict.fromkeys(SUMMED, 0), "duration_ms_max": None,
-                                                 "recount": False})  # fmt: skip
+            row = rows.setdefault(run.hour_key, {**no_measures(), "recount": False})
             for name, value in run.measures().items():
                 row[name] += sign * value
     if new is not None and new.finished and new.duration_ms is not None:
@@ -170,12 +184,7 @@ def fold(connection: Connection, batch: int = 10_000) -> int:
     for row in claimed:
         for grain in GRAINS:
             key = (grain, row["owner_type"], row["owner_id"], start_of(grain, row["starts_at"]), row["agent_id"])
-            into = totals.setdefault(key, {**dict.fromkeys(SUMMED, 0), "duration_ms_max": None})
-            for name in SUMMED:
-                into[name] += row[name]
-            longest = row["duration_ms_max"]
-            if longest is not None and (into["duration_ms_max"] is None or longest > into["duration_ms_max"]):
-                into["duration_ms_max"] = longest
+            combine(totals.setdefault(key, no_measures()), {name: row[name] for name in MEASURES})
             if row["recount"]:
                 recount.add(key)
     for key in sorted(totals):

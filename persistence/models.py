@@ -498,20 +498,10 @@ class Execution(IdMixin, TimestampMixin, OwnedMixin, Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
 
 
-class ExecutionRollup(Base):
-    """Runs counted per owner, agent and hour (or day) of creation, kept by `persistence.execution_rollups`
-    in the transaction that changes a run: the dashboard sums these for whole days and hours instead of
-    scanning runs. `agent_id` is "" for runs without an agent. Sums cover finished runs only, as the
-    dashboard's do."""
+class RollupMeasures:
+    """What a rollup counts of runs (`persistence.execution_rollups.SUMMED`, and the longest duration).
+    Sums cover finished runs only, as the dashboard's do."""
 
-    __tablename__ = "execution_rollups"
-    __table_args__ = (Index("ix_execution_rollups_grain_starts_at", "grain", "starts_at"),)  # an admin: all owners
-
-    grain: Mapped[str] = mapped_column(String(4), primary_key=True)  # "hour" | "day"
-    owner_type: Mapped[str] = mapped_column(String(16), primary_key=True)
-    owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    starts_at: Mapped[datetime] = mapped_column(primary_key=True)
-    agent_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     runs: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     completed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # failed or timed out
@@ -525,7 +515,22 @@ class ExecutionRollup(Base):
     start_latency_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
-class ExecutionRollupDelta(Base):
+class ExecutionRollup(RollupMeasures, Base):
+    """Runs counted per owner, agent and hour (or day) of creation, folded from `ExecutionRollupDelta` by
+    `persistence.execution_rollups`: the dashboard sums these for whole days and hours instead of scanning
+    runs. `agent_id` is "" for runs without an agent."""
+
+    __tablename__ = "execution_rollups"
+    __table_args__ = (Index("ix_execution_rollups_grain_starts_at", "grain", "starts_at"),)  # an admin: all owners
+
+    grain: Mapped[str] = mapped_column(String(4), primary_key=True)  # "hour" | "day"
+    owner_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    starts_at: Mapped[datetime] = mapped_column(primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+
+
+class ExecutionRollupDelta(RollupMeasures, Base):
     """One transaction's change to one (owner, agent, hour) rollup, inserted as it commits (insert only:
     concurrent runs never wait on a shared row), and folded into `ExecutionRollup` by the reconciler.
     Readers add the deltas not folded yet, in the same statement, so figures are exact in between.
@@ -538,17 +543,6 @@ class ExecutionRollupDelta(Base):
     owner_id: Mapped[str] = mapped_column(String(64), nullable=False)
     starts_at: Mapped[datetime] = mapped_column(nullable=False)  # the hour
     agent_id: Mapped[str] = mapped_column(String(36), nullable=False)
-    runs: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    completed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    finished: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    duration_ms_total: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
-    duration_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    duration_ms_max: Mapped[int | None] = mapped_column(Integer)
-    tokens_used: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
-    cost: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
-    start_latency_s_total: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
-    start_latency_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     recount: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 

@@ -6,13 +6,14 @@ themselves (owner+created index), so each figure is exact and its cost does not 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, distinct, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from core.clock import isoformat_z, utcnow
-from persistence.execution_rollups import FAILED, FINISHED, GRAINS, NO_AGENT, start_of
+from persistence.execution_rollups import FAILED, FINISHED, GRAINS, MEASURES, NO_AGENT, combine, no_measures, start_of
 from persistence.models import Agent, Configuration, Execution, ExecutionRollup, ExecutionRollupDelta
 from persistence.repositories.time_sql import seconds_between
 from services import ownership
@@ -42,9 +43,9 @@ def metrics(session: Session, principal: Principal, timeframe: str, now: datetim
         or 0
     )
     by_bucket = current.sums(MEASURES, by="time")
-    totals = dict.fromkeys(MEASURES, 0) | {"duration_ms_max": None}
+    totals = no_measures()
     for row in by_bucket.values():
-        _combine(totals, row)
+        combine(totals, row)
     runs_now, runs_before = current.runs_by_agent(), previous.runs_by_agent()
     # The agents those runs name, if they still exist (a deleted agent's runs no longer name it), and
     # whether the caller may see them (only those count in the framework distribution).
@@ -154,7 +155,7 @@ class _Runs:
     def sums(self, names: tuple[str, ...], *, by: str | None = None) -> dict[Any, dict[str, float]]:
         """{key: {measure: value}}: one key (None), or by "time" (the start of each trend bucket, hour or day
         as `unit`), or by "agent" (its id, "" for runs without one)."""
-        merged: dict[Any, dict[str, float]] = {} if by is not None else {None: dict.fromkeys(names, 0)}
+        merged: dict[Any, dict[str, float]] = {} if by is not None else {None: no_measures()}
         for grain, a, b in self.pieces:
             if grain is None:
                 table, moment, agent = Execution, Execution.created_at, func.coalesce(Execution.agent_id, NO_AGENT)
@@ -172,7 +173,10 @@ class _Runs:
                 statement = statement.group_by(key)
             for row in self.session.execute(statement).all():
                 found = row[0] if by == "agent" else start_of(self.unit, row[0] if grain else a) if by else None
-                _combine(merged.setdefault(found, dict.fromkeys(names, 0)), dict(zip(names, row[1:], strict=True)))
+                # Postgres sums integers as numeric (Decimal): made float to add up with the other sources.
+                values = {name: float(value) if isinstance(value, Decimal) else value
+                          for name, value in zip(names, row[1:], strict=True)}  # fmt: skip
+                combine(merged.setdefault(found, no_measures()), values)
         return merged
 
     def runs_by_agent(self) -> dict[str, float]:
@@ -193,20 +197,6 @@ class _Runs:
             ownership.owned_by(ExecutionRollupDelta, self.principal), ExecutionRollupDelta.starts_at >= a,
             ExecutionRollupDelta.starts_at < b)  # fmt: skip
         return union_all(rows, deltas).subquery()
-
-
-MEASURES = ("runs", "completed", "failed", "finished", "duration_ms_total", "duration_count", "duration_ms_max",
-            "tokens_used", "cost", "start_latency_s_total", "start_latency_count")  # fmt: skip
-
-
-def _combine(into: dict[str, Any], values: dict[str, Any]) -> None:
-    """Adds one source's measures to what the others gave: sums add up, the maximum is the larger one."""
-    for name, value in values.items():
-        if name == "duration_ms_max":
-            if value is not None and (into.get(name) is None or value > into[name]):
-                into[name] = value
-        else:
-            into[name] += float(value or 0)  # Postgres sums integers as numeric
 
 
 def _raw_measure(name: str, dialect: str) -> ColumnElement[Any]:

@@ -21,6 +21,7 @@ from core.errors import Conflict
 from core.ids import new_id
 from core.settings import Settings
 from persistence.db import Database
+from persistence.execution_rollups import FINISHED
 from persistence.models import Agent, Execution, ExecutionLog, ExecutionStep, Task, Workflow
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.statements import prepared_insert
@@ -33,7 +34,7 @@ from services import approvals, events, ownership, tasks
 from services.principal import Principal
 
 ACTIVE = ("pending", "running", "waiting")
-TERMINAL = ("completed", "failed", "cancelled", "timeout")
+TERMINAL = FINISHED  # one definition: the dashboard's rollups count these as finished
 LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 EVENT_OF_STATUS = {"completed": "execution.completed", "failed": "execution.failed", "timeout": "execution.failed",
                    "cancelled": "execution.cancelled"}  # fmt: skip

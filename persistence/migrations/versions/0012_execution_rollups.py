@@ -46,14 +46,9 @@ _DIALECTS = {
 }  # fmt: skip
 
 
-def upgrade() -> None:
-    op.create_table(
-        "execution_rollups",
-        sa.Column("grain", sa.String(length=4), nullable=False),
-        sa.Column("owner_type", sa.String(length=16), nullable=False),
-        sa.Column("owner_id", sa.String(length=64), nullable=False),
-        sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("agent_id", sa.String(length=36), nullable=False),
+def _measures() -> list[sa.Column]:
+    """The counted columns both tables share (new Column objects for each table)."""
+    return [
         sa.Column("runs", sa.Integer(), nullable=False),
         sa.Column("completed", sa.Integer(), nullable=False),
         sa.Column("failed", sa.Integer(), nullable=False),
@@ -65,6 +60,18 @@ def upgrade() -> None:
         sa.Column("cost", sa.Float(), nullable=False),
         sa.Column("start_latency_s_total", sa.Float(), nullable=False),
         sa.Column("start_latency_count", sa.Integer(), nullable=False),
+    ]
+
+
+def upgrade() -> None:
+    op.create_table(
+        "execution_rollups",
+        sa.Column("grain", sa.String(length=4), nullable=False),
+        sa.Column("owner_type", sa.String(length=16), nullable=False),
+        sa.Column("owner_id", sa.String(length=64), nullable=False),
+        sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("agent_id", sa.String(length=36), nullable=False),
+        *_measures(),
         sa.PrimaryKeyConstraint(
             "grain", "owner_type", "owner_id", "starts_at", "agent_id", name=op.f("pk_execution_rollups")
         ),
@@ -77,17 +84,7 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.String(length=64), nullable=False),
         sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("agent_id", sa.String(length=36), nullable=False),
-        sa.Column("runs", sa.Integer(), nullable=False),
-        sa.Column("completed", sa.Integer(), nullable=False),
-        sa.Column("failed", sa.Integer(), nullable=False),
-        sa.Column("finished", sa.Integer(), nullable=False),
-        sa.Column("duration_ms_total", sa.BigInteger(), nullable=False),
-        sa.Column("duration_count", sa.Integer(), nullable=False),
-        sa.Column("duration_ms_max", sa.Integer(), nullable=True),
-        sa.Column("tokens_used", sa.BigInteger(), nullable=False),
-        sa.Column("cost", sa.Float(), nullable=False),
-        sa.Column("start_latency_s_total", sa.Float(), nullable=False),
-        sa.Column("start_latency_count", sa.Integer(), nullable=False),
+        *_measures(),
         sa.Column("recount", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_execution_rollup_deltas")),
     )
