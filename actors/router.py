@@ -2,9 +2,9 @@
 
 It keeps the pending tasks in priority queues and the agents' free capacity in memory, both rebuilt from
 the database when it starts, so a router restart loses nothing. A decision becomes durable only through
-`services.routing.assign_routed` (row locks, re-checked), so no task is assigned twice. It routes when a
-task arrives (`submit`), when agents change (`agents_changed`: deployed, enabled, capacity freed) and on a
-periodic tick that also ages waiting tasks and re-reads what a lost notification would have told it.
+`services.routing.assign_routed` (row locks, re-checked), so no task is assigned twice. It routes when it
+is sent messages (`deliver`: tasks arrive, agents change, rules change), in batches, and on a periodic tick
+that also ages waiting tasks and re-reads what a lost message would have told it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,16 @@ from services import routing
 log = logging.getLogger("orchestrator.router")
 
 RESYNC_TASKS_EVERY_S = 10.0
+# How long the router decides with a user's organizations before reading them again (`assign_routed`
+# re-checks every cross-owner decision against the stored memberships).
+MEMBERSHIPS_MAX_AGE_S = 10.0
+
+# What each message other than `submit` asks the router to re-read (methods of `TaskRouter`), in this order.
+_REREADS = {
+    "agents_changed": ("_sync_agents",),
+    "resync": ("_sync_tasks", "_sync_agents"),
+    "rules_changed": ("_load_rules",),
+}
 
 
 class TaskRouter:
@@ -39,47 +49,44 @@ class TaskRouter:
         self._agents: dict[str, AgentSlot] = {}
         self._lock = threading.RLock()
         self._routed = 0
+        self._memberships = routing.Memberships(self._db, max_age_s=MEMBERSHIPS_MAX_AGE_S)
         self._last_task_sync = 0.0
         self._rebuild()
         threading.Thread(target=self._tick_loop, name="router-tick", daemon=True).start()
 
     # --- messages ------------------------------------------------------------------------------------
 
-    # Messages take `trace` (`tracing.carrier()` of the sender): their work is a span of the sender's trace.
+    def deliver(self, messages: list[tuple[str, tuple[Any, ...], dict[str, str] | None]]) -> int:
+        """A batch of messages from one process's mailbox (`router_client.notify`), oldest first: each is
+        `(method, args, trace)`, `trace` the sender's `tracing.carrier()` (its work is a span of the sender's
+        trace). Returns how many tasks were assigned.
 
-    def submit(self, task_id: str, new: routing.NewTask | None = None, trace: dict[str, str] | None = None) -> int:
-        """A new pending task: queue it and route. Returns how many tasks were assigned. `new`: the task as
-        its creator sent it (otherwise it is read)."""
-        with tracing.continued(trace, "router.submit", {"orchestrator.task_id": task_id}):
-            if new is not None:
-                with self._db.connect() as connection:
-                    task = routing.queued_new_task(connection, new, clock_offset=self._clock_offset)
-            else:
-                with self._db.session() as session:
-                    task = routing.queued_task(session, task_id, clock_offset=self._clock_offset)
-            if task is not None:
-                with self._lock:
-                    self._queues.push(task)
-            return self._route()
+        - `submit(task_id, new=None)`: a new pending task to queue; `new` is the task as its creator sent it
+          (`routing.NewTask`), otherwise it is read;
+        - `agents_changed()`: an agent was deployed, enabled or finished a task: re-read capacities;
+        - `resync()`: tasks went back to the queue (an agent undeployed or deleted): re-read everything;
+        - `rules_changed()`: `PUT /routing/rules` stored new rules.
 
-    def agents_changed(self, trace: dict[str, str] | None = None) -> int:
-        """An agent was deployed, enabled or finished a task: re-read capacities and route."""
-        with tracing.continued(trace, "router.agents_changed"):
-            self._sync_agents()
-            return self._route()
-
-    def resync(self, trace: dict[str, str] | None = None) -> int:
-        """Tasks went back to the queue (an agent undeployed or deleted): re-read everything and route."""
-        with tracing.continued(trace, "router.resync"):
-            self._sync_tasks()
-            self._sync_agents()
-            return self._route()
-
-    def rules_changed(self, trace: dict[str, str] | None = None) -> int:
-        """`PUT /routing/rules` stored new rules: use them from now on, and route what they now allow."""
-        with tracing.continued(trace, "router.rules_changed"):
-            self._load_rules()
-            return self._route()
+        Each re-read is done once per batch, however many messages asked for it, and the batch is routed once:
+        a flood of messages costs the router a call and a routing pass per batch, not per message. Every
+        re-read follows the senders' commits, so doing it once, in the batch's order, sees what each asked for.
+        """
+        done: set[str] = set()
+        memberships = self._memberships
+        for method, args, trace in messages:
+            if method == "submit":
+                with tracing.continued(trace, "router.submit", {"orchestrator.task_id": args[0]}):
+                    self._queue(args[0], args[1] if len(args) > 1 else None, memberships)
+                continue
+            if method not in _REREADS:
+                log.warning("router: unknown message %r dropped", method)
+                continue
+            with tracing.continued(trace, f"router.{method}"):
+                for reread in _REREADS[method]:
+                    if reread not in done:
+                        done.add(reread)
+                        getattr(self, reread)()
+        return self._route()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -92,6 +99,16 @@ class TaskRouter:
             }
 
     # --- internals -----------------------------------------------------------------------------------
+
+    def _queue(self, task_id: str, new: routing.NewTask | None, memberships: routing.Memberships) -> None:
+        if new is not None:
+            task = routing.queued(new, memberships, clock_offset=self._clock_offset)
+        else:
+            with self._db.session() as session:
+                task = routing.queued_task(session, task_id, memberships, clock_offset=self._clock_offset)
+        if task is not None:
+            with self._lock:
+                self._queues.push(task)
 
     def _load_rules(self) -> None:
         with self._db.session() as session:
@@ -143,7 +160,9 @@ class TaskRouter:
                 stale_agents = True
                 stale += 1
                 with self._db.session() as session:
-                    still_pending = routing.queued_task(session, task.task_id, clock_offset=self._clock_offset)
+                    still_pending = routing.queued_task(
+                        session, task.task_id, self._memberships, clock_offset=self._clock_offset, reread=True
+                    )
                 if still_pending is not None:
                     with self._lock:
                         self._queues.push(still_pending)

@@ -5,9 +5,12 @@ reconciler's resume of runs) re-reads it, so a lost message delays the work by a
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import ray
+from ray.exceptions import GetTimeoutError
 
 from actors.names import ROUTER_NAME, RUN_POOL_NAME
 from cluster import tracing
@@ -55,8 +58,74 @@ def ask(settings: Settings, name: str, method: str, *args: Any, timeout_s: float
 
 
 def notify(settings: Settings, method: str, *args: Any) -> None:
-    """Tell the task router (within the caller's trace and correlation id)."""
-    tell(settings, ROUTER_NAME, method, *args, trace=tracing.carrier())
+    """Tell the task router (`TaskRouter.deliver` lists the messages), within the caller's trace and
+    correlation id. The message goes through this process's mailbox: sent at once when the router is not
+    busy with this process's previous batch, otherwise with everything else that arrives meanwhile."""
+    if ray.is_initialized():
+        _router_mailbox(settings).put((method, args, tracing.carrier()))
+
+
+def _router_mailbox(settings: Settings) -> Mailbox:
+    mailbox = _mailboxes.get(settings.ray.ray_namespace)
+    if mailbox is None:
+        with _mailboxes_lock:
+            mailbox = _mailboxes.get(settings.ray.ray_namespace)
+            if mailbox is None:
+                mailbox = _mailboxes[settings.ray.ray_namespace] = Mailbox(
+                    "router", lambda batch: _deliver(settings, ROUTER_NAME, batch)
+                )
+    return mailbox
+
+
+DELIVER_TIMEOUT_S = 30.0
+
+
+def _deliver(settings: Settings, name: str, batch: list[Any]) -> None:
+    """One batch to the actor's `deliver`, waiting for its answer (the waiting is what batches the next)."""
+    try:
+        ray.get(_actor(settings, name).deliver.remote(batch), timeout=DELIVER_TIMEOUT_S)
+    except GetTimeoutError:  # delivered and still being worked on: the next batch goes alongside
+        log.warning("%s busy with a batch of %d message(s) for over %.0f s", name, len(batch), DELIVER_TIMEOUT_S)
+    except Exception as exc:  # restarting or absent: its own pass catches up
+        _handles.pop((settings.ray.ray_namespace, name), None)
+        log.warning("%s not sent %d message(s): %s", name, len(batch), exc)
+
+
+class Mailbox:
+    """Messages sent in batches by one thread: `send(batch)` returns when the receiver has the batch, and
+    whatever is put meanwhile goes with the next call. Idle, a message leaves at once (a batch of one);
+    under load, one call carries many, which is what keeps a flood of task creations from costing a Ray
+    call, on both sides, per task. `send` handles its own failures (lost batches are caught up by the
+    receiver's own pass)."""
+
+    def __init__(self, name: str, send: Callable[[list[Any]], None]) -> None:
+        self._name, self._send = name, send
+        self._pending: list[Any] = []
+        self._ready = threading.Condition()
+        self._sender: threading.Thread | None = None
+
+    def put(self, message: Any) -> None:
+        with self._ready:
+            self._pending.append(message)
+            if self._sender is None or not self._sender.is_alive():
+                self._sender = threading.Thread(target=self._send_forever, name=f"mailbox-{self._name}", daemon=True)
+                self._sender.start()
+            self._ready.notify()
+
+    def _send_forever(self) -> None:
+        while True:
+            with self._ready:
+                while not self._pending:
+                    self._ready.wait()
+                batch, self._pending = self._pending, []
+            try:
+                self._send(batch)
+            except Exception:  # never let the sender die with messages waiting
+                log.exception("%s: a batch of %d message(s) was not sent", self._name, len(batch))
+
+
+_mailboxes: dict[str, Mailbox] = {}
+_mailboxes_lock = threading.Lock()
 
 
 def stats(settings: Settings, timeout_s: float = 2.0) -> dict[str, Any] | None:

@@ -8,6 +8,8 @@ locks, so a task is never assigned twice, whatever the router's restarts and rac
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session
 
+from persistence.db import Database
 from persistence.models import Agent, OrganizationMember, RoutingRule, Task
 from schedulers.agent_lifecycle import AgentStatus
 from schedulers.routing import DEFAULT_RULES, PRIORITY_LEVELS, AgentSelector, AgentSlot, QueuedTask
@@ -23,6 +26,7 @@ from services import tasks
 from services.agents import lock_agent
 
 MAX_LOADED_TASKS = 100_000
+MAX_KNOWN_USERS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +50,9 @@ def pending_tasks(session: Session, *, clock_offset: float) -> list[QueuedTask]:
         .order_by(Task.created_at, Task.id)
         .limit(MAX_LOADED_TASKS)
     ).all()
-    memberships = _organizations_of(session, {row.owner_id for row in rows if row.owner_type == "user"})
-    return [_queued(row, memberships, clock_offset) for row in rows]
+    users = {row.owner_id for row in rows if row.owner_type == "user"}
+    memberships = Memberships(None, {user: set() for user in users} | _organizations_of(session, users))
+    return [queued(row, memberships, clock_offset=clock_offset) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,21 +72,55 @@ class NewTask:
         return cls(task.id, task.priority, task.type, task.owner_type, task.owner_id, task.created_at)
 
 
-def queued_new_task(connection: Connection, task: NewTask, *, clock_offset: float) -> QueuedTask:
-    memberships = _organizations_of(connection, {task.owner_id} if task.owner_type == "user" else set())
-    return _queued(task, memberships, clock_offset)
+class Memberships:
+    """The organizations of task-owning users, as the router decides with them: each user read once, then
+    kept up to `max_age_s` (None: for this object's life, as for one batch). A membership removed meanwhile
+    is caught where it matters, when `assign_routed` re-checks the decision under lock; one added meanwhile
+    waits for the entry to age out. `db`: where to read the users not in `known`."""
+
+    def __init__(
+        self, db: Database | None, known: dict[str, set[str]] | None = None, *, max_age_s: float | None = None
+    ) -> None:
+        self._db = db
+        self._max_age_s = max_age_s
+        self._lock = threading.Lock()
+        now = time.monotonic()
+        self._known = {user_id: (organizations, now) for user_id, organizations in (known or {}).items()}
+
+    def organizations(self, user_id: str) -> set[str]:
+        with self._lock:  # the router delivers several processes' batches at once
+            entry = self._known.get(user_id)
+            now = time.monotonic()
+            if entry is None or (self._max_age_s is not None and now - entry[1] > self._max_age_s):
+                assert self._db is not None, f"user {user_id}'s organizations were neither given nor readable"
+                with self._db.connect() as connection:
+                    organizations = _organizations_of(connection, {user_id}).get(user_id, set())
+                entry = self._known[user_id] = (organizations, now)
+                if len(self._known) > MAX_KNOWN_USERS:  # forget the oldest half
+                    for stale in sorted(self._known, key=lambda user: self._known[user][1])[: MAX_KNOWN_USERS // 2]:
+                        del self._known[stale]
+            return entry[0]
+
+    def forget(self, user_id: str) -> None:
+        with self._lock:
+            self._known.pop(user_id, None)
 
 
-def queued_task(session: Session, task_id: str, *, clock_offset: float) -> QueuedTask | None:
+def queued_task(
+    session: Session, task_id: str, memberships: Memberships, *, clock_offset: float, reread: bool = False
+) -> QueuedTask | None:
+    """The task as the router queues it, if it is still pending (`reread`: its owner's organizations read
+    again, after a decision made with them did not hold)."""
     task = session.get(Task, task_id)
     if task is None or task.status != TaskStatus.pending.value or task.agent_id is not None:
         return None
-    memberships = _organizations_of(session, {task.owner_id} if task.owner_type == "user" else set())
-    return _queued(task, memberships, clock_offset)
+    if reread:
+        memberships.forget(task.owner_id)
+    return queued(task, memberships, clock_offset=clock_offset)
 
 
-def _queued(task: Any, memberships: dict[str, set[str]], clock_offset: float) -> QueuedTask:
-    """A task row (ORM object or result row) as the routing policy queues it."""
+def queued(task: Any, memberships: Memberships, *, clock_offset: float) -> QueuedTask:
+    """A task row (ORM object, result row or `NewTask`) as the routing policy queues it."""
     return QueuedTask(
         task_id=task.id,
         priority=PRIORITY_LEVELS.index(task.priority),
@@ -123,6 +162,7 @@ def assign_routed(session: Session, task_id: str, agent_id: str, settings: Any) 
         or agent.status != AgentStatus.active.value
         or not agent.is_active
         or agent.current_tasks >= agent.max_concurrent_tasks
+        or not _may_use(session, task, agent)
     ):
         return None
     task.agent_id = agent.id
@@ -136,6 +176,15 @@ def assign_routed(session: Session, task_id: str, agent_id: str, settings: Any) 
     return Assigned(task_id=task.id, agent_id=agent.id, hosted=hosted, options=options)
 
 
+def _may_use(session: Session, task: Task, agent: Agent) -> bool:
+    """The router's choice re-checked against the stored memberships: its memberships may be seconds old."""
+    if agent.is_public or (agent.owner_type, agent.owner_id) == (task.owner_type, task.owner_id):
+        return True
+    if task.owner_type != "user" or agent.owner_type != "organization":
+        return False
+    return agent.owner_id in _organizations_of(session, {task.owner_id}).get(task.owner_id, set())
+
+
 def _organizations_of(connection: Connection | Session, user_ids: set[str]) -> dict[str, set[str]]:
     if not user_ids:
         return {}
@@ -146,17 +195,17 @@ def _organizations_of(connection: Connection | Session, user_ids: set[str]) -> d
     return result
 
 
-# Built once (a submit runs it for every task created by a user).
+# Built once (the router runs it for every batch of tasks it is sent).
 _MEMBERSHIPS = select(OrganizationMember.user_id, OrganizationMember.organization_id).where(
     OrganizationMember.user_id.in_(bindparam("users", expanding=True))
 )
 
 
-def _allowed(owner_type: str, owner_id: str, memberships: dict[str, set[str]]) -> frozenset[str]:
+def _allowed(owner_type: str, owner_id: str, memberships: Memberships) -> frozenset[str]:
     """Owners whose agents a task may use: its own owner, and the organizations of a user owner."""
     allowed = {owner_key(owner_type, owner_id)}
     if owner_type == "user":
-        allowed |= {owner_key("organization", org) for org in memberships.get(owner_id, ())}
+        allowed |= {owner_key("organization", org) for org in memberships.organizations(owner_id)}
     return frozenset(allowed)
 
 

@@ -70,18 +70,21 @@ def test_an_actor_message_continues_the_request_trace_with_its_correlation_id(tr
     client, exporter = traced
     admin = _user(client, "root")
     exporter.clear()
-    messages: list[tuple[str, str, tuple, dict | None]] = []
-    # Ray's transport aside: what the route hands to `tell` is what the router receives.
-    monkeypatch.setattr(router_client, "tell", lambda _s, name, method, *args, trace=None: messages.append(
-        (name, method, args, trace)))  # fmt: skip
+    messages: list[tuple[str, tuple, dict | None]] = []
+
+    class Mailbox:  # Ray's transport aside: what the route puts in the mailbox is what the router receives
+        put = messages.append
+
+    monkeypatch.setattr(router_client.ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(router_client, "_router_mailbox", lambda _settings: Mailbox)
 
     response = client.post("/api/v1/tasks", headers={**admin, "X-Correlation-ID": "trace-me-2"},
                            json={"type": "bugfix", "title": "traced"})  # fmt: skip
     assert response.status_code == 201, response.text
     [server] = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
-    [(name, method, args, carrier)] = messages
+    [(method, args, carrier)] = messages
     task_id, new = args  # the task's id and its routing fields, so the router need not read it back
-    assert (name, method, task_id, new.id, new.type) == ("router", "submit", response.json()["id"], task_id, "bugfix")
+    assert (method, task_id, new.id, new.type) == ("submit", response.json()["id"], task_id, "bugfix")
     assert carrier["correlation_id"] == "trace-me-2"
     assert carrier["traceparent"].split("-")[1] == f"{server.context.trace_id:032x}"
 

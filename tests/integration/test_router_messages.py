@@ -1,0 +1,94 @@
+"""The task router's handling of a batch of messages on each real database, in-process (Ray's transport
+aside: `deliver` is what a replica's mailbox calls): one routing pass per batch, each re-read done once
+however many messages asked for it, and each owner's organizations read once."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from fastapi.testclient import TestClient
+
+from actors.router import TaskRouter
+from core.settings import Settings
+from persistence.db import Database
+from persistence.models import Task
+from services import routing
+from tests.integration.test_organizations import ORGS, _accounts, _add_member, _create_org
+from tests.integration.test_tasks_agents import AGENTS, TASKS, _active, _agent, _task, _user
+
+
+@pytest.fixture
+def router(settings: Settings):
+    # The periodic tick out of the way: only the messages route.
+    quiet = settings.model_copy(update={"agents": settings.agents.model_copy(update={"router_tick_s": 3600})})
+    return TaskRouter(quiet)
+
+
+def test_a_batch_of_messages_is_one_routing_pass_with_each_re_read_once(
+    client: TestClient, db: Database, router: TaskRouter, monkeypatch
+) -> None:
+    owner = _user(client, "batcher")
+    tasks = [_task(client, owner, type="general", title=f"t{n}") for n in range(3)]  # no Ray: stored pending
+    agent = _agent(client, owner, mode="external", max_concurrent_tasks=2)
+    _active(db, agent["id"])  # after the router started: only a message tells it
+    calls: Counter[str] = Counter()
+    for name in ("_sync_agents", "_sync_tasks", "_load_rules", "_route"):
+        original = getattr(router, name)
+        monkeypatch.setattr(router, name, lambda original=original, name=name: (calls.update([name]), original())[1])
+    lookups = []
+    read = routing._organizations_of
+    monkeypatch.setattr(routing, "_organizations_of", lambda conn, users: (lookups.append(users), read(conn, users))[1])
+    with db.session() as session:
+        first = routing.NewTask.of(session.get(Task, tasks[0]["id"]))
+
+    assigned = router.deliver([
+        ("submit", (tasks[0]["id"], first), None),  # as the creating route sends it
+        ("agents_changed", (), None),
+        ("submit", (tasks[1]["id"],), None),  # as a workflow's task node sends it: read back
+        ("agents_changed", (), None),
+        ("resync", (), None),
+        ("submit", (tasks[2]["id"],), None),
+        ("no_such_message", (), None),
+    ])  # fmt: skip
+
+    assert assigned == 2  # the agent's limit
+    assert calls == {"_sync_agents": 1, "_sync_tasks": 1, "_route": 1}
+    # One owner: read once for the batch's three submits, once more by the resync's read of every pending task.
+    assert lookups == [{first.owner_id}, {first.owner_id}]
+    states = {t["id"]: client.get(f"{TASKS}/{t['id']}", headers=owner).json() for t in tasks}
+    assert [states[t["id"]]["status"] for t in tasks] == ["assigned", "assigned", "pending"]  # oldest first
+    assert {states[t["id"]]["agent_id"] for t in tasks[:2]} == {agent["id"]}
+    assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["current_tasks"] == 2
+    assert router.stats()["queued"] == 1
+
+    # A second delivery of the same tasks assigns nothing twice.
+    assert router.deliver([("submit", (t["id"],), None) for t in tasks]) == 0
+    assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["current_tasks"] == 2
+
+
+
+def test_a_membership_removed_after_the_router_read_it_does_not_route_to_the_organizations_agent(
+    client: TestClient, db: Database, router: TaskRouter
+) -> None:
+    alice, bob = _accounts(client, "alice", "bob")
+    org = _create_org(client, alice)
+    _add_member(client, org["id"], alice, bob)
+    agent = _agent(client, alice.headers, mode="external", owner_type="organization", owner_id=org["id"])
+    _active(db, agent["id"])
+    router.deliver([("agents_changed", (), None)])
+    first = _task(client, bob.headers, type="general")
+    assert router.deliver([("submit", (first["id"],), None)]) == 1  # bob's organization's agent takes it
+    assert client.get(f"{TASKS}/{first['id']}", headers=bob.headers).json()["agent_id"] == agent["id"]
+
+    removed = client.delete(f"{ORGS}/{org['id']}/members/{bob.id}", headers=alice.headers)
+    assert removed.status_code == 200, removed.text
+    second = _task(client, bob.headers, type="general")
+    # The router still holds bob's organizations from the first task; the assignment re-checks them.
+    assert router.deliver([("submit", (second["id"],), None)]) == 0
+    assert client.get(f"{TASKS}/{second['id']}", headers=bob.headers).json()["status"] == "pending"
+    # Queued again with bob's organizations read again; his next task stays pending as well.
+    third = _task(client, bob.headers, type="general")
+    assert router.deliver([("submit", (third["id"],), None)]) == 0
+    assert router.stats()["queued"] == 2 and router.stats()["routed"] == 1
+    assert client.get(f"{AGENTS}/{agent['id']}", headers=alice.headers).json()["current_tasks"] == 1
