@@ -11,9 +11,12 @@ import redis.asyncio as aioredis
 from cluster.probes import ray_probe, serve_probe
 from core.settings import Settings
 from persistence.db import Database
+from persistence.group_commit import GroupCommit
+from persistence.models import Task
 from serve_app.rate_limits import RateLimitPolicy
 from services.health import PASS, Check, CheckResult, HealthService
 from services.principal import Role
+from services.tasks import NewTaskRequest, create_tasks
 from services.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.tokens import TokenService
 from services.users import RegistrationPolicy
@@ -32,6 +35,8 @@ class AppContext:
     health: HealthService
     registration: RegistrationPolicy
     rate_limits: RateLimitPolicy
+    # Tasks created without an agent or an approval: written in groups (persistence.group_commit).
+    new_tasks: GroupCommit[NewTaskRequest, Task]
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -77,6 +82,7 @@ class AppContext:
                 password_min_length=settings.auth.password_min_length,
             ),
             rate_limits=RateLimitPolicy(settings.rate_limits, limiter),
+            new_tasks=GroupCommit(db, create_tasks),
         )
 
     async def aclose(self) -> None:

@@ -83,11 +83,23 @@ def emit_now(
     correlation_id: str | None,
 ) -> None:  # fmt: skip
     """`emit` as one INSERT statement, without the ORM's unit of work: for hot paths (a run's steps)."""
-    session.execute(_INSERT_EVENT, {
+    session.execute(_INSERT_EVENT, row_of(event_type, data, source=source, owner=owner, subject_id=subject_id,
+                                          correlation_id=correlation_id))  # fmt: skip
+
+
+def emit_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Many events (`row_of`) as one prepared INSERT: for a group of new rows written at once."""
+    session.execute(_INSERT_EVENT, rows)
+
+
+def row_of(
+    event_type: str, data: dict[str, Any], *, source: str, owner: Any, subject_id: str, correlation_id: str | None
+) -> dict[str, Any]:
+    return {
         "id": new_id(), "event_type": event_type, "source": source, "data": data, "owner_type": owner.owner_type,
         "owner_id": owner.owner_id, "subject_id": subject_id, "correlation_id": correlation_id,
         "created_at": utcnow(),
-    })  # fmt: skip
+    }  # fmt: skip
 
 
 _INSERT_EVENT = prepared_insert(

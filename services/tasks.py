@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from core.clock import utcnow
-from core.errors import Conflict, FieldIssue, NotFound, ValidationFailed, refuse_read_only
+from core.errors import Conflict, DomainError, FieldIssue, NotFound, ValidationFailed, refuse_read_only
 from core.ids import new_id
 from persistence.models import Agent, Event, Execution, Task
 from persistence.repositories.json_arrays import array_contains
@@ -59,25 +60,14 @@ def create_task(
     approval_gate: Callable[[Task, str | None], Any] | None = None,
 ) -> Task:
     """Create a task. `approval_gate(task, agent_id)` is asked first whether it must wait for a human
-    (P0/P1 by default): then it is not assigned until approved."""
-    owner_type, owner_id = ownership.resolve_owner(session, principal, data.pop("owner_type", None),
-                                                   data.pop("owner_id", None))  # fmt: skip
+    (P0/P1 by default): then it is not assigned until approved. Tasks that are neither gated nor assigned
+    at once are created in groups by `create_tasks` (the API's group commit)."""
     agent_id = data.pop("agent_id", None)
-    projects.check_task_project(session, principal, data.get("project_id"))
-    data.setdefault("title", _default_title(data))
-    now = utcnow()
-    row = {**_NEW_TASK, **{name: make() for name, make in _NEW_TASK_CONTAINERS.items()}}
-    row.update(data, id=new_id(), owner_type=owner_type, owner_id=owner_id, created_by=principal.user_id,
-               created_at=now, updated_at=now, sla_due_at=_sla_due(now, data.get("sla_target")))  # fmt: skip
-    # The hot path of task creation: two prepared Core inserts (the ORM's flush of the same two rows
-    # costs twice the CPU). The object is then the row just written, persistent in the session without
-    # a read, for the approval gate and direct assignment below.
-    session.execute(_INSERT_TASK, row)
-    task = Task(**row)
+    [task] = _insert(session, [new_task_row(session, principal, data)], [events.current_correlation_id()])
+    # The object is the row just written, persistent in the session without a read, for the approval gate
+    # and direct assignment below.
     make_transient_to_detached(task)
     session.add(task)
-    events.emit_now(session, "task.created", summary(task), source="tasks", owner=task, subject_id=task.id,
-                    correlation_id=events.current_correlation_id())  # fmt: skip
     if agent_id:
         ownership.get_visible(session, Agent, agent_id, principal)  # 404 for an agent the owner cannot use
     if approval_gate is not None and approval_gate(task, agent_id):
@@ -85,6 +75,61 @@ def create_task(
     if agent_id:
         assign(session, principal, task, agent_id)
     return task
+
+
+@dataclass(frozen=True, slots=True)
+class NewTaskRequest:
+    """One request's new task for `create_tasks`: its fields (no `agent_id`, not gated for approval)."""
+
+    principal: Principal
+    data: dict[str, Any]
+    correlation_id: str | None
+
+
+def create_tasks(session: Session, requests: Sequence[NewTaskRequest]) -> list[Task | DomainError]:
+    """Many requests' new tasks in one transaction, each stored `pending` for the router: every request's
+    checks (owner, project; reads only), then all rows and their `task.created` events in two statements.
+    A request whose checks fail gets its error and the others are written."""
+    outcomes: list[DomainError | None] = []
+    rows, correlation_ids = [], []
+    for request in requests:
+        try:
+            rows.append(new_task_row(session, request.principal, dict(request.data)))
+        except DomainError as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+            correlation_ids.append(request.correlation_id)
+    written = iter(_insert(session, rows, correlation_ids) if rows else ())
+    return [next(written) if outcome is None else outcome for outcome in outcomes]
+
+
+def new_task_row(session: Session, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
+    """A new task's row from the request's fields, after the checks (which only read): that the caller may
+    create for the owner, and sees the project."""
+    owner_type, owner_id = ownership.resolve_owner(session, principal, data.pop("owner_type", None),
+                                                   data.pop("owner_id", None))  # fmt: skip
+    projects.check_task_project(session, principal, data.get("project_id"))
+    data.setdefault("title", _default_title(data))
+    now = utcnow()
+    row = {**_NEW_TASK, **{name: make() for name, make in _NEW_TASK_CONTAINERS.items()}}
+    row.update(data, id=new_id(), owner_type=owner_type, owner_id=owner_id, created_by=principal.user_id,
+               created_at=now, updated_at=now, sla_due_at=_sla_due(now, data.get("sla_target")))  # fmt: skip
+    return row
+
+
+def _insert(session: Session, rows: list[dict[str, Any]], correlation_ids: list[str | None]) -> list[Task]:
+    """New tasks and their `task.created` events as two prepared Core inserts (the ORM's flush of the same
+    rows costs twice the CPU; many rows are still one statement each). Returns the tasks as transient
+    objects of the rows just written."""
+    session.execute(_INSERT_TASK, rows)
+    tasks = [Task(**row) for row in rows]
+    events.emit_rows(session, [
+        events.row_of("task.created", summary(task), source="tasks", owner=task, subject_id=task.id,
+                      correlation_id=correlation_id)
+        for task, correlation_id in zip(tasks, correlation_ids, strict=True)
+    ])  # fmt: skip
+    return tasks
 
 
 def assign(session: Session, principal: Principal, task: Task, agent_id: str) -> Agent:

@@ -16,11 +16,13 @@ from fastapi import Depends, File, Form, Query, Request, Response, UploadFile, s
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import object_session
+from starlette.concurrency import run_in_threadpool
 
 from actors import router_client
 from core.errors import FieldIssue, NotFound, ValidationFailed
 from persistence.models import Agent, Task
 from schedulers.task_lifecycle import TaskStatus, parse_priority
+from serve_app.context import AppContext
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import (
     PageParams,
@@ -50,19 +52,33 @@ from serve_app.schemas.tasks import (
     TaskStatusUpdate,
     TaskUpdate,
 )
-from services import approvals, deployments, routing, task_comments, task_files, tasks
-from services.principal import Role
+from services import approvals, deployments, events, routing, task_comments, task_files, tasks
+from services.principal import Principal, Role
 
 log = logging.getLogger("orchestrator.tasks")
 router = protected_router(prefix="/tasks", tags=["tasks"], resource="tasks", write_role=Role.agent)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskOut)
-def create_task(body: TaskCreate, principal: CurrentPrincipal, context: Context, response: Response) -> TaskOut:
+async def create_task(body: TaskCreate, principal: CurrentPrincipal, context: Context, response: Response) -> TaskOut:
     """Create a task. With `agent_id` it is assigned at once (409 if the agent is disabled, not deployed or
-    at its limit); a hosted agent starts it in its actor, an external agent's worker pulls it."""
+    at its limit); a hosted agent starts it in its actor, an external agent's worker pulls it. Without, it
+    is stored `pending` (or waiting for an approval) and the router is told."""
     data = body.model_dump(exclude_none=True)
     data["meta"] = data.pop("metadata", {})
+    if data.get("agent_id") or approvals.needs_approval(data["priority"], context.settings):
+        result = await run_in_threadpool(_create_now, principal, context, data)
+    else:  # the common case: written with the other requests' new tasks of the moment, in one transaction
+        task = await context.new_tasks.submit(
+            tasks.NewTaskRequest(principal, data, events.current_correlation_id())
+        )
+        result = TaskOut.model_validate(task)
+        router_client.notify(context.settings, "submit", result.id, routing.NewTask.of(task))
+    response.headers["Location"] = f"/api/v1/tasks/{result.id}"
+    return result
+
+
+def _create_now(principal: Principal, context: AppContext, data: dict) -> TaskOut:
     with context.db.transaction() as session:
         task = tasks.create_task(session, principal, data, approval_gate=_gate(principal, context))
         result = TaskOut.model_validate(task)
@@ -73,7 +89,6 @@ def create_task(body: TaskCreate, principal: CurrentPrincipal, context: Context,
         _dispatch(context, result.agent_id, options, result.id)
     elif result.status == TaskStatus.pending.value and result.agent_id is None:  # not waiting for an approval
         router_client.notify(context.settings, "submit", result.id, routing.NewTask.of(task))
-    response.headers["Location"] = f"/api/v1/tasks/{result.id}"
     return result
 
 

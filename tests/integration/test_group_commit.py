@@ -1,0 +1,92 @@
+"""Group commit (persistence/group_commit.py) of new tasks on each real database: concurrent requests share
+a transaction, each still answered only after its own row is committed; a request whose checks fail, or
+whose row breaks a constraint, fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from core.errors import ValidationFailed
+from persistence.db import Database
+from persistence.group_commit import GroupCommit
+from persistence.models import Event, Task
+from services.principal import Principal, Role
+from services.tasks import NewTaskRequest, create_tasks
+from tests.integration.test_auth_flow import register
+
+
+@pytest.fixture
+def principal(client: TestClient) -> Principal:
+    return Principal(user_id=register(client, "grouped@example.com")["id"], role=Role.user)
+
+
+def _request(principal: Principal, title: str, **data) -> NewTaskRequest:
+    return NewTaskRequest(principal, {"type": "general", "priority": "P3", "title": title, **data}, f"cid-{title}")
+
+
+def _held(db: Database) -> tuple[GroupCommit, threading.Event, threading.Event]:
+    """A group commit whose first transaction waits until released, so that others queue behind it."""
+    started, release = threading.Event(), threading.Event()
+
+    def write(session, requests):
+        if not started.is_set():
+            started.set()
+            assert release.wait(10)
+        return create_tasks(session, requests)
+
+    return GroupCommit(db, write), started, release
+
+
+async def _submit_behind_a_held_first(group, started, release, first, others):
+    head = asyncio.ensure_future(group.submit(first))
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+    rest = [asyncio.ensure_future(group.submit(request)) for request in others]
+    await asyncio.sleep(0)  # all queued while the first transaction is open
+    release.set()
+    return await asyncio.gather(head, *rest, return_exceptions=True)
+
+
+def test_concurrent_requests_share_one_transaction_and_each_gets_its_committed_task(db, principal) -> None:
+    group, started, release = _held(db)
+    requests = [_request(principal, f"t{n}") for n in range(6)]
+    results = asyncio.run(_submit_behind_a_held_first(group, started, release, requests[0], requests[1:]))
+
+    assert (group.batches, group.items) == (2, 6)  # the first alone, then the five that waited for it
+    assert [task.title for task in results] == [f"t{n}" for n in range(6)]
+    with db.session() as session:
+        stored = {task.id: task for task in session.scalars(select(Task))}
+        events = {event.subject_id: event for event in session.scalars(select(Event).where(
+            Event.event_type == "task.created"))}  # fmt: skip
+    for task in results:
+        assert stored[task.id].status == "pending" and stored[task.id].owner_id == principal.user_id
+        assert events[task.id].correlation_id == f"cid-{task.title}"  # each request's own, not the group's
+
+
+def test_a_request_whose_checks_fail_fails_alone(db, principal) -> None:
+    group, started, release = _held(db)
+    good, bad = _request(principal, "good"), _request(principal, "bad", project_id="no-such-project")
+    results = asyncio.run(_submit_behind_a_held_first(group, started, release, _request(principal, "first"),
+                                                      [good, bad]))  # fmt: skip
+    assert results[1].title == "good"
+    assert isinstance(results[2], ValidationFailed) and results[2].details[0].field == "project_id"
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Task)) == 2
+
+
+def test_a_row_that_breaks_a_constraint_fails_alone_and_the_others_are_written(db, principal) -> None:
+    group, started, release = _held(db)
+    untitled = _request(principal, "x")
+    untitled.data["title"] = None  # past the API's validation: NOT NULL refuses it
+    requests = [_request(principal, "a"), untitled, _request(principal, "b")]
+    results = asyncio.run(_submit_behind_a_held_first(group, started, release, _request(principal, "first"),
+                                                      requests))  # fmt: skip
+    assert [getattr(result, "title", None) for result in results] == ["first", "a", None, "b"]
+    assert isinstance(results[2], IntegrityError)
+    with db.session() as session:
+        assert sorted(session.scalars(select(Task.title))) == ["a", "b", "first"]
