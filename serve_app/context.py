@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import redis
 import redis.asyncio as aioredis
 
 from cluster.probes import ray_probe, serve_probe
+from core.batching import Batcher
 from core.settings import Settings
 from persistence.db import Database
 from persistence.group_commit import GroupCommit
 from persistence.models import Task
 from serve_app.rate_limits import RateLimitPolicy
+from services import sessions
 from services.health import PASS, Check, CheckResult, HealthService
 from services.principal import Role
 from services.tasks import NewTaskRequest, create_tasks
@@ -37,6 +41,8 @@ class AppContext:
     rate_limits: RateLimitPolicy
     # Tasks created without an agent or an approval: written in groups (persistence.group_commit).
     new_tasks: GroupCommit[NewTaskRequest, Task]
+    # Whether a token (id, family, subject) is revoked: concurrent requests' checks as one lookup.
+    revocations: Batcher[tuple[str | None, ...], bool]
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -83,6 +89,7 @@ class AppContext:
             ),
             rate_limits=RateLimitPolicy(settings.rate_limits, limiter),
             new_tasks=GroupCommit(db, create_tasks),
+            revocations=Batcher(partial(_revoked, db)),
         )
 
     async def aclose(self) -> None:
@@ -90,6 +97,11 @@ class AppContext:
         if self.redis is not None:
             self.redis.close()
         await self.rate_limits.aclose()
+
+
+def _revoked(db: Database, tokens: Sequence[tuple[str | None, ...]]) -> list[bool]:
+    with db.connect() as connection:
+        return sessions.revoked(connection, tokens)
 
 
 def _database_probe(db: Database):

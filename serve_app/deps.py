@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core.errors import AuthenticationFailed
 from serve_app.context import AppContext
-from services import api_keys, sessions
+from services import api_keys
 from services.principal import Principal, Role
 
 # auto_error=False: a missing credential becomes our 401 envelope, not FastAPI's 403.
@@ -32,40 +32,36 @@ async def authenticate(
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
     """The caller, from a bearer JWT, a bearer API key or X-API-Key. Failures are counted per client IP,
-    so that guessing tokens or keys runs into the rate limit. The database lookups (revocation, key)
-    run in one thread-pool call; everything else stays on the event loop."""
+    so that guessing tokens or keys runs into the rate limit."""
     context: AppContext = request.app.state.context
     credential = bearer.credentials if bearer is not None and bearer.credentials else api_key
     try:
         if not credential:
             raise AuthenticationFailed("Authentication required: send 'Authorization: Bearer <token>'")
-        principal = await run_in_threadpool(_principal_for, context, credential.strip())
+        principal = await principal_for(context, credential.strip())
     except AuthenticationFailed:
         await context.rate_limits.check_client(request, "general")
         raise
     return principal
 
 
-def _principal_for(context: AppContext, credential: str) -> Principal:
+async def principal_for(context: AppContext, credential: str) -> Principal:
+    """Who a credential names. A JWT is checked on the event loop (its signature is verified once per
+    token) and its revocation with the other requests' of the moment (`AppContext.revocations`); an API
+    key's lookup runs in a worker thread."""
     # Environment keys may have any format (seed 002 shows 'admin-key-here'); the check is a hash compare.
     env_principal = api_keys.authenticate_env_key(context.settings.auth.env_api_keys, credential)
     if env_principal is not None:
         return env_principal
     if api_keys.looks_like_api_key(credential):
-        with context.db.session() as session:
-            lookup = api_keys.authenticate_api_key(session, credential)
-        if lookup.stale_last_used:
-            with context.db.transaction() as session:
-                api_keys.touch_last_used(session, lookup.key_id)
-        return lookup.principal
+        return await run_in_threadpool(_api_key_principal, context, credential)
 
     claims = context.tokens.decode(credential)
     token_id = claims.get("jti")
     if token_id:
         subject = str(claims["sub"]) if claims.get("via") == "oauth_client" else None
-        with context.db.connect() as connection:
-            if sessions.is_revoked(connection, str(token_id), claims.get("fam"), subject):
-                raise AuthenticationFailed("Token has been revoked")
+        if await context.revocations.submit((str(token_id), claims.get("fam"), subject)):
+            raise AuthenticationFailed("Token has been revoked")
     try:
         role = Role.parse(str(claims.get("role", "")))
     except ValueError as exc:
@@ -81,6 +77,15 @@ def _principal_for(context: AppContext, credential: str) -> Principal:
         scopes=tuple(scopes) if isinstance(scopes, list) else None,
         tier=str(claims.get("tier", "free")),
     )
+
+
+def _api_key_principal(context: AppContext, credential: str) -> Principal:
+    with context.db.session() as session:
+        lookup = api_keys.authenticate_api_key(session, credential)
+    if lookup.stale_last_used:
+        with context.db.transaction() as session:
+            api_keys.touch_last_used(session, lookup.key_id)
+    return lookup.principal
 
 
 def require_role(minimum: Role):

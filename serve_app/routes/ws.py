@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from core.clock import isoformat_z, utcnow
 from core.errors import AuthenticationFailed, DomainError, FieldIssue, PermissionDenied, ValidationFailed
 from serve_app.context import AppContext
-from serve_app.deps import _principal_for
+from serve_app.deps import principal_for
 from serve_app.errors import error_payload
 from serve_app.realtime import CLOSE_SLOW_CONSUMER, Connection, EventFeed
 from serve_app.request_context import correlation_id_of
@@ -112,7 +112,7 @@ async def _authenticate(websocket: WebSocket, context: AppContext, timeout_s: fl
         credential = message["token"].removeprefix("Bearer ").strip()
     if not credential:
         raise AuthenticationFailed("Authentication required")
-    return await run_in_threadpool(_principal_for, context, credential), credential
+    return await principal_for(context, credential), credential
 
 
 def _header_credential(websocket: WebSocket) -> str | None:
@@ -136,7 +136,7 @@ async def _refresh_viewer(context: AppContext, credential: str, connection: Conn
     while True:
         await asyncio.sleep(VIEWER_REFRESH_S)
         try:
-            principal = await run_in_threadpool(_principal_for, context, credential)
+            principal = await principal_for(context, credential)
             connection.viewer = await _viewer(context, principal)
         except AuthenticationFailed:
             return

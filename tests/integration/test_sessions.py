@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import jwt
 from fastapi.testclient import TestClient
 
 from core.settings import Settings
+from services import sessions
 from tests.integration.test_auth_flow import assert_error, bearer, login, register
 
 
@@ -130,3 +132,28 @@ def test_housekeeping_purges_only_expired_credentials(client: TestClient, db) ->
         assert session.scalar(select(func.count()).select_from(TokenRevocation)) == 0
         assert session.scalar(select(func.count()).select_from(RefreshToken)) >= 1
     assert _me(client, current["access_token"]).status_code == 200
+
+
+def test_concurrent_revocation_checks_are_one_lookup_and_each_request_gets_its_own_answer(
+    client: TestClient, db
+) -> None:
+    """Requests' token checks are batched (`AppContext.revocations`): a logged-out token among live ones is
+    refused, and only it."""
+    register(client, "many@example.com")
+    tokens = [login(client, "many@example.com")["access_token"] for _ in range(4)]
+    assert client.post("/api/v1/auth/logout", headers=bearer(tokens[1])).status_code == 200
+    claims = [jwt.decode(token, options={"verify_signature": False}) for token in tokens]
+    checks = [(c["jti"], c.get("fam"), None) for c in claims] + [(None, claims[1]["fam"], None), (None, None, None)]
+    with db.connect() as connection:
+        assert sessions.revoked(connection, checks) == [False, True, False, False, True, False]
+
+    context = client.app.state.context
+    batches_before = context.revocations.batches
+
+    async def all_at_once() -> list[bool]:
+        return await asyncio.gather(*(context.revocations.submit(check) for check in checks))
+
+    assert client.portal.call(all_at_once) == [False, True, False, False, True, False]
+    assert context.revocations.batches - batches_before <= 2  # the first alone, then the rest together
+    statuses = [_me(client, token).status_code for token in tokens]
+    assert statuses == [200, 401, 200, 200]

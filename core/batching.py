@@ -1,0 +1,89 @@
+"""Batching of concurrent requests' blocking work on an event loop (an API replica).
+
+A request `await`s `Batcher.submit(item)`. When no batch is under way, its item is run at once, alone;
+while one is, items wait and the next batch takes all of them (up to `max_batch`). Idle, a call costs what
+it always did; under load, one thread hop and one round trip serve many requests, and each request still
+gets its own outcome only when the batch that carried it is done.
+
+`run(items)` runs in a worker thread and returns one outcome per item, in order: a result, or the exception
+that item alone fails with. If it raises one of `split_on`, each item is run again on its own, so that only
+the offending one fails; anything else it raises is every item's outcome.
+
+One instance per event loop: its state is only touched from that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+log = logging.getLogger("orchestrator.batching")
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+_Entry = tuple[Item, asyncio.Future, contextvars.Context]
+
+
+class Batcher(Generic[Item, Result]):
+    def __init__(
+        self,
+        run: Callable[[Sequence[Item]], list[Result | Exception]],
+        *,
+        max_batch: int = 256,
+        split_on: tuple[type[Exception], ...] = (),
+    ) -> None:
+        self._run = run
+        self._max_batch = max_batch
+        self._split_on = split_on
+        self._pending: list[_Entry] = []
+        self._drain: asyncio.Task | None = None
+        self.batches = 0  # batches run, and items they carried: for tests and the curious
+        self.items = 0
+
+    async def submit(self, item: Item) -> Result:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        # The item's context: a batch runs in its first item's (trace, correlation id).
+        self._pending.append((item, future, contextvars.copy_context()))
+        if self._drain is None:
+            self._drain = loop.create_task(self._drain_pending())
+        return await future
+
+    async def _drain_pending(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._run_batch(batch)
+        finally:
+            self._drain = None
+
+    async def _run_batch(self, batch: list[_Entry]) -> None:
+        items = [item for item, _, _ in batch]
+        self.batches += 1
+        self.items += len(batch)
+        try:
+            outcomes: list[Result | Exception] = await run_in_threadpool(batch[0][2].run, self._run, items)
+        except self._split_on as exc:
+            if len(batch) == 1:
+                outcomes = [exc]
+            else:
+                log.warning("a batch of %d failed (%s): running each on its own", len(batch), type(exc).__name__)
+                for entry in batch:
+                    await self._run_batch([entry])
+                return
+        except Exception as exc:
+            outcomes = [exc] * len(batch)
+        for (_, future, _), outcome in zip(batch, outcomes, strict=True):
+            if future.done():  # the request was cancelled meanwhile
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
