@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Row, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -385,7 +385,7 @@ def retry_delivery(session: Session, principal: Principal, webhook_id: str, deli
 # Enqueuing (called by the outbox relay, in its transaction)
 
 
-def enqueue_deliveries(session: Session, batch: list[Event]) -> int:
+def enqueue_deliveries(session: Session, batch: Sequence[Event | Row]) -> int:
     """One pending delivery per (event, active webhook whose `events` match and whose owner may see the
     event); returns how many were added. Idempotent: an (event, webhook) pair already enqueued is skipped.
 
@@ -431,7 +431,7 @@ def enqueue_deliveries(session: Session, batch: list[Event]) -> int:
     return _insert_new(session, rows)
 
 
-def _may_see(owner_type: str, owner_id: str, event: Event, members: dict[str, set[str]]) -> bool:
+def _may_see(owner_type: str, owner_id: str, event: Event | Row, members: dict[str, set[str]]) -> bool:
     if owner_type == ownership.ORGANIZATION:
         return event.owner_type == ownership.ORGANIZATION and event.owner_id == owner_id
     if event.owner_type == ownership.USER:
