@@ -27,7 +27,11 @@ Result = TypeVar("Result")
 
 class GroupCommit(Batcher[Item, Result]):
     def __init__(
-        self, db: Database, write: Callable[[Session, Sequence[Item]], list[Result | Exception]], *, max_batch: int = 256
+        self,
+        db: Database,
+        write: Callable[[Session, Sequence[Item]], list[Result | Exception]],
+        *,
+        max_batch: int = 256,
     ) -> None:
         def transaction(items: Sequence[Item]) -> list[Result | Exception]:
             with db.transaction() as session:

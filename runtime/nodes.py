@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -170,13 +170,14 @@ class HttpNode:
 
     def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
         url = str(config["url"])
-        check_url(url, ctx.http_allowed)
+        checked = check_url(url, ctx.http_allowed)
         headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
         headers.setdefault("Idempotency-Key", ctx.idempotency_key)
         if ctx.correlation_id:
             headers.setdefault("X-Correlation-ID", ctx.correlation_id)
         with httpx.Client(timeout=float(config.get("timeout_s", 30)), follow_redirects=False) as client:
-            response = client.request(str(config.get("method", "GET")).upper(), url, headers=headers,
+            response = client.request(str(config.get("method", "GET")).upper(), checked.url,
+                                      headers={**headers, **checked.headers}, extensions=checked.extensions,
                                       json=config.get("json"))  # fmt: skip
         content = response.content[:MAX_HTTP_BODY]
         try:
@@ -212,7 +213,7 @@ class LlmNode:
         if not base_url or not model:
             raise NodeFailed("no LLM provider: set ORCHESTRATOR_LLM_BASE_URL and ORCHESTRATOR_LLM_MODEL, or "
                              "the agent's configuration.llm {base_url, model, api_key}")  # fmt: skip
-        check_url(base_url, ctx.http_allowed)
+        checked = check_url(base_url.rstrip("/") + "/chat/completions", ctx.http_allowed)
         messages = list(config.get("messages") or [])
         if config.get("system"):
             messages.insert(0, {"role": "system", "content": str(config["system"])})
@@ -223,15 +224,15 @@ class LlmNode:
             if config.get(name) is not None:
                 body[name] = config[name]
         stream = config.get("stream", True)
-        headers = {"Idempotency-Key": ctx.idempotency_key}
+        headers = {"Idempotency-Key": ctx.idempotency_key, **checked.headers}
         if ctx.llm.get("api_key"):
             headers["Authorization"] = f"Bearer {ctx.llm['api_key']}"
-        url = base_url.rstrip("/") + "/chat/completions"
+        url, extensions = checked.url, checked.extensions
         text, usage = "", {}
         with httpx.Client(timeout=float(config.get("timeout_s", 120))) as client:
             if stream:
                 body["stream"], body["stream_options"] = True, {"include_usage": True}
-                with client.stream("POST", url, json=body, headers=headers) as response:
+                with client.stream("POST", url, json=body, headers=headers, extensions=extensions) as response:
                     _raise_for(response)
                     for line in response.iter_lines():
                         if not line.startswith("data:") or line[5:].strip() == "[DONE]":
@@ -244,7 +245,7 @@ class LlmNode:
                                 text += piece
                                 ctx.output(piece)
             else:
-                response = client.post(url, json=body, headers=headers)
+                response = client.post(url, json=body, headers=headers, extensions=extensions)
                 _raise_for(response)
                 answer = response.json()
                 text = answer["choices"][0]["message"]["content"] or ""
@@ -358,15 +359,29 @@ NODE_TYPES: dict[str, Any] = {
 }  # fmt: skip
 
 
-def check_url(url: str, allowed: tuple[str, ...]) -> None:
+@dataclass(frozen=True, slots=True)
+class CheckedUrl:
+    """A URL that passed `check_url`, to be requested at the address that was checked: a client resolving
+    the name again could get another answer, one inside the network (DNS rebinding). `url` has the host
+    replaced by that address (unchanged when the name itself is allow-listed or is an address), `headers`
+    keep the original `Host`, and `extensions` its TLS server name, which the certificate is checked
+    against (httpx: `client.request(..., headers={**headers, **checked.headers}, extensions=...)`)."""
+
+    url: str
+    headers: dict[str, str]
+    extensions: dict[str, Any]
+
+
+def check_url(url: str, allowed: tuple[str, ...]) -> CheckedUrl:
     """Refuse URLs that reach private, loopback, link-local or reserved addresses (SSRF), unless the host
-    or its network is in `allowed`. Every address the name resolves to is checked."""
+    or its network is in `allowed`. Every address the name resolves to is checked; the URL to request is
+    pinned to the first."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NodeFailed(f"not an http(s) URL: {url!r}")
     host = parts.hostname
     if host in allowed:
-        return
+        return CheckedUrl(url, {}, {})
     try:
         infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80))
     except socket.gaierror as exc:
@@ -381,6 +396,23 @@ def check_url(url: str, allowed: tuple[str, ...]) -> None:
         if not address.is_global or address.is_multicast:
             raise NodeFailed(f"{host} resolves to {address}, a private address: refused (allow-list it in "
                              "ORCHESTRATOR_HTTP_ALLOWED_HOSTS)")  # fmt: skip
+    pinned = ipaddress.ip_address(infos[0][4][0])
+    if _is_address(host):
+        return CheckedUrl(url, {}, {})
+    literal = f"[{pinned}]" if pinned.version == 6 else str(pinned)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (f"{userinfo}@" if userinfo else "") + literal + (f":{parts.port}" if parts.port else "")
+    host_header = parts.netloc.rpartition("@")[2]
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return CheckedUrl(urlunsplit(parts._replace(netloc=netloc)), {"Host": host_header}, extensions)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_network(value: str) -> bool:

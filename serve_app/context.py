@@ -20,8 +20,8 @@ from serve_app.rate_limits import RateLimitPolicy
 from services import sessions
 from services.health import PASS, Check, CheckResult, HealthService
 from services.principal import Role
-from services.tasks import NewTaskRequest, create_tasks
 from services.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from services.tasks import NewTaskRequest, create_tasks
 from services.tokens import TokenService
 from services.users import RegistrationPolicy
 

@@ -183,8 +183,17 @@ def mark_published(session: Session, event_ids: list[str]) -> None:
 
 # Built once: the relay runs them for every batch.
 _UNPUBLISHED = (
-    select(Event.id, Event.event_type, Event.source, Event.data, Event.subject_id, Event.correlation_id,
-           Event.owner_type, Event.owner_id, Event.created_at)  # fmt: skip
+    select(
+        Event.id,
+        Event.event_type,
+        Event.source,
+        Event.data,
+        Event.subject_id,
+        Event.correlation_id,
+        Event.owner_type,
+        Event.owner_id,
+        Event.created_at,
+    )
     .where(Event.published_at.is_(None))
     .order_by(Event.created_at, Event.id)
     .limit(bindparam("limit"))

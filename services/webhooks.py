@@ -40,7 +40,7 @@ from core.settings import Settings
 from persistence.db import Database
 from persistence.models import Event, Organization, OrganizationMember, Webhook, WebhookDelivery
 from persistence.repositories.pages import Page, fetch_page
-from runtime.nodes import NodeFailed, check_url
+from runtime.nodes import CheckedUrl, NodeFailed, check_url
 from serve_app.request_context import correlation_id_var
 from services import ownership
 from services.events import event_matches, is_event_pattern
@@ -197,13 +197,17 @@ def payload_body(event_id: str, event_type: str, created_at: datetime, data: Any
 
 def check_webhook_url(url: str, allowed_hosts: Sequence[str]) -> str | None:
     """Why `url` may not be called (not http(s), or private and not allow-listed: SSRF), or None."""
+    return _checked_url(url, allowed_hosts)[1]
+
+
+def _checked_url(url: str, allowed_hosts: Sequence[str]) -> tuple[CheckedUrl | None, str | None]:
+    """The URL to request, pinned to the address it was checked at, or why it may not be called."""
     try:
-        check_url(url, tuple(allowed_hosts))
+        return check_url(url, tuple(allowed_hosts)), None
     except NodeFailed as exc:
-        return str(exc).replace("ORCHESTRATOR_HTTP_ALLOWED_HOSTS", "ORCHESTRATOR_WEBHOOK_ALLOWED_HOSTS")
+        return None, str(exc).replace("ORCHESTRATOR_HTTP_ALLOWED_HOSTS", "ORCHESTRATOR_WEBHOOK_ALLOWED_HOSTS")
     except RuntimeError as exc:  # the name does not resolve
-        return str(exc)
-    return None
+        return None, str(exc)
 
 
 def _validate_url(url: str, allowed_hosts: Sequence[str]) -> str:
@@ -609,15 +613,17 @@ async def _send(client: httpx.AsyncClient, settings: Settings, box: SecretBox, i
         return _Outcome(item, delivered, status_code, error[:ERROR_MAX] if error else None, elapsed)
 
     try:
-        # Checked again at each delivery: the name may resolve elsewhere now (DNS rebinding) or the
-        # allow-list may have shrunk.
-        refused = await asyncio.to_thread(check_webhook_url, item.url, settings.webhooks.webhook_allowed_hosts)
-        if refused is not None:
+        # Checked again at each delivery (the name may resolve elsewhere now, or the allow-list may have
+        # shrunk), and sent to the address that was checked: a second lookup could answer another (DNS
+        # rebinding).
+        checked, refused = await asyncio.to_thread(_checked_url, item.url, settings.webhooks.webhook_allowed_hosts)
+        if checked is None:
             return outcome(False, None, f"refused: {refused}")
         body = item.body.encode()
         headers = {
             "User-Agent": USER_AGENT,
             **item.headers,
+            **checked.headers,
             "Content-Type": "application/json",
             "X-Orchestrator-Signature": signature(box.decrypt(item.secret_encrypted), body),
             "X-Orchestrator-Event": item.event_type,
@@ -625,7 +631,8 @@ async def _send(client: httpx.AsyncClient, settings: Settings, box: SecretBox, i
             "X-Orchestrator-Delivery": item.id,
             "X-Orchestrator-Attempt": str(item.attempt),
         }
-        async with client.stream("POST", item.url, content=body, headers=headers, follow_redirects=False,
+        async with client.stream("POST", checked.url, content=body, headers=headers, follow_redirects=False,
+                                 extensions=checked.extensions,
                                  timeout=settings.webhooks.webhook_timeout_s) as response:  # fmt: skip
             if 200 <= response.status_code < 300:
                 return outcome(True, response.status_code, None)

@@ -69,9 +69,7 @@ async def create_task(body: TaskCreate, principal: CurrentPrincipal, context: Co
     if data.get("agent_id") or approvals.needs_approval(data["priority"], context.settings):
         result = await run_in_threadpool(_create_now, principal, context, data)
     else:  # the common case: written with the other requests' new tasks of the moment, in one transaction
-        task = await context.new_tasks.submit(
-            tasks.NewTaskRequest(principal, data, events.current_correlation_id())
-        )
+        task = await context.new_tasks.submit(tasks.NewTaskRequest(principal, data, events.current_correlation_id()))
         result = TaskOut.model_validate(task)
         router_client.notify(context.settings, "submit", result.id, routing.NewTask.of(task))
     response.headers["Location"] = f"/api/v1/tasks/{result.id}"

@@ -67,7 +67,6 @@ def test_a_batch_of_messages_is_one_routing_pass_with_each_re_read_once(
     assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["current_tasks"] == 2
 
 
-
 def test_a_membership_removed_after_the_router_read_it_does_not_route_to_the_organizations_agent(
     client: TestClient, db: Database, router: TaskRouter
 ) -> None:

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -27,6 +29,7 @@ from core.crypto import SecretBox
 from core.settings import Settings, resolve_secrets
 from persistence.db import Database
 from persistence.models import Event, Webhook, WebhookDelivery
+from runtime import nodes
 from serve_app.app import create_app
 from serve_app.routing import api_routes, minimum_role
 from services import events, webhooks
@@ -244,6 +247,34 @@ def test_private_addresses_are_refused_unless_allow_listed(client: TestClient, s
     assert _deliver(db, strict) == {"delivered": 0, "retried": 1, "dead": 0}
     [refused] = _deliveries(db)
     assert refused.status == "failed" and "refused" in (refused.last_error or "") and receiver.requests == []
+
+
+def test_a_delivery_goes_to_the_address_that_was_checked_not_to_a_second_lookup(
+    client: TestClient, settings: Settings, receiver: Receiver, monkeypatch
+) -> None:
+    """DNS rebinding: the name answers the check with an allowed address and the connection with another.
+    The delivery is sent to the checked address, with the name kept in `Host`."""
+    real = socket.getaddrinfo
+
+    def answering(address: str):
+        def getaddrinfo(host, port, *args, **kwargs):
+            if host == "rebind.test":
+                return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+            return real(host, port, *args, **kwargs)
+
+        return getaddrinfo
+
+    monkeypatch.setattr(nodes, "socket", SimpleNamespace(getaddrinfo=answering("127.0.0.1"), gaierror=socket.gaierror))
+    monkeypatch.setattr(socket, "getaddrinfo", answering("127.0.0.2"))  # any other lookup: nothing listens there
+    networks = settings.with_overrides(webhooks={"webhook_allowed_hosts": ["127.0.0.1/32"]})
+    with TestClient(create_app(networks), raise_server_exceptions=False) as other:
+        _user(other, "root")
+        alice = _user(other, "alice")
+        hook = _webhook(other, alice, url=f"http://rebind.test:{receiver.port}/hook", isActive=False)
+        delivery = other.post(f"{WEBHOOKS}/{hook['id']}/test", headers=alice).json()
+    assert delivery["status"] == "delivered", delivery
+    [(headers, _)] = receiver.requests
+    assert headers["host"] == f"rebind.test:{receiver.port}"
 
 
 def test_other_tenants_webhooks_answer_404(client: TestClient) -> None:

@@ -3,6 +3,8 @@ walk, and the SSRF check of http/llm nodes."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from runtime import templates
@@ -113,3 +115,29 @@ def test_allow_listed_hosts_and_networks_pass() -> None:
     check_url("http://10.1.2.3/", ("10.0.0.0/8",))
     with pytest.raises(NodeFailed):
         check_url("http://10.1.2.3/", ("192.168.0.0/16",))
+
+
+def test_a_checked_url_is_pinned_to_the_address_it_was_checked_at(monkeypatch) -> None:
+    answers = {"svc.test": "127.0.0.9", "v6.test": "::1"}
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        address = answers.get(host, host)
+        return [(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    plain = check_url("http://user:pw@svc.test:8080/hook?x=1", ("127.0.0.0/8",))
+    assert (plain.url, plain.headers, plain.extensions) == (
+        "http://user:pw@127.0.0.9:8080/hook?x=1",
+        {"Host": "svc.test:8080"},
+        {},
+    )
+    tls = check_url("https://svc.test/v1", ("127.0.0.0/8",))
+    assert (tls.url, tls.headers, tls.extensions) == (
+        "https://127.0.0.9/v1",
+        {"Host": "svc.test"},
+        {"sni_hostname": "svc.test"},
+    )  # the certificate's name
+    assert check_url("http://v6.test/", ("::1/128",)).url == "http://[::1]/"
+    # Allow-listed by name, or already an address: requested as given.
+    assert check_url("http://svc.test/", ("svc.test",)).url == "http://svc.test/"
+    assert check_url("http://127.0.0.9/", ("127.0.0.0/8",)).headers == {}
