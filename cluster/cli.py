@@ -82,7 +82,7 @@ def up(
     typer.echo(f"database         {_redact(settings.database_url)}")
     upgrade(settings.database_url)
     typer.echo("migrations       up to date")
-    _purge_expired_credentials(settings)
+    _housekeeping(settings)
 
     fast_proxy = runtime.configure_http_proxy(settings.api.fast_proxy)
     ray_address, dashboard_url, started_ray = runtime.start_or_join_ray(settings)
@@ -262,13 +262,15 @@ def admin_create(
         db.dispose()
 
 
-def _purge_expired_credentials(settings: Settings) -> None:
+def _housekeeping(settings: Settings) -> None:
+    from core.crypto import SecretBox
     from persistence.db import Database
-    from services.housekeeping import purge_expired_credentials
+    from services.housekeeping import encrypt_webhook_headers, purge_expired_credentials
 
     db = Database.from_settings(settings)
     try:
         purge_expired_credentials(db)
+        encrypt_webhook_headers(db, SecretBox.from_settings(settings))
     finally:
         db.dispose()
 

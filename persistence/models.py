@@ -600,7 +600,10 @@ class Webhook(IdMixin, TimestampMixin, OwnedMixin, Base):
     secret_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
     # The secret's last 4 characters, to tell secrets apart in responses without decrypting them.
     secret_hint: Mapped[str] = mapped_column(String(8), nullable=False)
-    # Custom request headers {name: value}.
+    # Custom request headers {name: value} as the encrypted JSON of the dict (values may be credentials);
+    # `services.webhooks.custom_headers` reads them. `headers` held them in clear before migration 0013:
+    # `orchestrator up` encrypts such rows and empties it.
+    headers_encrypted: Mapped[str | None] = mapped_column(Text)
     headers: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False, default=dict)
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_by: Mapped[str | None] = mapped_column(String(64))

@@ -263,6 +263,27 @@ def _set_secret(webhook: Webhook, box: SecretBox, secret: str) -> None:
     webhook.secret_hint = secret[-4:]
 
 
+def custom_headers(webhook: Webhook | Row, box: SecretBox) -> dict[str, str]:
+    """A webhook's custom request headers, stored encrypted (rows from before migration 0013 hold them in
+    clear until `encrypt_stored_headers`)."""
+    if webhook.headers_encrypted:
+        return json.loads(box.decrypt(webhook.headers_encrypted))
+    return dict(webhook.headers or {})
+
+
+def _set_headers(webhook: Webhook, box: SecretBox, headers: dict[str, str]) -> None:
+    webhook.headers_encrypted = box.encrypt(json.dumps(headers))
+    webhook.headers = {}
+
+
+def encrypt_stored_headers(session: Session, box: SecretBox) -> int:
+    """Encrypt the custom headers that rows from before migration 0013 hold in clear; returns how many."""
+    legacy = list(session.scalars(select(Webhook).where(Webhook.headers_encrypted.is_(None))))
+    for webhook in legacy:
+        _set_headers(webhook, box, dict(webhook.headers or {}))
+    return len(legacy)
+
+
 def _validated(fields: dict[str, Any], allowed_hosts: Sequence[str]) -> dict[str, Any]:
     """The given fields checked and normalised; one 422 naming every wrong field."""
     checks: dict[str, Callable[[Any], Any]] = {
@@ -304,10 +325,10 @@ def create_webhook(
         description=data.get("description"),
         url=data["url"],
         events=data["events"],
-        headers=data.get("headers") or {},
         is_active=data.get("is_active", True),
     )
     _set_secret(webhook, box, secret)
+    _set_headers(webhook, box, data.get("headers") or {})
     session.add(webhook)
     session.flush()
     return webhook, None if given else secret
@@ -342,6 +363,8 @@ def update_webhook(
     secret = changes.pop("secret", None)
     if secret:
         _set_secret(webhook, box, secret)
+    if "headers" in changes:
+        _set_headers(webhook, box, changes.pop("headers"))
     for name, value in changes.items():
         setattr(webhook, name, value)
     session.flush()
@@ -483,7 +506,8 @@ class _Claimed:
     attempt: int
     url: str
     secret_encrypted: str
-    headers: dict[str, str]
+    headers_encrypted: str | None
+    headers: dict[str, str]  # in clear only in rows from before migration 0013
 
 
 @dataclass(frozen=True, slots=True)
@@ -580,7 +604,7 @@ def _claim(db: Database, limit: int, lease_s: float) -> list[_Claimed]:
         rows = session.execute(
             select(WebhookDelivery.id, WebhookDelivery.webhook_id, WebhookDelivery.event_id, WebhookDelivery.event_type,
                    WebhookDelivery.body, WebhookDelivery.attempts, Webhook.url, Webhook.secret_encrypted,
-                   Webhook.headers)
+                   Webhook.headers_encrypted, Webhook.headers)
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
             .where(WebhookDelivery.id.in_(ids))
             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
@@ -602,7 +626,7 @@ def _enqueue_test(db: Database, principal: Principal, webhook_id: str, settings:
         row.update(attempts=1, last_attempt_at=now, next_attempt_at=now + lease)
         session.add(WebhookDelivery(**row))
         return _Claimed(row["id"], webhook.id, event_id, TEST_EVENT, body, 1, webhook.url, webhook.secret_encrypted,
-                        dict(webhook.headers))  # fmt: skip
+                        webhook.headers_encrypted, dict(webhook.headers))  # fmt: skip
 
 
 async def _send(client: httpx.AsyncClient, settings: Settings, box: SecretBox, item: _Claimed) -> _Outcome:
@@ -622,7 +646,7 @@ async def _send(client: httpx.AsyncClient, settings: Settings, box: SecretBox, i
         body = item.body.encode()
         headers = {
             "User-Agent": USER_AGENT,
-            **item.headers,
+            **custom_headers(item, box),
             **checked.headers,
             "Content-Type": "application/json",
             "X-Orchestrator-Signature": signature(box.decrypt(item.secret_encrypted), body),

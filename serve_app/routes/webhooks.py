@@ -35,7 +35,8 @@ def list_webhooks(
     """Your webhooks and your organizations', newest first."""
     with context.db.session() as session:
         page = webhooks.list_webhooks(session, principal, page=params.page, limit=params.limit, is_active=is_active)
-        items = [WebhookOut.of(item) for item in page.items]
+        box = SecretBox.from_settings(context.settings)
+        items = [WebhookOut.of(item, box) for item in page.items]
     return paginated(request, "webhooks", items, page)
 
 
@@ -50,7 +51,7 @@ def create_webhook(
         webhook, generated = webhooks.create_webhook(
             session, principal, box, body.model_dump(exclude_none=True), allowed_hosts=hosts
         )
-        result = WebhookOut.of(webhook, secret=generated)
+        result = WebhookOut.of(webhook, box, secret=generated)
     response.headers["Location"] = f"/api/v1/webhooks/{result.id}"
     return result
 
@@ -58,7 +59,9 @@ def create_webhook(
 @router.get("/{webhook_id}", response_model=WebhookOut)
 def get_webhook(webhook_id: str, principal: CurrentPrincipal, context: Context) -> WebhookOut:
     with context.db.session() as session:
-        return WebhookOut.of(webhooks.get_webhook(session, principal, webhook_id))
+        return WebhookOut.of(
+            webhooks.get_webhook(session, principal, webhook_id), SecretBox.from_settings(context.settings)
+        )
 
 
 def _update(webhook_id: str, body: WebhookUpdate, principal: CurrentPrincipal, context: Context) -> WebhookOut:
@@ -68,7 +71,7 @@ def _update(webhook_id: str, body: WebhookUpdate, principal: CurrentPrincipal, c
     hosts = context.settings.webhooks.webhook_allowed_hosts
     with context.db.transaction() as session:
         webhook = webhooks.update_webhook(session, principal, box, webhook_id, changes, allowed_hosts=hosts)
-        return WebhookOut.of(webhook)
+        return WebhookOut.of(webhook, box)
 
 
 @router.put("/{webhook_id}", response_model=WebhookOut)

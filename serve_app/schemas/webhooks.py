@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 
+from core.crypto import SecretBox
 from persistence.models import Webhook, WebhookDelivery
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
-from services.webhooks import mask_secret
+from services.webhooks import custom_headers, mask_secret
 
 _ACTIVE = AliasChoices("is_active", "isActive", "active")
 
@@ -61,9 +62,10 @@ class WebhookOut(ResponseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, webhook: Webhook, *, secret: str | None = None) -> WebhookOut:
-        fields = {name: getattr(webhook, name) for name in cls.model_fields if name not in ("secret", "has_secret")}
-        return cls(**fields, secret=secret or mask_secret(webhook.secret_hint))
+    def of(cls, webhook: Webhook, box: SecretBox, *, secret: str | None = None) -> WebhookOut:
+        computed = ("secret", "has_secret", "headers")
+        fields = {name: getattr(webhook, name) for name in cls.model_fields if name not in computed}
+        return cls(**fields, headers=custom_headers(webhook, box), secret=secret or mask_secret(webhook.secret_hint))
 
 
 class WebhookList(ResponseModel):

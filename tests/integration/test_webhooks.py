@@ -33,6 +33,7 @@ from runtime import nodes
 from serve_app.app import create_app
 from serve_app.routing import api_routes, minimum_role
 from services import events, webhooks
+from services.housekeeping import encrypt_webhook_headers
 from services.principal import Role
 from tests.conftest import free_port, make_settings
 from tests.integration.test_agents import _user
@@ -196,6 +197,32 @@ def test_crud_shows_a_generated_secret_once_and_keeps_it_encrypted(client: TestC
         "message": "Webhook deleted successfully"
     }
     assert_error(client.get(f"{WEBHOOKS}/{created['id']}", headers=alice), 404, "NOT_FOUND")
+
+
+def test_custom_header_values_are_encrypted_at_rest_and_sent_in_clear(
+    client: TestClient, db: Database, receiver: Receiver
+) -> None:
+    _user(client, "root")
+    alice = _user(client, "alice")
+    token = "Bearer receiver-credential-0123456789"
+    hook = _webhook(client, alice, url=receiver.url, isActive=False, headers={"Authorization": token})
+    assert hook["headers"] == {"Authorization": token}  # its owner reads them back
+    with db.session() as session:
+        stored = session.execute(text("SELECT * FROM webhooks")).mappings().one()
+    assert "receiver-credential" not in json.dumps({k: str(v) for k, v in stored.items()})
+    assert client.post(f"{WEBHOOKS}/{hook['id']}/test", headers=alice).json()["status"] == "delivered"
+    assert receiver.requests[-1][0]["authorization"] == token
+
+    # A row from before migration 0013 holds them in clear until `orchestrator up`'s housekeeping.
+    with db.transaction() as session:
+        session.execute(update(Webhook).values(headers_encrypted=None, headers={"X-Legacy": "in-clear"}))
+    assert client.get(f"{WEBHOOKS}/{hook['id']}", headers=alice).json()["headers"] == {"X-Legacy": "in-clear"}
+    box = SecretBox.from_settings(client.app.state.context.settings)
+    assert encrypt_webhook_headers(db, box) == 1 and encrypt_webhook_headers(db, box) == 0
+    with db.session() as session:
+        row = session.get(Webhook, hook["id"])
+        assert row is not None and row.headers == {} and "in-clear" not in (row.headers_encrypted or "")
+    assert client.get(f"{WEBHOOKS}/{hook['id']}", headers=alice).json()["headers"] == {"X-Legacy": "in-clear"}
 
 
 def test_invalid_fields_answer_422_naming_each_field(client: TestClient) -> None:
