@@ -49,7 +49,7 @@ class TaskRouter:
         self._agents: dict[str, AgentSlot] = {}
         self._lock = threading.RLock()
         self._routed = 0
-        self._memberships = routing.Memberships(self._db, max_age_s=MEMBERSHIPS_MAX_AGE_S)
+        self._memberships = routing.Memberships(max_age_s=MEMBERSHIPS_MAX_AGE_S)
         self._last_task_sync = 0.0
         self._rebuild()
         threading.Thread(target=self._tick_loop, name="router-tick", daemon=True).start()
@@ -59,7 +59,7 @@ class TaskRouter:
     def deliver(self, messages: list[tuple[str, tuple[Any, ...], dict[str, str] | None]]) -> int:
         """A batch of messages from one process's mailbox (`router_client.notify`), oldest first: each is
         `(method, args, trace)`, `trace` the sender's `tracing.carrier()` (its work is a span of the sender's
-        trace). Returns how many tasks were assigned.
+        trace, with the sender's correlation id). Returns how many tasks were assigned.
 
         - `submit(task_id, new=None)`: a new pending task to queue; `new` is the task as its creator sent it
           (`routing.NewTask`), otherwise it is read;
@@ -70,23 +70,45 @@ class TaskRouter:
         Each re-read is done once per batch, however many messages asked for it, and the batch is routed once:
         a flood of messages costs the router a call and a routing pass per batch, not per message. Every
         re-read follows the senders' commits, so doing it once, in the batch's order, sees what each asked for.
+        A message that fails is logged and the rest of the batch still counts (the periodic re-read catches
+        up with it); the batch is routed whatever happened.
         """
         done: set[str] = set()
-        memberships = self._memberships
-        for method, args, trace in messages:
-            if method == "submit":
-                with tracing.continued(trace, "router.submit", {"orchestrator.task_id": args[0]}):
-                    self._queue(args[0], args[1] if len(args) > 1 else None, memberships)
-                continue
-            if method not in _REREADS:
-                log.warning("router: unknown message %r dropped", method)
-                continue
-            with tracing.continued(trace, f"router.{method}"):
-                for reread in _REREADS[method]:
-                    if reread not in done:
-                        done.add(reread)
-                        getattr(self, reread)()
-        return self._route()
+        traces: dict[str, dict[str, str]] = {}  # a submitted task's sender, whose trace its assignment joins
+        try:
+            for method, args, trace in messages:
+                try:
+                    if method == "submit":
+                        if trace:
+                            traces[args[0]] = trace
+                        with tracing.continued(trace, "router.submit", {"orchestrator.task_id": args[0]}):
+                            self._queue(args[0], args[1] if len(args) > 1 else None)
+                    elif method in _REREADS:
+                        with tracing.continued(trace, f"router.{method}"):
+                            for reread in _REREADS[method]:
+                                if reread not in done:
+                                    done.add(reread)
+                                    getattr(self, reread)()
+                    else:
+                        log.warning("router: unknown message %r dropped", method)
+                except Exception:
+                    log.exception("router: message %s%r failed", method, args[:1])
+        finally:
+            assigned = self._route(traces)
+        return assigned
+
+    # The messages one by one, as processes of the previous release send them while a cluster is upgraded.
+    def submit(self, task_id: str, new: Any = None, trace: dict[str, str] | None = None) -> int:
+        return self.deliver([("submit", (task_id, new), trace)])
+
+    def agents_changed(self, trace: dict[str, str] | None = None) -> int:
+        return self.deliver([("agents_changed", (), trace)])
+
+    def resync(self, trace: dict[str, str] | None = None) -> int:
+        return self.deliver([("resync", (), trace)])
+
+    def rules_changed(self, trace: dict[str, str] | None = None) -> int:
+        return self.deliver([("rules_changed", (), trace)])
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -100,12 +122,12 @@ class TaskRouter:
 
     # --- internals -----------------------------------------------------------------------------------
 
-    def _queue(self, task_id: str, new: routing.NewTask | None, memberships: routing.Memberships) -> None:
+    def _queue(self, task_id: str, new: routing.NewTask | None) -> None:
         if new is not None:
-            task = routing.queued(new, memberships, clock_offset=self._clock_offset)
+            task = routing.queued(new, self._memberships, self._db, clock_offset=self._clock_offset)
         else:
             with self._db.session() as session:
-                task = routing.queued_task(session, task_id, memberships, clock_offset=self._clock_offset)
+                task = routing.queued_task(session, task_id, self._memberships, clock_offset=self._clock_offset)
         if task is not None:
             with self._lock:
                 self._queues.push(task)
@@ -148,13 +170,19 @@ class TaskRouter:
                 self._queues.remove(task_id)  # assigned directly, cancelled or deleted meanwhile
         self._last_task_sync = time.monotonic()
 
-    def _route(self) -> int:
+    def _route(self, traces: dict[str, dict[str, str]] | None = None) -> int:
+        """Apply the policy's decisions; `traces`: the senders of tasks submitted in this batch, whose traces
+        (and correlation ids: the `task.assigned` event's) their assignments join."""
         with self._lock:
             decisions = self._queues.assign(list(self._agents.values()), time.monotonic())
         assigned = stale = 0
         stale_agents = False
         for task, agent in decisions:
-            with self._db.transaction() as session:
+            trace = (traces or {}).get(task.task_id)
+            with (
+                tracing.continued(trace, "router.assign", {"orchestrator.task_id": task.task_id}),
+                self._db.transaction() as session,
+            ):
                 outcome = routing.assign_routed(session, task.task_id, agent.agent_id, self._settings)
             if outcome is None:
                 stale_agents = True

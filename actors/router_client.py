@@ -32,7 +32,8 @@ def _actor(settings: Settings, name: str) -> Any:
 
 
 def tell(settings: Settings, name: str, method: str, *args: Any, trace: dict[str, str] | None = None) -> None:
-    """`trace`: `tracing.carrier()`, for methods that take it (the router's messages, the run pool's submit)."""
+    """`trace`: `tracing.carrier()`, for methods that take it (the run pool's submit). The router's messages go
+    through `notify`."""
     if not ray.is_initialized():
         return
     try:
@@ -98,6 +99,8 @@ class Mailbox:
     call, on both sides, per task. `send` handles its own failures (lost batches are caught up by the
     receiver's own pass)."""
 
+    MAX_BATCH = 1000  # messages per call
+
     def __init__(self, name: str, send: Callable[[list[Any]], None]) -> None:
         self._name, self._send = name, send
         self._pending: list[Any] = []
@@ -117,7 +120,7 @@ class Mailbox:
             with self._ready:
                 while not self._pending:
                     self._ready.wait()
-                batch, self._pending = self._pending, []
+                batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH :]
             try:
                 self._send(batch)
             except Exception:  # never let the sender die with messages waiting

@@ -51,18 +51,26 @@ class Batcher(Generic[Item, Result]):
         future: asyncio.Future = loop.create_future()
         # The item's context: a batch runs in its first item's (trace, correlation id).
         self._pending.append((item, future, contextvars.copy_context()))
-        if self._drain is None:
+        if self._drain is None or self._drain.done():
             self._drain = loop.create_task(self._drain_pending())
         return await future
 
     async def _drain_pending(self) -> None:
-        try:
-            while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
+        while self._pending:
+            # A request cancelled before its batch started is not run at all.
+            batch = [entry for entry in self._pending[: self._max_batch] if not entry[1].done()]
+            del self._pending[: self._max_batch]
+            if not batch:
+                continue
+            try:
                 await self._run_batch(batch)
-        finally:
-            self._drain = None
+            except BaseException as exc:  # no request may wait forever for a batch that broke
+                failure = exc if isinstance(exc, Exception) else RuntimeError(f"batch interrupted: {exc!r}")
+                for _, future, _ in batch:
+                    if not future.done():
+                        future.set_exception(failure)
+                if not isinstance(exc, Exception):
+                    raise
 
     async def _run_batch(self, batch: list[_Entry]) -> None:
         items = [item for item, _, _ in batch]
@@ -70,6 +78,8 @@ class Batcher(Generic[Item, Result]):
         self.items += len(batch)
         try:
             outcomes: list[Result | Exception] = await run_in_threadpool(batch[0][2].run, self._run, items)
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
         except self._split_on as exc:
             if len(batch) == 1:
                 outcomes = [exc]

@@ -6,8 +6,9 @@ only after its own row is committed: nothing is acknowledged that a crash could 
 
 `write(session, items)` runs in the transaction and returns one outcome per item, in order: a result, or
 the exception that item alone fails with (it must only have read then, so the others can commit). If the
-transaction breaks a constraint, each item is written again on its own, so that only the offending one
-fails; any other failure (the database unreachable) is every item's.
+transaction breaks a constraint or the database refuses a value (a NUL character in a text), each item is
+written again on its own, so that only the offending one fails; any other failure (the database
+unreachable) is every item's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from core.batching import Batcher
@@ -37,4 +38,4 @@ class GroupCommit(Batcher[Item, Result]):
             with db.transaction() as session:
                 return write(session, items)
 
-        super().__init__(transaction, max_batch=max_batch, split_on=(IntegrityError,))
+        super().__init__(transaction, max_batch=max_batch, split_on=(IntegrityError, DataError))

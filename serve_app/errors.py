@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.clock import isoformat_z, utcnow
@@ -122,7 +123,17 @@ def _clean_message(err: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value the request carried that validation let through (a NUL character in a
+    # text, a number out of its column's range): the client's error, and nothing was written.
+    log.warning("request %s %s: the database refused a value: %s", request.method, request.url.path,
+                type(getattr(exc, "orig", exc)).__name__)  # fmt: skip
+    return error_response(request, ValidationFailed("A value in the request cannot be stored (a NUL character in "
+                                                    "a text, or a number out of range)"))  # fmt: skip
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -51,8 +51,8 @@ def pending_tasks(session: Session, *, clock_offset: float) -> list[QueuedTask]:
         .limit(MAX_LOADED_TASKS)
     ).all()
     users = {row.owner_id for row in rows if row.owner_type == "user"}
-    memberships = Memberships(None, {user: set() for user in users} | _organizations_of(session, users))
-    return [queued(row, memberships, clock_offset=clock_offset) for row in rows]
+    memberships = Memberships({user: set() for user in users} | _organizations_of(session, users))
+    return [queued(row, memberships, session, clock_offset=clock_offset) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,32 +74,37 @@ class NewTask:
 
 class Memberships:
     """The organizations of task-owning users, as the router decides with them: each user read once, then
-    kept up to `max_age_s` (None: for this object's life, as for one batch). A membership removed meanwhile
-    is caught where it matters, when `assign_routed` re-checks the decision under lock; one added meanwhile
-    waits for the entry to age out. `db`: where to read the users not in `known`."""
+    kept up to `max_age_s` (None: for this object's life). A task is queued with what was known when it
+    arrived and keeps it until it is queued again: a membership removed meanwhile is caught where it
+    matters, when `assign_routed` re-checks the decision under lock (and the task is queued again with its
+    owner's organizations read anew); one added meanwhile is seen by the tasks queued after the entry aged
+    out or by the router's periodic re-read of every pending task."""
 
-    def __init__(
-        self, db: Database | None, known: dict[str, set[str]] | None = None, *, max_age_s: float | None = None
-    ) -> None:
-        self._db = db
+    def __init__(self, known: dict[str, set[str]] | None = None, *, max_age_s: float | None = None) -> None:
         self._max_age_s = max_age_s
         self._lock = threading.Lock()
         now = time.monotonic()
         self._known = {user_id: (organizations, now) for user_id, organizations in (known or {}).items()}
 
-    def organizations(self, user_id: str) -> set[str]:
+    def organizations(self, user_id: str, reader: Connection | Session | Database) -> set[str]:
+        """`reader`: to read a user not known; the caller's connection or session when it holds one (never
+        a second connection of the pool in one thread), otherwise the database (a connection only then)."""
+        now = time.monotonic()
         with self._lock:  # the router delivers several processes' batches at once
             entry = self._known.get(user_id)
-            now = time.monotonic()
-            if entry is None or (self._max_age_s is not None and now - entry[1] > self._max_age_s):
-                assert self._db is not None, f"user {user_id}'s organizations were neither given nor readable"
-                with self._db.connect() as connection:
-                    organizations = _organizations_of(connection, {user_id}).get(user_id, set())
-                entry = self._known[user_id] = (organizations, now)
-                if len(self._known) > MAX_KNOWN_USERS:  # forget the oldest half
-                    for stale in sorted(self._known, key=lambda user: self._known[user][1])[: MAX_KNOWN_USERS // 2]:
-                        del self._known[stale]
+        if entry is not None and (self._max_age_s is None or now - entry[1] <= self._max_age_s):
             return entry[0]
+        if isinstance(reader, Database):
+            with reader.connect() as connection:
+                organizations = _organizations_of(connection, {user_id}).get(user_id, set())
+        else:
+            organizations = _organizations_of(reader, {user_id}).get(user_id, set())
+        with self._lock:
+            self._known[user_id] = (organizations, now)
+            if len(self._known) > MAX_KNOWN_USERS:  # forget the oldest half
+                for stale in sorted(self._known, key=lambda user: self._known[user][1])[: MAX_KNOWN_USERS // 2]:
+                    del self._known[stale]
+        return organizations
 
     def forget(self, user_id: str) -> None:
         with self._lock:
@@ -116,18 +121,21 @@ def queued_task(
         return None
     if reread:
         memberships.forget(task.owner_id)
-    return queued(task, memberships, clock_offset=clock_offset)
+    return queued(task, memberships, session, clock_offset=clock_offset)
 
 
-def queued(task: Any, memberships: Memberships, *, clock_offset: float) -> QueuedTask:
-    """A task row (ORM object, result row or `NewTask`) as the routing policy queues it."""
+def queued(
+    task: Any, memberships: Memberships, reader: Connection | Session | Database, *, clock_offset: float
+) -> QueuedTask:
+    """A task row (ORM object, result row or `NewTask`) as the routing policy queues it (`reader`: where to
+    read its owner's organizations if they are not known)."""
     return QueuedTask(
         task_id=task.id,
         priority=PRIORITY_LEVELS.index(task.priority),
         task_type=task.type,
         tenant=owner_key(task.owner_type, task.owner_id),
         enqueued_at=task.created_at.timestamp() - clock_offset,
-        allowed_owners=_allowed(task.owner_type, task.owner_id, memberships),
+        allowed_owners=_allowed(task.owner_type, task.owner_id, memberships, reader),
     )
 
 
@@ -195,17 +203,19 @@ def _organizations_of(connection: Connection | Session, user_ids: set[str]) -> d
     return result
 
 
-# Built once (the router runs it for every batch of tasks it is sent).
+# Built once (the router runs it for every owner it does not know yet).
 _MEMBERSHIPS = select(OrganizationMember.user_id, OrganizationMember.organization_id).where(
     OrganizationMember.user_id.in_(bindparam("users", expanding=True))
 )
 
 
-def _allowed(owner_type: str, owner_id: str, memberships: Memberships) -> frozenset[str]:
+def _allowed(
+    owner_type: str, owner_id: str, memberships: Memberships, reader: Connection | Session | Database
+) -> frozenset[str]:
     """Owners whose agents a task may use: its own owner, and the organizations of a user owner."""
     allowed = {owner_key(owner_type, owner_id)}
     if owner_type == "user":
-        allowed |= {owner_key("organization", org) for org in memberships.organizations(owner_id)}
+        allowed |= {owner_key("organization", org) for org in memberships.organizations(owner_id, reader)}
     return frozenset(allowed)
 
 

@@ -100,9 +100,10 @@ def logout(session: Session, tokens: TokenService, principal: Principal, refresh
 def revoked(connection: Connection | Session, tokens: Sequence[tuple[str | None, ...]]) -> list[bool]:
     """For each token's (id, family, subject), whether any of them is revoked. Checked on every authenticated
     request; one indexed lookup serves the tokens of many concurrent requests."""
-    wanted = sorted({value for token in tokens for value in token if value})
+    named = [[str(value) for value in token if value] for token in tokens]
+    wanted = sorted({value for values in named for value in values})
     found = set(connection.scalars(_REVOKED, {"ids": wanted})) if wanted else set()
-    return [any(value in found for value in token if value) for token in tokens]
+    return [any(value in found for value in values) for values in named]
 
 
 # Built once: a statement constructed per request costs more CPU than its round trip.

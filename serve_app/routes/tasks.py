@@ -7,6 +7,7 @@ Reads need the `user` role, writes `agent` (seed 002).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import Annotated
@@ -66,14 +67,22 @@ async def create_task(body: TaskCreate, principal: CurrentPrincipal, context: Co
     is stored `pending` (or waiting for an approval) and the router is told."""
     data = body.model_dump(exclude_none=True)
     data["meta"] = data.pop("metadata", {})
-    if data.get("agent_id") or approvals.needs_approval(data["priority"], context.settings):
+    if not data.get("agent_id"):  # "" as absent
+        data.pop("agent_id", None)
+    if "agent_id" in data or approvals.needs_approval(data["priority"], context.settings):
         result = await run_in_threadpool(_create_now, principal, context, data)
     else:  # the common case: written with the other requests' new tasks of the moment, in one transaction
-        task = await context.new_tasks.submit(tasks.NewTaskRequest(principal, data, events.current_correlation_id()))
-        result = TaskOut.model_validate(task)
-        router_client.notify(context.settings, "submit", result.id, routing.NewTask.of(task))
+        request = tasks.NewTaskRequest(principal, data, events.current_correlation_id())
+        # Shielded: a request cancelled once its task is being written still tells the router of it.
+        result = await asyncio.shield(asyncio.ensure_future(_create_grouped(context, request)))
     response.headers["Location"] = f"/api/v1/tasks/{result.id}"
     return result
+
+
+async def _create_grouped(context: AppContext, request: tasks.NewTaskRequest) -> TaskOut:
+    task = await context.new_tasks.submit(request)
+    router_client.notify(context.settings, "submit", task.id, routing.NewTask.of(task))
+    return TaskOut.model_validate(task)
 
 
 def _create_now(principal: Principal, context: AppContext, data: dict) -> TaskOut:

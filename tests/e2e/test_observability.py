@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.conftest import E2E_REPLICAS, Platform
-from tests.e2e.test_agent_actors import _eventually
+from tests.e2e.test_agent_actors import _deployed, _eventually
 from tests.e2e.test_workflow_runs import FIX, _ended, _execute, _workflow
 
 CORRELATION = "orchestrator.correlation_id"
@@ -31,6 +31,7 @@ def _children(spans: list[dict[str, Any]], parent: dict[str, Any]) -> list[dict[
 
 
 def test_a_task_is_one_trace_from_the_request_through_the_router_to_the_database(http, owner, platform) -> None:
+    _deployed(http, owner, mode="external", type="dev", max_concurrent_tasks=1)  # it takes the task
     correlation_id = f"e2e-trace-{secrets.token_hex(4)}"
     response = http.post("/api/v1/tasks", headers={**owner, "X-Correlation-ID": correlation_id},
                          json={"type": "bugfix", "title": "traced task", "priority": "P3"})  # fmt: skip
@@ -38,23 +39,30 @@ def test_a_task_is_one_trace_from_the_request_through_the_router_to_the_database
 
     def traced() -> list[dict[str, Any]] | None:
         spans = _spans(platform, correlation_id)
-        routed = [span for span in spans if span["name"] == "router.submit"]
+        assigned = [span for span in spans if span["name"] == "router.assign"]
         # Each process exports in batches (every few seconds): wait for the replica's server span too.
         served = any(span["kind"] == "SERVER" for span in spans)
-        return spans if served and routed and _children(spans, routed[0]) else None
+        routed = any(span["name"] == "router.submit" for span in spans)
+        return spans if served and routed and assigned and _children(spans, assigned[0]) else None
 
     spans = _eventually(traced, timeout_s=30, what="the router's spans of the request")
     [server] = [span for span in spans if span["kind"] == "SERVER"]
     [routed] = [span for span in spans if span["name"] == "router.submit"]
+    [assigned] = [span for span in spans if span["name"] == "router.assign"]
     assert server["service"] == "orchestrator-api" and routed["service"] == "orchestrator-router"
     assert server["attributes"]["http.route"] == "/api/v1/tasks"
-    assert routed["parent_id"] == server["span_id"]
-    assert routed["attributes"]["orchestrator.task_id"] == response.json()["id"]
+    assert routed["parent_id"] == assigned["parent_id"] == server["span_id"]
+    assert (
+        routed["attributes"]["orchestrator.task_id"]
+        == assigned["attributes"]["orchestrator.task_id"]
+        == (response.json()["id"])
+    )
     assert {span["trace_id"] for span in spans} == {server["trace_id"]}
     api_statements = [span for span in _children(spans, server) if span["kind"] == "CLIENT"]
-    router_statements = [span for span in _children(spans, routed) if span["kind"] == "CLIENT"]
+    router_statements = [span for span in _children(spans, assigned) if span["kind"] == "CLIENT"]
     assert any(span["attributes"]["db.operation"] == "INSERT" for span in api_statements)
-    assert router_statements and all(span["service"] == "orchestrator-router" for span in router_statements)
+    assert any(span["attributes"]["db.operation"] == "UPDATE" for span in router_statements)
+    assert all(span["service"] == "orchestrator-router" for span in router_statements)
 
 
 def test_a_run_is_traced_into_its_actor_and_its_steps_writes(http, owner, platform) -> None:

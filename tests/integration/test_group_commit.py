@@ -10,8 +10,9 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
+from core.batching import Batcher
 from core.errors import ValidationFailed
 from persistence.db import Database
 from persistence.group_commit import GroupCommit
@@ -90,3 +91,47 @@ def test_a_row_that_breaks_a_constraint_fails_alone_and_the_others_are_written(d
     assert isinstance(results[2], IntegrityError)
     with db.session() as session:
         assert sorted(session.scalars(select(Task.title))) == ["a", "b", "first"]
+
+
+def test_a_value_the_database_refuses_fails_only_its_request(db, principal, database_url) -> None:
+    group, started, release = _held(db)
+    requests = [_request(principal, "a"), _request(principal, "nul\x00byte"), _request(principal, "b")]
+    results = asyncio.run(_submit_behind_a_held_first(group, started, release, _request(principal, "first"),
+                                                      requests))  # fmt: skip
+    assert [results[n].title for n in (0, 1, 3)] == ["first", "a", "b"]
+    if database_url.startswith("postgresql"):  # text cannot hold NUL there; SQLite stores it
+        assert isinstance(results[2], DataError)
+
+
+def test_a_broken_batch_fails_its_requests_instead_of_leaving_them_waiting() -> None:
+    broken = Batcher(lambda items: [])  # one outcome short of every batch
+
+    async def submit_two():
+        return await asyncio.wait_for(asyncio.gather(broken.submit(1), broken.submit(2), return_exceptions=True), 5)
+
+    outcomes = asyncio.run(submit_two())
+    assert all(isinstance(outcome, RuntimeError) and "outcomes for a batch" in str(outcome) for outcome in outcomes)
+
+
+def test_a_request_cancelled_before_its_batch_starts_is_not_run() -> None:
+    ran: list[list[int]] = []
+    gate = threading.Event()
+
+    def run(items):
+        ran.append(list(items))
+        gate.wait(5)
+        return list(items)
+
+    batcher = Batcher(run)
+
+    async def scenario():
+        first = asyncio.ensure_future(batcher.submit(1))
+        await asyncio.sleep(0.05)  # the first batch is running
+        cancelled, kept = asyncio.ensure_future(batcher.submit(2)), asyncio.ensure_future(batcher.submit(3))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        gate.set()
+        return await first, await kept
+
+    assert asyncio.run(scenario()) == (1, 3)
+    assert ran == [[1], [3]]

@@ -14,18 +14,19 @@ import ray
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from actors import router_client
+from actors.router import TaskRouter
 from cluster import tracing
 from core.clock import utcnow
 from persistence.db import Database
-from persistence.models import Approval, Execution, ExecutionStep, Task
+from persistence.models import Approval, Event, Execution, ExecutionStep, Task
 from serve_app.app import create_app
-from serve_app.request_context import correlation_id_var
 from tests.conftest import make_settings
-from tests.integration.test_agents import _user
+from tests.integration.test_agents import _agent, _user
 from tests.integration.test_auth_flow import assert_error
+from tests.integration.test_tasks_agents import _active
 
 SYSTEM = "/api/v1/system"
 
@@ -66,7 +67,7 @@ def test_a_request_is_one_server_span_with_its_sql_statements_under_it(traced) -
     assert any("FROM users" in span.attributes["db.statement"] for span in statements)
 
 
-def test_an_actor_message_continues_the_request_trace_with_its_correlation_id(traced, monkeypatch) -> None:
+def test_an_actor_message_continues_the_request_trace_with_its_correlation_id(traced, db, monkeypatch) -> None:
     client, exporter = traced
     admin = _user(client, "root")
     exporter.clear()
@@ -88,22 +89,32 @@ def test_an_actor_message_continues_the_request_trace_with_its_correlation_id(tr
     assert carrier["correlation_id"] == "trace-me-2"
     assert carrier["traceparent"].split("-")[1] == f"{server.context.trace_id:032x}"
 
-    seen = {}
-
-    def router_submit(task_id: str, trace: dict[str, str] | None = None) -> None:  # as TaskRouter.submit does
-        with tracing.continued(trace, "router.submit", {"orchestrator.task_id": task_id}):
-            seen["correlation_id"] = correlation_id_var.get()
-
-    # Another thread stands for the actor's process: it has none of the request's context.
-    worker = threading.Thread(target=router_submit, args=(task_id, carrier))
+    # The router, in another thread standing for its process (none of the request's context), with an agent
+    # free to take the task: queueing and the assignment's writes join the request's trace.
+    agent = _agent(client, admin, mode="external", type="dev")
+    _active(db, agent["id"])
+    settings = client.app.state.context.settings
+    router = TaskRouter(
+        settings.model_copy(update={"agents": settings.agents.model_copy(update={"router_tick_s": 3600})})
+    )
+    assigned = []
+    worker = threading.Thread(target=lambda: assigned.append(router.deliver(messages)))
     worker.start()
     worker.join()
+    assert assigned == [1]
 
-    [consumer] = [span for span in exporter.get_finished_spans() if span.name == "router.submit"]
-    assert consumer.context.trace_id == server.context.trace_id
-    assert consumer.parent.span_id == server.context.span_id
-    assert consumer.attributes[tracing.CORRELATION_ATTRIBUTE] == "trace-me-2"
-    assert seen["correlation_id"] == "trace-me-2"
+    spans = exporter.get_finished_spans()
+    [consumer] = [span for span in spans if span.name == "router.submit"]
+    [assignment] = [span for span in spans if span.name == "router.assign"]
+    for span in (consumer, assignment):
+        assert span.context.trace_id == server.context.trace_id
+        assert span.parent.span_id == server.context.span_id
+        assert span.attributes[tracing.CORRELATION_ATTRIBUTE] == "trace-me-2"
+    writes = [s for s in spans if s.parent is not None and s.parent.span_id == assignment.context.span_id]
+    assert any(span.attributes["db.operation"] == "UPDATE" for span in writes)
+    with db.session() as session:
+        [event] = session.scalars(select(Event).where(Event.event_type == "task.assigned")).all()
+        assert event.subject_id == task_id and event.correlation_id == "trace-me-2"
 
 
 def test_without_tracing_the_database_has_no_statement_hooks(db: Database) -> None:

@@ -33,9 +33,16 @@ def test_a_batch_of_messages_is_one_routing_pass_with_each_re_read_once(
     agent = _agent(client, owner, mode="external", max_concurrent_tasks=2)
     _active(db, agent["id"])  # after the router started: only a message tells it
     calls: Counter[str] = Counter()
+
+    def counted(name, original):
+        def call(*args):
+            calls.update([name])
+            return original(*args)
+
+        return call
+
     for name in ("_sync_agents", "_sync_tasks", "_load_rules", "_route"):
-        original = getattr(router, name)
-        monkeypatch.setattr(router, name, lambda original=original, name=name: (calls.update([name]), original())[1])
+        monkeypatch.setattr(router, name, counted(name, getattr(router, name)))
     lookups = []
     read = routing._organizations_of
     monkeypatch.setattr(routing, "_organizations_of", lambda conn, users: (lookups.append(users), read(conn, users))[1])

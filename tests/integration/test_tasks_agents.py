@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from persistence.db import Database
 from persistence.models import Agent, Event, Task
@@ -250,3 +250,19 @@ def test_routing_rules_show_the_defaults_and_admins_replace_them(client) -> None
     bad = client.put("/api/v1/routing/rules", headers=admin, json={"rules": {"Not A Type": {}}})
     assert_error(bad, 422, "VALIDATION_ERROR")
     assert client.get("/api/v1/routing/rules", headers=writer).json()["rules"]["bugfix"]["types"] == ["frontend"]
+
+
+def test_an_empty_agent_id_is_absent_and_an_unstorable_value_is_a_422(
+    client: TestClient, db: Database, database_url: str
+) -> None:
+    owner = _user(client, "creator")
+    for blank in ("", None):
+        task = _task(client, owner, agentId=blank)
+        assert task["status"] == "pending" and task["agent_id"] is None
+    response = client.post(TASKS, headers=owner, json={"type": "bugfix", "title": "nul\u0000byte"})
+    if database_url.startswith("postgresql"):  # text cannot hold NUL there (SQLite stores it)
+        assert_error(response, 422, "VALIDATION_ERROR")
+        with db.session() as session:
+            assert session.scalar(select(func.count()).select_from(Task)) == 2  # nothing else written
+    else:
+        assert response.status_code == 201
