@@ -3,7 +3,8 @@
 The outbox relay: each batch of new events is mirrored to the Redis stream `<prefix>events` when Redis is
 configured, becomes one pending delivery per matching webhook, and is marked published, the last two in one
 transaction. At least once: a crash before the commit relays the batch again (consumers de-duplicate by
-event id; a webhook delivery is unique per event).
+event id; a webhook delivery is unique per event). Redis being unreachable does not hold the rest back:
+the batch is marked published but not streamed, and the stream catches up, in order, once Redis is back.
 
 Live fan-out: relayed events go into a numbered ring of recent events. Every API replica that holds
 WebSocket connections long-polls `poll(epoch, after)` and fans what it gets out to its own connections,
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections import deque
 from typing import Any
@@ -50,8 +52,17 @@ class EventHub:
             settings.database_url, pool_size=2, max_overflow=1, application_name="orchestrator:event-hub",
             sqlite_busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
         )  # fmt: skip
-        self._redis = redis.Redis.from_url(settings.redis.redis_url) if settings.redis.redis_url else None
+        self._redis = (
+            redis.Redis.from_url(settings.redis.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            if settings.redis.redis_url
+            else None
+        )
         self._stream = f"{settings.redis.redis_key_prefix}events"
+        # Events fanned out while the stream was unreachable wait in the outbox (`events.unstreamed`); until
+        # the stream has caught up with them, new ones join them there, so the stream keeps their order.
+        # At start: whatever a previous hub left.
+        self._stream_behind = self._redis is not None
+        self._next_catch_up = 0.0
         self._epoch = uuid.uuid4().hex
         self._ring: deque[tuple[int, dict[str, Any]]] = deque(maxlen=settings.realtime.event_hub_buffer)
         self._seq = 0
@@ -93,7 +104,9 @@ class EventHub:
         return await self._append([message])
 
     async def relay_once(self) -> int:
-        """One batch of the outbox (the relay loop's step)."""
+        """One batch of the outbox (the relay loop's step), after the Redis stream's catch-up when it is due."""
+        if self._stream_behind and time.monotonic() >= self._next_catch_up:
+            await asyncio.to_thread(self._catch_up_stream)
         messages, enqueued = await asyncio.to_thread(self._relay_batch)
         if messages:
             await self._append(messages)
@@ -107,15 +120,47 @@ class EventHub:
             messages = [events.as_message(event) for event in batch]
         if not batch:
             return [], 0
-        if self._redis is not None:
-            pipe = self._redis.pipeline(transaction=False)
-            for message in messages:
-                pipe.xadd(self._stream, {"event": json.dumps(message)}, maxlen=STREAM_MAXLEN, approximate=True)
-            pipe.execute()
+        streamed = self._redis is None or (not self._stream_behind and self._stream_out(messages))
         with self._db.transaction() as session:
             enqueued = webhooks.enqueue_deliveries(session, batch)
-            events.mark_published(session, [event.id for event in batch])
+            events.mark_published(session, [event.id for event in batch], streamed=streamed)
         return messages, enqueued
+
+    def _stream_out(self, messages: list[dict[str, Any]]) -> bool:
+        """Mirror to the Redis stream; False when Redis is unreachable: the events go on to webhooks and live
+        subscribers all the same, and the stream catches up with them later (at least once)."""
+        try:
+            self._xadd(messages)
+        except redis.RedisError as exc:
+            log.warning("redis stream unreachable (%s): events still go to webhooks and subscribers; the stream "
+                        "catches up when it is back", exc)  # fmt: skip
+            self._stream_behind, self._next_catch_up = True, time.monotonic() + RETRY_S
+            return False
+        return True
+
+    def _catch_up_stream(self) -> None:
+        """Stream the events fanned out while Redis was unreachable, oldest first, until none is left."""
+        while True:
+            with self._db.session() as session:
+                batch = events.unstreamed(session)
+            if not batch:
+                self._stream_behind = False
+                return
+            try:
+                self._xadd([events.as_message(event) for event in batch])
+            except redis.RedisError:  # still away: try again later
+                self._next_catch_up = time.monotonic() + RETRY_S
+                return
+            with self._db.transaction() as session:
+                events.mark_streamed(session, [event.id for event in batch])
+            log.info("redis stream: %d event(s) caught up", len(batch))
+
+    def _xadd(self, messages: list[dict[str, Any]]) -> None:
+        assert self._redis is not None
+        pipe = self._redis.pipeline(transaction=False)
+        for message in messages:
+            pipe.xadd(self._stream, {"event": json.dumps(message)}, maxlen=STREAM_MAXLEN, approximate=True)
+        pipe.execute()
 
     async def _append(self, messages: list[dict[str, Any]]) -> int:
         assert self._new_events is not None

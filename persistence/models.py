@@ -180,18 +180,26 @@ class Agent(IdMixin, TimestampMixin, OwnedMixin, Base):
     created_by: Mapped[str | None] = mapped_column(String(64))
 
 
+# Events fanned out but not yet in the Redis stream (it was unreachable): the stream's catch-up reads these.
+UNSTREAMED = "streamed_at IS NULL AND published_at IS NOT NULL"
+
+
 class Event(IdMixin, Base):
     """The outbox: every domain event (API.md "Event names"), written in the transaction of its change.
 
-    `published_at` is set once the event has been fanned out; until then a relay delivers it.
+    `published_at` is set once the event has been fanned out (webhooks, live subscribers); until then a
+    relay delivers it. `streamed_at` is set once it is in the Redis stream (or at once without Redis): a
+    Redis outage does not hold the rest of the fan-out back, and the stream catches up afterwards.
     """
 
     __tablename__ = "events"
-    # The relay's query (`services.events.unpublished`): only the rows not yet fanned out, however many
-    # published ones pile up behind them.
+    # The relay's queries (`services.events.unpublished`, `unstreamed`): only the rows not yet fanned out or
+    # streamed, however many done ones pile up behind them.
     __table_args__ = (
         Index("ix_events_unpublished", "created_at", "id", postgresql_where=text("published_at IS NULL"),
               sqlite_where=text("published_at IS NULL")),
+        Index("ix_events_unstreamed", "created_at", "id", postgresql_where=text(UNSTREAMED),
+              sqlite_where=text(UNSTREAMED)),
     )  # fmt: skip
 
     event_type: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
@@ -204,6 +212,7 @@ class Event(IdMixin, Base):
     correlation_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False, index=True)
     published_at: Mapped[datetime | None] = mapped_column()
+    streamed_at: Mapped[datetime | None] = mapped_column()
 
 
 class MarketplaceListing(IdMixin, TimestampMixin, OwnedMixin, Base):

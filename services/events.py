@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, or_, select, update
+from sqlalchemy import Row, and_, bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from core.clock import isoformat_z, utcnow
 from core.ids import new_id
 from persistence.base import OwnedMixin
-from persistence.models import Event
+from persistence.models import UNSTREAMED, Event
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.statements import prepared_insert
 from serve_app.request_context import correlation_id_var
@@ -177,8 +177,18 @@ def unpublished(session: Session, limit: int = 500) -> list[Row]:
     return list(session.execute(_UNPUBLISHED, {"limit": limit}))
 
 
-def mark_published(session: Session, event_ids: list[str]) -> None:
-    session.execute(_MARK_PUBLISHED, {"ids": event_ids, "now": utcnow()})
+def mark_published(session: Session, event_ids: list[str], *, streamed: bool) -> None:
+    """Fanned out; `streamed`: also in the Redis stream (or there is none), otherwise left for `unstreamed`."""
+    session.execute(_MARK_PUBLISHED_STREAMED if streamed else _MARK_PUBLISHED, {"ids": event_ids, "now": utcnow()})
+
+
+def unstreamed(session: Session, limit: int = 500) -> list[Row]:
+    """Events fanned out while the Redis stream was unreachable, oldest first: the stream's catch-up."""
+    return list(session.execute(_UNSTREAMED, {"limit": limit}))
+
+
+def mark_streamed(session: Session, event_ids: list[str]) -> None:
+    session.execute(_MARK_STREAMED, {"ids": event_ids, "now": utcnow()})
 
 
 # Built once: the relay runs them for every batch.
@@ -198,11 +208,18 @@ _UNPUBLISHED = (
     .order_by(Event.created_at, Event.id)
     .limit(bindparam("limit"))
 )
-_MARK_PUBLISHED = (
-    update(Event.__table__)
-    .where(Event.__table__.c.id.in_(bindparam("ids", expanding=True)))
-    .values(published_at=bindparam("now"))
+_UNSTREAMED = (
+    select(*_UNPUBLISHED.selected_columns)
+    .where(text(UNSTREAMED))
+    .order_by(Event.created_at, Event.id)
+    .limit(bindparam("limit"))
 )
+_BY_IDS = Event.__table__.c.id.in_(bindparam("ids", expanding=True))
+_MARK_PUBLISHED = update(Event.__table__).where(_BY_IDS).values(published_at=bindparam("now"))
+_MARK_PUBLISHED_STREAMED = (
+    update(Event.__table__).where(_BY_IDS).values(published_at=bindparam("now"), streamed_at=bindparam("now"))
+)
+_MARK_STREAMED = update(Event.__table__).where(_BY_IDS).values(streamed_at=bindparam("now"))
 
 
 def as_message(event: Event | Row) -> dict[str, Any]:

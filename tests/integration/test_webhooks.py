@@ -119,7 +119,7 @@ def _relay(db: Database) -> int:
         batch = events.unpublished(session)
         batch = [event for event in batch if event.event_type not in ANNOUNCEMENTS]
         count = webhooks.enqueue_deliveries(session, batch)
-        events.mark_published(session, [event.id for event in batch])
+        events.mark_published(session, [event.id for event in batch], streamed=True)
     return count
 
 
