@@ -123,6 +123,7 @@ class TaskQueues:
         # priority -> tenant -> deque of tasks; OrderedDict order is the tenants' turn order.
         self._levels: list[OrderedDict[str, deque[QueuedTask]]] = [OrderedDict() for _ in PRIORITY_LEVELS]
         self._where: dict[str, int] = {}  # task id -> current level
+        self._owners: dict[str, frozenset[str]] = {}  # task id -> the owners whose agents it may use
         # No queued task moves up a level before this time: `age` scans the queues only from then on
         # (a scan per routing pass made every submit cost O(queued tasks)).
         self._next_aging_at = math.inf
@@ -134,8 +135,13 @@ class TaskQueues:
         return task_id in self._where
 
     def push(self, task: QueuedTask) -> None:
+        """Queue a task; pushing a queued one again is a no-op, unless the owners whose agents it may use
+        changed (its owner joined or left an organization): then it takes them, keeping its place."""
         if task.task_id in self._where:
-            return
+            if self._owners.get(task.task_id) == task.allowed_owners:
+                return
+            self.remove(task.task_id)
+        self._owners[task.task_id] = task.allowed_owners
         level = self._aged_level(task, task.enqueued_at)
         # By creation, not arrival: submits from several API replicas may reach the router out of order,
         # and a task put back after a stale assignment must keep its place.
@@ -144,6 +150,7 @@ class TaskQueues:
         self._next_aging_at = min(self._next_aging_at, self._aging_due(task, level))
 
     def remove(self, task_id: str) -> bool:
+        self._owners.pop(task_id, None)
         level = self._where.pop(task_id, None)
         if level is None:
             return False
@@ -218,6 +225,7 @@ class TaskQueues:
                     else:
                         tenants.move_to_end(tenant)  # the next tenant's turn
                     del self._where[task.task_id]
+                    del self._owners[task.task_id]
                     agent.current_tasks += 1
                     agent.last_assigned_at = now
                     decisions.append((task, agent))

@@ -119,3 +119,19 @@ def test_aging_is_exact_although_the_queues_are_scanned_only_when_a_task_is_due(
             steps = int(max(0.0, now - task.enqueued_at) // step)
             expected[PRIORITY_LEVELS[max(0, task.priority - steps)]] += 1
         assert queues.depth() == expected, now
+
+
+def test_a_queued_task_pushed_with_new_owners_takes_them_and_keeps_its_place() -> None:
+    org = "organization:acme"
+    older, newer = _task("older", at=1), _task("newer", at=2)
+    queues = _queues(older, newer)
+    org_agent = _agent("org-agent", owner=org, slots=2)
+    assert _assigned(queues, [org_agent]) == []  # alice is not (yet) a member
+    queues.push(older)  # the same owners: nothing changes
+    assert len(queues) == 2
+    for task in (newer, older):  # the periodic re-read, after alice joined (in any order)
+        queues.push(QueuedTask(task.task_id, task.priority, task.task_type, task.tenant, task.enqueued_at,
+                               frozenset({ALICE, org})))  # fmt: skip
+    assert len(queues) == 2
+    assert _assigned(queues, [org_agent]) == [("older", "org-agent"), ("newer", "org-agent")]
+    assert len(queues) == 0
