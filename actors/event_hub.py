@@ -139,21 +139,21 @@ class EventHub:
         return True
 
     def _catch_up_stream(self) -> None:
-        """Stream the events fanned out while Redis was unreachable, oldest first, until none is left."""
-        while True:
-            with self._db.session() as session:
-                batch = events.unstreamed(session)
-            if not batch:
-                self._stream_behind = False
-                return
-            try:
-                self._xadd([events.as_message(event) for event in batch])
-            except redis.RedisError:  # still away: try again later
-                self._next_catch_up = time.monotonic() + RETRY_S
-                return
-            with self._db.transaction() as session:
-                events.mark_streamed(session, [event.id for event in batch])
-            log.info("redis stream: %d event(s) caught up", len(batch))
+        """Stream the oldest batch of the events fanned out while Redis was unreachable (one batch per relay
+        step, so that a long backlog does not hold the fan-out back); done when none is left."""
+        with self._db.session() as session:
+            batch = events.unstreamed(session)
+        if not batch:
+            self._stream_behind = False
+            return
+        try:
+            self._xadd([events.as_message(event) for event in batch])
+        except redis.RedisError:  # still away: try again later
+            self._next_catch_up = time.monotonic() + RETRY_S
+            return
+        with self._db.transaction() as session:
+            events.mark_streamed(session, [event.id for event in batch])
+        log.info("redis stream: %d event(s) caught up", len(batch))
 
     def _xadd(self, messages: list[dict[str, Any]]) -> None:
         assert self._redis is not None
