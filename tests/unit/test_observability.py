@@ -121,7 +121,10 @@ def test_spans_are_written_as_json_lines_with_their_parent(tmp_path) -> None:
     assert inner["attributes"]["orchestrator.correlation_id"] == "cid-9" and inner["end"] >= inner["start"]
 
 
-def test_metrics_do_nothing_outside_ray() -> None:
+def test_metrics_do_nothing_outside_ray(monkeypatch) -> None:
+    # Whatever this test session did before (a router built in process while the e2e suite's Ray was up).
+    monkeypatch.setattr(metrics, "_created", {})
+    monkeypatch.setattr(metrics.ray, "is_initialized", lambda: False)
     metrics.set_queue_depth({"P0": 1})
     metrics.count_tasks_routed({"assigned": 2, "stale": 0})
     metrics.observe_step_latency(12.5, "completed")
