@@ -83,11 +83,15 @@ def autoscaling_platform(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _alive_nodes(address: str) -> int:
-    script = "import ray; ray.init(address='auto', logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
+    # The driver also prints the autoscaler's events ("(autoscaler +0s) Resized to 6 CPUs.") to stdout, at
+    # any moment: the count is the line that says so.
+    script = ("import ray; ray.init(address='auto', logging_level='ERROR'); "
+              "print('alive nodes:', sum(n['Alive'] for n in ray.nodes()), flush=True)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "RAY_ADDRESS": address,
                                                               "RAY_AUTH_MODE": "token"},
                          capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
-    return int(out.stdout.strip().splitlines()[-1])
+    [count] = [line.split(":", 1)[1] for line in out.stdout.splitlines() if line.startswith("alive nodes:")]
+    return int(count)
 
 
 def test_a_run_asking_for_more_than_the_cluster_has_waits_for_a_new_node(autoscaling_platform) -> None:
