@@ -115,10 +115,11 @@ def test_a_broken_batch_fails_its_requests_instead_of_leaving_them_waiting() -> 
 
 def test_a_request_cancelled_before_its_batch_starts_is_not_run() -> None:
     ran: list[list[int]] = []
-    gate = threading.Event()
+    started, gate = threading.Event(), threading.Event()
 
     def run(items):
         ran.append(list(items))
+        started.set()
         gate.wait(5)
         return list(items)
 
@@ -126,7 +127,7 @@ def test_a_request_cancelled_before_its_batch_starts_is_not_run() -> None:
 
     async def scenario():
         first = asyncio.ensure_future(batcher.submit(1))
-        await asyncio.sleep(0.05)  # the first batch is running
+        assert await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)  # the first batch runs
         cancelled, kept = asyncio.ensure_future(batcher.submit(2)), asyncio.ensure_future(batcher.submit(3))
         await asyncio.sleep(0)
         cancelled.cancel()
