@@ -24,7 +24,7 @@ from persistence.models import Agent, Event, Execution, Task
 from persistence.repositories.json_arrays import array_contains
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.search import matches_text
-from persistence.repositories.statements import prepared_insert
+from persistence.repositories.statements import column_defaults, prepared_insert
 from persistence.repositories.time_sql import hour_of_day, seconds_between
 from schedulers.agent_lifecycle import AgentStatus
 from schedulers.task_lifecycle import ACTIVE, PRIORITIES, TERMINAL, TaskStatus, transition
@@ -32,18 +32,12 @@ from services import events, notifications, ownership, projects, run_waits
 from services.agents import lock_agent
 from services.principal import Principal
 
-# A new task's columns that the request may leave out; lists and dicts are made per row.
-_NEW_TASK: dict[str, Any] = {
-    "description": None, "status": TaskStatus.pending.value, "agent_id": None, "project_id": None, "source": None,
-    "result": None, "error": None, "estimated_hours": None, "actual_hours": None, "progress": 0.0,
-    "sla_target": None, "sla_breached_at": None, "due_date": None, "correlation_id": None, "assigned_at": None,
-    "started_at": None, "completed_at": None, "is_public": False,
-}  # fmt: skip
-_NEW_TASK_CONTAINERS = {"payload": dict, "meta": dict, "tags": list, "requirements": list, "acceptance_criteria": list}
-_INSERT_TASK = prepared_insert(
-    Task, "id", "title", "type", "priority", "owner_type", "owner_id", "created_by", "created_at", "updated_at",
-    "sla_due_at", *_NEW_TASK, *_NEW_TASK_CONTAINERS,
-)  # fmt: skip
+# A new task's row: what the request and the checks give (and `status`, `pending`), the model's defaults
+# for the rest.
+_SUPPLIED = ("id", "title", "type", "priority", "status", "owner_type", "owner_id", "created_by", "created_at",
+             "updated_at", "sla_due_at")  # fmt: skip
+_new_task_defaults = column_defaults(Task, *_SUPPLIED)
+_INSERT_TASK = prepared_insert(Task, *_SUPPLIED, *_new_task_defaults.attributes)
 
 EVENT_OF_STATUS = {
     TaskStatus.assigned: "task.assigned",
@@ -112,9 +106,10 @@ def new_task_row(session: Session, principal: Principal, data: dict[str, Any]) -
     projects.check_task_project(session, principal, data.get("project_id"))
     data.setdefault("title", _default_title(data))
     now = utcnow()
-    row = {**_NEW_TASK, **{name: make() for name, make in _NEW_TASK_CONTAINERS.items()}}
-    row.update(data, id=new_id(), owner_type=owner_type, owner_id=owner_id, created_by=principal.user_id,
-               created_at=now, updated_at=now, sla_due_at=_sla_due(now, data.get("sla_target")))  # fmt: skip
+    row = _new_task_defaults()
+    row.update(data, id=new_id(), status=TaskStatus.pending.value, owner_type=owner_type, owner_id=owner_id,
+               created_by=principal.user_id, created_at=now, updated_at=now,
+               sla_due_at=_sla_due(now, data.get("sla_target")))  # fmt: skip
     return row
 
 

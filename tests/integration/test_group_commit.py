@@ -18,7 +18,7 @@ from persistence.db import Database
 from persistence.group_commit import GroupCommit
 from persistence.models import Event, Task
 from services.principal import Principal, Role
-from services.tasks import NewTaskRequest, create_tasks
+from services.tasks import NewTaskRequest, _new_task_defaults, create_tasks
 from tests.integration.test_auth_flow import register
 
 
@@ -136,3 +136,25 @@ def test_a_request_cancelled_before_its_batch_starts_is_not_run() -> None:
 
     assert asyncio.run(scenario()) == (1, 3)
     assert ran == [[1], [3]]
+
+
+def test_a_grouped_task_gets_the_model_defaults_the_orm_would_give(db, principal) -> None:
+    """The group's Core insert fills the columns a request leaves out from the model's own defaults."""
+    [task] = create_tasks_in(db, [_request(principal, "defaults")])
+    with db.transaction() as session:
+        by_orm = Task(title="orm", type="general", priority="P3", status="pending", owner_type="user",
+                      owner_id=principal.user_id)  # fmt: skip
+        session.add(by_orm)
+        session.flush()
+        stored = session.get(Task, task.id)
+        for column in ("progress", "is_public", "payload", "meta", "tags", "requirements", "description",
+                       "acceptance_criteria", "result", "agent_id", "sla_due_at", "assigned_at"):  # fmt: skip
+            assert getattr(stored, column) == getattr(by_orm, column), column
+        assert stored.status == "pending"
+    first, second = _new_task_defaults(), _new_task_defaults()
+    assert first["tags"] == [] and first["tags"] is not second["tags"]  # a fresh list for every row
+
+
+def create_tasks_in(db: Database, requests: list[NewTaskRequest]) -> list[Task]:
+    with db.transaction() as session:
+        return create_tasks(session, requests)
