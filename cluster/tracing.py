@@ -10,6 +10,7 @@ actor's message, so that the actor's spans are children of the request's.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -148,6 +149,28 @@ def continued(received: dict[str, str] | None, name: str, attributes: dict[str, 
     finally:
         if token is not None:
             correlation_id_var.reset(token)
+
+
+@contextmanager
+def batch_span(name: str, contexts: Sequence[contextvars.Context]) -> Iterator[None]:
+    """One unit of work done for many requests at once (a group commit): a span `name` in the first
+    request's trace (`contexts[0]`, the context this runs in) that links every request's span, and a link
+    back to it from each of the others, so that every request's trace leads to the statements that wrote
+    its rows."""
+    if _tracer is None:
+        yield
+        return
+    parent = trace.get_current_span()  # the first request's: its context is the one this runs in
+    others = [context.run(trace.get_current_span) for context in contexts[1:]]
+    requests = [span for span in (parent, *others) if span.is_recording()]
+    links = [trace.Link(span.get_span_context()) for span in requests]
+    with _tracer.start_as_current_span(
+        name, links=links, attributes={"orchestrator.batch_size": len(contexts)}
+    ) as span:
+        for request in requests:
+            if request is not parent and request.is_recording():  # the parent has it as its child already
+                request.add_link(span.get_span_context())
+        yield
 
 
 # --- SQL statements -----------------------------------------------------------------------------------

@@ -5,9 +5,11 @@ while one is, items wait and the next batch takes all of them (up to `max_batch`
 it always did; under load, one thread hop and one round trip serve many requests, and each request still
 gets its own outcome only when the batch that carried it is done.
 
-`run(items)` runs in a worker thread and returns one outcome per item, in order: a result, or the exception
-that item alone fails with. If it raises one of `split_on`, each item is run again on its own, so that only
-the offending one fails; anything else it raises is every item's outcome.
+`run(items)` runs in a worker thread, in the first item's context (its trace, its correlation id), inside
+`around(every item's context)` when given (a span linking each request's trace), and returns one outcome
+per item, in order: a result, or the exception that item alone fails with. If it raises one of
+`split_on`, each item is run again on its own, so that only the offending one fails; anything else it
+raises is every item's outcome.
 
 One instance per event loop: its state is only touched from that loop.
 """
@@ -18,7 +20,8 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from contextlib import AbstractContextManager
+from typing import Any, Generic, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
@@ -37,8 +40,10 @@ class Batcher(Generic[Item, Result]):
         *,
         max_batch: int = 256,
         split_on: tuple[type[Exception], ...] = (),
+        around: Callable[[list[contextvars.Context]], AbstractContextManager[Any]] | None = None,
     ) -> None:
         self._run = run
+        self._around = around
         self._max_batch = max_batch
         self._split_on = split_on
         self._pending: list[_Entry] = []
@@ -49,7 +54,7 @@ class Batcher(Generic[Item, Result]):
     async def submit(self, item: Item) -> Result:
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
-        # The item's context: a batch runs in its first item's (trace, correlation id).
+        # The item's context: a batch runs in its first item's (trace, correlation id); `around` sees all.
         self._pending.append((item, future, contextvars.copy_context()))
         if self._drain is None or self._drain.done():
             self._drain = loop.create_task(self._drain_pending())
@@ -72,12 +77,18 @@ class Batcher(Generic[Item, Result]):
                 if not isinstance(exc, Exception):
                     raise
 
-    async def _run_batch(self, batch: list[_Entry]) -> None:
+    def _run_around(self, batch: list[_Entry]) -> list[Result | Exception]:
         items = [item for item, _, _ in batch]
+        if self._around is None:
+            return self._run(items)
+        with self._around([context for _, _, context in batch]):
+            return self._run(items)
+
+    async def _run_batch(self, batch: list[_Entry]) -> None:
         self.batches += 1
         self.items += len(batch)
         try:
-            outcomes: list[Result | Exception] = await run_in_threadpool(batch[0][2].run, self._run, items)
+            outcomes: list[Result | Exception] = await run_in_threadpool(batch[0][2].run, self._run_around, batch)
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
         except self._split_on as exc:

@@ -8,7 +8,8 @@ only after its own row is committed: nothing is acknowledged that a crash could 
 the exception that item alone fails with (it must only have read then, so the others can commit). If the
 transaction breaks a constraint or the database refuses a value (a NUL character in a text), each item is
 written again on its own, so that only the offending one fails; any other failure (the database
-unreachable) is every item's.
+unreachable) is every item's. Traced, the transaction is a `group_commit` span in the first request's
+trace, linked both ways with every request it carries.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TypeVar
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
+from cluster import tracing
 from core.batching import Batcher
 from persistence.db import Database
 
@@ -38,4 +40,9 @@ class GroupCommit(Batcher[Item, Result]):
             with db.transaction() as session:
                 return write(session, items)
 
-        super().__init__(transaction, max_batch=max_batch, split_on=(IntegrityError, DataError))
+        super().__init__(
+            transaction,
+            max_batch=max_batch,
+            split_on=(IntegrityError, DataError),
+            around=lambda contexts: tracing.batch_span("group_commit", contexts),
+        )

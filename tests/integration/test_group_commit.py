@@ -9,9 +9,11 @@ import threading
 
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import func, select
 from sqlalchemy.exc import DataError, IntegrityError
 
+from cluster import tracing
 from core.batching import Batcher
 from core.errors import ValidationFailed
 from persistence.db import Database
@@ -158,3 +160,34 @@ def test_a_grouped_task_gets_the_model_defaults_the_orm_would_give(db, principal
 def create_tasks_in(db: Database, requests: list[NewTaskRequest]) -> list[Task]:
     with db.transaction() as session:
         return create_tasks(session, requests)
+
+
+def test_traced_the_group_is_a_span_linked_both_ways_with_every_request_it_carries(db, principal) -> None:
+    exporter = InMemorySpanExporter()
+    tracer = tracing.install(exporter, service="orchestrator-api", batch=False).get_tracer("test")
+    group, started, release = _held(db)
+
+    async def traced(request: NewTaskRequest):
+        with tracer.start_as_current_span(f"request {request.data['title']}"):
+            return await group.submit(request)
+
+    async def scenario():
+        head = asyncio.ensure_future(traced(_request(principal, "a")))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        rest = [asyncio.ensure_future(traced(_request(principal, title))) for title in "bcd"]
+        await asyncio.sleep(0)
+        release.set()
+        return await asyncio.gather(head, *rest)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        tracing.reset()
+    spans = {span.name: span for span in exporter.get_finished_spans() if span.name.startswith("request")}
+    [group_span] = [span for span in exporter.get_finished_spans()
+                    if span.name == "group_commit" and span.attributes["orchestrator.batch_size"] == 3]  # fmt: skip
+    carried = [spans[f"request {title}"] for title in "bcd"]
+    assert group_span.parent.span_id == carried[0].context.span_id  # in the first carried request's trace
+    assert {link.context.span_id for link in group_span.links} == {span.context.span_id for span in carried}
+    for span in carried[1:]:  # the others' traces lead to it
+        assert [link.context.span_id for link in span.links] == [group_span.context.span_id]
