@@ -47,6 +47,25 @@ def event_matches(patterns: Iterable[str], event_type: str) -> bool:
 RESERVED_PREFIXES = frozenset({"system", "notification", "webhook"})
 
 
+# Catalog events whose subject is not a task (a run, an agent, a user, an approval …): the task they are
+# about, if any, is their payload's `task_id`. Every other event's subject is its task (task events, and
+# the `task_id` a published event names).
+_SUBJECT_NOT_A_TASK = frozenset({
+    "execution.started", "execution.updated", "execution.output", "execution.completed", "execution.failed",
+    "execution.cancelled", "agent.created", "agent.status_changed", "approval.requested", "approval.approved",
+    "approval.rejected", "approval.expired", "marketplace.updated", "project.created", "project.completed",
+    "user.registered", "system.health",
+})  # fmt: skip
+
+
+def task_id_of(event: Event | Row) -> str | None:
+    """The task an event is about (API.md's `task_id`), or None."""
+    if event.event_type in _SUBJECT_NOT_A_TASK or event.event_type.partition(".")[0] in RESERVED_PREFIXES:
+        task_id = event.data.get("task_id") if isinstance(event.data, dict) else None
+        return task_id if isinstance(task_id, str) else None
+    return event.subject_id
+
+
 def emit(
     session: Session,
     event_type: str,
@@ -229,7 +248,7 @@ def as_message(event: Event | Row) -> dict[str, Any]:
         "type": event.event_type,
         "source": event.source,
         "data": event.data,
-        "task_id": event.subject_id,
+        "task_id": task_id_of(event),
         "trace_id": event.correlation_id,
         "owner": f"{event.owner_type}:{event.owner_id}" if event.owner_type else None,
         "timestamp": isoformat_z(event.created_at),

@@ -26,8 +26,10 @@ stats_router = public_router(tags=["stats"])
 
 
 def event_out(event: Event) -> EventOut:
-    return EventOut(id=event.id, event_type=event.event_type, source=event.source, payload=event.data,
-                    task_id=event.subject_id, trace_id=event.correlation_id, timestamp=event.created_at)  # fmt: skip
+    priority = event.data.get("priority") if isinstance(event.data, dict) else None
+    return EventOut(id=event.id, event_type=event.event_type, source=event.source, source_agent=event.source,
+                    payload=event.data, task_id=events.task_id_of(event), trace_id=event.correlation_id,
+                    priority=priority if isinstance(priority, str) else None, timestamp=event.created_at)  # fmt: skip
 
 
 @router.post("/publish", status_code=status.HTTP_201_CREATED, response_model=PublishedEvent)
@@ -48,7 +50,9 @@ def list_events(
     context: Context,
     params: Annotated[PageParams, Depends(page_params)],
     type: Annotated[str | None, Query(max_length=100, description="event type, e.g. task.assigned")] = None,
+    event_type: Annotated[str | None, Query(max_length=100, description="the same as `type` (seed 002's name)")] = None,
     source: Annotated[str | None, Query(max_length=100)] = None,
+    source_agent: Annotated[str | None, Query(max_length=100, description="the same as `source`")] = None,
     task_id: Annotated[str | None, Query(max_length=64)] = None,
     trace_id: Annotated[str | None, Query(max_length=128)] = None,
     since: Annotated[datetime | None, Query(description="ISO timestamp with zone")] = None,
@@ -56,8 +60,9 @@ def list_events(
     """Events about what you own (and your organizations own), newest first; admins see all."""
     require_time_zones(since=since)
     with context.db.session() as session:
-        page = events.list_events(session, principal, page=params.page, limit=params.limit, event_type=type,
-                                  source=source, task_id=task_id, trace_id=trace_id, since=since)  # fmt: skip
+        page = events.list_events(session, principal, page=params.page, limit=params.limit,
+                                  event_type=type or event_type, source=source or source_agent, task_id=task_id,
+                                  trace_id=trace_id, since=since)  # fmt: skip
         items = [event_out(event) for event in page.items]
     return paginated(request, "events", items, page)
 

@@ -1,14 +1,14 @@
-"""Routing rules (API.md "Tasks, routing …"; seed 002): which agents each task type goes to.
+"""Routing rules (API.md "Tasks, routing …"; seed 002): which agents each task type goes to. Admins only.
 
 `GET /routing/rules` shows the effective rules (seed 002's defaults, overridden per type by stored ones);
-`PUT /routing/rules` (admin) replaces the stored overrides, and the task router uses them at once.
+`PUT /routing/rules` replaces the stored overrides, and the task router uses them at once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from actors import router_client
 from schedulers.routing import AgentSelector
@@ -20,13 +20,28 @@ from services import routing
 from services.principal import Role
 
 # Scopes: routing is part of the tasks resource (tasks:read, tasks:write).
-router = protected_router(prefix="/routing", tags=["routing"], resource="tasks", write_role=Role.admin)
+router = protected_router(prefix="/routing", tags=["routing"], resource="tasks", min_role=Role.admin)
 
 
 class Selector(RequestModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown key is refused, not read as "any agent"
+
     types: list[str] = Field(default_factory=list, max_length=50, description="agent types (roles), any of")
     capabilities: list[str] = Field(default_factory=list, max_length=50, description="all required")
     tags: list[str] = Field(default_factory=list, max_length=50, description="all required")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _role_or_type(cls, value: Any) -> Any:
+        """API.md's "role/type": `type`, `role` or `roles` (one name or a list) are the agent types."""
+        if not isinstance(value, dict):
+            return value
+        value = dict(value)
+        for key in ("type", "role", "roles"):
+            if key in value:
+                given = value.pop(key)
+                value["types"] = [*value.get("types", []), *([given] if isinstance(given, str) else given)]
+        return value
 
 
 class RulesIn(RequestModel):

@@ -33,9 +33,11 @@ class EventOut(ResponseModel):
     id: str
     event_type: str
     source: str
+    source_agent: str = Field(description="the same as `source` (seed 002's name)")
     payload: dict[str, Any]
-    task_id: str | None
+    task_id: str | None = Field(description="the task the event is about, if any")
     trace_id: str | None
+    priority: str | None = Field(None, description="the priority published with the event, or its task's")
     timestamp: datetime
 
 

@@ -238,18 +238,29 @@ def test_tasks_update_assign_history_and_delete(client, db, worker) -> None:
 def test_routing_rules_show_the_defaults_and_admins_replace_them(client) -> None:
     admin = _user(client, "rules-admin")
     writer = _user(client, "rules-writer")
-    rules = client.get("/api/v1/routing/rules", headers=writer).json()
+    assert_error(client.get("/api/v1/routing/rules", headers=writer), 403, "AUTHORIZATION_ERROR")  # API.md: admin
+    rules = client.get("/api/v1/routing/rules", headers=admin).json()
     assert rules["rules"]["bugfix"]["types"] == ["coding", "dev"] and rules["rules"]["incident"]["types"] == ["ops"]
     assert_error(client.put("/api/v1/routing/rules", headers=writer, json={"rules": {}}), 403, "AUTHORIZATION_ERROR")
     replaced = client.put("/api/v1/routing/rules", headers=admin, json={"rules": {
         "bugfix": {"types": ["Frontend"], "capabilities": ["react"]}, "triage": {"tags": ["oncall"]}}})  # fmt: skip
     assert replaced.status_code == 200, replaced.text
-    after = client.get("/api/v1/routing/rules", headers=writer).json()["rules"]
+    after = client.get("/api/v1/routing/rules", headers=admin).json()["rules"]
     assert after["bugfix"] == {"types": ["frontend"], "capabilities": ["react"], "tags": []}
     assert after["triage"]["tags"] == ["oncall"] and after["incident"]["types"] == ["ops"]  # others keep defaults
     bad = client.put("/api/v1/routing/rules", headers=admin, json={"rules": {"Not A Type": {}}})
     assert_error(bad, 422, "VALIDATION_ERROR")
-    assert client.get("/api/v1/routing/rules", headers=writer).json()["rules"]["bugfix"]["types"] == ["frontend"]
+    assert client.get("/api/v1/routing/rules", headers=admin).json()["rules"]["bugfix"]["types"] == ["frontend"]
+    # API.md's selector is "role/type, capabilities, tags": a role or type given alone is the type list; a key
+    # the selector does not know is refused rather than read as "any agent".
+    selectors = {"bugfix": {"type": "Dev"}, "incident": {"role": ["ops"]}}
+    single = client.put("/api/v1/routing/rules", headers=admin, json={"rules": selectors})
+    assert single.status_code == 200, single.text
+    stored = single.json()["rules"]
+    assert stored["bugfix"]["types"] == ["dev"] and stored["incident"]["types"] == ["ops"]
+    unknown = client.put("/api/v1/routing/rules", headers=admin, json={"rules": {"bugfix": {"agent": "dev"}}})
+    assert_error(unknown, 422, "VALIDATION_ERROR")
+    assert client.get("/api/v1/routing/rules", headers=admin).json()["rules"]["bugfix"]["types"] == ["dev"]
 
 
 def test_an_empty_agent_id_is_absent_and_an_unstorable_value_is_a_422(
