@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
+import ray
 import redis
 import redis.asyncio as aioredis
 
+from actors import router_client
 from cluster.probes import ray_probe, serve_probe
 from core.batching import Batcher
 from core.settings import Settings
@@ -18,7 +20,7 @@ from persistence.group_commit import GroupCommit
 from persistence.models import Task
 from serve_app.rate_limits import RateLimitPolicy
 from services import sessions
-from services.health import PASS, Check, CheckResult, HealthService
+from services.health import PASS, WARN, Check, CheckResult, HealthService
 from services.principal import Role
 from services.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.tasks import NewTaskRequest, create_tasks
@@ -58,6 +60,7 @@ class AppContext:
             Check("database", _database_probe(db), critical=True),
             Check("ray", ray_probe, critical=False),
             Check("serve", serve_probe, critical=False),
+            Check("queues", _queues_probe(settings), critical=False),
         ]
         if redis_client is not None:
             checks.insert(1, Check("redis", _redis_probe(redis_client), critical=False))
@@ -108,6 +111,20 @@ def _database_probe(db: Database):
     def probe() -> CheckResult:
         latency = db.ping()
         return CheckResult(PASS, f"{db.dialect} reachable", {"dialect": db.dialect, "latency_ms": round(latency, 3)})
+
+    return probe
+
+
+def _queues_probe(settings: Settings):
+    """The task router's live queues (seed 001's `queues` check): warn when it cannot be asked."""
+
+    def probe() -> CheckResult:
+        if not ray.is_initialized():
+            return CheckResult(WARN, "not connected to Ray: the task router's queues are not visible")
+        stats = router_client.stats(settings, timeout_s=settings.health_check_timeout_s)
+        if stats is None:
+            return CheckResult(WARN, "the task router does not answer")
+        return CheckResult(PASS, f"{stats['queued']} task(s) queued, {stats['free_slots']} free agent slot(s)", stats)
 
     return probe
 

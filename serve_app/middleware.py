@@ -124,9 +124,13 @@ async def _send_too_large(scope: Scope, send: Send, max_bytes: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+_NAMES_AS_VALUES = frozenset({"sort_by"})
+
+
 class QueryCaseMiddleware:
     """Accept camelCase query parameters (`sortBy`, `createdAfter`) by rewriting them to snake_case,
-    so that every route declares its parameters once (API.md, "JSON names")."""
+    so that every route declares its parameters once (API.md, "JSON names"). The field a list is sorted
+    by is a name too: `sortBy=createdAt` (seed 003) is `sort_by=created_at`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -135,6 +139,9 @@ class QueryCaseMiddleware:
         raw = scope.get("query_string", b"") if scope["type"] in ("http", "websocket") else b""
         if raw and any(65 <= byte <= 90 for byte in raw):  # only when an upper-case letter is present
             pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
-            rewritten = [(snake_case(key), value) for key, value in pairs]
+            rewritten = [
+                (name, snake_case(value) if name in _NAMES_AS_VALUES else value)
+                for name, value in ((snake_case(key), value) for key, value in pairs)
+            ]
             scope = {**scope, "query_string": urlencode(rewritten).encode("latin-1")}
         await self.app(scope, receive, send)

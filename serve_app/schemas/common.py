@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -15,6 +16,16 @@ class RequestModel(BaseModel):
         str_strip_whitespace=True,
         extra="ignore",
     )
+
+    @model_validator(mode="after")
+    def _times_in_utc(self) -> Self:
+        """A time given with an offset is kept as the same instant in UTC, so that what is stored, and
+        echoed back at once, is what API.md promises: UTC, written with `Z`."""
+        for name in type(self).model_fields:
+            value = self.__dict__.get(name)
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                self.__dict__[name] = value.astimezone(UTC)
+        return self
 
 
 class ResponseModel(BaseModel):

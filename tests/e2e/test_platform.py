@@ -31,7 +31,7 @@ def test_health_through_serve_checks_every_dependency(http: httpx.Client) -> Non
         assert response.status_code == 200
         body = response.json()
         assert body["status"] == "healthy", body
-        expected = {"database", "ray", "serve"} | ({"redis"} if os.environ.get(REDIS_ENV) else set())
+        expected = {"database", "ray", "serve", "queues"} | ({"redis"} if os.environ.get(REDIS_ENV) else set())
         assert set(body["checks"]) == expected
         assert all(check["status"] == "pass" for check in body["checks"].values())
 

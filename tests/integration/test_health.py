@@ -21,6 +21,7 @@ def test_health_reports_each_check_with_its_response_time(client: TestClient) ->
         assert body["status"] == "degraded"
         assert body["checks"]["database"]["status"] == "pass"
         assert body["checks"]["ray"]["status"] == "warn"
+        assert body["checks"]["queues"]["status"] == "warn"  # no router to ask outside Ray
         assert isinstance(body["checks"]["database"]["response_time"], float)
         assert body["timestamp"].endswith("Z")
 

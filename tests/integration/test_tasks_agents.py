@@ -277,3 +277,34 @@ def test_an_empty_agent_id_is_absent_and_an_unstorable_value_is_a_422(
             assert session.scalar(select(func.count()).select_from(Task)) == 2  # nothing else written
     else:
         assert response.status_code == 201
+
+
+def test_times_given_with_an_offset_come_back_in_utc_at_once(client) -> None:
+    owner = _user(client, "zoned")
+    created = client.post(TASKS, headers=owner, json={"title": "tz", "dueDate": "2024-02-20T02:00:00+02:00"})
+    assert created.status_code == 201, created.text
+    assert created.json()["due_date"] == "2024-02-20T00:00:00Z"
+    patched = client.patch(
+        f"{TASKS}/{created.json()['id']}", headers=owner, json={"due_date": "2024-03-01T10:00:00-05:00"}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["due_date"] == "2024-03-01T15:00:00Z"
+    assert client.get(f"{TASKS}/{created.json()['id']}", headers=owner).json()["due_date"] == "2024-03-01T15:00:00Z"
+    project = client.post(
+        "/api/v1/projects", headers=owner, json={"name": "zoned", "startDate": "2024-02-01T00:00:00+01:00"}
+    )
+    assert project.status_code == 201, project.text
+    assert project.json()["start_date"] == "2024-01-31T23:00:00Z"
+
+
+def test_the_sort_field_takes_seed_003s_camel_case_names(client) -> None:
+    owner = _user(client, "sorter")
+    for title, due in (("later", "2024-05-01T00:00:00Z"), ("sooner", "2024-04-01T00:00:00Z")):
+        assert client.post(TASKS, headers=owner, json={"title": title, "dueDate": due}).status_code == 201
+    for sort_by in ("dueDate", "due_date"):
+        listed = client.get(TASKS, headers=owner, params={"sortBy": sort_by, "sortOrder": "asc"})
+        assert listed.status_code == 200, listed.text
+        assert [task["title"] for task in listed.json()["tasks"]] == ["sooner", "later"]
+    newest = client.get(TASKS, headers=owner, params={"sortBy": "createdAt", "sortOrder": "desc"}).json()["tasks"]
+    assert [task["title"] for task in newest] == ["sooner", "later"]
+    assert_error(client.get(TASKS, headers=owner, params={"sortBy": "password"}), 422, "VALIDATION_ERROR")
