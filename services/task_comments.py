@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from core.errors import FieldIssue, ValidationFailed
+from core.errors import FieldIssue, NotFound, ValidationFailed
 from persistence.models import TaskComment, User
 from persistence.repositories import users as users_repo
 from services import events, notifications, tasks
@@ -32,9 +32,21 @@ def add_comment(session: Session, principal: Principal, task_id: str, content: s
     return comment
 
 
+def comments_query(task_id: str) -> Select[tuple[TaskComment]]:
+    """A task's comments, oldest first (the conversation's order)."""
+    return select(TaskComment).where(TaskComment.task_id == task_id).order_by(TaskComment.created_at, TaskComment.id)
+
+
+def get_comment(session: Session, principal: Principal, task_id: str, comment_id: str) -> TaskComment:
+    task = tasks.get_task(session, principal, task_id)
+    comment = session.get(TaskComment, comment_id)
+    if comment is None or comment.task_id != task.id:
+        raise NotFound("Comment not found")
+    return comment
+
+
 def list_comments(session: Session, task_id: str) -> list[TaskComment]:
-    query = select(TaskComment).where(TaskComment.task_id == task_id)
-    return list(session.scalars(query.order_by(TaskComment.created_at, TaskComment.id)))
+    return list(session.scalars(comments_query(task_id)))
 
 
 def _mentioned_user(session: Session, task: Any, ref: str, where: str) -> User:

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from core.errors import FieldIssue, NotFound, PayloadTooLarge, ValidationFailed
@@ -130,9 +130,13 @@ def upload(
         raise
 
 
+def files_query(task_id: str) -> Select[tuple[TaskFile]]:
+    """A task's files, oldest first."""
+    return select(TaskFile).where(TaskFile.task_id == task_id).order_by(TaskFile.uploaded_at, TaskFile.id)
+
+
 def list_files(session: Session, task_id: str) -> list[TaskFile]:
-    query = select(TaskFile).where(TaskFile.task_id == task_id)
-    return list(session.scalars(query.order_by(TaskFile.uploaded_at, TaskFile.id)))
+    return list(session.scalars(files_query(task_id)))
 
 
 def get_file(session: Session, principal: Principal, task_id: str, file_id: str) -> TaskFile:

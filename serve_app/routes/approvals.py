@@ -44,12 +44,18 @@ def pending(
 
 
 @router.get("/history", response_model=ApprovalHistory)
-def history(principal: CurrentPrincipal, context: Context, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
-    """Decided and expired approvals, newest first (seed 002: `limit`, default 100)."""
+def history(
+    request: Request,
+    principal: CurrentPrincipal,
+    context: Context,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+) -> dict:
+    """Decided and expired approvals, newest first (seed 002: `limit`, default 100; `count` is this page's)."""
     with context.db.session() as session:
-        page = approvals.list_approvals(session, principal, pending=False, page=1, limit=limit)
-        items = [ApprovalOut.model_validate(item) for item in page.items]
-    return {"count": len(items), "history": items}
+        found = approvals.list_approvals(session, principal, pending=False, page=page, limit=limit)
+        items = [ApprovalOut.model_validate(item) for item in found.items]
+    return {**paginated(request, "history", items, found), "count": len(items)}
 
 
 @router.get("/{approval_id}", response_model=ApprovalOut)

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from actors import router_client
 from core.errors import FieldIssue, NotFound, ValidationFailed
 from persistence.models import Agent, Task
+from persistence.repositories.pages import fetch_page
 from schedulers.task_lifecycle import TaskStatus, parse_priority
 from serve_app.context import AppContext
 from serve_app.deps import Context, CurrentPrincipal
@@ -279,19 +280,36 @@ def update_task_status(
 
 
 @router.post("/{task_id}/comments", status_code=status.HTTP_201_CREATED, response_model=CommentOut)
-def add_comment(task_id: str, body: CommentCreate, principal: CurrentPrincipal, context: Context) -> CommentOut:
+def add_comment(
+    task_id: str, body: CommentCreate, principal: CurrentPrincipal, context: Context, response: Response
+) -> CommentOut:
     """Comment on a task you can see; each mentioned user (id or email, who can see the task) is notified."""
     with context.db.transaction() as session:
-        comment = task_comments.add_comment(session, principal, task_id, body.content, body.mentions)
-        return CommentOut.model_validate(comment)
+        out = CommentOut.model_validate(task_comments.add_comment(session, principal, task_id, body.content,
+                                                                  body.mentions))  # fmt: skip
+    response.headers["Location"] = f"/api/v1/tasks/{task_id}/comments/{out.id}"
+    return out
+
+
+@router.get("/{task_id}/comments/{comment_id}", response_model=CommentOut)
+def get_comment(task_id: str, comment_id: str, principal: CurrentPrincipal, context: Context) -> CommentOut:
+    with context.db.session() as session:
+        return CommentOut.model_validate(task_comments.get_comment(session, principal, task_id, comment_id))
 
 
 @router.get("/{task_id}/comments", response_model=CommentList)
-def list_comments(task_id: str, principal: CurrentPrincipal, context: Context) -> CommentList:
+def list_comments(
+    task_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    context: Context,
+    params: Annotated[PageParams, Depends(page_params)],
+) -> dict:
+    """A task's comments, oldest first."""
     with context.db.session() as session:
         task = tasks.get_task(session, principal, task_id)
-        comments = task_comments.list_comments(session, task.id)
-        return CommentList(comments=[CommentOut.model_validate(comment) for comment in comments])
+        page = fetch_page(session, task_comments.comments_query(task.id), page=params.page, limit=params.limit)
+        return paginated(request, "comments", [CommentOut.model_validate(comment) for comment in page.items], page)
 
 
 @router.post("/{task_id}/files", status_code=status.HTTP_201_CREATED, response_model=FileOut)
@@ -312,10 +330,18 @@ def upload_file(
 
 
 @router.get("/{task_id}/files", response_model=FileList)
-def list_files(task_id: str, principal: CurrentPrincipal, context: Context) -> FileList:
+def list_files(
+    task_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    context: Context,
+    params: Annotated[PageParams, Depends(page_params)],
+) -> dict:
+    """A task's files (their records; each one's bytes at `/files/{file_id}`), oldest first."""
     with context.db.session() as session:
         task = tasks.get_task(session, principal, task_id)
-        return FileList(files=[FileOut.model_validate(f) for f in task_files.list_files(session, task.id)])
+        page = fetch_page(session, task_files.files_query(task.id), page=params.page, limit=params.limit)
+        return paginated(request, "files", [FileOut.model_validate(record) for record in page.items], page)
 
 
 @router.get(

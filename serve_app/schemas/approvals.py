@@ -69,6 +69,8 @@ class ApprovalHistory(ResponseModel):
     success: bool = True
     count: int
     history: list[ApprovalOut]
+    pagination: PaginationInfo
+    links: PaginationLinks
 
 
 class DecisionOut(ResponseModel):

@@ -214,10 +214,14 @@ class FileOut(ResponseModel):
 
 class CommentList(ResponseModel):
     comments: list[CommentOut]
+    pagination: PaginationInfo
+    links: PaginationLinks
 
 
 class FileList(ResponseModel):
     files: list[FileOut]
+    pagination: PaginationInfo
+    links: PaginationLinks
 
 
 class TaskDetail(TaskOut):

@@ -67,6 +67,14 @@ def test_a_mention_notifies_the_mentioned_member_who_marks_it_read(client, team)
 
     detail = client.get(f"{TASKS}/{task['id']}?include=comments,history", headers=users["bob"]).json()
     assert [c["content"] for c in detail["comments"]] == ["Bob, please review"]
+    # The list has API.md's envelope, and a new comment's Location is where it is read back.
+    second = client.post(f"{TASKS}/{task['id']}/comments", headers=users["bob"], json={"content": "done"})
+    assert second.status_code == 201, second.text
+    assert client.get(second.headers["Location"], headers=users["alice"]).json() == second.json()
+    listed = client.get(f"{TASKS}/{task['id']}/comments", headers=users["alice"], params={"limit": 1, "page": 2}).json()
+    assert [c["content"] for c in listed["comments"]] == ["done"]
+    assert listed["pagination"]["total"] == 2 and listed["pagination"]["has_prev"] and listed["links"]["first"]
+    assert_error(client.get(f"{TASKS}/{task['id']}/comments/no-such-id", headers=users["alice"]), 404, "NOT_FOUND")
     assert any(entry["action"] == "updated" for entry in detail["history"])
 
 
@@ -136,7 +144,8 @@ def test_refused_uploads_keep_nothing(client, settings, team, name, content, kin
     assert problem in error["details"][0]["message"] and error["details"][0]["field"] == "file"
     folder = settings.file_storage_dir / task["id"]
     assert not folder.exists() or list(folder.iterdir()) == []
-    assert client.get(f"{TASKS}/{task['id']}/files", headers=alice).json()["files"] == []
+    listed = client.get(f"{TASKS}/{task['id']}/files", headers=alice).json()
+    assert listed["files"] == [] and listed["pagination"]["total"] == 0 and listed["links"]["next"] is None
 
 
 def test_an_upload_over_the_limit_answers_413_and_keeps_nothing(tmp_path, database_url, db) -> None:
