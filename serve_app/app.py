@@ -41,7 +41,7 @@ from serve_app.routes import (
     workflows,
     ws,
 )
-from serve_app.routing import assert_routes_protected
+from serve_app.routing import assert_routes_protected, document_errors
 
 log = logging.getLogger("orchestrator.api")
 
@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ws.router, include_in_schema=False)  # seed 003/004's `/ws`
     install_error_handlers(app)
     assert_routes_protected(app)
+    document_errors(app)
 
     if settings.api.cors_origins:
         app.add_middleware(

@@ -110,6 +110,14 @@ def api_routes(app: FastAPI) -> Iterator[RouteInfo]:
     FastAPI >= 0.165 keeps included routers as wrappers instead of copying their routes into
     `app.routes`, so walking `app.routes` alone would see none of them.
     """
+    for context, _ in _route_contexts(app):
+        yield RouteInfo(
+            context.path, frozenset(context.methods or ()), context.dependant, dict(context.openapi_extra or {})
+        )
+
+
+def _route_contexts(app: FastAPI) -> Iterator[tuple[Any, APIRoute]]:
+    """(the route as served, with its full path; the APIRoute it comes from) for every HTTP API route."""
     try:
         from fastapi.routing import iter_route_contexts
     except ImportError:  # older FastAPI: included routes are flattened into app.routes
@@ -119,9 +127,35 @@ def api_routes(app: FastAPI) -> Iterator[RouteInfo]:
     for context in contexts:
         original = getattr(context, "original_route", context)
         if isinstance(original, APIRoute):
-            yield RouteInfo(
-                context.path, frozenset(context.methods or ()), context.dependant, dict(context.openapi_extra or {})
-            )
+            yield context, original
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+_NOT_FOUND = _error("NOT_FOUND (also another tenant's resource)")
+_WRITE_ERRORS = {
+    400: _error("VALIDATION_ERROR: malformed JSON"),
+    409: _error("CONFLICT, or INVALID_TRANSITION for a change the current state does not allow"),
+    413: _error("PAYLOAD_TOO_LARGE"),
+}
+_UNAVAILABLE = _error("SERVICE_UNAVAILABLE (e.g. the database is unreachable)")
+
+
+def document_errors(app: FastAPI) -> None:
+    """Add the error statuses every route of a kind can answer to its OpenAPI responses (API.md: each code
+    with its HTTP status in the spec): 404 where the path names a resource, 400/409/413 for writes, 503
+    everywhere. What a route declares itself is kept."""
+    for context, route in _route_contexts(app):
+        added: dict[int, dict[str, Any]] = {503: _UNAVAILABLE}
+        if "{" in context.path:
+            added[404] = _NOT_FOUND
+        if any(action_for_method(method) == "write" for method in context.methods or ()):
+            added.update(_WRITE_ERRORS)
+        for code, response in added.items():
+            if code not in route.responses and str(code) not in route.responses:
+                route.responses[code] = response
 
 
 def is_public(route: RouteInfo | APIRoute) -> bool:

@@ -93,6 +93,12 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert "/api/v1/auth/login" in spec["paths"]
     assert "/api/v1/users/me" in spec["paths"]
+    # Each error status a route can answer is in its responses (API.md: "each with its HTTP status").
+    status_report = spec["paths"]["/api/v1/tasks/{task_id}/status"]["patch"]["responses"]
+    assert {"400", "401", "403", "404", "409", "413", "422", "429", "503"} <= set(status_report)
+    assert "INVALID_TRANSITION" in status_report["409"]["description"]
+    listing = spec["paths"]["/api/v1/tasks"]["get"]["responses"]
+    assert "404" not in listing and "409" not in listing and "503" in listing
 
 
 def test_oversized_bodies_are_refused_before_they_are_read(settings: Settings) -> None:
