@@ -47,20 +47,15 @@ def event_matches(patterns: Iterable[str], event_type: str) -> bool:
 RESERVED_PREFIXES = frozenset({"system", "notification", "webhook"})
 
 
-# Catalog events whose subject is not a task (a run, an agent, a user, an approval …): the task they are
-# about, if any, is their payload's `task_id`. Every other event's subject is its task (task events, and
-# the `task_id` a published event names).
-_SUBJECT_NOT_A_TASK = frozenset({
-    "execution.started", "execution.updated", "execution.output", "execution.completed", "execution.failed",
-    "execution.cancelled", "agent.created", "agent.status_changed", "approval.requested", "approval.approved",
-    "approval.rejected", "approval.expired", "marketplace.updated", "project.created", "project.completed",
-    "user.registered", "system.health",
-})  # fmt: skip
+# Events of these domains are about something other than a task (a run, an agent, an approval, a project, a
+# user …): the task they concern, if any, is their payload's `task_id`. Every other event's subject is its
+# task (task events, and the `task_id` a published event names).
+_NOT_ABOUT_A_TASK = frozenset({"execution", "agent", "approval", "marketplace", "project", "user", *RESERVED_PREFIXES})
 
 
 def task_id_of(event: Event | Row) -> str | None:
     """The task an event is about (API.md's `task_id`), or None."""
-    if event.event_type in _SUBJECT_NOT_A_TASK or event.event_type.partition(".")[0] in RESERVED_PREFIXES:
+    if event.event_type.partition(".")[0] in _NOT_ABOUT_A_TASK:
         task_id = event.data.get("task_id") if isinstance(event.data, dict) else None
         return task_id if isinstance(task_id, str) else None
     return event.subject_id

@@ -33,7 +33,10 @@ def test_published_events_are_listed_with_every_filter(client: TestClient) -> No
     # An event about something other than a task has no task_id (its subject is the account, not a task).
     [registered] = client.get(EVENTS, headers=owner, params={"type": "user.registered"}).json()["events"]
     assert registered["task_id"] is None and registered["payload"]["user_id"]
-    assert len(ids()) == 3 and ids(since="2999-01-01T00:00:00Z") == []  # with the account's user.registered
+    assert client.post("/api/v1/projects", headers=owner, json={"name": "evented"}).status_code == 201
+    [project] = client.get(EVENTS, headers=owner, params={"type": "project.created"}).json()["events"]
+    assert project["task_id"] is None
+    assert len(ids()) == 4 and ids(since="2999-01-01T00:00:00Z") == []  # with user.registered and project.created
     assert_error(client.get(EVENTS, headers=owner, params={"since": "2024-01-01T00:00:00"}), 422, "VALIDATION_ERROR")
 
 
