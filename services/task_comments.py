@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from core.errors import FieldIssue, NotFound, ValidationFailed
+from core.errors import FieldIssue, ValidationFailed
 from persistence.models import TaskComment, User
 from persistence.repositories import users as users_repo
 from services import events, notifications, tasks
@@ -38,11 +38,7 @@ def comments_query(task_id: str) -> Select[tuple[TaskComment]]:
 
 
 def get_comment(session: Session, principal: Principal, task_id: str, comment_id: str) -> TaskComment:
-    task = tasks.get_task(session, principal, task_id)
-    comment = session.get(TaskComment, comment_id)
-    if comment is None or comment.task_id != task.id:
-        raise NotFound("Comment not found")
-    return comment
+    return tasks.get_attached(session, principal, task_id, TaskComment, comment_id, "Comment")
 
 
 def list_comments(session: Session, task_id: str) -> list[TaskComment]:

@@ -18,7 +18,7 @@ from typing import BinaryIO
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from core.errors import FieldIssue, NotFound, PayloadTooLarge, ValidationFailed
+from core.errors import FieldIssue, PayloadTooLarge, ValidationFailed
 from core.ids import new_id
 from core.settings import Settings
 from persistence.files import LocalFileStore, TooLarge
@@ -140,8 +140,4 @@ def list_files(session: Session, task_id: str) -> list[TaskFile]:
 
 
 def get_file(session: Session, principal: Principal, task_id: str, file_id: str) -> TaskFile:
-    task = tasks.get_task(session, principal, task_id)
-    record = session.get(TaskFile, file_id)
-    if record is None or record.task_id != task.id:
-        raise NotFound("File not found")
-    return record
+    return tasks.get_attached(session, principal, task_id, TaskFile, file_id, "File")

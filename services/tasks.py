@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -38,6 +38,8 @@ _SUPPLIED = ("id", "title", "type", "priority", "status", "owner_type", "owner_i
              "updated_at", "sla_due_at")  # fmt: skip
 _new_task_defaults = column_defaults(Task, *_SUPPLIED)
 _INSERT_TASK = prepared_insert(Task, *_SUPPLIED, *_new_task_defaults.attributes)
+
+T = TypeVar("T")
 
 EVENT_OF_STATUS = {
     TaskStatus.assigned: "task.assigned",
@@ -216,6 +218,15 @@ def get_task(session: Session, principal: Principal, task_id: str) -> Task:
     if task is None or not can_see_task(session, principal, task):
         raise NotFound("Task not found")
     return task
+
+
+def get_attached(session: Session, principal: Principal, task_id: str, model: type[T], item_id: str, what: str) -> T:
+    """A record attached to a task the caller can see (a comment, a file); 404 for another task's."""
+    task = get_task(session, principal, task_id)
+    item = session.get(model, item_id)
+    if item is None or item.task_id != task.id:
+        raise NotFound(f"{what} not found")
+    return item
 
 
 def can_see_task(session: Session, principal: Principal, task: Task) -> bool:

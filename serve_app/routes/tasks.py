@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
+from sqlalchemy import Select
 from sqlalchemy.orm import object_session
 from starlette.concurrency import run_in_threadpool
 
@@ -36,7 +38,7 @@ from serve_app.pagination import (
     task_status_filter,
 )
 from serve_app.routing import protected_router
-from serve_app.schemas.common import MessageResponse
+from serve_app.schemas.common import MessageResponse, ResponseModel
 from serve_app.schemas.tasks import (
     CommentCreate,
     CommentList,
@@ -306,10 +308,8 @@ def list_comments(
     params: Annotated[PageParams, Depends(page_params)],
 ) -> dict:
     """A task's comments, oldest first."""
-    with context.db.session() as session:
-        task = tasks.get_task(session, principal, task_id)
-        page = fetch_page(session, task_comments.comments_query(task.id), page=params.page, limit=params.limit)
-        return paginated(request, "comments", [CommentOut.model_validate(comment) for comment in page.items], page)
+    return _attached_page(request, principal, context, params, task_id, "comments", task_comments.comments_query,
+                          CommentOut)  # fmt: skip
 
 
 @router.post("/{task_id}/files", status_code=status.HTTP_201_CREATED, response_model=FileOut)
@@ -338,10 +338,24 @@ def list_files(
     params: Annotated[PageParams, Depends(page_params)],
 ) -> dict:
     """A task's files (their records; each one's bytes at `/files/{file_id}`), oldest first."""
+    return _attached_page(request, principal, context, params, task_id, "files", task_files.files_query, FileOut)
+
+
+def _attached_page(
+    request: Request,
+    principal: Principal,
+    context: AppContext,
+    params: PageParams,
+    task_id: str,
+    key: str,
+    query_of: Callable[[str], Select[Any]],
+    out: type[ResponseModel],
+) -> dict:
+    """A page of the records attached to a task the caller can see (`query_of(task_id)`), as `out`."""
     with context.db.session() as session:
         task = tasks.get_task(session, principal, task_id)
-        page = fetch_page(session, task_files.files_query(task.id), page=params.page, limit=params.limit)
-        return paginated(request, "files", [FileOut.model_validate(record) for record in page.items], page)
+        page = fetch_page(session, query_of(task.id), page=params.page, limit=params.limit)
+        return paginated(request, key, [out.model_validate(item) for item in page.items], page)
 
 
 @router.get(
