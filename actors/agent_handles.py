@@ -1,5 +1,5 @@
-"""Every Ray call about agents' actors, behind thin functions (STYLE.md: "every ray.* call sits behind a
-thin wrapper"), so that services stay plain and tests can reason about one place.
+"""Every Ray call about agents' actors: the implementation of `services.ports.AgentActors` on Ray
+(`AgentActorsOnRay`), over thin functions that the platform's other actors share.
 
 Actors are named `agent:<id>` in the platform's namespace, detached (they outlive the request that
 created them), restarted by Ray when their process dies (`max_restarts=-1`), and created with
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -25,10 +24,10 @@ from core.clock import isoformat_z, utcnow
 from core.errors import InsufficientResources, ServiceUnavailable
 from core.settings import Settings
 from schedulers import admission
+from services.ports import ActorReady
 
 log = logging.getLogger("orchestrator.agents")
 
-actor_name = agent_actor_name
 
 # Ray's actor states, in seed 000's container words.
 CONTAINER_STATUS = {
@@ -42,16 +41,6 @@ _LOG_LINE = re.compile(
     r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+) \[([^\]]*)\] (.*)$"
 )
 _LOG_FETCH_LINES = 10_000
-# Actor threads beyond the agent's task slots: health pings, heartbeats, passivation.
-CONTROL_CALLS = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Ready:
-    placed: bool
-    error: str | None = None
-    node_id: str | None = None
-    pid: int | None = None
 
 
 @cache
@@ -110,11 +99,6 @@ def admit(request: dict[str, float], settings: Settings) -> admission.Placement:
     return placement
 
 
-def actor_options(request: dict[str, float], max_concurrent_tasks: int) -> dict[str, Any]:
-    """Ray options of an agent's actor: its resources and a thread per task slot plus control calls."""
-    return {**admission.actor_options(request), "max_concurrency": max_concurrent_tasks + CONTROL_CALLS}
-
-
 def activate(settings: Settings, agent_id: str, options: dict[str, Any]) -> Any:
     """The agent's actor: the live one, or a new one started now (deploy, or re-activation after
     passivation). Its constructor loads the agent from the database through the store."""
@@ -135,15 +119,15 @@ def activate(settings: Settings, agent_id: str, options: dict[str, Any]) -> Any:
             settings.ray.ray_namespace,
             agents.agent_idle_timeout_s,
             agents.agent_heartbeat_timeout_s,
-            options["max_concurrency"] - CONTROL_CALLS,
+            options["max_concurrency"] - admission.AGENT_CONTROL_CALLS,
         )
     )
 
 
-def dispatch(settings: Settings, agent_id: str, options: dict[str, Any], method: str, *args: Any) -> None:
-    """Send work to the agent's actor without waiting (re-activating it if needed). If the message is
-    lost, the database still says what is owed and the reconciler sends it again."""
-    getattr(activate(settings, agent_id, options), method).remote(*args)
+def dispatch(settings: Settings, agent_id: str, options: dict[str, Any], task_id: str) -> None:
+    """Send an assigned task to the agent's actor without waiting (re-activating it if needed). If the
+    message is lost, the database still says what is owed and the reconciler sends it again."""
+    activate(settings, agent_id, options).run_task.remote(task_id)
 
 
 def find(settings: Settings, agent_id: str) -> Any | None:
@@ -166,17 +150,19 @@ def live_agent_ids(settings: Settings) -> set[str]:
     }
 
 
-def wait_ready(settings: Settings, agent_id: str, *, timeout_s: float) -> Ready:
-    handle = find(settings, agent_id)
+def wait_ready(settings: Settings, agent_id: str, *, timeout_s: float, handle: Any = None) -> ActorReady:
+    """`handle`: the one `activate` returned, whose constructor's error Ray still holds after the actor died
+    (a lookup by name no longer finds a dead actor)."""
+    handle = handle or find(settings, agent_id)
     if handle is None:
-        return Ready(placed=False, error="the actor disappeared while starting")
+        return ActorReady(placed=False, error="the actor disappeared while starting")
     try:
         info = ray.get(handle.ready.remote(), timeout=timeout_s)
     except GetTimeoutError:
-        return Ready(placed=False)
+        return ActorReady(placed=False)
     except RayActorError as exc:
-        return Ready(placed=False, error=creation_error(exc))
-    return Ready(placed=True, node_id=info["node_id"], pid=info["pid"])
+        return ActorReady(placed=False, error=creation_error(exc))
+    return ActorReady(placed=True, node_id=info["node_id"], pid=info["pid"])
 
 
 def creation_error(exc: BaseException) -> str:
@@ -203,12 +189,12 @@ def restart(settings: Settings, agent_id: str, options: dict[str, Any]) -> str:
     return handle._actor_id.hex()
 
 
-def tell_if_live(settings: Settings, agent_id: str, method: str, *args: Any) -> bool:
-    """A message for the actor only if it runs now: it does not wake a passivated agent."""
+def heartbeat(settings: Settings, agent_id: str, at: str) -> bool:
+    """Tell the actor its worker beat, only if it runs now: it does not wake a passivated agent."""
     handle = find(settings, agent_id)
     if handle is None:
         return False
-    getattr(handle, method).remote(*args)
+    handle.heartbeat.remote(at)
     return True
 
 
@@ -303,3 +289,51 @@ def _require_ray() -> None:
     # Never let a Ray call start a private local Ray inside an API process that is not on a cluster.
     if not ray.is_initialized():
         raise ServiceUnavailable("Agents are deployed by the platform on Ray; this API process is not on a cluster")
+
+
+class AgentActorsOnRay:
+    """`services.ports.AgentActors` on Ray, for one namespace's settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._starting: dict[str, Any] = {}  # handles activated and not yet waited for
+
+    @property
+    def on_cluster(self) -> bool:
+        return ray.is_initialized()
+
+    def actor_name(self, agent_id: str) -> str:
+        return agent_actor_name(agent_id)
+
+    def admit(self, request: dict[str, float]) -> admission.Placement:
+        return admit(request, self._settings)
+
+    def activate(self, agent_id: str, options: dict[str, Any]) -> None:
+        self._starting[agent_id] = activate(self._settings, agent_id, options)
+
+    def wait_ready(self, agent_id: str, *, timeout_s: float) -> ActorReady:
+        handle = self._starting.pop(agent_id, None)
+        return wait_ready(self._settings, agent_id, timeout_s=timeout_s, handle=handle)
+
+    def dispatch(self, agent_id: str, options: dict[str, Any], task_id: str) -> None:
+        dispatch(self._settings, agent_id, options, task_id)
+
+    def heartbeat(self, agent_id: str, at: str) -> bool:
+        return heartbeat(self._settings, agent_id, at)
+
+    def stop(self, agent_id: str) -> bool:
+        return stop(self._settings, agent_id)
+
+    def restart(self, agent_id: str, options: dict[str, Any]) -> str:
+        return restart(self._settings, agent_id, options)
+
+    def live_agent_ids(self) -> set[str]:
+        return live_agent_ids(self._settings)
+
+    def inspect(self, agent_id: str, *, ping_timeout_s: float) -> dict[str, Any]:
+        return inspect(self._settings, agent_id, ping_timeout_s=ping_timeout_s)
+
+    def logs(
+        self, container_id: str, *, since: datetime | None, until: datetime | None, tail: int
+    ) -> list[dict[str, Any]]:
+        return logs(container_id, since=since, until=until, tail=tail)

@@ -14,13 +14,14 @@ import threading
 import time
 from typing import Any
 
-from actors import agent_handles
+from actors.agent_handles import AgentActorsOnRay
 from cluster import metrics, tracing
 from core.logging import configure_logging
 from core.settings import Settings
 from persistence.db import Database
 from schedulers.routing import AgentSlot, RoutingPolicy, TaskQueues
 from services import routing
+from services.ports import AgentsChanged, RouterMessage, RulesChanged, TasksRequeued, TaskSubmitted
 
 log = logging.getLogger("orchestrator.router")
 
@@ -29,11 +30,18 @@ RESYNC_TASKS_EVERY_S = 10.0
 # re-checks every cross-owner decision against the stored memberships).
 MEMBERSHIPS_MAX_AGE_S = 10.0
 
-# What each message other than `submit` asks the router to re-read (methods of `TaskRouter`), in this order.
-_REREADS = {
-    "agents_changed": ("_sync_agents",),
-    "resync": ("_sync_tasks", "_sync_agents"),
-    "rules_changed": ("_load_rules",),
+# What each message other than `TaskSubmitted` asks the router to re-read (methods of `TaskRouter`), in order.
+_REREADS: dict[type, tuple[str, ...]] = {
+    AgentsChanged: ("_sync_agents",),
+    TasksRequeued: ("_sync_tasks", "_sync_agents"),
+    RulesChanged: ("_load_rules",),
+}
+# Messages as processes of the previous release send them while a cluster is upgraded: `(method, args)`.
+_LEGACY: dict[str, type] = {
+    "submit": TaskSubmitted,
+    "agents_changed": AgentsChanged,
+    "resync": TasksRequeued,
+    "rules_changed": RulesChanged,
 }
 
 
@@ -42,6 +50,7 @@ class TaskRouter:
         configure_logging(settings.log_level)
         tracing.configure(settings, "router")
         self._settings = settings
+        self._agents = AgentActorsOnRay(settings)
         self._db = Database(settings.database_url, pool_size=2, max_overflow=0, application_name="orchestrator:router")
         # Database times (epoch) onto this process's monotonic clock, which the policy's aging uses.
         self._clock_offset = time.time() - time.monotonic()
@@ -56,16 +65,11 @@ class TaskRouter:
 
     # --- messages ------------------------------------------------------------------------------------
 
-    def deliver(self, messages: list[tuple[str, tuple[Any, ...], dict[str, str] | None]]) -> int:
+    def deliver(self, messages: list[tuple[Any, ...]]) -> int:
         """A batch of messages from one process's mailbox (`router_client.notify`), oldest first: each is
-        `(method, args, trace)`, `trace` the sender's `tracing.carrier()` (its work is a span of the sender's
-        trace, with the sender's correlation id). Returns how many tasks were assigned.
-
-        - `submit(task_id, new=None)`: a new pending task to queue; `new` is the task as its creator sent it
-          (`routing.NewTask`), otherwise it is read;
-        - `agents_changed()`: an agent was deployed, enabled or finished a task: re-read capacities;
-        - `resync()`: tasks went back to the queue (an agent undeployed or deleted): re-read everything;
-        - `rules_changed()`: `PUT /routing/rules` stored new rules.
+        `(message, trace)`, a `services.ports.RouterMessage` and the sender's `tracing.carrier()` (its work
+        is a span of the sender's trace, with the sender's correlation id). Returns how many tasks were
+        assigned.
 
         Each re-read is done once per batch, however many messages asked for it, and the batch is routed once:
         a flood of messages costs the router a call and a routing pass per batch, not per message. Every
@@ -76,39 +80,40 @@ class TaskRouter:
         done: set[str] = set()
         traces: dict[str, dict[str, str]] = {}  # a submitted task's sender, whose trace its assignment joins
         try:
-            for method, args, trace in messages:
+            for item in messages:
+                message, trace = _message(item)
                 try:
-                    if method == "submit":
+                    if isinstance(message, TaskSubmitted):
                         if trace:
-                            traces[args[0]] = trace
-                        with tracing.continued(trace, "router.submit", {"orchestrator.task_id": args[0]}):
-                            self._queue(args[0], args[1] if len(args) > 1 else None)
-                    elif method in _REREADS:
-                        with tracing.continued(trace, f"router.{method}"):
-                            for reread in _REREADS[method]:
+                            traces[message.task_id] = trace
+                        with tracing.continued(trace, "router.submit", {"orchestrator.task_id": message.task_id}):
+                            self._queue(message.task_id, message.task)
+                    elif type(message) in _REREADS:
+                        with tracing.continued(trace, f"router.{type(message).__name__}"):
+                            for reread in _REREADS[type(message)]:
                                 if reread not in done:
                                     done.add(reread)
                                     getattr(self, reread)()
                     else:
-                        log.warning("router: unknown message %r dropped", method)
+                        log.warning("router: unknown message %r dropped", message)
                 except Exception:
-                    log.exception("router: message %s%r failed", method, args[:1])
+                    log.exception("router: message %r failed", message)
         finally:
             assigned = self._route(traces)
         return assigned
 
     # The messages one by one, as processes of the previous release send them while a cluster is upgraded.
     def submit(self, task_id: str, new: Any = None, trace: dict[str, str] | None = None) -> int:
-        return self.deliver([("submit", (task_id, new), trace)])
+        return self.deliver([(TaskSubmitted(task_id, new), trace)])
 
     def agents_changed(self, trace: dict[str, str] | None = None) -> int:
-        return self.deliver([("agents_changed", (), trace)])
+        return self.deliver([(AgentsChanged(), trace)])
 
     def resync(self, trace: dict[str, str] | None = None) -> int:
-        return self.deliver([("resync", (), trace)])
+        return self.deliver([(TasksRequeued(), trace)])
 
     def rules_changed(self, trace: dict[str, str] | None = None) -> int:
-        return self.deliver([("rules_changed", (), trace)])
+        return self.deliver([(RulesChanged(), trace)])
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -196,11 +201,7 @@ class TaskRouter:
                         self._queues.push(still_pending)
                 continue
             assigned += 1
-            if outcome.hosted and outcome.options is not None:
-                try:
-                    agent_handles.dispatch(self._settings, outcome.agent_id, outcome.options, "run_task", task.task_id)
-                except Exception:  # stored as assigned: the reconciler re-sends it
-                    log.exception("dispatch of task %s to agent %s failed", task.task_id, outcome.agent_id)
+            routing.hand_over(self._agents, outcome)
         self._routed += assigned
         if stale_agents:
             self._sync_agents()
@@ -220,3 +221,13 @@ class TaskRouter:
                 self._route()
             except Exception:
                 log.exception("router tick failed")
+
+
+def _message(item: tuple[Any, ...]) -> tuple[RouterMessage | None, dict[str, str] | None]:
+    """`(message, trace)`, or a previous release's `(method, args, trace)` as the message it meant."""
+    if len(item) == 3 and isinstance(item[0], str):
+        method, args, trace = item
+        kind = _LEGACY.get(method)
+        return (kind(*args) if kind is not None else None), trace
+    message, trace = item
+    return message, trace

@@ -1,6 +1,8 @@
 """Messages to the cluster's singleton actors (the task router, the run pool), fire-and-forget: the
 database already holds what a message says, and each actor's own pass (the router's tick, the
-reconciler's resume of runs) re-reads it, so a lost message delays the work by at most one pass."""
+reconciler's resume of runs) re-reads it, so a lost message delays the work by at most one pass.
+
+`RouterOnRay` and `RunPoolOnRay` implement the services' `RouterChannel` and `RunLauncher` ports."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ray.exceptions import GetTimeoutError
 from actors.names import ROUTER_NAME, RUN_POOL_NAME
 from cluster import tracing
 from core.settings import Settings
+from services.ports import RouterMessage
 
 log = logging.getLogger("orchestrator.actors")
 
@@ -58,12 +61,12 @@ def ask(settings: Settings, name: str, method: str, *args: Any, timeout_s: float
         return None
 
 
-def notify(settings: Settings, method: str, *args: Any) -> None:
-    """Tell the task router (`TaskRouter.deliver` lists the messages), within the caller's trace and
+def notify(settings: Settings, message: RouterMessage) -> None:
+    """Tell the task router (`services.ports` lists the messages), within the caller's trace and
     correlation id. The message goes through this process's mailbox: sent at once when the router is not
     busy with this process's previous batch, otherwise with everything else that arrives meanwhile."""
     if ray.is_initialized():
-        _router_mailbox(settings).put((method, args, tracing.carrier()))
+        _router_mailbox(settings).put((message, tracing.carrier()))
 
 
 def _router_mailbox(settings: Settings) -> Mailbox:
@@ -138,3 +141,26 @@ def stats(settings: Settings, timeout_s: float = 2.0) -> dict[str, Any] | None:
 def submit_run(settings: Settings, execution_id: str, resources: dict[str, Any] | None = None) -> None:
     """Hand a run to the run pool (a repeated submit of the same run is harmless)."""
     tell(settings, RUN_POOL_NAME, "submit", execution_id, resources or None, trace=tracing.carrier())
+
+
+class RouterOnRay:
+    """`services.ports.RouterChannel`: the task router, through this process's mailbox."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def send(self, message: RouterMessage) -> None:
+        notify(self._settings, message)
+
+    def stats(self, *, timeout_s: float) -> dict[str, Any] | None:
+        return stats(self._settings, timeout_s=timeout_s)
+
+
+class RunPoolOnRay:
+    """`services.ports.RunLauncher`: the pool of run actors."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def submit(self, execution_id: str, resources: dict[str, Any] | None = None) -> None:
+        submit_run(self._settings, execution_id, resources)

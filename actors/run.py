@@ -27,6 +27,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
+from actors.router_client import RouterOnRay
 from cluster import metrics, tracing
 from core.imports import import_object
 from core.logging import configure_logging
@@ -91,7 +92,7 @@ class WorkflowRunActor:
         tracing.configure(settings, "run")
         self._name = name
         self._db = Database(settings.database_url, pool_size=1, max_overflow=1, application_name="orchestrator:run")
-        self._store = DatabaseRunStore(self._db, settings)
+        self._store = DatabaseRunStore(self._db, settings, router=RouterOnRay(settings))
         self._env = environment(settings, ray_map)
         self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="node")
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from actors import agent_handles, router_client
+from actors.agent_handles import AgentActorsOnRay
+from actors.router_client import RouterOnRay, RunPoolOnRay
 from core.logging import configure_logging
 from core.settings import Settings
 from frameworks import AgentSpec
 from persistence.db import Database
-from services import approvals, deployments, executions, tasks, workflows
+from services import approvals, deployments, executions, routing, tasks, workflows
+from services.ports import AgentsChanged, TaskSubmitted
 
 log = logging.getLogger("orchestrator.store")
 
@@ -32,6 +34,9 @@ class Store:
             application_name="orchestrator:store",
         )
         self._settings = settings
+        self._agents = AgentActorsOnRay(settings)
+        self._router = RouterOnRay(settings)
+        self._runs = RunPoolOnRay(settings)
 
     def activate_agent(self, agent_id: str, container_id: str) -> AgentSpec | None:
         with self._db.transaction() as session:
@@ -52,7 +57,7 @@ class Store:
             run = executions.start_for_task(session, tasks.lock_task(session, task_id), workflow)
             request = executions.request_of(session, run.id)
             task["execution_id"] = run.id
-        router_client.submit_run(self._settings, run.id, request)
+        self._runs.submit(run.id, request)
         return task
 
     def finish_task(self, task_id: str, agent_id: str, result: dict[str, Any] | None, error: str | None) -> bool:
@@ -66,7 +71,7 @@ class Store:
                     session, task_id, agent_id, None, f"its outcome could not be stored: {exc}"
                 )
         if finished:
-            router_client.notify(self._settings, "agents_changed")  # the agent has a free slot
+            self._router.send(AgentsChanged())  # the agent has a free slot
         return finished
 
     def decide_approval(self, approval_id: str, decider_id: str, approve: bool, reason: str | None) -> dict[str, Any]:
@@ -76,10 +81,8 @@ class Store:
             outcome = approvals.decide(session, approval_id, decider_id, approve, reason, self._settings)
             run_request = executions.request_of(session, outcome["execution_id"]) if outcome["execution_id"] else None
         if run_request is not None:  # a run waiting at an approval node resumes now
-            router_client.submit_run(self._settings, outcome["execution_id"], run_request)
-        assigned = outcome.pop("assigned")
-        if assigned is not None and assigned.hosted and assigned.options is not None:
-            agent_handles.dispatch(self._settings, assigned.agent_id, assigned.options, "run_task", assigned.task_id)
+            self._runs.submit(outcome["execution_id"], run_request)
+        routing.hand_over(self._agents, outcome.pop("assigned"))
         if outcome["task_id"]:
-            router_client.notify(self._settings, "submit", outcome["task_id"])
+            self._router.send(TaskSubmitted(outcome["task_id"]))
         return outcome

@@ -48,6 +48,15 @@ def actor_options(request: Mapping[str, float]) -> dict[str, Any]:
     return options
 
 
+# Actor threads beyond an agent's task slots: health pings, heartbeats, passivation.
+AGENT_CONTROL_CALLS = 4
+
+
+def agent_actor_options(request: Mapping[str, float], max_concurrent_tasks: int) -> dict[str, Any]:
+    """Ray options of an agent's actor: its resources and a thread per task slot plus control calls."""
+    return {**actor_options(request), "max_concurrency": max_concurrent_tasks + AGENT_CONTROL_CALLS}
+
+
 def fits(request: Mapping[str, float], node: Mapping[str, float]) -> bool:
     return all(node.get(name, 0.0) + 1e-9 >= amount for name, amount in request.items())
 

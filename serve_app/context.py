@@ -11,7 +11,8 @@ import ray
 import redis
 import redis.asyncio as aioredis
 
-from actors import router_client
+from actors.agent_handles import AgentActorsOnRay
+from actors.router_client import RouterOnRay, RunPoolOnRay
 from cluster.probes import ray_probe, serve_probe
 from core.batching import Batcher
 from core.settings import Settings
@@ -21,6 +22,7 @@ from persistence.models import Task
 from serve_app.rate_limits import RateLimitPolicy
 from services import sessions
 from services.health import PASS, WARN, Check, CheckResult, HealthService
+from services.ports import Actors, RouterChannel
 from services.principal import Role
 from services.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from services.tasks import NewTaskRequest, create_tasks
@@ -45,10 +47,13 @@ class AppContext:
     new_tasks: GroupCommit[NewTaskRequest, Task]
     # Whether a token (id, family, subject) is revoked: concurrent requests' checks as one lookup.
     revocations: Batcher[tuple[str | None, ...], bool]
+    # The live side: agents' actors, the task router, the run pool (services/ports.py), on Ray.
+    actors: Actors
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
         db = Database.from_settings(settings, application_name="orchestrator:api")
+        actors = Actors(agents=AgentActorsOnRay(settings), router=RouterOnRay(settings), runs=RunPoolOnRay(settings))
         redis_client = (
             redis.Redis.from_url(
                 settings.redis.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
@@ -60,7 +65,7 @@ class AppContext:
             Check("database", _database_probe(db), critical=True),
             Check("ray", ray_probe, critical=False),
             Check("serve", serve_probe, critical=False),
-            Check("queues", _queues_probe(settings), critical=False),
+            Check("queues", _queues_probe(actors.router, settings.health_check_timeout_s), critical=False),
         ]
         if redis_client is not None:
             checks.insert(1, Check("redis", _redis_probe(redis_client), critical=False))
@@ -93,6 +98,7 @@ class AppContext:
             rate_limits=RateLimitPolicy(settings.rate_limits, limiter),
             new_tasks=GroupCommit(db, create_tasks),
             revocations=Batcher(partial(_revoked, db)),
+            actors=actors,
         )
 
     async def aclose(self) -> None:
@@ -115,13 +121,13 @@ def _database_probe(db: Database):
     return probe
 
 
-def _queues_probe(settings: Settings):
-    """The task router's live queues (seed 001's `queues` check): warn when it cannot be asked."""
+def _queues_probe(router: RouterChannel, timeout_s: float):
+    """The task router's live queues (the `queues` check): warn when it cannot be asked."""
 
     def probe() -> CheckResult:
         if not ray.is_initialized():
             return CheckResult(WARN, "not connected to Ray: the task router's queues are not visible")
-        stats = router_client.stats(settings, timeout_s=settings.health_check_timeout_s)
+        stats = router.stats(timeout_s=timeout_s)
         if stats is None:
             return CheckResult(WARN, "the task router does not answer")
         return CheckResult(PASS, f"{stats['queued']} task(s) queued, {stats['free_slots']} free agent slot(s)", stats)

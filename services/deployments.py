@@ -3,7 +3,7 @@
 The database is written first and the actor told second, so that a failed actor call leaves a record the
 reconciler finishes from. Every status change goes through `set_status`, which applies
 `schedulers.agent_lifecycle` to the locked row and writes `agent.status_changed` to the outbox.
-The Ray side lives behind `actors.agent_handles`.
+The live side is the `AgentActors` port (services/ports.py), which `actors/` implements on Ray.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from actors import agent_handles
 from core.clock import isoformat_z, utcnow
 from core.errors import Conflict, DeploymentFailed, FieldIssue, NotFound, ValidationFailed
 from core.settings import Settings
@@ -27,6 +26,7 @@ from schedulers import admission
 from schedulers.agent_lifecycle import AgentStatus, transition
 from services import events, ownership, tasks
 from services.agents import lock_agent
+from services.ports import AgentActors
 from services.principal import Principal
 
 log = logging.getLogger("orchestrator.deployments")
@@ -76,7 +76,7 @@ def set_status(session: Session, agent: Agent, target: AgentStatus, message: str
 # --- requests from the API ---------------------------------------------------------------------------
 
 
-def deploy(db: Database, settings: Settings, principal: Principal, agent_id: str) -> DeployOutcome:
+def deploy(db: Database, settings: Settings, agents: AgentActors, principal: Principal, agent_id: str) -> DeployOutcome:
     """Deploy: check framework and resources, record `deploying`, start the actor, wait a bounded time.
 
     Answers with the agent `active` once the actor is ready, or still `deploying` when the cluster has
@@ -88,7 +88,7 @@ def deploy(db: Database, settings: Settings, principal: Principal, agent_id: str
         agent = ownership.get_writable(session, Agent, agent_id, principal)
         _check_deployable(agent, settings)
         request = resources_of(agent, settings)
-    placement = agent_handles.admit(request, settings)
+    placement = agents.admit(request)
     with db.transaction() as session:
         agent = lock_agent(session, agent_id)
         if agent is None:
@@ -99,15 +99,15 @@ def deploy(db: Database, settings: Settings, principal: Principal, agent_id: str
         set_status(session, agent, AgentStatus.deploying, waiting)
         agent.passivated_at = None
         options = actor_options(agent, settings)
-    logs = [f"Actor {agent_handles.actor_name(agent_id)} requested with {admission.describe(request)}"]
+    logs = [f"Actor {agents.actor_name(agent_id)} requested with {admission.describe(request)}"]
     try:
-        agent_handles.activate(settings, agent_id, options)
+        agents.activate(agent_id, options)
     except Exception as exc:  # Ray refused the actor: record why, the caller sees the agent in error
         record_failure(db, agent_id, f"the actor could not be created: {exc}")
         raise DeploymentFailed(f"The agent's actor could not be created: {exc}") from exc
     # Placement that needs other work to finish or the autoscaler to add a node takes minutes: answer now.
     wait_s = settings.agents.agent_deploy_wait_s if placement is admission.Placement.now else 0.5
-    ready = agent_handles.wait_ready(settings, agent_id, timeout_s=wait_s)
+    ready = agents.wait_ready(agent_id, timeout_s=wait_s)
     if ready.error is not None:
         record_failure(db, agent_id, ready.error)
         raise DeploymentFailed(f"The agent's actor failed to start: {ready.error}")
@@ -133,7 +133,7 @@ def _check_deployable(agent: Agent, settings: Settings) -> None:
                                details=[FieldIssue(field, message)]) from exc  # fmt: skip
 
 
-def undeploy(db: Database, settings: Settings, principal: Principal, agent_id: str) -> Agent:
+def undeploy(db: Database, agents: AgentActors, principal: Principal, agent_id: str) -> Agent:
     with db.transaction() as session:
         agent = ownership.get_writable(session, Agent, agent_id, principal)
         agent = lock_agent(session, agent.id)
@@ -144,11 +144,11 @@ def undeploy(db: Database, settings: Settings, principal: Principal, agent_id: s
         agent.passivated_at = None
         tasks.release_agent_tasks(session, agent.id, "the agent was undeployed")
     # After the commit: an actor that comes up now finds the agent inactive and stops itself.
-    agent_handles.stop(settings, agent_id)
+    agents.stop(agent_id)
     return agent
 
 
-def delete(db: Database, settings: Settings, principal: Principal, agent_id: str) -> None:
+def delete(db: Database, agents: AgentActors, principal: Principal, agent_id: str) -> None:
     """Delete an agent (its unfinished tasks go back to the queue, or fail if started) and stop its actor."""
     with db.transaction() as session:
         agent = ownership.get_writable(session, Agent, agent_id, principal)
@@ -156,28 +156,32 @@ def delete(db: Database, settings: Settings, principal: Principal, agent_id: str
         tasks.release_agent_tasks(session, agent.id, "the agent was deleted")
         session.delete(agent)
     if was_deployed:
-        agent_handles.stop(settings, agent_id)
+        agents.stop(agent_id)
 
 
-def restart(db: Database, settings: Settings, principal: Principal, agent_id: str) -> dict[str, Any]:
+def restart(
+    db: Database, settings: Settings, agents: AgentActors, principal: Principal, agent_id: str
+) -> dict[str, Any]:
     """Restart the agent's actor: Ray starts a new process, which reloads the agent from the database."""
     with db.session() as session:
         agent = ownership.get_writable(session, Agent, agent_id, principal)
         if agent.status != AgentStatus.active.value:
             raise Conflict(f"Only an active agent's container can be restarted (this one is {agent.status})")
         options = actor_options(agent, settings)
-    restarted = agent_handles.restart(settings, agent_id, options)
+    restarted = agents.restart(agent_id, options)
     return {"container_id": restarted, "status": "restarting", "restarted_at": isoformat_z(utcnow())}
 
 
-def container(db: Database, settings: Settings, principal: Principal, agent_id: str) -> dict[str, Any]:
+def container(
+    db: Database, settings: Settings, agents: AgentActors, principal: Principal, agent_id: str
+) -> dict[str, Any]:
     """The agent's actor as seed 000's container: Ray's view of it plus a health ping of the actor."""
     with db.session() as session:
         agent = ownership.get_visible(session, Agent, agent_id, principal)
     limits = agent.resource_limits or {}
     report: dict[str, Any] = {
         "container_id": agent.container_id,
-        "actor_name": agent_handles.actor_name(agent.id),
+        "actor_name": agents.actor_name(agent.id),
         "agent_status": agent.status,
         "resource_usage": {"cpu_percent": None, "memory_usage": None, "memory_limit": limits.get("memory")},
         "health_status": "none",
@@ -188,23 +192,32 @@ def container(db: Database, settings: Settings, principal: Principal, agent_id: 
     if agent.passivated_at is not None:
         # Idle: no process; the next task re-activates it. Not woken up just to be looked at.
         return {**report, "status": "passivated", "passivated_at": agent.passivated_at}
-    live = agent_handles.inspect(settings, agent.id, ping_timeout_s=settings.health_check_timeout_s)
+    live = agents.inspect(agent.id, ping_timeout_s=settings.health_check_timeout_s)
     usage = {**report["resource_usage"], **live.pop("resource_usage", {})}
     return {**report, **live, "resource_usage": usage}
 
 
 def container_logs(
-    db: Database, principal: Principal, agent_id: str, *, since: datetime | None, until: datetime | None, tail: int
+    db: Database,
+    agents: AgentActors,
+    principal: Principal,
+    agent_id: str,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    tail: int,
 ) -> list[dict[str, Any]]:
     """The actor's log lines: for those who may change the agent (the lines carry task details)."""
     with db.session() as session:
         agent = ownership.get_writable(session, Agent, agent_id, principal)
     if not agent.container_id:
         return []
-    return agent_handles.logs(agent.container_id, since=since, until=until, tail=tail)
+    return agents.logs(agent.container_id, since=since, until=until, tail=tail)
 
 
-def record_heartbeat(db: Database, settings: Settings, principal: Principal, agent_id: str) -> Agent:
+def record_heartbeat(
+    db: Database, settings: Settings, agents: AgentActors, principal: Principal, agent_id: str
+) -> Agent:
     """An external agent's worker says it is alive. Stored; a live mailbox actor is told, but a heartbeat
     neither wakes a passivated one nor keeps one awake (an idle worker costs no process). Offline workers
     are found from the stored time by the reconciler."""
@@ -219,7 +232,7 @@ def record_heartbeat(db: Database, settings: Settings, principal: Principal, age
         agent.offline_notified_at = None
         if came_online:
             _emit_online(session, agent, True)
-    agent_handles.tell_if_live(settings, agent_id, "heartbeat", isoformat_z(agent.last_heartbeat_at))
+    agents.heartbeat(agent_id, isoformat_z(agent.last_heartbeat_at))
     return agent
 
 
@@ -312,7 +325,7 @@ def agents_to_run(session: Session, settings: Settings) -> list[WantedActor]:
 
 
 def actor_options(agent: Agent, settings: Settings) -> dict[str, Any]:
-    return agent_handles.actor_options(resources_of(agent, settings), agent.max_concurrent_tasks)
+    return admission.agent_actor_options(resources_of(agent, settings), agent.max_concurrent_tasks)
 
 
 def record_failure(db: Database, agent_id: str, message: str) -> None:

@@ -31,6 +31,7 @@ from schedulers import admission
 from schedulers.task_lifecycle import TaskStatus
 from serve_app.request_context import correlation_id_var
 from services import approvals, events, ownership, tasks
+from services.ports import RouterChannel, TaskSubmitted
 from services.principal import Principal
 
 ACTIVE = ("pending", "running", "waiting")
@@ -245,9 +246,12 @@ def _summary(run: Execution) -> dict[str, Any]:
 class DatabaseRunStore:
     """`runtime.engine.RunStore` on the platform's database. Every write checks the lease first."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, router: RouterChannel | None = None) -> None:
+        """`router`: told of the tasks a run waits on (None: nobody is, as in a process without a cluster;
+        the router's periodic re-read finds them)."""
         self.db = db
         self.settings = settings
+        self.router = router
         self.lease = timedelta(seconds=settings.workflows.run_lease_s)
 
     def claim(self, execution_id: str, token: str, takeover: str | None) -> ClaimedRun | None:
@@ -433,10 +437,8 @@ class DatabaseRunStore:
             self._write_logs(session, run.id, logs)
             events.emit(session, "execution.updated", {**_summary(run), "waiting_on": run.waiting_on},
                         source="executions", owner=run, subject_id=run.id)  # fmt: skip
-        if request["kind"] == "task":
-            from actors import router_client
-
-            router_client.notify(self.settings, "submit", waited)
+        if request["kind"] == "task" and self.router is not None:
+            self.router.send(TaskSubmitted(waited))
         return True
 
     def finish(

@@ -8,6 +8,7 @@ locks, so a task is never assigned twice, whatever the router's restarts and rac
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ from schedulers.routing import DEFAULT_RULES, PRIORITY_LEVELS, AgentSelector, Ag
 from schedulers.task_lifecycle import TaskStatus
 from services import tasks
 from services.agents import lock_agent
+from services.deployments import actor_options
+from services.ports import AgentActors
+
+log = logging.getLogger("orchestrator.routing")
 
 MAX_LOADED_TASKS = 100_000
 MAX_KNOWN_USERS = 100_000
@@ -175,13 +180,32 @@ def assign_routed(session: Session, task_id: str, agent_id: str, settings: Any) 
         return None
     task.agent_id = agent.id
     tasks.set_status(session, task, TaskStatus.assigned)
-    hosted = agent.mode == "hosted"
-    options = None
-    if hosted:
-        from services.deployments import actor_options
+    return assigned_to(task.id, agent, settings)
 
-        options = actor_options(agent, settings)
-    return Assigned(task_id=task.id, agent_id=agent.id, hosted=hosted, options=options)
+
+def assigned_to(task_id: str, agent: Agent, settings: Any) -> Assigned:
+    """A task now assigned to `agent`, with what its actor needs if the agent is hosted."""
+    hosted = agent.mode == "hosted"
+    return Assigned(
+        task_id=task_id, agent_id=agent.id, hosted=hosted, options=actor_options(agent, settings) if hosted else None
+    )
+
+
+def hand_over(agents: AgentActors, assigned: Assigned | None) -> None:
+    """The one way an assigned task reaches its agent: a hosted agent's actor is sent it (started if it
+    was passivated); an external agent's worker polls for it. Stored as assigned first, so a failed send
+    is only a delay: the reconciler sends it again."""
+    if assigned is None or not assigned.hosted or assigned.options is None:
+        return
+    try:
+        agents.dispatch(assigned.agent_id, assigned.options, assigned.task_id)
+    except Exception as exc:
+        log.warning(
+            "task %s stored as assigned; its dispatch to agent %s is deferred: %s",
+            assigned.task_id,
+            assigned.agent_id,
+            exc,
+        )
 
 
 def _may_use(session: Session, task: Task, agent: Agent) -> bool:

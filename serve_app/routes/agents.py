@@ -11,7 +11,6 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response, status
 
-from actors import router_client
 from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent
 from schedulers.agent_lifecycle import parse_status
@@ -43,6 +42,7 @@ from serve_app.schemas.agents import (
 from serve_app.schemas.common import MessageResponse
 from serve_app.schemas.tasks import AgentMetrics, TaskList, TaskOut
 from services import agents, deployments, tasks
+from services.ports import AgentsChanged, TasksRequeued
 from services.principal import Role
 
 router = protected_router(prefix="/agents", tags=["agents"], resource="agents", write_role=Role.agent)
@@ -133,8 +133,8 @@ def patch_agent(agent_id: str, body: AgentUpdate, principal: CurrentPrincipal, c
 @router.delete("/{agent_id}", response_model=MessageResponse)
 def delete_agent(agent_id: str, principal: CurrentPrincipal, context: Context) -> MessageResponse:
     """Delete the agent; a deployed agent's actor is stopped first."""
-    deployments.delete(context.db, context.settings, principal, agent_id)
-    router_client.notify(context.settings, "resync")
+    deployments.delete(context.db, context.actors.agents, principal, agent_id)
+    context.actors.router.send(TasksRequeued())
     return MessageResponse(message="Agent deleted successfully")
 
 
@@ -142,7 +142,7 @@ def delete_agent(agent_id: str, principal: CurrentPrincipal, context: Context) -
 def enable_agent(agent_id: str, principal: CurrentPrincipal, context: Context) -> AgentOut:
     with context.db.transaction() as session:
         result = agent_out(agents.set_enabled(session, principal, agent_id, True, None), context)
-    router_client.notify(context.settings, "agents_changed")
+    context.actors.router.send(AgentsChanged())
     return result
 
 
@@ -165,9 +165,9 @@ def deploy_agent(agent_id: str, principal: CurrentPrincipal, context: Context, r
     """Start the agent's actor with its resource limits. 200 `active` once it runs; 202 `deploying` while
     the cluster frees or adds the resources. FRAMEWORK_UNAVAILABLE, INSUFFICIENT_RESOURCES (no node can
     ever hold it) and DEPLOYMENT_FAILED (its runtime failed to load) answer 422; 409 if already deployed."""
-    outcome = deployments.deploy(context.db, context.settings, principal, agent_id)
+    outcome = deployments.deploy(context.db, context.settings, context.actors.agents, principal, agent_id)
     if outcome.placed:
-        router_client.notify(context.settings, "agents_changed")
+        context.actors.router.send(AgentsChanged())
     if not outcome.placed:
         response.status_code = status.HTTP_202_ACCEPTED
     agent = outcome.agent
@@ -180,21 +180,21 @@ def deploy_agent(agent_id: str, principal: CurrentPrincipal, context: Context, r
 @router.post("/{agent_id}/undeploy", response_model=UndeployResponse)
 def undeploy_agent(agent_id: str, principal: CurrentPrincipal, context: Context) -> UndeployResponse:
     """Stop the agent's actor; the agent becomes `inactive` and can be deployed again."""
-    agent = deployments.undeploy(context.db, context.settings, principal, agent_id)
-    router_client.notify(context.settings, "resync")  # its unstarted tasks are queued again
+    agent = deployments.undeploy(context.db, context.actors.agents, principal, agent_id)
+    context.actors.router.send(TasksRequeued())  # its unstarted tasks are queued again
     return UndeployResponse(id=agent.id, status=agent.status, undeployed_at=agent.undeployed_at)
 
 
 @router.get("/{agent_id}/container", response_model=ContainerOut)
 def get_container(agent_id: str, principal: CurrentPrincipal, context: Context) -> dict:
     """The agent's actor: Ray's state (node, pid, restarts), its CPU/memory use and a health ping."""
-    return deployments.container(context.db, context.settings, principal, agent_id)
+    return deployments.container(context.db, context.settings, context.actors.agents, principal, agent_id)
 
 
 @router.post("/{agent_id}/container/restart", response_model=RestartResponse)
 def restart_container(agent_id: str, principal: CurrentPrincipal, context: Context) -> dict:
     """Restart the actor's process; the new one reloads the agent from the database."""
-    return deployments.restart(context.db, context.settings, principal, agent_id)
+    return deployments.restart(context.db, context.settings, context.actors.agents, principal, agent_id)
 
 
 @router.get("/{agent_id}/container/logs", response_model=LogsResponse)
@@ -208,14 +208,16 @@ def container_logs(
 ) -> dict:
     """The actor's own log lines, oldest first (its worker's stderr, read through Ray's state API)."""
     require_time_zones(since=since, until=until)
-    entries = deployments.container_logs(context.db, principal, agent_id, since=since, until=until, tail=tail)
+    entries = deployments.container_logs(
+        context.db, context.actors.agents, principal, agent_id, since=since, until=until, tail=tail
+    )
     return {"logs": entries}
 
 
 @router.post("/{agent_id}/heartbeat", response_model=HeartbeatResponse)
 def heartbeat(agent_id: str, principal: CurrentPrincipal, context: Context) -> HeartbeatResponse:
     """An external agent's worker reports that it is alive (seed 002's remote agents)."""
-    agent = deployments.record_heartbeat(context.db, context.settings, principal, agent_id)
+    agent = deployments.record_heartbeat(context.db, context.settings, context.actors.agents, principal, agent_id)
     assert agent.last_heartbeat_at is not None
     return HeartbeatResponse(id=agent.id, online=True, last_heartbeat_at=agent.last_heartbeat_at)
 

@@ -10,7 +10,6 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response, status
 
-from actors import router_client
 from core.clock import isoformat_z, utcnow
 from persistence.models import Event
 from serve_app.deps import Context, CurrentPrincipal
@@ -70,7 +69,7 @@ def list_events(
 def _stats(context: Context) -> dict:
     with context.db.session() as session:
         queue = tasks.queue_stats(session)
-    router = router_client.stats(context.settings)
+    router = context.actors.router.stats(timeout_s=2.0)
     return {"queue": queue, "router": router, "timestamp": isoformat_z(utcnow())}
 
 

@@ -10,13 +10,13 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from actors import router_client
 from schedulers.routing import AgentSelector
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.routing import protected_router
 from serve_app.schemas.common import RequestModel, ResponseModel
 from serve_app.schemas.tasks import TASK_TYPE
 from services import routing
+from services.ports import RulesChanged
 from services.principal import Role
 
 # Scopes: routing is part of the tasks resource (tasks:read, tasks:write).
@@ -81,5 +81,5 @@ def put_rules(body: RulesIn, principal: CurrentPrincipal, context: Context) -> d
         effective = routing.replace_rules(
             session, {name: selector.model_dump() for name, selector in body.rules.items()}, principal.user_id
         )
-    router_client.notify(context.settings, "rules_changed")
+    context.actors.router.send(RulesChanged())
     return _out(effective)

@@ -21,7 +21,6 @@ from sqlalchemy import Select
 from sqlalchemy.orm import object_session
 from starlette.concurrency import run_in_threadpool
 
-from actors import router_client
 from core.errors import FieldIssue, NotFound, ValidationFailed
 from persistence.models import Agent, Task
 from persistence.repositories.pages import fetch_page
@@ -56,7 +55,8 @@ from serve_app.schemas.tasks import (
     TaskStatusUpdate,
     TaskUpdate,
 )
-from services import approvals, deployments, events, routing, task_comments, task_files, tasks
+from services import approvals, events, routing, task_comments, task_files, tasks
+from services.ports import AgentsChanged, TasksRequeued, TaskSubmitted
 from services.principal import Principal, Role
 
 log = logging.getLogger("orchestrator.tasks")
@@ -84,7 +84,7 @@ async def create_task(body: TaskCreate, principal: CurrentPrincipal, context: Co
 
 async def _create_grouped(context: AppContext, request: tasks.NewTaskRequest) -> TaskOut:
     task = await context.new_tasks.submit(request)
-    router_client.notify(context.settings, "submit", task.id, routing.NewTask.of(task))
+    context.actors.router.send(TaskSubmitted(task.id, routing.NewTask.of(task)))
     return TaskOut.model_validate(task)
 
 
@@ -93,12 +93,11 @@ def _create_now(principal: Principal, context: AppContext, data: dict) -> TaskOu
         task = tasks.create_task(session, principal, data, approval_gate=_gate(principal, context))
         result = TaskOut.model_validate(task)
         agent = session.get(Agent, task.agent_id) if task.agent_id else None
-        hosted = agent is not None and agent.mode == "hosted"
-        options = deployments.actor_options(agent, context.settings) if hosted and agent else None
-    if options is not None:
-        _dispatch(context, result.agent_id, options, result.id)
+        assigned = routing.assigned_to(task.id, agent, context.settings) if agent is not None else None
+    if assigned is not None:
+        routing.hand_over(context.actors.agents, assigned)
     elif result.status == TaskStatus.pending.value and result.agent_id is None:  # not waiting for an approval
-        router_client.notify(context.settings, "submit", result.id, routing.NewTask.of(task))
+        context.actors.router.send(TaskSubmitted(result.id, routing.NewTask.of(task)))
     return result
 
 
@@ -207,7 +206,7 @@ def _update(task_id: str, body: TaskUpdate, principal: CurrentPrincipal, context
     with context.db.transaction() as session:
         out = TaskOut.model_validate(tasks.update_task(session, principal, task_id, changes))
     if out.status in ("completed", "failed", "cancelled", "pending"):
-        router_client.notify(context.settings, "agents_changed")
+        context.actors.router.send(AgentsChanged())
     return out
 
 
@@ -232,7 +231,7 @@ def delete_task(
     with context.db.transaction() as session:
         tasks.delete_task(session, principal, task_id, reason)
     task_files.store_for(context.settings).delete_prefix(task_id)  # its rows went with the task
-    router_client.notify(context.settings, "resync")
+    context.actors.router.send(TasksRequeued())
     return MessageResponse(message="Task deleted successfully")
 
 
@@ -243,10 +242,9 @@ def assign_task(task_id: str, body: TaskAssign, principal: CurrentPrincipal, con
         task = tasks.assign_task(session, principal, task_id, body.agent_id)
         out = TaskOut.model_validate(task)
         agent = session.get(Agent, body.agent_id)
-        options = deployments.actor_options(agent, context.settings) if agent and agent.mode == "hosted" else None
-    if options is not None:
-        _dispatch(context, out.agent_id, options, out.id)
-    router_client.notify(context.settings, "resync")
+        assigned = routing.assigned_to(task.id, agent, context.settings) if agent is not None else None
+    routing.hand_over(context.actors.agents, assigned)
+    context.actors.router.send(TasksRequeued())
     return out
 
 
@@ -277,7 +275,7 @@ def update_task_status(
                                    result=body.result, progress=body.progress)  # fmt: skip
         out = TaskOut.model_validate(task)
     if out.status in ("completed", "failed", "cancelled", "pending"):
-        router_client.notify(context.settings, "agents_changed")  # a slot freed (or a task to route again)
+        context.actors.router.send(AgentsChanged())  # a slot freed (or a task to route again)
     return TaskStatusOut(task_id=out.id, status=out.status, task=out)
 
 
@@ -391,12 +389,3 @@ def _gate(principal: CurrentPrincipal, context: Context):
         return True
 
     return gate
-
-
-def _dispatch(context, agent_id: str | None, options: dict, task_id: str) -> None:
-    from actors import agent_handles
-
-    try:
-        agent_handles.dispatch(context.settings, agent_id, options, "run_task", task_id)
-    except Exception as exc:  # the task is stored as assigned: the reconciler hands it over later
-        log.warning("task %s stored; dispatch deferred: %s", task_id, exc)

@@ -16,7 +16,6 @@ from fastapi import Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from actors import router_client
 from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent, Execution, ExecutionLog, ExecutionStep, Workflow
 from serve_app.deps import Context, CurrentPrincipal
@@ -117,15 +116,11 @@ def list_versions(workflow_id: str, principal: CurrentPrincipal, context: Contex
         return WorkflowVersionList(versions=[WorkflowVersionOut.model_validate(item) for item in items])
 
 
-def _admit(request: dict[str, float], settings) -> None:
+def _admit(request: dict[str, float], context: Context) -> None:
     """422 INSUFFICIENT_RESOURCES for a run no node (nor node type) could ever hold. Without a cluster
     view (an in-process app) Ray decides when the actor starts."""
-    import ray
-
-    from actors import agent_handles
-
-    if request and ray.is_initialized():
-        agent_handles.admit(request, settings)
+    if request and context.actors.agents.on_cluster:
+        context.actors.agents.admit(request)
 
 
 def _start(context: Context, principal: CurrentPrincipal, workflow_id: str | None, agent_id: str | None,
@@ -136,7 +131,7 @@ def _start(context: Context, principal: CurrentPrincipal, workflow_id: str | Non
                     else workflows.active_for_agent(session, principal, agent_id or ""))  # fmt: skip
         agent = session.get(Agent, workflow.agent_id)
         request = executions.resources_of(options, agent.resource_limits if agent is not None else None)
-    _admit(request, context.settings)
+    _admit(request, context)
     with context.db.transaction() as session:
         workflow = workflows.get(session, principal, workflow.id)
         run = executions.start(
@@ -146,7 +141,7 @@ def _start(context: Context, principal: CurrentPrincipal, workflow_id: str | Non
         out = ExecutionStarted(execution_id=run.id, status=run.status, started_at=run.started_at,
                                created_at=run.created_at, correlation_id=run.correlation_id,
                                workflow_id=run.workflow_id, workflow_version=run.workflow_version)  # fmt: skip
-    router_client.submit_run(context.settings, out.execution_id, request)
+    context.actors.runs.submit(out.execution_id, request)
     response.headers["Location"] = f"/api/v1/executions/{out.execution_id}"
     return out
 

@@ -23,6 +23,7 @@ from core.clock import utcnow
 from persistence.db import Database
 from persistence.models import Approval, Event, Execution, ExecutionStep, Task
 from serve_app.app import create_app
+from services.ports import TaskSubmitted
 from tests.conftest import make_settings
 from tests.integration.test_agents import _agent, _user
 from tests.integration.test_auth_flow import assert_error
@@ -71,7 +72,7 @@ def test_an_actor_message_continues_the_request_trace_with_its_correlation_id(tr
     client, exporter = traced
     admin = _user(client, "root")
     exporter.clear()
-    messages: list[tuple[str, tuple, dict | None]] = []
+    messages: list[tuple[TaskSubmitted, dict | None]] = []
 
     class Mailbox:  # Ray's transport aside: what the route puts in the mailbox is what the router receives
         put = messages.append
@@ -83,9 +84,9 @@ def test_an_actor_message_continues_the_request_trace_with_its_correlation_id(tr
                            json={"type": "bugfix", "title": "traced"})  # fmt: skip
     assert response.status_code == 201, response.text
     [server] = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
-    [(method, args, carrier)] = messages
-    task_id, new = args  # the task's id and its routing fields, so the router need not read it back
-    assert (method, task_id, new.id, new.type) == ("submit", response.json()["id"], task_id, "bugfix")
+    [(message, carrier)] = messages
+    task_id, new = message.task_id, message.task  # its routing fields, so the router need not read it back
+    assert (type(message), task_id, new.id, new.type) == (TaskSubmitted, response.json()["id"], task_id, "bugfix")
     assert carrier["correlation_id"] == "trace-me-2"
     assert carrier["traceparent"].split("-")[1] == f"{server.context.trace_id:032x}"
 

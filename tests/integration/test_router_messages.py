@@ -14,6 +14,7 @@ from core.settings import Settings
 from persistence.db import Database
 from persistence.models import Task
 from services import routing
+from services.ports import AgentsChanged, TasksRequeued, TaskSubmitted
 from tests.integration.test_organizations import ORGS, _accounts, _add_member, _create_org
 from tests.integration.test_tasks_agents import AGENTS, TASKS, _active, _agent, _task, _user
 
@@ -49,15 +50,17 @@ def test_a_batch_of_messages_is_one_routing_pass_with_each_re_read_once(
     with db.session() as session:
         first = routing.NewTask.of(session.get(Task, tasks[0]["id"]))
 
-    assigned = router.deliver([
-        ("submit", (tasks[0]["id"], first), None),  # as the creating route sends it
-        ("agents_changed", (), None),
-        ("submit", (tasks[1]["id"],), None),  # as a workflow's task node sends it: read back
-        ("agents_changed", (), None),
-        ("resync", (), None),
-        ("submit", (tasks[2]["id"],), None),
-        ("no_such_message", (), None),
-    ])  # fmt: skip
+    assigned = router.deliver(
+        [
+            (TaskSubmitted(tasks[0]["id"], first), None),  # as the creating route sends it
+            (AgentsChanged(), None),
+            (TaskSubmitted(tasks[1]["id"]), None),  # as a workflow's task node sends it: read back
+            (AgentsChanged(), None),
+            (TasksRequeued(), None),
+            (TaskSubmitted(tasks[2]["id"]), None),
+            ("no_such_message", (), None),  # a previous release's message this one does not know
+        ]
+    )
 
     assert assigned == 2  # the agent's limit
     assert calls == {"_sync_agents": 1, "_sync_tasks": 1, "_route": 1}
@@ -70,6 +73,8 @@ def test_a_batch_of_messages_is_one_routing_pass_with_each_re_read_once(
     assert router.stats()["queued"] == 1
 
     # A second delivery of the same tasks assigns nothing twice.
+    assert router.deliver([(TaskSubmitted(t["id"]), None) for t in tasks]) == 0
+    # As a process of the previous release sends it during an upgrade: `(method, args, trace)`.
     assert router.deliver([("submit", (t["id"],), None) for t in tasks]) == 0
     assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["current_tasks"] == 2
 
@@ -82,19 +87,19 @@ def test_a_membership_removed_after_the_router_read_it_does_not_route_to_the_org
     _add_member(client, org["id"], alice, bob)
     agent = _agent(client, alice.headers, mode="external", owner_type="organization", owner_id=org["id"])
     _active(db, agent["id"])
-    router.deliver([("agents_changed", (), None)])
+    router.deliver([(AgentsChanged(), None)])
     first = _task(client, bob.headers, type="general")
-    assert router.deliver([("submit", (first["id"],), None)]) == 1  # bob's organization's agent takes it
+    assert router.deliver([(TaskSubmitted(first["id"]), None)]) == 1  # bob's organization's agent takes it
     assert client.get(f"{TASKS}/{first['id']}", headers=bob.headers).json()["agent_id"] == agent["id"]
 
     removed = client.delete(f"{ORGS}/{org['id']}/members/{bob.id}", headers=alice.headers)
     assert removed.status_code == 200, removed.text
     second = _task(client, bob.headers, type="general")
     # The router still holds bob's organizations from the first task; the assignment re-checks them.
-    assert router.deliver([("submit", (second["id"],), None)]) == 0
+    assert router.deliver([(TaskSubmitted(second["id"]), None)]) == 0
     assert client.get(f"{TASKS}/{second['id']}", headers=bob.headers).json()["status"] == "pending"
     # Queued again with bob's organizations read again; his next task stays pending as well.
     third = _task(client, bob.headers, type="general")
-    assert router.deliver([("submit", (third["id"],), None)]) == 0
+    assert router.deliver([(TaskSubmitted(third["id"]), None)]) == 0
     assert router.stats()["queued"] == 2 and router.stats()["routed"] == 1
     assert client.get(f"{AGENTS}/{agent['id']}", headers=alice.headers).json()["current_tasks"] == 1
