@@ -25,6 +25,10 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # A route in a table's first column: `GET/POST /agents/{id}`.
 ROUTE_SPAN = re.compile(r"`((?:GET|POST|PUT|PATCH|DELETE)(?:/(?:GET|POST|PUT|PATCH|DELETE))*) (/[^`\s]*)`")
 # `user (writes: agent)`, `agent (GET: user)`.
+# An event name as the platform writes it in code: "task.created".
+EVENT_LITERAL = re.compile(
+    r'"((?:task|execution|agent|approval|marketplace|project|user|system|notification|webhook)\.[a-z_]+)"'
+)
 ROLE_OVERRIDE = re.compile(r"\((writes|GET|POST|PUT|PATCH|DELETE): (public|user|agent|admin)\)")
 
 
@@ -128,6 +132,20 @@ def test_api_guide_documents_every_error_code() -> None:
     for code, status in ERROR_CODES.items():
         assert code in rows, f"docs/api.md's error table lacks {code}"
         assert rows[code] == str(status), f"docs/api.md gives {code} status {rows[code]}, the code {status}"
+
+
+def test_api_guide_lists_every_event_type_the_platform_emits() -> None:
+    text = API_GUIDE.read_text()
+    catalog = text[text.index("## Events") : text.index("## Routes")]
+    emitted = {
+        name
+        for package in ("services", "actors")
+        for source in (ROOT / package).glob("*.py")
+        for name in EVENT_LITERAL.findall(source.read_text())
+    }
+    assert len(emitted) > 20, "the scan found the platform's event names"
+    missing = sorted(name for name in emitted if f"`{name}`" not in catalog)
+    assert not missing, f"docs/api.md's event types lack {missing}"
 
 
 def test_readme_opens_with_the_install_and_test_commands() -> None:
