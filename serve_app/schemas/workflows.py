@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import AliasChoices, Field, computed_field, field_validator
 
+from schedulers.execution_lifecycle import ExecutionStatus
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
 
 
@@ -102,7 +103,7 @@ class StartExecution(RequestModel):
 
 class ExecutionStarted(ResponseModel):
     execution_id: str
-    status: str
+    status: ExecutionStatus
     started_at: datetime | None
     created_at: datetime
     correlation_id: str | None
@@ -146,7 +147,7 @@ class ExecutionOut(ResponseModel):
     workflow_version: str
     agent_id: str | None
     task_id: str | None
-    status: str
+    status: ExecutionStatus
     input: dict[str, Any]
     output: dict[str, Any] | None
     error: str | None
