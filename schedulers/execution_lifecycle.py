@@ -1,10 +1,10 @@
 """The execution (workflow run) lifecycle as data.
 
 `pending → running`, and `running → waiting → pending` around each wait, ending
-`completed | failed | timeout | cancelled`. A run is stored
-`pending`; the run actor that claims it makes it `running` (`services.executions.DatabaseRunStore.claim`);
-a node that waits for a person or a task makes it `waiting`, and the end of that wait makes it `pending`
-again (`services.run_waits`) until an actor claims it and resumes. Every change goes through `transition`.
+`completed | failed | timeout | cancelled`. A run is stored `pending`; the run actor that claims it makes it
+`running` (`services.executions.DatabaseRunStore.claim`); a node that waits for a person or a task makes it
+`waiting`, and the end of that wait makes it `pending` again (`services.run_waits`) until an actor claims
+it and resumes. Every change goes through `transition`.
 """
 
 from __future__ import annotations
