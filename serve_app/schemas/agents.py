@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from pydantic import Field, computed_field, field_validator
 
-from schedulers.agent_lifecycle import AgentStatus
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
 from services.agents import validate_framework
 
@@ -107,7 +106,7 @@ class AgentOut(ResponseModel):
     max_concurrent_tasks: int
     current_tasks: int
     resource_limits: dict[str, Any]
-    status: AgentStatus
+    status: str
     is_active: bool
     disabled_reason: str | None
     version: str
@@ -138,7 +137,7 @@ class DeployResponse(ResponseModel):
     """Seed 000's deploy answer, plus the agent."""
 
     id: str
-    status: AgentStatus
+    status: str
     container_id: str | None
     deployed_at: datetime | None
     status_message: str | None
@@ -148,7 +147,7 @@ class DeployResponse(ResponseModel):
 
 class UndeployResponse(ResponseModel):
     id: str
-    status: AgentStatus
+    status: str
     undeployed_at: datetime | None
 
 
@@ -169,7 +168,7 @@ class ContainerOut(ResponseModel):
 
     container_id: str | None
     actor_name: str
-    agent_status: AgentStatus
+    agent_status: str
     status: str = Field(description="running | pending | restarting | passivated | stopped | missing | dead")
     ray_state: str | None = None
     node_id: str | None = None

@@ -32,7 +32,7 @@ class ApprovalOut(ResponseModel):
     task_id: str | None
     priority: str
     reason: str | None
-    status: ApprovalStatus
+    status: str
     requested_by: str
     decided_by: str | None
     decided_at: datetime | None
@@ -77,6 +77,6 @@ class ApprovalHistory(ResponseModel):
 class DecisionOut(ResponseModel):
     success: bool = True
     approval_id: str
-    status: ApprovalStatus
+    status: str
     task_id: str | None
     message: str

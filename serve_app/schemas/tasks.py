@@ -72,7 +72,7 @@ class TaskOut(ResponseModel):
     description: str | None
     type: str
     priority: str
-    status: TaskStatus
+    status: str
     agent_id: str | None
     project_id: str | None
     source: str | None
@@ -119,7 +119,7 @@ class TaskList(ResponseModel):
 
 class TaskStatusOut(ResponseModel):
     task_id: str
-    status: TaskStatus
+    status: str
     task: TaskOut
 
 

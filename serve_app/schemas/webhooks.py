@@ -10,7 +10,6 @@ from pydantic import AliasChoices, Field, field_validator
 
 from core.crypto import SecretBox
 from persistence.models import Webhook, WebhookDelivery
-from schedulers.webhook_delivery_lifecycle import DeliveryStatus
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
 from services.webhooks import custom_headers, mask_secret
 
@@ -57,7 +56,7 @@ class WebhookOut(ResponseModel):
     owner_id: str
     created_by: str | None
     last_delivery_at: datetime | None
-    last_delivery_status: DeliveryStatus | None
+    last_delivery_status: str | None
     last_status_code: int | None
     created_at: datetime
     updated_at: datetime
@@ -80,7 +79,7 @@ class DeliveryOut(ResponseModel):
     webhook_id: str
     event_id: str
     event_type: str
-    status: DeliveryStatus = Field(description="pending | delivered | failed (will retry) | dead (no more attempts)")
+    status: str = Field(description="pending | delivered | failed (will retry) | dead (no more attempts)")
     attempts: int
     next_attempt_at: datetime | None
     last_attempt_at: datetime | None

@@ -7,7 +7,6 @@ from typing import Any
 
 from pydantic import AliasChoices, Field, computed_field, field_validator
 
-from schedulers.execution_lifecycle import ExecutionStatus
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
 
 
@@ -103,7 +102,7 @@ class StartExecution(RequestModel):
 
 class ExecutionStarted(ResponseModel):
     execution_id: str
-    status: ExecutionStatus
+    status: str
     started_at: datetime | None
     created_at: datetime
     correlation_id: str | None
@@ -147,7 +146,7 @@ class ExecutionOut(ResponseModel):
     workflow_version: str
     agent_id: str | None
     task_id: str | None
-    status: ExecutionStatus
+    status: str
     input: dict[str, Any]
     output: dict[str, Any] | None
     error: str | None
