@@ -23,6 +23,7 @@ from actors.names import STORE_NAME
 from core.clock import isoformat_z, utcnow
 from core.logging import configure_logging
 from frameworks import adapter_for
+from schedulers.task_lifecycle import TaskStatus
 
 log = logging.getLogger("orchestrator.agent")
 
@@ -119,9 +120,9 @@ class AgentActor:
                 result, error = None, f"{type(exc).__name__}: {exc}"
                 log.warning("task %s failed: %s", task_id, error)
             ray.get(self._store.finish_task.remote(task_id, self._agent_id, result, error))
-            log.info("task %s %s in %.0f ms", task_id, "failed" if error else "completed",
+            log.info("task %s %s in %.0f ms", task_id, TaskStatus.failed if error else TaskStatus.completed,
                      (time.perf_counter() - started) * 1000)  # fmt: skip
-            return "failed" if error else "completed"
+            return TaskStatus.failed if error else TaskStatus.completed
         finally:
             self._end()
 

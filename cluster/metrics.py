@@ -12,11 +12,13 @@ from typing import Any
 
 import ray
 
+from schedulers.execution_lifecycle import ExecutionStatus
+
 log = logging.getLogger("orchestrator.metrics")
 
 PRIORITIES = ("P0", "P1", "P2", "P3")
-# Every status a run can hold (services.executions), so that a gauge whose runs all left drops to 0.
-RUN_STATUSES = ("pending", "running", "waiting", "completed", "failed", "cancelled", "timeout")
+# Every status a run can hold, so that a gauge whose runs all left drops to 0.
+RUN_STATUSES = tuple(status.value for status in ExecutionStatus)
 STEP_LATENCY_BOUNDARIES_MS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000]
 
 # name -> (kind, description, tag keys); Prometheus shows them as `ray_<name>` (counters also `_total`).

@@ -20,9 +20,8 @@ from sqlalchemy import Connection, and_, case, delete, event, func, insert, insp
 from sqlalchemy.dialects import postgresql, sqlite
 
 from persistence.models import Execution, ExecutionRollup, ExecutionRollupDelta
+from schedulers.execution_lifecycle import FAILED, FINISHED, ExecutionStatus
 
-FINISHED = ("completed", "failed", "cancelled", "timeout")
-FAILED = ("failed", "timeout")
 GRAINS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 NO_AGENT = ""
 
@@ -70,7 +69,7 @@ class _Run:
         return self.status in FINISHED
 
     def measures(self) -> dict[str, float]:
-        counted: dict[str, float] = {"runs": 1, "completed": self.status == "completed",
+        counted: dict[str, float] = {"runs": 1, "completed": self.status == ExecutionStatus.completed,
                                      "failed": self.status in FAILED, "finished": self.finished}  # fmt: skip
         if self.finished:
             if self.duration_ms is not None:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.clock import utcnow
 from persistence.base import Base, IdMixin, JSONType, OwnedMixin, TimestampMixin
+from schedulers.agent_lifecycle import AgentStatus
 
 
 class User(IdMixin, TimestampMixin, Base):
@@ -157,7 +158,7 @@ class Agent(IdMixin, TimestampMixin, OwnedMixin, Base):
     current_tasks: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     # {"cpu": cores, "memory": MB, "gpu": count}
     resource_limits: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="draft", index=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=AgentStatus.draft.value, index=True)
     # Enabled flag (enable/disable): a disabled agent receives no new tasks, whatever its status.
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(500))

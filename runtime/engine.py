@@ -26,6 +26,7 @@ from runtime import templates
 from runtime.expressions import ExpressionError
 from runtime.graph import Graph
 from runtime.nodes import NODE_TYPES, NodeContext, NodeFailed, NodeResult
+from schedulers.execution_lifecycle import ExecutionStatus
 
 log = logging.getLogger("orchestrator.runs")
 
@@ -98,7 +99,7 @@ class RunStore(Protocol):
         self,
         run: ClaimedRun,
         token: str,
-        status: str,
+        status: ExecutionStatus,
         *,
         output: dict[str, Any] | None,
         error: str | None,
@@ -125,7 +126,7 @@ class RunEnvironment:
 
 @dataclass(slots=True)
 class Outcome:
-    status: str  # completed | failed | cancelled | timeout | waiting | lost | not_claimed
+    status: str  # an ExecutionStatus (completed | failed | cancelled | timeout | waiting), lost or not_claimed
     leaked_thread: bool = False  # a node overran its timeout or was cancelled mid-way: recycle the process
 
 
@@ -212,11 +213,11 @@ class _Runner:
             try:
                 result = NODE_TYPES[node["type"]].resume(ctx, node.get("config", {}), run.outcome)
             except NodeFailed as exc:
-                return self._finish("failed", error=f"{node_id}: {exc}")
+                return self._finish(ExecutionStatus.failed, error=f"{node_id}: {exc}")
             self._record(node_id, node, ctx, result, started, input_state=None)
         while run.frontier:
             if self.deadline is not None and time.time() > self.deadline:
-                return self._finish("timeout", error="execution timed out")
+                return self._finish(ExecutionStatus.timeout, error="execution timed out")
             node_id = run.frontier[0]
             node = self.graph.nodes[node_id]
             attempt = run.head_failures + 1
@@ -230,23 +231,24 @@ class _Runner:
                 return self._finish(stop.status, error=stop.reason)
             except (NodeFailed, ExpressionError) as exc:
                 self._failed(node_id, node, ctx, started, str(exc))
-                return self._finish("failed", error=f"{node_id}: {exc}")
+                return self._finish(ExecutionStatus.failed, error=f"{node_id}: {exc}")
             except Exception as exc:  # a node's own error: retried with backoff, then the run fails
                 reason = f"{type(exc).__name__}: {exc}"
                 self._failed(node_id, node, ctx, started, reason)
                 retries = node.get("retry_count", self.retry_count)
                 if attempt > int(retries):
-                    return self._finish("failed", error=f"{node_id} failed after {attempt} attempt(s): {reason}")
+                    error = f"{node_id} failed after {attempt} attempt(s): {reason}"
+                    return self._finish(ExecutionStatus.failed, error=error)
                 self._backoff(node, attempt)
                 continue
             if result.wait is not None:
                 self.log("INFO", f"waiting for {result.wait['kind']}", node_id)
                 if not self.store.wait(run, self.token, node_id, result.wait, self.take_logs()):
                     raise LostLease
-                return Outcome("waiting", self.leaked)
+                return Outcome(ExecutionStatus.waiting, self.leaked)
             self._record(node_id, node, ctx, result, started, input_state=before)
         output = run.state.pop("__output__", None)
-        return self._finish("completed", output=output if output is not None else dict(run.state))
+        return self._finish(ExecutionStatus.completed, output=output if output is not None else dict(run.state))
 
     def _context(self, node_id: str, attempt: int) -> NodeContext:
         visit = self.run.visits.get(node_id, 0) + 1
@@ -293,12 +295,12 @@ class _Runner:
                 raise TimeoutError(f"node timed out after {node['timeout_s']}s")
             if self.deadline is not None and time.time() > self.deadline:
                 self.leaked = True
-                raise _Stop("timeout", f"execution timed out during {ctx.node_id}")
+                raise _Stop(ExecutionStatus.timeout, f"execution timed out during {ctx.node_id}")
             if now - last_renew >= RENEW_EVERY_S:
                 last_renew = now
                 if not self.store.renew(self.run.id, self.token):  # cancelled, or the lease is gone
                     self.leaked = True
-                    raise _Stop("cancelled", f"cancelled during {ctx.node_id}")
+                    raise _Stop(ExecutionStatus.cancelled, f"cancelled during {ctx.node_id}")
 
     def _record(
         self,
@@ -337,7 +339,7 @@ class _Runner:
         if outcome == "lost":
             raise LostLease
         if outcome == "cancelled":
-            raise _Stop("cancelled", "cancelled")
+            raise _Stop(ExecutionStatus.cancelled, "cancelled")
 
     def _failed(self, node_id: str, node: dict[str, Any], ctx: NodeContext, started: float, reason: str) -> None:
         self.log("ERROR", reason, node_id, attempt=ctx.attempt)
@@ -355,18 +357,20 @@ class _Runner:
         while time.monotonic() < end:
             time.sleep(min(POLL_S * 4, max(end - time.monotonic(), 0)))
         if not self.store.renew(self.run.id, self.token):
-            raise _Stop("cancelled", "cancelled while waiting to retry")
+            raise _Stop(ExecutionStatus.cancelled, "cancelled while waiting to retry")
 
-    def _finish(self, status: str, *, output: dict[str, Any] | None = None, error: str | None = None) -> Outcome:
+    def _finish(
+        self, status: ExecutionStatus, *, output: dict[str, Any] | None = None, error: str | None = None
+    ) -> Outcome:
         if error:
-            self.log("ERROR" if status != "cancelled" else "INFO", error)
+            self.log("ERROR" if status != ExecutionStatus.cancelled else "INFO", error)
         ok = self.store.finish(self.run, self.token, status, output=output, error=error, logs=self.take_logs(),
                                usage=(self.usage.tokens, self.usage.cost), resources=self.usage.sample())  # fmt: skip
         return Outcome(status if ok else "lost", self.leaked)
 
 
 class _Stop(Exception):
-    def __init__(self, status: str, reason: str) -> None:
+    def __init__(self, status: ExecutionStatus, reason: str) -> None:
         super().__init__(reason)
         self.status, self.reason = status, reason
 

@@ -22,6 +22,8 @@ import httpx
 
 from core.imports import check_allowed, import_object
 from runtime.expressions import ExpressionError, compile_expression, evaluate
+from schedulers.approval_lifecycle import ApprovalStatus
+from schedulers.task_lifecycle import TaskStatus
 
 Problems = list[tuple[str, str]]
 MAX_HTTP_BODY = 1024 * 1024
@@ -278,7 +280,7 @@ class ApprovalNode:
         decision = {"status": outcome["status"], "decided_by": outcome.get("decided_by"),
                     "reason": outcome.get("reason")}  # fmt: skip
         updates = {config.get("output_key") or ctx.node_id: decision}
-        if outcome["status"] == "approved":
+        if outcome["status"] == ApprovalStatus.approved:
             return NodeResult(updates=updates)
         target = config.get("on_reject") or "fail"
         if target == "fail":
@@ -303,7 +305,7 @@ class TaskNode:
                                 "priority": str(config.get("priority") or "P2")})  # fmt: skip
 
     def resume(self, ctx: NodeContext, config: Mapping[str, Any], outcome: Mapping[str, Any]) -> NodeResult:
-        if outcome["status"] != "completed":
+        if outcome["status"] != TaskStatus.completed:
             raise NodeFailed(f"task {outcome.get('task_id')} {outcome['status']}: {outcome.get('error') or ''}")
         return NodeResult(updates={config.get("output_key") or ctx.node_id: outcome.get("result")})
 

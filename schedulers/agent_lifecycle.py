@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from core.errors import FieldIssue, InvalidTransition
+from schedulers.lifecycle import checked, require_complete
 
 
 class AgentStatus(StrEnum):
@@ -19,6 +19,11 @@ class AgentStatus(StrEnum):
     error = "error"  # deploy failed or the actor cannot be brought back
 
 
+# Deployed: the platform keeps (or is getting) an actor for the agent; undeploy and delete stop it.
+DEPLOYED = frozenset({AgentStatus.deploying, AgentStatus.active})
+# Not deployed: no actor, and none wanted until the next deploy.
+UNDEPLOYED = frozenset({AgentStatus.draft, AgentStatus.inactive, AgentStatus.error})
+
 ALLOWED: dict[AgentStatus, frozenset[AgentStatus]] = {
     AgentStatus.draft: frozenset({AgentStatus.deploying}),
     AgentStatus.deploying: frozenset({AgentStatus.active, AgentStatus.error, AgentStatus.inactive}),
@@ -26,6 +31,7 @@ ALLOWED: dict[AgentStatus, frozenset[AgentStatus]] = {
     AgentStatus.inactive: frozenset({AgentStatus.deploying, AgentStatus.active}),
     AgentStatus.error: frozenset({AgentStatus.deploying, AgentStatus.inactive}),
 }
+require_complete(AgentStatus, ALLOWED, DEPLOYED, UNDEPLOYED)
 
 # Seeds' words for agent states (seed 001 IDLE/RUNNING/…, seed 003 available/busy/offline), accepted in
 # filters and mapped onto the lifecycle (API.md: synonyms are accepted on input).
@@ -57,12 +63,4 @@ def can_transition(current: AgentStatus, target: AgentStatus) -> bool:
 
 def transition(current: AgentStatus | str, target: AgentStatus | str) -> AgentStatus:
     """The new status, or InvalidTransition (409) naming both ends."""
-    current, target = AgentStatus(current), AgentStatus(target)
-    if not can_transition(current, target):
-        raise InvalidTransition(
-            f"An agent cannot go from '{current.value}' to '{target.value}'",
-            details=[
-                FieldIssue("status", f"allowed from '{current.value}': {sorted(s.value for s in ALLOWED[current])}")
-            ],
-        )
-    return target
+    return checked(ALLOWED, AgentStatus, "An agent", current, target)

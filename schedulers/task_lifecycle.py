@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from core.errors import FieldIssue, InvalidTransition
+from schedulers.lifecycle import checked, require_complete
 
 
 class TaskStatus(StrEnum):
@@ -17,14 +17,17 @@ class TaskStatus(StrEnum):
     awaiting_approval = "awaiting_approval"  # P0/P1: a human decides first
     assigned = "assigned"  # an agent has it; not started
     in_progress = "in_progress"  # the agent works on it
-    completed = "completed"
-    failed = "failed"
-    cancelled = "cancelled"
+    completed = "completed"  # done: its agent (or the workflow run doing it) reported the result
+    failed = "failed"  # ended in error: reported so, its approval rejected or expired, or its agent stopped
+    cancelled = "cancelled"  # withdrawn before it ended (a status report, or deleted while a run waited on it)
 
 
-TERMINAL = frozenset({TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled})
+# No agent holds it yet: waiting to be routed, or for a human decision first.
+WAITING = frozenset({TaskStatus.pending, TaskStatus.awaiting_approval})
 # Seed 003's filter `active`: work an agent holds.
 ACTIVE = frozenset({TaskStatus.assigned, TaskStatus.in_progress})
+# Ended: no move leaves these.
+TERMINAL = frozenset({TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled})
 
 ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.pending: frozenset(
@@ -43,6 +46,7 @@ ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.failed: frozenset(),
     TaskStatus.cancelled: frozenset(),
 }
+require_complete(TaskStatus, ALLOWED, WAITING, ACTIVE, TERMINAL)
 
 # Spellings of seeds 003/004 accepted on input (API.md: synonyms are accepted and mapped).
 SYNONYMS: dict[str, TaskStatus] = {
@@ -70,15 +74,8 @@ def parse_status(value: str) -> TaskStatus:
 
 
 def transition(current: TaskStatus | str, target: TaskStatus | str) -> TaskStatus:
-    current, target = TaskStatus(current), TaskStatus(target)
-    if target not in ALLOWED[current]:
-        raise InvalidTransition(
-            f"A task cannot go from '{current.value}' to '{target.value}'",
-            details=[
-                FieldIssue("status", f"allowed from '{current.value}': {sorted(s.value for s in ALLOWED[current])}")
-            ],
-        )
-    return target
+    """The new status, or InvalidTransition (409) naming both ends."""
+    return checked(ALLOWED, TaskStatus, "A task", current, target)
 
 
 PRIORITIES = ("P0", "P1", "P2", "P3")

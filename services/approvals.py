@@ -9,7 +9,6 @@ deadline, per `ORCHESTRATOR_APPROVAL_ON_EXPIRY`.
 from __future__ import annotations
 
 from datetime import timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
@@ -20,16 +19,10 @@ from core.errors import Conflict, NotFound, PermissionDenied
 from core.settings import Settings
 from persistence.models import Approval, Execution, Task
 from persistence.repositories.pages import Page, fetch_page
+from schedulers.approval_lifecycle import ApprovalStatus, transition
 from schedulers.task_lifecycle import TaskStatus
 from services import events, notifications, ownership, routing, run_waits, tasks
 from services.principal import Principal
-
-
-class ApprovalStatus(StrEnum):
-    pending = "pending"
-    approved = "approved"
-    rejected = "rejected"
-    expired = "expired"
 
 
 def needs_approval(priority: str, settings: Settings) -> bool:
@@ -123,7 +116,8 @@ def decide(
         raise Conflict("This approval has expired")
     if approve and approval.requested_by == decider_id and not settings.agents.allow_self_approval:
         raise PermissionDenied("You cannot approve your own request")
-    approval.status = (ApprovalStatus.approved if approve else ApprovalStatus.rejected).value
+    decision = ApprovalStatus.approved if approve else ApprovalStatus.rejected
+    approval.status = transition(approval.status, decision).value
     approval.decided_by, approval.decided_at, approval.decision_reason = decider_id, utcnow(), reason
     task = tasks.lock_task(session, approval.task_id) if approval.task_id else None
     assigned = None
@@ -166,7 +160,7 @@ def _expire(session: Session, approval: Approval, settings: Settings) -> None:
             task.priority = "P0"
         _emit(session, approval, "approval.expired", escalated=True)
         return
-    approval.status = ApprovalStatus.expired.value
+    approval.status = transition(approval.status, ApprovalStatus.expired).value
     approval.decided_at = utcnow()
     if task is not None and task.status == TaskStatus.awaiting_approval.value:
         tasks.set_status(session, task, TaskStatus.failed, error="approval expired")

@@ -13,9 +13,10 @@ from sqlalchemy import ColumnElement, case, distinct, func, literal, select, uni
 from sqlalchemy.orm import Session
 
 from core.clock import isoformat_z, utcnow
-from persistence.execution_rollups import FAILED, FINISHED, GRAINS, MEASURES, NO_AGENT, combine, no_measures, start_of
+from persistence.execution_rollups import GRAINS, MEASURES, NO_AGENT, combine, no_measures, start_of
 from persistence.models import Agent, Configuration, Execution, ExecutionRollup, ExecutionRollupDelta
 from persistence.repositories.time_sql import seconds_between
+from schedulers.execution_lifecycle import FAILED, FINISHED, ExecutionStatus
 from services import ownership
 from services.principal import Principal
 
@@ -209,7 +210,7 @@ def _raw_measure(name: str, dialect: str) -> ColumnElement[Any]:
     if name == "duration_ms_max":
         return func.max(case((finished, Execution.duration_ms)))
     value, when = {
-        "completed": (1, Execution.status == "completed"),
+        "completed": (1, Execution.status == ExecutionStatus.completed.value),
         "failed": (1, Execution.status.in_(FAILED)),
         "finished": (1, finished),
         "duration_ms_total": (Execution.duration_ms, timed),

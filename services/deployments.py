@@ -23,15 +23,13 @@ from frameworks import AgentSpec, adapter_for, check_code_paths
 from persistence.db import Database
 from persistence.models import Agent
 from schedulers import admission
-from schedulers.agent_lifecycle import AgentStatus, transition
+from schedulers.agent_lifecycle import DEPLOYED, AgentStatus, transition
 from services import events, ownership, tasks
 from services.agents import lock_agent
 from services.ports import AgentActors
 from services.principal import Principal
 
 log = logging.getLogger("orchestrator.deployments")
-
-DEPLOYED = (AgentStatus.deploying.value, AgentStatus.active.value)
 
 
 @dataclass(frozen=True, slots=True)

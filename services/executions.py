@@ -21,31 +21,23 @@ from core.errors import Conflict
 from core.ids import new_id
 from core.settings import Settings
 from persistence.db import Database
-from persistence.execution_rollups import FINISHED
 from persistence.models import Agent, Execution, ExecutionLog, ExecutionStep, Task, Workflow
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.statements import prepared_insert
 from runtime.engine import ClaimedRun, Step
 from runtime.graph import Graph
 from schedulers import admission
+from schedulers.execution_lifecycle import CLAIMABLE, FINISHED, ExecutionStatus, transition
 from schedulers.task_lifecycle import TaskStatus
 from serve_app.request_context import correlation_id_var
 from services import approvals, events, ownership, tasks
 from services.ports import RouterChannel, TaskSubmitted
 from services.principal import Principal
 
-ACTIVE = ("pending", "running", "waiting")
-TERMINAL = FINISHED  # one definition: the dashboard's rollups count these as finished
 LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
-EVENT_OF_STATUS = {"completed": "execution.completed", "failed": "execution.failed", "timeout": "execution.failed",
-                   "cancelled": "execution.cancelled"}  # fmt: skip
-
-
-def parse_status(value: str) -> str:
-    word = value.strip().lower()
-    if word not in ACTIVE + TERMINAL:
-        raise ValueError(f"one of {', '.join(ACTIVE + TERMINAL)}")
-    return word
+EVENT_OF_STATUS = {ExecutionStatus.completed: "execution.completed", ExecutionStatus.failed: "execution.failed",
+                   ExecutionStatus.timeout: "execution.failed",
+                   ExecutionStatus.cancelled: "execution.cancelled"}  # fmt: skip
 
 
 # --- the API side -----------------------------------------------------------------------------------
@@ -68,8 +60,8 @@ def start(
     correlation_id = correlation_id_var.get()
     run = Execution(
         workflow_id=workflow.id, workflow_version=workflow.version, agent_id=workflow.agent_id, task_id=task_id,
-        graph=workflow.workflow_data, status="pending", input=input_data, state={}, frontier=[], options=options,
-        configuration=configuration or {}, trigger=trigger, environment=environment,
+        graph=workflow.workflow_data, status=ExecutionStatus.pending.value, input=input_data, state={}, frontier=[],
+        options=options, configuration=configuration or {}, trigger=trigger, environment=environment,
         correlation_id=None if correlation_id == "-" else correlation_id,
         owner_type=owner.owner_type if owner else "user", owner_id=owner.owner_id if owner else principal.user_id,
         created_by=principal.user_id,
@@ -84,8 +76,8 @@ def start_for_task(session: Session, task: Task, workflow: Workflow) -> Executio
     run's input, and the run's end completes (or fails) the task."""
     run = Execution(
         workflow_id=workflow.id, workflow_version=workflow.version, agent_id=workflow.agent_id, task_id=task.id,
-        graph=workflow.workflow_data, status="pending", input=dict(task.payload or {}), state={}, frontier=[],
-        options={}, trigger="task", environment="production", correlation_id=task.correlation_id,
+        graph=workflow.workflow_data, status=ExecutionStatus.pending.value, input=dict(task.payload or {}), state={},
+        frontier=[], options={}, trigger="task", environment="production", correlation_id=task.correlation_id,
         owner_type=task.owner_type, owner_id=task.owner_id, created_by=task.created_by,
     )  # fmt: skip
     session.add(run)
@@ -152,11 +144,11 @@ def request_cancel(session: Session, principal: Principal, execution_id: str) ->
     run = ownership.get_writable(session, Execution, execution_id, principal)
     run = session.get(Execution, run.id, with_for_update=True, populate_existing=True)
     assert run is not None
-    if run.status in TERMINAL:
+    if run.status in FINISHED:
         raise Conflict(f"This execution is already {run.status}")
     run.cancel_requested = True
-    if run.status in ("pending", "waiting"):
-        _end(session, run, "cancelled", error="cancelled", output=None)
+    if run.status in (ExecutionStatus.pending, ExecutionStatus.waiting):  # no actor holds it: it ends now
+        _end(session, run, ExecutionStatus.cancelled, error="cancelled", output=None)
     session.flush()
     return run
 
@@ -172,9 +164,9 @@ def resumable(session: Session, lease_s: float) -> list[tuple[str, dict[str, flo
         .outerjoin(Agent, Agent.id == Execution.agent_id)
         .where(
             or_(
-                (Execution.status == "pending") & (Execution.updated_at < stale)
+                (Execution.status == ExecutionStatus.pending.value) & (Execution.updated_at < stale)
                 & (or_(Execution.lease_until.is_(None), Execution.lease_until < now)),
-                (Execution.status == "running") & (Execution.lease_until < now),
+                (Execution.status == ExecutionStatus.running.value) & (Execution.lease_until < now),
             )
         )
         .order_by(Execution.updated_at)
@@ -194,14 +186,16 @@ def resources_of(options: dict[str, Any] | None, agent_limits: dict[str, Any] | 
     return admission.ray_resources((options or {}).get("resources") or agent_limits or {})
 
 
-def _end(session: Session, run: Execution, status: str, *, error: str | None, output: dict[str, Any] | None) -> None:
+def _end(
+    session: Session, run: Execution, status: ExecutionStatus, *, error: str | None, output: dict[str, Any] | None
+) -> None:
     now = utcnow()
-    run.status, run.error, run.output = status, error, output
+    run.status, run.error, run.output = transition(run.status, status).value, error, output
     run.completed_at = now
     run.lease_owner, run.lease_until = None, None
     if run.started_at is not None:
         run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
-    if status == "completed":
+    if status == ExecutionStatus.completed:
         run.progress = 1.0
     events.emit(session, EVENT_OF_STATUS[status], _summary(run), source="executions", owner=run, subject_id=run.id)
     if run.agent_id:
@@ -215,7 +209,7 @@ def _finish_task(session: Session, run: Execution) -> None:
     task = tasks.lock_task(session, run.task_id)
     if task is None or task.status != TaskStatus.in_progress.value:
         return
-    if run.status == "completed":
+    if run.status == ExecutionStatus.completed:
         tasks.set_status(session, task, TaskStatus.completed, result=tasks.json_safe(run.output))
     else:
         tasks.set_status(session, task, TaskStatus.failed, error=f"workflow run {run.id} {run.status}: {run.error}")
@@ -231,7 +225,7 @@ def _count_for_agent(session: Session, run: Execution) -> None:
         agent.total_executions + 1
     )
     agent.total_executions += 1
-    agent.successful_executions += 1 if run.status == "completed" else 0
+    agent.successful_executions += 1 if run.status == ExecutionStatus.completed else 0
     agent.last_executed_at = utcnow()
 
 
@@ -258,31 +252,31 @@ class DatabaseRunStore:
         now = utcnow()
         with self.db.transaction() as session:
             run = session.get(Execution, execution_id, with_for_update=True, populate_existing=True)
-            if run is None or run.status not in ("pending", "running"):
+            if run is None or run.status not in CLAIMABLE:
                 return None
             lease_free = run.lease_owner is None or run.lease_until is None or run.lease_until < now
             if not lease_free and run.lease_owner != takeover:
                 return None
             if run.cancel_requested:
-                _end(session, run, "cancelled", error="cancelled", output=None)
+                _end(session, run, ExecutionStatus.cancelled, error="cancelled", output=None)
                 return None
-            resumed = run.status == "running"
+            resumed = run.status == ExecutionStatus.running
             run.lease_owner, run.lease_until = token, now + self.lease
             run.actor_name = token.rsplit("#", 1)[0]
             outcome = None
             if run.started_at is None:
-                run.status, run.started_at = "running", now
+                run.status, run.started_at = transition(run.status, ExecutionStatus.running).value, now
                 run.state = dict(run.input)
                 run.frontier = Graph.parse(run.graph).starts()
                 events.emit(session, "execution.started", _summary(run), source="executions", owner=run,
                             subject_id=run.id)  # fmt: skip
             elif run.waiting_on and run.waiting_on.get("outcome"):
                 outcome = {**run.waiting_on["outcome"], "node_id": run.waiting_on["node_id"]}
-                run.status, run.waiting_on = "running", None
+                run.status, run.waiting_on = transition(run.status, ExecutionStatus.running).value, None
                 session.add(ExecutionLog(execution_id=run.id, level="INFO", node_id=outcome["node_id"],
                                          message=f"resumed: {outcome['kind']} {outcome['status']}"))  # fmt: skip
             else:
-                run.status = "running"
+                run.status = transition(run.status, ExecutionStatus.running).value
             if resumed:
                 run.resumes += 1
                 session.add(ExecutionLog(execution_id=run.id, level="WARN", message="resumed from the last "
@@ -320,7 +314,7 @@ class DatabaseRunStore:
 
     def _fenced(self, session: Session, run_id: str, token: str) -> Execution | None:
         run = session.get(Execution, run_id, with_for_update=True, populate_existing=True)
-        if run is None or run.lease_owner != token or run.status != "running":
+        if run is None or run.lease_owner != token or run.status != ExecutionStatus.running:
             return None
         return run
 
@@ -372,7 +366,7 @@ class DatabaseRunStore:
             self._write_logs(session, claimed.id, logs)
             events.emit_now(session, "execution.updated",
                             {"execution_id": claimed.id, "workflow_id": fenced.workflow_id,
-                             "agent_id": fenced.agent_id, "status": "running", "progress": progress,
+                             "agent_id": fenced.agent_id, "status": ExecutionStatus.running.value, "progress": progress,
                              "current_step": current_step, "step": step.node_id, "error": None},
                             source="executions", owner=fenced, subject_id=claimed.id,
                             correlation_id=claimed.correlation_id)  # fmt: skip
@@ -385,7 +379,7 @@ class DatabaseRunStore:
         inserted only if the fenced update of the run matched."""
         seq, claimed.next_seq = claimed.next_seq, claimed.next_seq + 1
         correlation_id = claimed.correlation_id
-        event = {"execution_id": claimed.id, "status": "running", "progress": values["progress"],
+        event = {"execution_id": claimed.id, "status": ExecutionStatus.running.value, "progress": values["progress"],
                  "current_step": values["current_step"], "step": step.node_id, "error": None}  # fmt: skip
         with self.db.transaction() as session:
             fenced = session.execute(_PG_CHECKPOINT, {
@@ -430,7 +424,8 @@ class DatabaseRunStore:
                 events.emit(session, "task.created", tasks.summary(task), source="executions", owner=task,
                             subject_id=task.id)  # fmt: skip
                 waited = task.id
-            run.status, run.waiting_on = "waiting", {"kind": request["kind"], "id": waited, "node_id": node_id}
+            run.status = transition(run.status, ExecutionStatus.waiting).value
+            run.waiting_on = {"kind": request["kind"], "id": waited, "node_id": node_id}
             run.state, run.frontier = tasks.json_safe(claimed.state) or {}, list(claimed.frontier)
             run.current_step = node_id
             run.lease_owner, run.lease_until = None, None
@@ -445,7 +440,7 @@ class DatabaseRunStore:
         self,
         claimed: ClaimedRun,
         token: str,
-        status: str,
+        status: ExecutionStatus,
         *,
         output: dict[str, Any] | None,
         error: str | None,
@@ -457,19 +452,20 @@ class DatabaseRunStore:
             run = self._fenced(session, claimed.id, token)
             if run is None:
                 return False
-            if run.cancel_requested and status != "completed":
-                status, error = "cancelled", error or "cancelled"
+            if run.cancel_requested and status != ExecutionStatus.completed:
+                status, error = ExecutionStatus.cancelled, error or "cancelled"
             run.state = tasks.json_safe(claimed.state) or {}
             run.tokens_used, run.cost, run.resource_usage = usage[0], round(usage[1], 6), resources
             self._write_logs(session, run.id, logs)
-            _end(session, run, status, error=error, output=tasks.json_safe(output))
+            _end(session, run, ExecutionStatus(status), error=error, output=tasks.json_safe(output))
             return True
 
     def renew(self, execution_id: str, token: str) -> bool:
         with self.db.transaction() as session:
             result = session.execute(
                 update(Execution)
-                .where(Execution.id == execution_id, Execution.lease_owner == token, Execution.status == "running",
+                .where(Execution.id == execution_id, Execution.lease_owner == token,
+                       Execution.status == ExecutionStatus.running.value,
                        Execution.cancel_requested.is_(False))
                 .values(lease_until=utcnow() + self.lease)
             )  # fmt: skip
@@ -490,7 +486,7 @@ def wait_for_terminal(db: Database, execution_id: str, timeout_s: float) -> str 
     while True:
         with db.session() as session:
             status = session.scalar(select(Execution.status).where(Execution.id == execution_id))
-        if status in TERMINAL or time.monotonic() >= deadline:
+        if status in FINISHED or time.monotonic() >= deadline:
             return status
         time.sleep(0.1)
 
@@ -500,7 +496,7 @@ def wait_for_terminal(db: Database, execution_id: str, timeout_s: float) -> str 
 _CHECKPOINT = (
     update(Execution)
     .where(Execution.id == bindparam("run_id"), Execution.lease_owner == bindparam("token"),
-           Execution.status == "running")
+           Execution.status == ExecutionStatus.running.value)
     .values(state=bindparam("state"), frontier=bindparam("frontier"), steps_done=bindparam("steps_done"),
             progress=bindparam("progress"), current_step=bindparam("current_step"),
             tokens_used=bindparam("tokens_used"), cost=bindparam("cost"), resource_usage=bindparam("resource_usage"),
@@ -530,7 +526,7 @@ WITH run AS (
     UPDATE executions SET state = :state, frontier = :frontier, steps_done = :steps_done, progress = :progress,
         current_step = :current_step, tokens_used = :tokens_used, cost = :cost, resource_usage = :resource_usage,
         lease_until = :lease_until, updated_at = :now
-    WHERE id = :run_id AND lease_owner = :token AND status = 'running'
+    WHERE id = :run_id AND lease_owner = :token AND status = :running
     RETURNING cancel_requested, owner_type, owner_id, workflow_id, agent_id
 ), step AS (
     INSERT INTO execution_steps (id, execution_id, seq, node_id, node_type, attempt, status, input, output, error,
@@ -547,4 +543,5 @@ SELECT cancel_requested FROM run
 """).bindparams(
     *(bindparam(name, type_=JSONB) for name in ("state", "frontier", "resource_usage", "input", "output", "event")),
     *(bindparam(name, type_=DateTime(timezone=True)) for name in ("lease_until", "now", "started_at")),
+    running=ExecutionStatus.running.value,
 )

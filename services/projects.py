@@ -19,6 +19,7 @@ from core.errors import FieldIssue, NotFound, PermissionDenied, ValidationFailed
 from persistence.models import Agent, Project, ProjectMember, Task, User
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.search import matches_text
+from schedulers.task_lifecycle import ACTIVE, WAITING, TaskStatus
 from services import events, ownership
 from services.principal import Principal
 
@@ -199,15 +200,15 @@ def figures(session: Session, projects: list[Project]) -> dict[str, Figures]:
     for project_id, status, count in counts:
         figure = result[project_id]
         figure.total += count
-        if status == "completed":
+        if status == TaskStatus.completed:
             figure.completed += count
-        elif status in ("assigned", "in_progress"):
+        elif status in ACTIVE:
             figure.active += count
-        elif status in ("pending", "awaiting_approval"):
+        elif status in WAITING:
             figure.pending += count
-        elif status == "failed":
+        elif status == TaskStatus.failed:
             figure.failed += count
-        elif status == "cancelled":
+        elif status == TaskStatus.cancelled:
             figure.cancelled += count
     agents = session.execute(
         select(Task.project_id, Task.agent_id).where(Task.project_id.in_(ids), Task.agent_id.is_not(None))

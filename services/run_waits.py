@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from persistence.models import Execution
+from schedulers.execution_lifecycle import ExecutionStatus, transition
 
 
 def resolve(session: Session, execution_id: str | None, waited_id: str, outcome: dict[str, Any]) -> bool:
@@ -17,8 +18,9 @@ def resolve(session: Session, execution_id: str | None, waited_id: str, outcome:
     if not execution_id:
         return False
     run = session.get(Execution, execution_id, with_for_update=True, populate_existing=True)
-    if run is None or run.status != "waiting" or not run.waiting_on or run.waiting_on.get("id") != waited_id:
+    waiting = run is not None and run.status == ExecutionStatus.waiting and run.waiting_on
+    if not waiting or run.waiting_on.get("id") != waited_id:
         return False
     run.waiting_on = {**run.waiting_on, "outcome": outcome}
-    run.status = "pending"
+    run.status = transition(run.status, ExecutionStatus.pending).value
     return True

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import utcnow
 from persistence.models import Approval, Execution, ExecutionStep, Task, WebhookDelivery
+from schedulers.approval_lifecycle import ApprovalStatus
 from schedulers.task_lifecycle import TERMINAL
 
 STEP_WINDOW = timedelta(hours=1)
@@ -37,7 +38,8 @@ def runs_by_status(session: Session) -> dict[str, int]:
 
 
 def approvals_pending(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(Approval).where(Approval.status == "pending")) or 0)
+    waiting = select(func.count()).select_from(Approval).where(Approval.status == ApprovalStatus.pending.value)
+    return int(session.scalar(waiting) or 0)
 
 
 def step_latency(session: Session, now: datetime | None = None) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from persistence.repositories.search import matches_text
 from persistence.repositories.statements import column_defaults, prepared_insert
 from persistence.repositories.time_sql import hour_of_day, seconds_between
 from schedulers.agent_lifecycle import AgentStatus
-from schedulers.task_lifecycle import ACTIVE, PRIORITIES, TERMINAL, TaskStatus, transition
+from schedulers.execution_lifecycle import ACTIVE as RUN_ACTIVE
+from schedulers.task_lifecycle import ACTIVE, PRIORITIES, TERMINAL, WAITING, TaskStatus, transition
 from services import events, notifications, ownership, projects, run_waits
 from services.agents import lock_agent
 from services.principal import Principal
@@ -266,13 +267,13 @@ def agent_metrics(
     in_period = (Task.agent_id == agent.id, Task.created_at >= start, Task.created_at < end)
     counts = dict(session.execute(select(Task.status, func.count()).where(*in_period).group_by(Task.status)).all())
     total = sum(counts.values())
-    completed, failed = counts.get("completed", 0), counts.get("failed", 0)
+    completed, failed = counts.get(TaskStatus.completed, 0), counts.get(TaskStatus.failed, 0)
     run_s = seconds_between(Task.started_at, Task.completed_at, dialect)
     wait_s = seconds_between(Task.assigned_at, Task.started_at, dialect)
     finished = Task.status.in_([s.value for s in TERMINAL])
     timing = session.execute(
         select(
-            func.avg(case((Task.status == "completed", run_s))),
+            func.avg(case((Task.status == TaskStatus.completed.value, run_s))),
             func.avg(wait_s),
             func.sum(case((finished, run_s))),
         ).where(*in_period, Task.started_at.is_not(None))
@@ -296,9 +297,9 @@ def agent_metrics(
             "total_tasks": total,
             "completed_tasks": completed,
             "failed_tasks": failed,
-            "cancelled_tasks": counts.get("cancelled", 0),
+            "cancelled_tasks": counts.get(TaskStatus.cancelled, 0),
             "in_progress_tasks": sum(counts.get(s.value, 0) for s in ACTIVE),
-            "pending_tasks": counts.get("pending", 0) + counts.get("awaiting_approval", 0),
+            "pending_tasks": sum(counts.get(s, 0) for s in WAITING),
             "success_rate": round(completed / decided, 4) if decided else None,
             "average_completion_time": _hours(timing[0]),
         },
@@ -378,9 +379,7 @@ def has_assigned(session: Session, agent_id: str) -> bool:
 def fail_interrupted(session: Session, agent_id: str, reason: str) -> int:
     """A hosted agent's process is new: the tasks it had `in_progress` died with the old one (not those
     its workflow runs, which live on their own actors and resume by themselves)."""
-    in_a_run = select(Execution.id).where(
-        Execution.task_id == Task.id, Execution.status.in_(("pending", "running", "waiting"))
-    )
+    in_a_run = select(Execution.id).where(Execution.task_id == Task.id, Execution.status.in_(RUN_ACTIVE))
     query = select(Task).where(Task.agent_id == agent_id, Task.status == TaskStatus.in_progress.value,
                                ~in_a_run.exists())  # fmt: skip
     interrupted = list(session.scalars(query.with_for_update()))
@@ -503,11 +502,11 @@ def queue_stats(session: Session) -> dict[str, Any]:
         ).all()
     )
     return {
-        "pending_tasks": by_status.get("pending", 0),
-        "awaiting_approval": by_status.get("awaiting_approval", 0),
+        "pending_tasks": by_status.get(TaskStatus.pending, 0),
+        "awaiting_approval": by_status.get(TaskStatus.awaiting_approval, 0),
         "processing_tasks": sum(by_status.get(status.value, 0) for status in ACTIVE),
-        "completed_tasks": by_status.get("completed", 0),
-        "failed_tasks": by_status.get("failed", 0),
+        "completed_tasks": by_status.get(TaskStatus.completed, 0),
+        "failed_tasks": by_status.get(TaskStatus.failed, 0),
         "total_tasks": sum(by_status.values()),
         "pending_by_priority": {level: pending_by_priority.get(level, 0) for level in ("P0", "P1", "P2", "P3")},
     }
@@ -623,7 +622,8 @@ def delete_task(session: Session, principal: Principal, task_id: str, reason: st
     events.emit(session, "task.updated", {**summary(task), "deleted": True, "reason": reason}, source="tasks",
                 owner=task, subject_id=task.id)  # fmt: skip
     if task.meta.get("execution_id") and task.status not in {status.value for status in TERMINAL}:
-        task.status, task.error = TaskStatus.cancelled.value, f"deleted: {reason or 'no reason given'}"
+        task.status = transition(task.status, TaskStatus.cancelled).value
+        task.error = f"deleted: {reason or 'no reason given'}"
         _resume_run(session, task)
     session.delete(task)
 

@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -41,6 +40,7 @@ from persistence.db import Database
 from persistence.models import Event, Organization, OrganizationMember, Webhook, WebhookDelivery
 from persistence.repositories.pages import Page, fetch_page
 from runtime.nodes import CheckedUrl, NodeFailed, check_url
+from schedulers.webhook_delivery_lifecycle import DUE, DeliveryStatus, can_transition, transition
 from serve_app.request_context import correlation_id_var
 from services import ownership
 from services.events import event_matches, is_event_pattern
@@ -57,30 +57,6 @@ USER_AGENT = "Orchestrator-Webhook/1.0"
 EDITABLE = frozenset({"name", "description", "url", "events", "secret", "headers", "is_active"})
 MIN_SECRET_LENGTH = 16
 ERROR_MAX = 1000
-
-
-class DeliveryStatus(StrEnum):
-    pending = "pending"  # waiting for its first attempt
-    delivered = "delivered"  # the receiver answered 2xx
-    failed = "failed"  # an attempt failed; retried at next_attempt_at
-    dead = "dead"  # the last attempt failed: kept for inspection and manual redelivery
-
-
-# Allowed transitions, as data: an attempt ends a pending/failed delivery; a redelivery revives a finished one.
-TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
-    DeliveryStatus.pending: frozenset({DeliveryStatus.delivered, DeliveryStatus.failed, DeliveryStatus.dead}),
-    DeliveryStatus.failed: frozenset(
-        {DeliveryStatus.delivered, DeliveryStatus.failed, DeliveryStatus.dead, DeliveryStatus.pending}
-    ),
-    DeliveryStatus.dead: frozenset({DeliveryStatus.pending}),
-    DeliveryStatus.delivered: frozenset(),
-}
-# Statuses a sender may claim.
-DUE = (DeliveryStatus.pending.value, DeliveryStatus.failed.value)
-
-
-def can_transition(current: str, target: DeliveryStatus) -> bool:
-    return target in TRANSITIONS[DeliveryStatus(current)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -401,7 +377,7 @@ def retry_delivery(session: Session, principal: Principal, webhook_id: str, deli
         raise NotFound("Webhook delivery not found")
     if not can_transition(delivery.status, DeliveryStatus.pending):
         raise InvalidTransition(f"A {delivery.status} delivery cannot be redelivered (only failed or dead ones)")
-    delivery.status = DeliveryStatus.pending.value
+    delivery.status = transition(delivery.status, DeliveryStatus.pending).value
     delivery.attempts = 0
     delivery.next_attempt_at = utcnow()
     session.flush()

@@ -18,7 +18,6 @@ from schedulers import admission
 from services import deployments
 from services.ports import ActorReady, Actors, RouterMessage
 
-
 NODE = {"CPU": 4.0, "memory": 8192.0 * admission.MB}
 
 

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from core.errors import FieldIssue, NotFound, ValidationFailed
 from persistence.models import Agent, Task
 from persistence.repositories.pages import fetch_page
-from schedulers.task_lifecycle import TaskStatus, parse_priority
+from schedulers.task_lifecycle import TERMINAL, TaskStatus, parse_priority
 from serve_app.context import AppContext
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import (
@@ -205,7 +205,7 @@ def _update(task_id: str, body: TaskUpdate, principal: CurrentPrincipal, context
     refuse_nulls(changes, Task.__table__, {"meta": "metadata"})
     with context.db.transaction() as session:
         out = TaskOut.model_validate(tasks.update_task(session, principal, task_id, changes))
-    if out.status in ("completed", "failed", "cancelled", "pending"):
+    if out.status in TERMINAL | {TaskStatus.pending}:
         context.actors.router.send(AgentsChanged())
     return out
 
@@ -274,7 +274,7 @@ def update_task_status(
         task = tasks.report_status(session, principal, task_id, body.status, error=body.error or error,
                                    result=body.result, progress=body.progress)  # fmt: skip
         out = TaskOut.model_validate(task)
-    if out.status in ("completed", "failed", "cancelled", "pending"):
+    if out.status in TERMINAL | {TaskStatus.pending}:
         context.actors.router.send(AgentsChanged())  # a slot freed (or a task to route again)
     return TaskStatusOut(task_id=out.id, status=out.status, task=out)
 

@@ -18,6 +18,8 @@ from sqlalchemy import select
 
 from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent, Execution, ExecutionLog, ExecutionStep, Workflow
+from schedulers.execution_lifecycle import FINISHED
+from schedulers.execution_lifecycle import parse_status as parse_execution_status
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import PageParams, page_params, paginated, refuse_nulls, require_time_zones
 from serve_app.routing import count_principal, protected_router
@@ -183,7 +185,7 @@ def list_executions(
 ) -> dict:
     """Runs you may see, newest first."""
     try:
-        wanted = executions.parse_status(status_filter) if status_filter else None
+        wanted = parse_execution_status(status_filter) if status_filter else None
     except ValueError as exc:
         raise ValidationFailed("Invalid status filter", details=[FieldIssue("status", str(exc))]) from exc
     require_time_zones(start_date=start_date, end_date=end_date)
@@ -212,7 +214,7 @@ def get_execution(execution_id: str, principal: CurrentPrincipal, context: Conte
 def _cancel(execution_id: str, principal: CurrentPrincipal, context: Context) -> ExecutionOut:
     with context.db.transaction() as session:
         run = executions.request_cancel(session, principal, execution_id)
-        ended = run.status in executions.TERMINAL
+        ended = run.status in FINISHED
     if not ended:  # a running run: its actor stops at its next check
         executions.wait_for_terminal(context.db, execution_id, timeout_s=5.0)
     with context.db.session() as session:
@@ -276,7 +278,7 @@ async def stream_execution(
             steps = executions.steps(session, execution_id, after_seq=after_step)
             logs, _ = executions.logs(session, execution_id, level=None, limit=1000, offset=after_log,
                                       with_total=False)  # fmt: skip
-            ended = status in executions.TERMINAL
+            ended = status in FINISHED
             view = {"status": status, "progress": progress, "current_step": current_step, "error": error,
                     "output": output if ended else None}  # fmt: skip
             for item in (*steps, *logs):
@@ -301,7 +303,7 @@ async def stream_execution(
             if view != last_view:
                 last_view = view
                 yield _sse("status", view, step_cursor, log_cursor)
-            if view["status"] in executions.TERMINAL:
+            if view["status"] in FINISHED:
                 yield _sse("end", view, step_cursor, log_cursor)
                 return
             await asyncio.sleep(STREAM_POLL_S)

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import Field, computed_field, field_validator
 
+from schedulers.approval_lifecycle import ApprovalStatus
 from schedulers.task_lifecycle import parse_priority
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
 
@@ -49,12 +50,12 @@ class ApprovalOut(ResponseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def approved_by(self) -> str | None:
-        return self.decided_by if self.status == "approved" else None
+        return self.decided_by if self.status == ApprovalStatus.approved else None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def approved_at(self) -> datetime | None:
-        return self.decided_at if self.status == "approved" else None
+        return self.decided_at if self.status == ApprovalStatus.approved else None
 
 
 class ApprovalList(ResponseModel):
