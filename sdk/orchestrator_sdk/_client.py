@@ -351,11 +351,11 @@ class Client(_Base):
         while True:
             try:
                 with self._open_stream(path, cursor.last_id) as response:
-                    failures = 0
                     parser = SSEParser()
                     for line in response.iter_lines():
                         event = parser.feed(line)
                         if event is not None and cursor.accept(event):
+                            failures = 0  # progress: the reconnect budget starts again
                             yield event
                             if event.event == end_event:
                                 return
@@ -519,11 +519,11 @@ class AsyncClient(_Base):
         while True:
             try:
                 async with self._open_stream(path, cursor.last_id) as response:
-                    failures = 0
                     parser = SSEParser()
                     async for line in response.aiter_lines():
                         event = parser.feed(line)
                         if event is not None and cursor.accept(event):
+                            failures = 0
                             yield event
                             if event.event == end_event:
                                 return

@@ -127,11 +127,13 @@ class Run(_RunBase):
         return self
 
     def _total(self) -> int | None:
+        if self._workflow_id() is None:
+            self.refresh()
         workflow_id = self._workflow_id()
         if workflow_id is None:
             return None
         try:
-            return len(self._c.workflows.get(workflow_id).workflow_data.get("nodes", []))
+            return len(self._c._call("GET", f"/workflows/{workflow_id}")["workflow_data"]["nodes"])
         except Exception:
             return None
 
@@ -183,11 +185,13 @@ class AsyncRun(_RunBase):
         return self
 
     async def _total(self) -> int | None:
+        if self._workflow_id() is None:
+            await self.refresh()
         workflow_id = self._workflow_id()
         if workflow_id is None:
             return None
         try:
-            return len((await self._c.workflows.get(workflow_id)).workflow_data.get("nodes", []))
+            return len((await self._c._call("GET", f"/workflows/{workflow_id}"))["workflow_data"]["nodes"])
         except Exception:
             return None
 
