@@ -25,6 +25,8 @@ TASK_FAILED = frozenset({"failed", "cancelled"})
 
 
 def _body(body: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """The body: a mapping or model as given (an explicit None clears a field), plus the keyword fields that
+    are not None."""
     data = body.to_dict() if hasattr(body, "to_dict") else dict(body or {})
     data.update({k: v for k, v in fields.items() if v is not None})
     return data
@@ -124,7 +126,7 @@ class Workflows(_Resource):
     def execute(self, workflow_id: str, input_data: dict[str, Any] | None = None, *,
                 execution_options: dict[str, Any] | None = None, **fields: Any) -> Any:  # fmt: skip
         """Start a run; returns a `Run` (`AsyncRun`) to `wait()`, `stream()`, `logs()` or `cancel()`."""
-        body = _body({"input_data": input_data or {}, "execution_options": execution_options}, fields)
+        body = _body({"input_data": input_data or {}}, {"execution_options": execution_options, **fields})
         return _run(self._c, self._c._call("POST", f"/workflows/{workflow_id}/execute", json=body))
 
 

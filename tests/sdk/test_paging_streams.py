@@ -207,3 +207,15 @@ def test_a_failed_run_raises_run_failed_with_the_step_and_error() -> None:
     error = caught.value
     assert error.step == "boom" and error.error == "ValueError: no" and "ValueError: no" in error.traceback
     assert error.run.status == "failed" and "remote traceback" in str(error)
+
+
+def test_execute_sends_only_the_options_given_and_returns_a_run() -> None:
+    fake = FakePlatform()
+    started = {"execution_id": "r1", "status": "pending", "workflow_id": "w1"}
+    fake.route("POST", "/workflows/w1/execute")(lambda r: httpx.Response(201, json=started))
+    client, aclient = _clients(fake)
+    run = client.workflows.execute("w1", {"value": 1})
+    assert run.id == "r1" and run.status == "pending"
+    assert fake.requests[-1].read() == b'{"input_data":{"value":1}}'
+    arun = asyncio.run(aclient.workflows.execute("w1", execution_options={"timeout": 5000}))
+    assert arun.id == "r1" and b'"execution_options":{"timeout":5000}' in fake.requests[-1].read()
