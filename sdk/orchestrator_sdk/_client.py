@@ -40,6 +40,19 @@ _MAYBE_SENT = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, htt
 _STREAM_DROPS = (httpx.TransportError,)
 
 
+STREAM_IDLE_S = 60.0
+
+
+def _read_timeout(deadline: float | None, path: str) -> float:
+    """How long a stream may stay silent before it is opened again: a minute, or until the deadline."""
+    if deadline is None:
+        return STREAM_IDLE_S
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError(f"stream {path} has not ended in time")
+    return min(STREAM_IDLE_S, remaining)
+
+
 def api_url(base_url: str | None) -> str:
     """The API root: `http://host:port` and `http://host:port/api/v1` both mean `…/api/v1`."""
     url = (base_url or os.environ.get("ORCHESTRATOR_URL") or DEFAULT_URL).rstrip("/")
@@ -332,12 +345,13 @@ class Client(_Base):
     # --- streams ---------------------------------------------------------------------------------------
 
     @contextmanager
-    def _open_stream(self, path: str, last_event_id: str | None) -> Generator[httpx.Response, None, None]:
+    def _open_stream(self, path: str, last_event_id: str | None, read_timeout: float
+                     ) -> Generator[httpx.Response, None, None]:  # fmt: skip
         self._ensure_auth()
         headers = {**self._credentials.headers(), "Accept": "text/event-stream"}
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
-        timeout = httpx.Timeout(self.timeout, read=max(self.timeout, 60.0))
+        timeout = httpx.Timeout(self.timeout, read=read_timeout)
         with self._http.stream("GET", self._url(path), headers=headers, timeout=timeout) as response:
             if not response.is_success:
                 response.read()
@@ -345,12 +359,14 @@ class Client(_Base):
             yield response
 
     def _sse(self, path: str, last_event_id: str | None = None, max_reconnects: int = 10,
-             end_event: str = "end") -> Iterator[StreamEvent]:  # fmt: skip
-        """A run's events, resumed after a dropped connection from the last event id, each once."""
+             timeout: float | None = None, *, end_event: str = "end") -> Iterator[StreamEvent]:  # fmt: skip
+        """A run's events, resumed after a dropped connection from the last event id, each once.
+        `timeout`: TimeoutError when the stream has not ended after that many seconds."""
         cursor, failures, refreshed = Resume(last_id=last_event_id), 0, False
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                with self._open_stream(path, cursor.last_id) as response:
+                with self._open_stream(path, cursor.last_id, _read_timeout(deadline, path)) as response:
                     parser = SSEParser()
                     for line in response.iter_lines():
                         event = parser.feed(line)
@@ -365,6 +381,8 @@ class Client(_Base):
                 refreshed = True
                 self._refresh(self._credentials.access_token)
                 continue
+            except httpx.ReadTimeout:
+                continue  # an idle run (waiting on an approval) sends nothing: ask again, not a failure
             except _STREAM_DROPS:
                 pass
             except OrchestratorError as exc:
@@ -501,12 +519,13 @@ class AsyncClient(_Base):
         return AsyncPager(self, path, key, params, cast, limit)
 
     @asynccontextmanager
-    async def _open_stream(self, path: str, last_event_id: str | None) -> AsyncIterator[httpx.Response]:
+    async def _open_stream(self, path: str, last_event_id: str | None, read_timeout: float
+                           ) -> AsyncIterator[httpx.Response]:  # fmt: skip
         await self._ensure_auth()
         headers = {**self._credentials.headers(), "Accept": "text/event-stream"}
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
-        timeout = httpx.Timeout(self.timeout, read=max(self.timeout, 60.0))
+        timeout = httpx.Timeout(self.timeout, read=read_timeout)
         async with self._http.stream("GET", self._url(path), headers=headers, timeout=timeout) as response:
             if not response.is_success:
                 await response.aread()
@@ -514,11 +533,12 @@ class AsyncClient(_Base):
             yield response
 
     async def _sse(self, path: str, last_event_id: str | None = None, max_reconnects: int = 10,
-                   end_event: str = "end") -> AsyncIterator[StreamEvent]:  # fmt: skip
+                   timeout: float | None = None, *, end_event: str = "end") -> AsyncIterator[StreamEvent]:  # fmt: skip
         cursor, failures, refreshed = Resume(last_id=last_event_id), 0, False
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                async with self._open_stream(path, cursor.last_id) as response:
+                async with self._open_stream(path, cursor.last_id, _read_timeout(deadline, path)) as response:
                     parser = SSEParser()
                     async for line in response.aiter_lines():
                         event = parser.feed(line)
@@ -532,6 +552,9 @@ class AsyncClient(_Base):
                     raise
                 refreshed = True
                 await self._refresh(self._credentials.access_token)
+                continue
+            except httpx.ReadTimeout:
+                await asyncio.sleep(0)
                 continue
             except _STREAM_DROPS:
                 pass

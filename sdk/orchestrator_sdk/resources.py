@@ -169,10 +169,12 @@ class Executions(_Resource):
         return self._c._call("GET", f"/executions/{execution_id}/logs", m.LogPage.model_validate,
                              params={k: v for k, v in params.items() if v is not None})  # fmt: skip
 
-    def stream(self, execution_id: str, last_event_id: str | None = None, max_reconnects: int = 10) -> Any:
+    def stream(self, execution_id: str, last_event_id: str | None = None, max_reconnects: int = 10,
+               timeout: float | None = None) -> Any:  # fmt: skip
         """The run's Server-Sent Events (`step`, `log`, `status`, then `end`), resumed from the last event id
-        after a dropped connection, each event once; the run is never started again."""
-        return self._c._sse(f"/executions/{execution_id}/stream", last_event_id, max_reconnects)
+        after a dropped connection, each event once; the run is never started again. `timeout` (seconds):
+        TimeoutError when the run has not ended by then."""
+        return self._c._sse(f"/executions/{execution_id}/stream", last_event_id, max_reconnects, timeout)
 
 
 class Tasks(_Crud):

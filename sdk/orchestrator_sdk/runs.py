@@ -7,7 +7,6 @@ nodes, the current step and the status. A run that ends failed, cancelled or tim
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from orchestrator_sdk import models as m
@@ -117,9 +116,9 @@ class Run(_RunBase):
     def steps(self) -> list[m.StepOut]:
         return list(self.refresh().steps or [])
 
-    def stream(self, last_event_id: str | None = None) -> Any:
+    def stream(self, last_event_id: str | None = None, timeout: float | None = None) -> Any:
         """The run's events live (`step`, `log`, `status`, `end`), resumed after a dropped connection."""
-        return self._c.executions.stream(self.id, last_event_id=last_event_id)
+        return self._c.executions.stream(self.id, last_event_id=last_event_id, timeout=timeout)
 
     def cancel(self) -> Run:
         self._c.executions.cancel(self.id)
@@ -141,15 +140,14 @@ class Run(_RunBase):
         """Block until the run ends; show a progress bar (tqdm, when installed; `progress=False` hides it).
         Returns the run (`.data`, `.output`); raises `RunFailed` unless it completed, `TimeoutError` after
         `timeout` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         bar = _Progress(self.id, self._total(), progress)
         try:
-            for event in self.stream():
+            for event in self.stream(timeout=timeout):
                 bar.update(event)
                 if event.event == "end":
                     break
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"run {self.id} still running after {timeout}s")
+        except TimeoutError:
+            raise TimeoutError(f"run {self.id} still running after {timeout}s") from None
         finally:
             bar.close()
         run = self.refresh()
@@ -176,8 +174,8 @@ class AsyncRun(_RunBase):
     async def steps(self) -> list[m.StepOut]:
         return list((await self.refresh()).steps or [])
 
-    def stream(self, last_event_id: str | None = None) -> Any:
-        return self._c.executions.stream(self.id, last_event_id=last_event_id)
+    def stream(self, last_event_id: str | None = None, timeout: float | None = None) -> Any:
+        return self._c.executions.stream(self.id, last_event_id=last_event_id, timeout=timeout)
 
     async def cancel(self) -> AsyncRun:
         await self._c.executions.cancel(self.id)
@@ -196,18 +194,12 @@ class AsyncRun(_RunBase):
             return None
 
     async def wait(self, timeout: float | None = None, progress: bool | None = None) -> AsyncRun:
-        import asyncio
-
         bar = _Progress(self.id, await self._total(), progress)
-
-        async def follow() -> None:
-            async for event in self.stream():
+        try:
+            async for event in self.stream(timeout=timeout):
                 bar.update(event)
                 if event.event == "end":
-                    return
-
-        try:
-            await asyncio.wait_for(follow(), timeout)
+                    break
         except TimeoutError:
             raise TimeoutError(f"run {self.id} still running after {timeout}s") from None
         finally:

@@ -247,7 +247,7 @@ def test_the_sdk_guide_examples_run(platform, sdk, monkeypatch, capsys) -> None:
     for number, block in enumerate(blocks):
         exec(compile(block, f"docs/sdk.md block {number}", "exec"), namespace)  # noqa: S102
     out = capsys.readouterr().out
-    for expected in ("pending low True", "Started on the examples", "['Draft', 'Publish', 'Review']", "2 3 True",
+    for expected in ("pending P3 True", "Started on the examples", "['Draft', 'Publish', 'Review', 'Write", "2 4 True",
                      "404 NOT_FOUND True", "priority", "completed 42", "['in', 'add', 'out']", "add | ",
                      "3 end", "error no agent for it", "(True, True)"):  # fmt: skip
         assert expected in out, (expected, out)

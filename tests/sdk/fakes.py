@@ -63,19 +63,19 @@ def sse(event: str, data: Any, event_id: str) -> bytes:
 class DroppingStream(httpx.SyncByteStream, httpx.AsyncByteStream):
     """Sends `chunks`, then fails like a dropped connection when `drop` is set, else ends."""
 
-    def __init__(self, chunks: list[bytes], drop: bool) -> None:
-        self.chunks, self.drop = chunks, drop
+    def __init__(self, chunks: list[bytes], drop: bool, error: type[Exception] = httpx.RemoteProtocolError) -> None:
+        self.chunks, self.drop, self.error = chunks, drop, error
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self.chunks
         if self.drop:
-            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+            raise self.error("peer closed connection without sending complete message body")
 
     async def __aiter__(self):  # type: ignore[override]
         for chunk in self.chunks:
             yield chunk
         if self.drop:
-            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+            raise self.error("peer closed connection without sending complete message body")
 
 
 def task(task_id: str = "t1", **fields: Any) -> dict[str, Any]:

@@ -219,3 +219,31 @@ def test_execute_sends_only_the_options_given_and_returns_a_run() -> None:
     assert fake.requests[-1].read() == b'{"input_data":{"value":1}}'
     arun = asyncio.run(aclient.workflows.execute("w1", execution_options={"timeout": 5000}))
     assert arun.id == "r1" and b'"execution_options":{"timeout":5000}' in fake.requests[-1].read()
+
+
+def test_an_idle_stream_is_opened_again_without_using_up_the_reconnects() -> None:
+    """A run waiting on an approval sends nothing for a long time: read timeouts are not failures."""
+    fake, connections = FakePlatform(), [0]
+
+    @fake.route("GET", "/executions/r1/stream")
+    def stream(request: httpx.Request) -> httpx.Response:
+        connections[0] += 1
+        if connections[0] <= 15:  # silent
+            return httpx.Response(200, stream=DroppingStream([], drop=True, error=httpx.ReadTimeout))
+        return httpx.Response(200, content=b"".join(sse(*event) for event in RUN_EVENTS))
+
+    client, _ = _clients(fake)
+    assert _names(client.executions.stream("r1", max_reconnects=2)) == EXPECTED
+
+
+def test_wait_gives_up_at_its_timeout() -> None:
+    fake = FakePlatform()
+    fake.route("GET", "/executions/r1/stream")(
+        lambda r: httpx.Response(200, stream=DroppingStream([], drop=True, error=httpx.ReadTimeout))
+    )
+    fake.route("GET", "/executions/r1")(lambda r: httpx.Response(200, json=execution(status="waiting")))
+    client, aclient = _clients(fake)
+    with pytest.raises(TimeoutError, match="still running"):
+        client.executions.run("r1").wait(timeout=0.2, progress=False)
+    with pytest.raises(TimeoutError, match="still running"):
+        asyncio.run(aclient.executions.run("r1").wait(timeout=0.2, progress=False))
