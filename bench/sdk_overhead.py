@@ -1,7 +1,7 @@
 """The Python SDK's own cost per call: 500 `GET /api/v1/users/me` through `orchestrator_sdk.Client` and 500
 through a bare `httpx.Client` (same connection reuse, same auth header), interleaved in rounds in one run,
 against the API under plain uvicorn (one process, SQLite) or an already running platform (`--url`).
-A second figure isolates the client side: the same calls against an in-memory transport (no server).
+A second figure isolates the client side: ten times as many calls against an in-memory transport (no server).
 
 Run from the repository root: `.venv/bin/python bench/sdk_overhead.py [--calls 500] [--url URL]`.
 """
@@ -96,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
 
     in_memory = httpx.MockTransport(lambda request: httpx.Response(200, json=USER))
-    _print("client side only (in-memory transport)", compare("http://bench", "t", args.calls, in_memory))
+    _print("client side only (in-memory transport)", compare("http://bench", "t", args.calls * 10, in_memory))
 
     if args.url:
         email = args.email or f"bench-{secrets.token_hex(4)}@example.com"
