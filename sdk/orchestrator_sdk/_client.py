@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from orchestrator_sdk import __version__
+from orchestrator_sdk import __version__, resources
 from orchestrator_sdk._sse import Resume, SSEParser, StreamEvent
 from orchestrator_sdk.errors import (
     APIConnectionError,
@@ -126,8 +126,6 @@ class _Base:
         self._headers = {"User-Agent": f"orchestrator-sdk/{__version__}", "Accept": "application/json",
                          **(headers or {})}  # fmt: skip
         self._transport = transport
-        from orchestrator_sdk import resources
-
         self.agents = resources.Agents(self)
         self.workflows = resources.Workflows(self)
         self.executions = resources.Executions(self)

@@ -2,7 +2,8 @@
 
     python sdk/scripts/generate_models.py            # rewrite the checked-in models from this checkout's app
     python sdk/scripts/generate_models.py --check    # exit 1 when they differ (tests/sdk/test_models_fresh.py)
-    python sdk/scripts/generate_models.py --from openapi.json   # from a saved or live spec instead
+    python sdk/scripts/generate_models.py --from openapi.json   # from a saved spec instead
+    python sdk/scripts/generate_models.py --from http://127.0.0.1:8000/openapi.json   # from a running platform
 
 The app is built in-process with `serve_app.app.create_app` (no Ray, no database connection: the spec
 needs neither). A small generator rather than a third-party one: the platform's schemas are FastAPI's
@@ -173,10 +174,15 @@ def same_code(a: str, b: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when the checked-in models are stale")
-    parser.add_argument("--from", dest="source", help="an OpenAPI JSON file instead of this checkout's app")
+    parser.add_argument("--from", dest="source", help="an OpenAPI JSON file or URL instead of this checkout's app")
     parser.add_argument("--output", default=str(MODELS_PATH))
     args = parser.parse_args(argv)
-    spec = json.loads(Path(args.source).read_text()) if args.source else openapi_spec()
+    if args.source and args.source.startswith(("http://", "https://")):
+        import httpx
+
+        spec = httpx.get(args.source, timeout=30).raise_for_status().json()
+    else:
+        spec = json.loads(Path(args.source).read_text()) if args.source else openapi_spec()
     text = render(spec)
     output = Path(args.output)
     if args.check:
