@@ -167,8 +167,6 @@ class ApiKeyOut(ApiModel):
 
 
 class ApprovalCreate(ApiModel):
-    "Gate one of your pending tasks (`task_id`), or ask for a free-standing decision."
-
     task_id: str | None = Field(default=None, alias="taskId")
     reason: str | None = Field(default=None)
     priority: str | None = Field(default=None)
@@ -279,8 +277,6 @@ class ConfigurationUpdate(ApiModel):
 
 
 class ContainerOut(ApiModel):
-    "Seed 000's container: the agent's Ray actor as Ray's state API and the actor itself report it."
-
     container_id: str | None
     actor_name: str
     agent_status: str
@@ -337,8 +333,6 @@ class DeliveryOut(ApiModel):
 
 
 class DeployResponse(ApiModel):
-    "Seed 000's deploy answer, plus the agent."
-
     id: str
     status: str
     container_id: str | None
@@ -540,8 +534,6 @@ class ListingList(ApiModel):
 
 
 class ListingOut(ApiModel):
-    "A catalog entry: the listing, a summary of the agent it installs, and its counted usage."
-
     id: str
     marketplace_name: str
     name: str
@@ -595,8 +587,6 @@ class LogsResponse(ApiModel):
 
 
 class MarketplaceStatusOut(ApiModel):
-    "GET /agents/{id}/marketplace: the agent's listing as its publisher sees it."
-
     integration_id: str
     marketplace_name: str
     marketplace_agent_id: str
@@ -824,8 +814,6 @@ class PublishOut(ApiModel):
 
 
 class PublishRequest(ApiModel):
-    "Fields left out keep the listing's current values (on first publication: the agent's)."
-
     marketplace_name: str | None = Field(default=None, alias="marketplaceName")
     pricing: Pricing | None = Field(default=None)
     description: str | None = Field(default=None)
@@ -899,8 +887,6 @@ class ServiceTokenRequest(ApiModel):
 
 
 class StartExecution(ApiModel):
-    "Seed 001: run the agent's active workflow."
-
     agent_id: str = Field(alias="agentId")
     input: dict[str, Any] | None = Field(default=None)
     configuration: dict[str, Any] | None = Field(default=None)
@@ -1063,8 +1049,6 @@ class TaskStatusOut(ApiModel):
 
 
 class TaskStatusUpdate(ApiModel):
-    "Seed 002 sends these as query parameters; a JSON body works too."
-
     status: TaskStatus
     error: str | None = Field(default=None)
     result: dict[str, Any] | None = Field(default=None)
@@ -1072,8 +1056,6 @@ class TaskStatusUpdate(ApiModel):
 
 
 class TaskUpdate(ApiModel):
-    "PUT and PATCH change the fields given (seed 003); `status` goes through the state machine."
-
     title: str | None = Field(default=None)
     description: str | None = Field(default=None)
     type: str | None = Field(default=None)

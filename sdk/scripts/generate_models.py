@@ -122,11 +122,8 @@ def field_name(name: str) -> str:
 
 
 def render_model(schema_name: str, schema: dict[str, Any]) -> str:
+    # Descriptions stay in the platform's OpenAPI (`/docs`): they cite the platform's own design notes.
     lines = [f"class {class_name(schema_name)}(ApiModel):"]
-    description = (schema.get("description") or "").strip().splitlines()
-    if description:
-        lines.append(f"    {json.dumps(description[0])}")
-        lines.append("")
     required = set(schema.get("required", []))
     properties = schema.get("properties", {})
     for name, prop in properties.items():
