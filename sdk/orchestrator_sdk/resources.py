@@ -1,0 +1,367 @@
+"""The namespaces of both clients: `client.agents`, `.workflows`, `.executions`, `.tasks`, `.approvals`,
+`.projects`, `.events`, `.webhooks`, `.users`, `.auth`.
+
+Each method is written once: it returns the client's answer, which a `Client` gives directly and an
+`AsyncClient` as an awaitable. Lists come two ways: `list(...)` iterates over every item across pages
+(`for` with `Client`, `async for` or `await` with `AsyncClient`), `page(...)` returns one `Page`.
+Request bodies are a mapping, keyword arguments, or both; the API accepts snake_case and camelCase names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from orchestrator_sdk import models as m
+from orchestrator_sdk.runs import AsyncRun, Run
+
+if TYPE_CHECKING:
+    from orchestrator_sdk._client import _Base
+
+TASK_DONE = "completed"
+TASK_FAILED = frozenset({"failed", "cancelled"})
+
+
+def _body(body: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """The body: a mapping or model as given (an explicit None clears a field), plus the keyword fields that
+    are not None."""
+    data = body.to_dict() if hasattr(body, "to_dict") else dict(body or {})
+    data.update({k: v for k, v in fields.items() if v is not None})
+    return data
+
+
+class _Resource:
+    def __init__(self, client: _Base) -> None:
+        self._c: Any = client
+
+
+class _Crud(_Resource):
+    path = ""
+    key = ""
+    out: Any = None
+    list_out: Any = None
+
+    def create(self, body: Any = None, **fields: Any) -> Any:
+        return self._c._call("POST", self.path, self.out.model_validate, json=_body(body, fields))
+
+    def get(self, ident: str) -> Any:
+        return self._c._call("GET", f"{self.path}/{ident}", self.out.model_validate)
+
+    def update(self, ident: str, body: Any = None, **fields: Any) -> Any:
+        """Change the fields given (PATCH where the route has it, else PUT: both change only those)."""
+        return self._c._call(self.update_method, f"{self.path}/{ident}", self.out.model_validate,
+                             json=_body(body, fields))  # fmt: skip
+
+    update_method = "PATCH"
+
+    def delete(self, ident: str) -> Any:
+        return self._c._call("DELETE", f"{self.path}/{ident}", m.MessageResponse.model_validate)
+
+    def list(self, **filters: Any) -> Any:
+        """Every item across pages (filters as the route takes them: `status=`, `search=` …)."""
+        return self._c._paginate(self.path, self.key, filters, (self.list_out or self.out).model_validate)
+
+    def page(self, page: int = 1, limit: int = 20, **filters: Any) -> Any:
+        """One page: a list with `.pagination`, `.links`, `.has_next`, `.total`."""
+        cast = (self.list_out or self.out).model_validate
+        return self._c._get_page(self.path, self.key, {**filters, "page": page}, cast, limit=limit)
+
+
+class Agents(_Crud):
+    path, key, out = "/agents", "agents", m.AgentOut
+
+    def deploy(self, agent_id: str) -> Any:
+        return self._c._call("POST", f"/agents/{agent_id}/deploy")
+
+    def undeploy(self, agent_id: str) -> Any:
+        return self._c._call("POST", f"/agents/{agent_id}/undeploy")
+
+    def enable(self, agent_id: str) -> Any:
+        return self._c._call("POST", f"/agents/{agent_id}/enable", m.AgentOut.model_validate)
+
+    def disable(self, agent_id: str) -> Any:
+        return self._c._call("POST", f"/agents/{agent_id}/disable", m.AgentOut.model_validate)
+
+    def tasks(self, agent_id: str, **filters: Any) -> Any:
+        return self._c._paginate(f"/agents/{agent_id}/tasks", "tasks", filters, m.TaskOut.model_validate)
+
+    def metrics(self, agent_id: str) -> Any:
+        return self._c._call("GET", f"/agents/{agent_id}/metrics", m.AgentMetrics.model_validate)
+
+    def container(self, agent_id: str) -> Any:
+        return self._c._call("GET", f"/agents/{agent_id}/container", m.ContainerOut.model_validate)
+
+    def container_logs(self, agent_id: str, **params: Any) -> Any:
+        return self._c._call("GET", f"/agents/{agent_id}/container/logs", m.LogsResponse.model_validate,
+                             params=params)  # fmt: skip
+
+    def restart_container(self, agent_id: str) -> Any:
+        return self._c._call("POST", f"/agents/{agent_id}/container/restart")
+
+
+class Workflows(_Resource):
+    def create(self, agent_id: str, body: Any = None, **fields: Any) -> Any:
+        """A workflow of the agent: `name`, `workflow_data={"nodes": [...], "edges": [...], "settings": {...}}`."""
+        return self._c._call("POST", f"/agents/{agent_id}/workflows", m.WorkflowOut.model_validate,
+                             json=_body(body, fields))  # fmt: skip
+
+    def list(self, agent_id: str) -> Any:
+        return self._c._paginate(f"/agents/{agent_id}/workflows", "workflows", {}, m.WorkflowOut.model_validate)
+
+    def get(self, workflow_id: str) -> Any:
+        return self._c._call("GET", f"/workflows/{workflow_id}", m.WorkflowOut.model_validate)
+
+    def update(self, workflow_id: str, body: Any = None, **fields: Any) -> Any:
+        return self._c._call("PATCH", f"/workflows/{workflow_id}", m.WorkflowOut.model_validate,
+                             json=_body(body, fields))  # fmt: skip
+
+    def delete(self, workflow_id: str) -> Any:
+        return self._c._call("DELETE", f"/workflows/{workflow_id}", m.MessageResponse.model_validate)
+
+    def versions(self, workflow_id: str) -> Any:
+        return self._c._call("GET", f"/workflows/{workflow_id}/versions", m.WorkflowVersionList.model_validate)
+
+    def execute(self, workflow_id: str, input_data: dict[str, Any] | None = None, *,
+                execution_options: dict[str, Any] | None = None, **fields: Any) -> Any:  # fmt: skip
+        """Start a run; returns a `Run` (`AsyncRun`) to `wait()`, `stream()`, `logs()` or `cancel()`."""
+        body = _body({"input_data": input_data or {}}, {"execution_options": execution_options, **fields})
+        return _run(self._c, self._c._call("POST", f"/workflows/{workflow_id}/execute", json=body))
+
+
+def _run(client: Any, started: Any) -> Any:
+    if client.is_async:
+
+        async def wrap() -> AsyncRun:
+            data = await started
+            return AsyncRun(client, data["execution_id"], started=data)
+
+        return wrap()
+    return Run(client, started["execution_id"], started=started)
+
+
+class Executions(_Resource):
+    def start(self, agent_id: str, input: dict[str, Any] | None = None, **fields: Any) -> Any:
+        """Run the agent's active workflow (`configuration`, `environment`, `trigger` optional); a `Run`."""
+        body = _body({"agent_id": agent_id, "input": input or {}}, fields)
+        return _run(self._c, self._c._call("POST", "/executions", json=body))
+
+    def run(self, execution_id: str) -> Run | AsyncRun:
+        """A handle on an existing run (no request is made)."""
+        return (AsyncRun if self._c.is_async else Run)(self._c, execution_id)
+
+    def get(self, execution_id: str) -> Any:
+        return self._c._call("GET", f"/executions/{execution_id}", m.ExecutionDetail.model_validate)
+
+    def list(self, **filters: Any) -> Any:
+        return self._c._paginate("/executions", "executions", filters, m.ExecutionOut.model_validate)
+
+    def page(self, page: int = 1, limit: int = 20, **filters: Any) -> Any:
+        return self._c._get_page("/executions", "executions", {**filters, "page": page}, m.ExecutionOut.model_validate,
+                                 limit=limit)  # fmt: skip
+
+    def cancel(self, execution_id: str) -> Any:
+        return self._c._call("POST", f"/executions/{execution_id}/cancel", m.ExecutionOut.model_validate)
+
+    def logs(self, execution_id: str, *, level: str | None = None, limit: int = 100, offset: int = 0) -> Any:
+        params = {"level": level, "limit": limit, "offset": offset}
+        return self._c._call("GET", f"/executions/{execution_id}/logs", m.LogPage.model_validate,
+                             params={k: v for k, v in params.items() if v is not None})  # fmt: skip
+
+    def stream(self, execution_id: str, last_event_id: str | None = None, max_reconnects: int = 10,
+               timeout: float | None = None) -> Any:  # fmt: skip
+        """The run's Server-Sent Events (`step`, `log`, `status`, then `end`), resumed from the last event id
+        after a dropped connection, each event once; the run is never started again. `timeout` (seconds):
+        TimeoutError when the run has not ended by then."""
+        return self._c._sse(f"/executions/{execution_id}/stream", last_event_id, max_reconnects, timeout)
+
+
+class Tasks(_Crud):
+    path, key, out, list_out = "/tasks", "tasks", m.TaskDetail, m.TaskOut
+
+    def create(self, body: Any = None, **fields: Any) -> Any:
+        return self._c._call("POST", "/tasks", m.TaskOut.model_validate, json=_body(body, fields))
+
+    def get(self, ident: str, include: str | list[str] | None = None) -> Any:
+        """The task; `include="comments,files,history,metrics"` adds those."""
+        params = {"include": ",".join(include) if isinstance(include, list) else include} if include else None
+        return self._c._call("GET", f"/tasks/{ident}", m.TaskDetail.model_validate, params=params)
+
+    def update(self, ident: str, body: Any = None, **fields: Any) -> Any:
+        return self._c._call("PATCH", f"/tasks/{ident}", m.TaskOut.model_validate, json=_body(body, fields))
+
+    def set_status(self, task_id: str, status: str, *, error: str | None = None, result: dict[str, Any] | None = None,
+                   progress: float | None = None) -> Any:  # fmt: skip
+        """Report progress (`progress` 0–1) or the outcome: `in_progress`, `completed`, `failed`."""
+        body = _body({"status": status}, {"error": error, "result": result, "progress": progress})
+        return self._c._call("PATCH", f"/tasks/{task_id}/status", m.TaskStatusOut.model_validate, json=body)
+
+    def assign(self, task_id: str, agent_id: str) -> Any:
+        return self._c._call("POST", f"/tasks/{task_id}/assign", m.TaskOut.model_validate, json={"agent_id": agent_id})
+
+    def comment(self, task_id: str, content: str, mentions: list[str] | None = None) -> Any:
+        return self._c._call("POST", f"/tasks/{task_id}/comments", m.CommentOut.model_validate,
+                             json=_body({"content": content}, {"mentions": mentions}))  # fmt: skip
+
+    def comments(self, task_id: str) -> Any:
+        return self._c._paginate(f"/tasks/{task_id}/comments", "comments", {}, m.CommentOut.model_validate)
+
+    def upload_file(self, task_id: str, filename: str, content: bytes, content_type: str = "application/octet-stream"
+                    ) -> Any:  # fmt: skip
+        return self._c._call("POST", f"/tasks/{task_id}/files", m.FileOut.model_validate,
+                             files={"file": (filename, content, content_type)})  # fmt: skip
+
+    def files(self, task_id: str) -> Any:
+        return self._c._paginate(f"/tasks/{task_id}/files", "files", {}, m.FileOut.model_validate)
+
+    def watch(self, task_id: str, interval: float = 0.5, timeout: float | None = None) -> Any:
+        """Follow a task until it ends. Yields mappings with `type`: `progress` (status or progress changed;
+        `progress` 0–1, `status`, `task`), then `completed` (`result`, `task`) or `error` (`error`, `status`,
+        `task`). The platform streams task changes only over its WebSocket, so this reads the task every
+        `interval` seconds (a missed intermediate state is possible; the final one never is)."""
+        if self._c.is_async:
+            return self._watch_async(task_id, interval, timeout)
+        return self._watch(task_id, interval, timeout)
+
+    def _watch(self, task_id: str, interval: float, timeout: float | None) -> Iterator[dict[str, Any]]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        state = _WatchState()
+        while True:
+            update = state.next(self._c._call("GET", f"/tasks/{task_id}", m.TaskOut.model_validate))
+            if update is not None:
+                yield update
+                if update["type"] != "progress":
+                    return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"task {task_id} still {state.last[0] if state.last else 'unknown'}")
+            time.sleep(interval)
+
+    async def _watch_async(self, task_id: str, interval: float, timeout: float | None
+                           ) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
+        deadline = None if timeout is None else time.monotonic() + timeout
+        state = _WatchState()
+        while True:
+            update = state.next(await self._c._call("GET", f"/tasks/{task_id}", m.TaskOut.model_validate))
+            if update is not None:
+                yield update
+                if update["type"] != "progress":
+                    return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"task {task_id} still {state.last[0] if state.last else 'unknown'}")
+            await asyncio.sleep(interval)
+
+
+class _WatchState:
+    """Task → watch update: `progress` on a change, then `completed` or `error` once."""
+
+    def __init__(self) -> None:
+        self.last: tuple[str, float] | None = None
+
+    def next(self, task: Any) -> dict[str, Any] | None:
+        key = (task.status, task.progress)
+        if task.status == TASK_DONE:
+            return {"type": "completed", "status": task.status, "progress": 1.0, "result": task.result, "task": task}
+        if task.status in TASK_FAILED:
+            return {"type": "error", "status": task.status, "progress": task.progress,
+                    "error": task.error or f"task {task.status}", "task": task}  # fmt: skip
+        if key == self.last:
+            return None
+        self.last = key
+        return {"type": "progress", "status": task.status, "progress": task.progress, "task": task}
+
+
+class Approvals(_Resource):
+    def create(self, body: Any = None, **fields: Any) -> Any:
+        return self._c._call("POST", "/approvals", m.ApprovalOut.model_validate, json=_body(body, fields))
+
+    def get(self, approval_id: str) -> Any:
+        return self._c._call("GET", f"/approvals/{approval_id}", m.ApprovalOut.model_validate)
+
+    def pending(self) -> Any:
+        """Every pending approval you may decide or watch (most urgent first)."""
+        return self._c._paginate("/approvals/pending", "approvals", {}, m.ApprovalOut.model_validate)
+
+    def list(self) -> Any:
+        return self.pending()
+
+    def history(self) -> Any:
+        """Decided and expired approvals, newest first."""
+        return self._c._paginate("/approvals/history", "history", {}, m.ApprovalOut.model_validate)
+
+    def approve(self, approval_id: str) -> Any:
+        return self._c._call("POST", f"/approvals/{approval_id}/approve", m.DecisionOut.model_validate)
+
+    def reject(self, approval_id: str, reason: str | None = None) -> Any:
+        return self._c._call("POST", f"/approvals/{approval_id}/reject", m.DecisionOut.model_validate,
+                             params={"reason": reason} if reason else None)  # fmt: skip
+
+
+class Projects(_Crud):
+    path, key, out = "/projects", "projects", m.ProjectOut
+
+    def tasks(self, project_id: str, **filters: Any) -> Any:
+        return self._c._paginate(f"/projects/{project_id}/tasks", "tasks", filters, m.TaskOut.model_validate)
+
+    def add_member(self, project_id: str, user_id: str | None = None, *, email: str | None = None,
+                   role: str = "member") -> Any:  # fmt: skip
+        return self._c._call("POST", f"/projects/{project_id}/members",
+                             json=_body({"role": role}, {"user_id": user_id, "email": email}))  # fmt: skip
+
+    def remove_member(self, project_id: str, user_id: str) -> Any:
+        return self._c._call("DELETE", f"/projects/{project_id}/members/{user_id}", m.MessageResponse.model_validate)
+
+
+class Events(_Resource):
+    def publish(self, event_type: str, payload: dict[str, Any] | None = None, **fields: Any) -> Any:
+        """Publish a custom event (`source_agent`, `task_id`, `trace_id`, `priority` optional)."""
+        return self._c._call("POST", "/events/publish", m.PublishedEvent.model_validate,
+                             json=_body({"event_type": event_type, "payload": payload or {}}, fields))  # fmt: skip
+
+    def list(self, **filters: Any) -> Any:
+        """Events you may see, newest first (`type=`, `source=`, `task_id=`, `trace_id=`, `since=`)."""
+        return self._c._paginate("/events", "events", filters, m.EventOut.model_validate)
+
+    def page(self, page: int = 1, limit: int = 20, **filters: Any) -> Any:
+        return self._c._get_page("/events", "events", {**filters, "page": page}, m.EventOut.model_validate,
+                                 limit=limit)  # fmt: skip
+
+
+class Webhooks(_Crud):
+    path, key, out = "/webhooks", "webhooks", m.WebhookOut
+
+    def deliveries(self, webhook_id: str) -> Any:
+        return self._c._paginate(f"/webhooks/{webhook_id}/deliveries", "deliveries", {}, m.DeliveryOut.model_validate)
+
+    def test(self, webhook_id: str) -> Any:
+        return self._c._call("POST", f"/webhooks/{webhook_id}/test", m.DeliveryOut.model_validate)
+
+    def retry_delivery(self, webhook_id: str, delivery_id: str) -> Any:
+        return self._c._call("POST", f"/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
+                             m.DeliveryOut.model_validate)  # fmt: skip
+
+
+class Users(_Resource):
+    def me(self) -> Any:
+        return self._c._call("GET", "/users/me", m.UserOut.model_validate)
+
+    def update_me(self, body: Any = None, **fields: Any) -> Any:
+        return self._c._call("PUT", "/users/me", m.UserOut.model_validate, json=_body(body, fields))
+
+
+class Auth(_Resource):
+    def create_api_key(self, name: str, permissions: list[str] | None = None, **fields: Any) -> Any:
+        """A new API key (`.key` is shown in this answer only)."""
+        return self._c._call("POST", "/auth/api-keys", m.ApiKeyCreated.model_validate,
+                             json=_body({"name": name}, {"permissions": permissions, **fields}))  # fmt: skip
+
+    def api_keys(self) -> Any:
+        return self._c._paginate("/auth/api-keys", "api_keys", {}, m.ApiKeyOut.model_validate)
+
+    def revoke_api_key(self, key_id: str) -> Any:
+        return self._c._call("DELETE", f"/auth/api-keys/{key_id}", m.MessageResponse.model_validate)
+
+    def logout(self) -> Any:
+        creds = self._c._credentials
+        return self._c._call("POST", "/auth/logout", json={"refresh_token": creds.refresh_token}
+                             if creds.refresh_token else None)  # fmt: skip

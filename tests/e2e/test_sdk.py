@@ -1,0 +1,256 @@
+"""The Python SDK (`orchestrator_sdk`, sdk/) against the live platform: sync and async clients, the API
+guide's Python example run as written, paging, a workflow run with `wait()`, and a run's stream that
+drops mid-way and resumes from its last event id."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from orchestrator_sdk import AsyncClient, Client, NotAvailable, NotFound, OrchestratorClient, RunFailed
+
+from tests.e2e.test_agent_actors import _eventually
+
+FIX = "tests.fixtures.workflow_nodes"
+PASSWORD = "correct horse 1"
+
+# The API guide's Python example, character for character; the test replaces only its placeholders (the
+# base URL, the API key and the project id, which the platform generates).
+SEED_EXAMPLE = """
+from orchestrator_sdk import OrchestratorClient
+import asyncio
+
+client = OrchestratorClient(
+    base_url='http://localhost:3000',
+    api_key='your-api-key'
+)
+
+async def create_and_monitor_task():
+    # Create task
+    task = await client.tasks.create({
+        'title': 'Build user registration',
+        'description': 'Implement user registration with email verification',
+        'priority': 'high',
+        'project_id': 'proj-123'
+    })
+    
+    print(f'Task created: {task["id"]}')
+    
+    # Monitor progress
+    async for update in client.tasks.watch(task['id']):
+        if update['type'] == 'progress':
+            print(f'Progress: {update["progress"] * 100}%')
+        elif update['type'] == 'completed':
+            print('Task completed!')
+            break
+        elif update['type'] == 'error':
+            print(f'Task failed: {update["error"]}')
+            break
+
+# Run the example
+asyncio.run(create_and_monitor_task())
+"""  # noqa: W293 (the example's own blank lines)
+
+
+def _account(platform) -> tuple[str, str]:
+    email = f"sdk-{secrets.token_hex(4)}@example.com"
+    response = httpx.post(f"{platform.base_url}/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 201, response.text
+    return email, PASSWORD
+
+
+@pytest.fixture
+def sdk(platform) -> Client:
+    email, password = _account(platform)
+    with Client(platform.base_url, email=email, password=password) as client:
+        yield client
+
+
+def test_sync_and_async_clients_share_one_api(platform, sdk) -> None:
+    me = sdk.users.me()  # logs in with email + password on first use
+    assert me.email == sdk.user["email"] and me["id"] == me.id
+    project = sdk.projects.create(name=f"sdk-{secrets.token_hex(3)}", description="SDK e2e")
+    key = sdk.auth.create_api_key("sdk-e2e", permissions=["projects:read", "tasks:read", "tasks:write"])
+    assert key.key.startswith("ao_")
+
+    async def main() -> tuple[Any, Any]:
+        async with AsyncClient(platform.base_url + "/api/v1", api_key=key.key) as client:
+            fetched = await client.projects.get(project.id)
+            mine = [p.id async for p in client.projects.list()]
+            with pytest.raises(NotFound) as caught:
+                await client.tasks.get("00000000-0000-7000-8000-000000000000")
+            return fetched, (mine, caught.value)
+
+    fetched, (mine, missing) = asyncio.run(main())
+    assert fetched.id == project.id and fetched.name == project.name and project.id in mine
+    assert missing.status == 404 and missing.code == "NOT_FOUND" and missing.correlation_id
+
+    legacy = OrchestratorClient(platform.base_url)
+    with pytest.raises(NotAvailable, match="requirements are not available on this platform yet"):
+        legacy.submit_requirement("Create a simple calculator web app")
+
+
+def _drive_task(platform, sdk: Client, approver: dict, project_id: str, agent_id: str, errors: list) -> None:
+    """The other side of the example: approve its P1 task, hand it to an agent, report progress, finish."""
+    try:
+        admin = Client(platform.base_url, token=approver["Authorization"].removeprefix("Bearer "))
+        task = _eventually(lambda: next(iter(sdk.projects.tasks(project_id)), None), timeout_s=30, what="task")
+        approval = _eventually(lambda: next((a for a in admin.approvals.pending() if a.task_id == task.id), None),
+                               timeout_s=30, what="the task's approval")  # fmt: skip
+        admin.approvals.approve(approval.id)
+        if sdk.tasks.get(task.id).status == "pending":
+            sdk.tasks.assign(task.id, agent_id)
+        time.sleep(1.2)
+        sdk.tasks.set_status(task.id, "in_progress", progress=0.5)
+        time.sleep(1.5)  # the watcher reads the task every 0.5 s
+        sdk.tasks.set_status(task.id, "completed", result={"done": True})
+    except Exception as exc:  # reported by the test
+        errors.append(exc)
+
+
+def test_the_api_guides_python_example_runs_as_written(platform, sdk, approver, capsys) -> None:
+    project = sdk.projects.create(name=f"seed-{secrets.token_hex(3)}")
+    agent = sdk.agents.create(name=f"worker-{secrets.token_hex(3)}", mode="external")
+    sdk.agents.deploy(agent.id)
+    key = sdk.auth.create_api_key("seed-example")
+    code = (SEED_EXAMPLE.replace("http://localhost:3000", platform.base_url)
+            .replace("your-api-key", key.key).replace("proj-123", project.id))  # fmt: skip
+    errors: list[Exception] = []
+    driver = threading.Thread(target=_drive_task, args=(platform, sdk, approver, project.id, agent.id, errors))
+    driver.start()
+    exec(compile(code, "api-guide-example.py", "exec"), {"__name__": "__example__"})  # noqa: S102
+    driver.join(timeout=60)
+    assert not errors, errors
+    out = capsys.readouterr().out
+    assert out.startswith("Task created: ") and "Progress: 50.0%" in out and out.rstrip().endswith("Task completed!")
+    sdk.agents.undeploy(agent.id)
+
+
+def test_lists_page_through_everything(sdk) -> None:
+    tag = f"page{secrets.token_hex(3)}"
+    created = [sdk.tasks.create(title=f"t{i}", priority="low", tags=[tag]).id for i in range(7)]
+    listed = [task.id for task in sdk.tasks.list(tags=tag, limit=3)]  # 3 pages of 3, 3, 1
+    assert sorted(listed) == sorted(created) and len(listed) == 7
+    first = sdk.tasks.page(1, limit=3, tags=tag)
+    assert len(first) == 3 and first.has_next and first.total == 7 and first.pagination["pages"] == 3
+    assert listed == [task.id for task in sdk.tasks.list(tags=tag)]  # newest first, whatever the page size
+
+
+def _workflow(sdk: Client, *nodes: dict) -> Any:
+    agent = sdk.agents.create(name=f"flow-{secrets.token_hex(3)}")
+    edges = [{"source": a["id"], "target": b["id"]} for a, b in pairwise(nodes)]
+    return sdk.workflows.create(agent.id, name="Flow", workflow_data={"nodes": list(nodes), "edges": edges})
+
+
+def test_a_workflow_run_waits_with_progress_and_a_failure_raises(sdk, capsys) -> None:
+    workflow = _workflow(sdk, {"id": "in", "type": "input"},
+                         {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
+                         {"id": "nap", "type": "python", "config": {"function": f"{FIX}:sleep"}},
+                         {"id": "out", "type": "output"})  # fmt: skip
+    run = sdk.workflows.execute(workflow.id, {"value": 41, "seconds": 1}).wait(timeout=120)
+    assert run.status == "completed" and run.output["value"] == 42
+    assert "4/4" in capsys.readouterr().err  # the progress bar: steps done of the graph's nodes
+    assert [step.node_id for step in run.steps()] == ["in", "add", "nap", "out"]
+    assert isinstance(run.logs(), list) and "<table>" in run._repr_html_()
+
+    broken = _workflow(sdk, {"id": "in", "type": "input"},
+                       {"id": "boom", "type": "python", "retry_count": 0, "config": {"function": f"{FIX}:broken"}},
+                       {"id": "out", "type": "output"})  # fmt: skip
+    with pytest.raises(RunFailed) as caught:
+        sdk.workflows.execute(broken.id, {}).wait(timeout=120, progress=False)
+    assert caught.value.step == "boom" and "this node always fails" in caught.value.error
+    assert caught.value.run.status == "failed"
+
+
+class _DropStreams(httpx.HTTPTransport):
+    """Cuts each of the first `drops` event streams after `after` chunks, like a proxy timing out."""
+
+    def __init__(self, drops: int, after: int) -> None:
+        super().__init__()
+        self.drops, self.after, self.streams = drops, after, []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if not request.url.path.endswith("/stream"):
+            return response
+        self.streams.append(request.headers.get("Last-Event-ID"))
+        if self.drops <= 0:
+            return response
+        self.drops -= 1
+        inner, after = response.stream, self.after
+
+        class Cut(httpx.SyncByteStream):
+            def __iter__(self):
+                for index, chunk in enumerate(inner):
+                    if index >= after:
+                        raise httpx.RemoteProtocolError("connection dropped")
+                    yield chunk
+
+            def close(self) -> None:
+                inner.close()
+
+        return httpx.Response(response.status_code, headers=response.headers, stream=Cut(), request=request)
+
+
+def test_an_interrupted_run_stream_resumes_without_loss_or_duplicates(platform, sdk) -> None:
+    workflow = _workflow(sdk, {"id": "in", "type": "input"},
+                         *[{"id": f"s{i}", "type": "python", "config": {"function": f"{FIX}:sleep"}} for i in range(3)],
+                         {"id": "out", "type": "output"})  # fmt: skip
+    email, password = sdk._credentials.email, sdk._credentials.password
+    dropping = _DropStreams(drops=3, after=2)
+    with Client(platform.base_url, email=email, password=password, transport=dropping) as client:
+        run = client.workflows.execute(workflow.id, {"seconds": 0.5})
+        events = list(run.stream())
+        # Each reconnect carried the last id received (a finished run's stream may end within its first chunks,
+        # so not every cut is always needed).
+        assert len(dropping.streams) >= 2 and dropping.streams[0] is None and all(dropping.streams[1:])
+    # The same run read in one piece after it ended.
+    whole = list(sdk.executions.stream(run.id))
+    steps = [e.data["seq"] for e in events if e.event == "step"]
+    assert steps == sorted(set(steps)) and steps == [e.data["seq"] for e in whole if e.event == "step"]
+    assert [e.data["id"] for e in events if e.event == "log"] == [e.data["id"] for e in whole if e.event == "log"]
+    assert [e.event for e in events][-1] == "end" and sum(e.event == "end" for e in events) == 1
+    assert sdk.executions.get(run.id).status == "completed"
+    assert sdk.executions.page(1, limit=100, workflow_id=workflow.id).total == 1  # never submitted again
+
+
+def _guide_blocks() -> list[str]:
+    """The `python` blocks of docs/sdk.md, except those the line before marks "not run"."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "sdk.md").read_text()
+    blocks, lines, inside, skip, previous = [], text.splitlines(), False, False, ""
+    for line in lines:
+        if not inside and line.strip() == "```python":
+            inside, skip, current = True, previous.startswith("<!-- not run"), []
+        elif inside and line.strip() == "```":
+            inside = False
+            if not skip:
+                blocks.append("\n".join(current))
+        elif inside:
+            current.append(line)
+        if line.strip():
+            previous = line.strip()
+    return blocks
+
+
+def test_the_sdk_guide_examples_run(platform, sdk, monkeypatch, capsys) -> None:
+    key = sdk.auth.create_api_key("sdk-guide")
+    monkeypatch.setenv("ORCHESTRATOR_URL", platform.base_url)
+    monkeypatch.setenv("ORCHESTRATOR_API_KEY", key.key)
+    namespace: dict[str, Any] = {"__name__": "__guide__"}
+    blocks = _guide_blocks()
+    assert len(blocks) >= 8
+    for number, block in enumerate(blocks):
+        exec(compile(block, f"docs/sdk.md block {number}", "exec"), namespace)  # noqa: S102
+    out = capsys.readouterr().out
+    for expected in ("pending P3 True", "Started on the examples", "['Draft', 'Publish', 'Review', 'Write", "2 4 True",
+                     "404 NOT_FOUND True", "priority", "completed 42", "['in', 'add', 'out']", "add | ",
+                     "3 end", "error no agent for it", "(True, True)"):  # fmt: skip
+        assert expected in out, (expected, out)
+    print(out)
