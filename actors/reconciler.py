@@ -21,8 +21,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors import agent_handles, router_client
+from actors.metrics import install_ray_metrics, publish_platform_state
 from actors.names import EVENT_HUB_NAME
-from cluster import metrics
 from core.clock import utcnow
 from core.logging import configure_logging
 from core.settings import Settings
@@ -41,6 +41,7 @@ REDISPATCH_AFTER_S = 15.0
 class Reconciler:
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings.log_level)
+        install_ray_metrics()
         self._settings = settings
         # One connection (two at a peak): the reconciler reads in batches, it does not fan out.
         self._db = Database(
@@ -95,7 +96,7 @@ class Reconciler:
             log.info("%d external worker(s) stopped sending heartbeats: %s", len(offline), offline)
         resumed = self._resume_runs()
         folded = execution_rollups.fold_all(self._db)  # the dashboard reads unfolded deltas too; this keeps them few
-        metrics.publish_platform_state(self._db)  # Ray gauges: runs by status, approvals pending
+        publish_platform_state(self._db)  # Ray gauges: runs by status, approvals pending
         if time.monotonic() - self._last_purge > PURGE_EVERY_S:
             purge_expired_credentials(self._db)
             self._last_purge = time.monotonic()

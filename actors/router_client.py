@@ -13,7 +13,7 @@ import ray
 from ray.exceptions import GetTimeoutError
 
 from actors.names import ROUTER_NAME, RUN_POOL_NAME
-from cluster import tracing
+from core import tracing
 from core.settings import Settings
 
 log = logging.getLogger("orchestrator.actors")

@@ -27,7 +27,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
-from cluster import metrics, tracing
+from actors.metrics import install_ray_metrics
+from core import metrics, telemetry_setup, tracing
 from core.imports import import_object
 from core.logging import configure_logging
 from core.settings import Settings
@@ -88,7 +89,8 @@ class WorkflowRunActor:
 
     def __init__(self, settings: Settings, name: str) -> None:
         configure_logging(settings.log_level)
-        tracing.configure(settings, "run")
+        telemetry_setup.configure(settings, "run")
+        install_ray_metrics()
         self._name = name
         self._db = Database(settings.database_url, pool_size=1, max_overflow=1, application_name="orchestrator:run")
         self._store = DatabaseRunStore(self._db, settings)

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cluster import tracing
+from core import tracing
 from core.errors import ServiceUnavailable
 
 

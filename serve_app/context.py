@@ -12,7 +12,7 @@ import redis
 import redis.asyncio as aioredis
 
 from actors import router_client
-from cluster.probes import ray_probe, serve_probe
+from actors.probes import ray_probe, serve_probe
 from core.batching import Batcher
 from core.settings import Settings
 from persistence.db import Database
