@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.hashing import sha256_hex
+from core.rate_limit_spec import Limit
 
 ENV_PREFIX = "ORCHESTRATOR_"
 API_KEY_ENV_PREFIX = "ORCHESTRATOR_API_KEY_"
@@ -137,8 +138,6 @@ class RateLimitSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _parse_all(self) -> RateLimitSettings:
-        from services.rate_limit import Limit
-
         classes = (self.rate_limit_general, self.rate_limit_auth, self.rate_limit_register,
                    self.rate_limit_executions, self.rate_limit_health)  # fmt: skip
         for value in (*classes, *self.rate_limit_routes.values()):
