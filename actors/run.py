@@ -32,6 +32,7 @@ from core import metrics, telemetry_setup, tracing
 from core.imports import import_object
 from core.logging import configure_logging
 from core.settings import Settings
+from frameworks import load_node_runtime
 from persistence.db import Database
 from runtime.engine import Outcome, RunEnvironment, execute
 from schedulers import admission
@@ -58,6 +59,7 @@ def environment(settings: Settings, map_runner: Callable[[str, list[Any], int], 
         llm={"base_url": workflows.llm_base_url, "model": workflows.llm_model, "api_key": api_key,
              "cost_per_1k_tokens": workflows.llm_cost_per_1k_tokens},
         default_retry_count=workflows.run_default_retry_count, observe_step=metrics.observe_step_latency,
+        load_framework=load_node_runtime,
     )  # fmt: skip
 
 

@@ -25,6 +25,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import tracing
 from core.errors import ServiceUnavailable
 
+# The rollups' mapper events on Execution. Every ORM session is opened by a `Database`, so registering them
+# wherever this module is imported means no writer of runs can skip them.
+from persistence import execution_rollups  # noqa: F401
+
 
 class Database:
     def __init__(
