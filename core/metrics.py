@@ -1,4 +1,5 @@
-"""The platform's own metrics: their definitions and the functions that record them (docs/architecture.md).
+"""The platform's own metrics (README.md "System and observability"): their definitions and the functions
+that record them.
 
 Recording goes to the backend the process installed (`actors.metrics`: `ray.util.metrics`, which Ray exports
 with its own on every node's metrics port, for Prometheus and the Ray dashboard). Until one is installed, and

@@ -26,6 +26,19 @@ API_KEY_ENV_PREFIX = "ORCHESTRATOR_API_KEY_"
 # copy-pasted example from becoming a production signing key.
 _KNOWN_UNSAFE_SECRETS = {"changethis", "secret", "your-secret", "your_secret", "jwt-secret", "YOUR_SECRET"}
 _MIN_SECRET_BYTES = 32
+# The top-level packages this distribution installs (pyproject.toml's `packages.find`): generic names, so an
+# operator's module of the same name would shadow one of them, or be shadowed, in every process of the cluster.
+PLATFORM_PACKAGES = (
+    "actors",
+    "cluster",
+    "core",
+    "frameworks",
+    "persistence",
+    "runtime",
+    "schedulers",
+    "serve_app",
+    "services",
+)
 
 
 def _config() -> SettingsConfigDict:
@@ -211,6 +224,22 @@ class AgentRuntimeSettings(BaseSettings):
     @property
     def code_modules(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.agent_code_modules.split(",") if part.strip())
+
+    @field_validator("agent_code_modules")
+    @classmethod
+    def _outside_the_platform(cls, value: str) -> str:
+        """Agents' code never lives in (or under the name of) one of the platform's own packages: listing
+        `services.foo` would let agents' configurations name the platform's internals, and an operator's
+        package called `core` would shadow the platform's (or be shadowed by it) on every node."""
+        for entry in (part.strip() for part in value.split(",")):
+            package = entry.split(".", 1)[0]
+            if package in PLATFORM_PACKAGES:
+                where = "is the platform's package" if entry == package else "is inside the platform's package"
+                raise ValueError(
+                    f"ORCHESTRATOR_AGENT_CODE_MODULES: '{entry}' {where} '{package}': operators' code must live in "
+                    f"packages of their own names (not {', '.join(PLATFORM_PACKAGES)})"
+                )
+        return value
 
     # CPU reserved by an agent's actor when its resource_limits name none (Ray's own actor default is 0).
     agent_default_cpu: float = Field(0.0, ge=0)
