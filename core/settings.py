@@ -368,7 +368,7 @@ class WebhookSettings(BaseSettings):
 
 
 class ObservabilitySettings(BaseSettings):
-    """OpenTelemetry traces: HTTP request → actor → database, keyed by the correlation id (cluster/tracing.py)."""
+    """OpenTelemetry traces: HTTP request → actor → database, keyed by the correlation id (core/telemetry_setup.py)."""
 
     model_config = _config()
 

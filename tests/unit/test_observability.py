@@ -4,6 +4,8 @@ window, spans as JSON lines, and metrics that do nothing outside Ray."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -183,3 +185,13 @@ def test_every_metric_is_recorded_through_the_installed_backend(monkeypatch) -> 
     assert ("orchestrator_webhook_deliveries", "inc", 3, {"outcome": "delivered"}) in recorded
     assert ("orchestrator_runs", "set", 0, {"status": "failed"}) in recorded
     assert ("orchestrator_approvals_pending", "set", 2, {}) in recorded
+
+
+def test_the_telemetry_api_in_core_loads_no_sdk_and_no_ray() -> None:
+    # Every layer imports core.tracing and core.metrics; only a process's start-up sets up the SDK.
+    probe = (
+        "import sys, core.context, core.metrics, core.tracing; print(sorted(name for name in sys.modules "
+        "if name == 'ray' or name.startswith(('ray.', 'opentelemetry.sdk', 'opentelemetry.exporter'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert loaded.stdout.strip() == "[]"
