@@ -18,8 +18,8 @@ import ray
 import ray.util.state
 from ray.exceptions import GetTimeoutError, RayActorError
 
+from actors.capacity import cluster_shape
 from actors.names import STORE_NAME, agent_actor_name
-from cluster.capacity import cluster_shape
 from core.clock import isoformat_z, utcnow
 from core.errors import InsufficientResources, ServiceUnavailable
 from core.settings import Settings

@@ -29,7 +29,8 @@ from typing import Any
 import httpx
 import redis
 
-from cluster import metrics
+from actors.metrics import install_ray_metrics
+from core import metrics
 from core.logging import configure_logging
 from core.settings import Settings
 from persistence.db import Database
@@ -46,6 +47,7 @@ WEBHOOK_IDLE_S = 1.0
 class EventHub:
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings.log_level)
+        install_ray_metrics()
         self._settings = settings
         # Two connections: the relay's and the webhook loop's (their database work runs in threads).
         self._db = Database(

@@ -15,9 +15,9 @@ from typing import Any
 
 from actors import router_client
 from actors.agent_handles import AgentActorsOnRay
+from actors.metrics import install_ray_metrics, publish_platform_state
 from actors.names import EVENT_HUB_NAME
 from actors.router_client import RouterOnRay, RunPoolOnRay
-from cluster import metrics
 from core.logging import configure_logging
 from core.settings import Settings
 from persistence import execution_rollups
@@ -34,6 +34,7 @@ PURGE_EVERY_S = 3600.0
 class Reconciler:
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings.log_level)
+        install_ray_metrics()
         self._settings = settings
         # One connection (two at a peak): the reconciler reads in batches, it does not fan out.
         self._db = Database(
@@ -50,7 +51,7 @@ class Reconciler:
         with self._lock:
             report = self._pass.run_once()
             report["rollup_deltas_folded"] = execution_rollups.fold_all(self._db)  # the dashboard reads these
-            metrics.publish_platform_state(self._db)  # Ray gauges: runs by status, approvals pending
+            publish_platform_state(self._db)  # Ray gauges: runs by status, approvals pending
             if time.monotonic() - self._last_purge > PURGE_EVERY_S:
                 purge_expired_credentials(self._db)
                 self._last_purge = time.monotonic()

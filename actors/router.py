@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from actors.agent_handles import AgentActorsOnRay
-from cluster import metrics, tracing
+from actors.metrics import install_ray_metrics
+from core import metrics, telemetry_setup, tracing
 from core.logging import configure_logging
 from core.settings import Settings
 from persistence.db import Database
@@ -48,7 +49,8 @@ _LEGACY: dict[str, type] = {
 class TaskRouter:
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings.log_level)
-        tracing.configure(settings, "router")
+        telemetry_setup.configure(settings, "router")
+        install_ray_metrics()
         self._settings = settings
         self._agents = AgentActorsOnRay(settings)
         self._db = Database(settings.database_url, pool_size=2, max_overflow=0, application_name="orchestrator:router")

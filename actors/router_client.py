@@ -15,7 +15,7 @@ import ray
 from ray.exceptions import GetTimeoutError
 
 from actors.names import ROUTER_NAME, RUN_POOL_NAME
-from cluster import tracing
+from core import tracing
 from core.settings import Settings
 from services.ports import RouterMessage
 

@@ -27,11 +27,13 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
+from actors.metrics import install_ray_metrics
 from actors.router_client import RouterOnRay
-from cluster import metrics, tracing
+from core import metrics, telemetry_setup, tracing
 from core.imports import import_object
 from core.logging import configure_logging
 from core.settings import Settings
+from frameworks import load_node_runtime
 from persistence.db import Database
 from runtime.engine import Outcome, RunEnvironment, execute
 from schedulers import admission
@@ -58,6 +60,7 @@ def environment(settings: Settings, map_runner: Callable[[str, list[Any], int], 
         llm={"base_url": workflows.llm_base_url, "model": workflows.llm_model, "api_key": api_key,
              "cost_per_1k_tokens": workflows.llm_cost_per_1k_tokens},
         default_retry_count=workflows.run_default_retry_count, observe_step=metrics.observe_step_latency,
+        load_framework=load_node_runtime,
     )  # fmt: skip
 
 
@@ -89,7 +92,8 @@ class WorkflowRunActor:
 
     def __init__(self, settings: Settings, name: str) -> None:
         configure_logging(settings.log_level)
-        tracing.configure(settings, "run")
+        telemetry_setup.configure(settings, "run")
+        install_ray_metrics()
         self._name = name
         self._db = Database(settings.database_url, pool_size=1, max_overflow=1, application_name="orchestrator:run")
         self._store = DatabaseRunStore(self._db, settings, router=RouterOnRay(settings))

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
-from starlette.concurrency import run_in_threadpool
+import anyio.to_thread
 
 log = logging.getLogger("orchestrator.batching")
 
@@ -88,7 +88,9 @@ class Batcher(Generic[Item, Result]):
         self.batches += 1
         self.items += len(batch)
         try:
-            outcomes: list[Result | Exception] = await run_in_threadpool(batch[0][2].run, self._run_around, batch)
+            outcomes: list[Result | Exception] = await anyio.to_thread.run_sync(
+                batch[0][2].run, self._run_around, batch
+            )
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
         except self._split_on as exc:

@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 
-from serve_app.request_context import correlation_id_var
+from core.context import correlation_id_var
 
 # UTC with a Z, so that log lines sort and filter by time across nodes (the container logs endpoint
 # parses them back: `actors.agent_handles.parse_log_line`).

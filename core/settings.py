@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.hashing import sha256_hex
+from core.rate_limit_spec import Limit
 
 ENV_PREFIX = "ORCHESTRATOR_"
 API_KEY_ENV_PREFIX = "ORCHESTRATOR_API_KEY_"
@@ -26,6 +27,19 @@ API_KEY_ENV_PREFIX = "ORCHESTRATOR_API_KEY_"
 # copy-pasted example from becoming a production signing key.
 _KNOWN_UNSAFE_SECRETS = {"changethis", "secret", "your-secret", "your_secret", "jwt-secret", "YOUR_SECRET"}
 _MIN_SECRET_BYTES = 32
+# The top-level packages this distribution installs (pyproject.toml's `packages.find`): generic names, so an
+# operator's module of the same name would shadow one of them, or be shadowed, in every process of the cluster.
+PLATFORM_PACKAGES = (
+    "actors",
+    "cluster",
+    "core",
+    "frameworks",
+    "persistence",
+    "runtime",
+    "schedulers",
+    "serve_app",
+    "services",
+)
 
 
 def _config() -> SettingsConfigDict:
@@ -179,8 +193,6 @@ class RateLimitSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _parse_all(self) -> RateLimitSettings:
-        from services.rate_limit import Limit
-
         classes = (self.rate_limit_general, self.rate_limit_auth, self.rate_limit_register,
                    self.rate_limit_executions, self.rate_limit_health)  # fmt: skip
         for value in (*classes, *self.rate_limit_routes.values()):
@@ -341,6 +353,22 @@ class AgentRuntimeSettings(BaseSettings):
     router_tick_s: float = Field(
         1.0, gt=0, description="How often the task router re-reads agents' capacity, ages waiting tasks and routes."
     )
+
+    @field_validator("agent_code_modules")
+    @classmethod
+    def _outside_the_platform(cls, value: str) -> str:
+        """Agents' code never lives in (or under the name of) one of the platform's own packages: listing
+        `services.foo` would let agents' configurations name the platform's internals, and an operator's
+        package called `core` would shadow the platform's (or be shadowed by it) on every node."""
+        for entry in (part.strip() for part in value.split(",")):
+            package = entry.split(".", 1)[0]
+            if package in PLATFORM_PACKAGES:
+                where = "is the platform's package" if entry == package else "is inside the platform's package"
+                raise ValueError(
+                    f"ORCHESTRATOR_AGENT_CODE_MODULES: '{entry}' {where} '{package}': operators' code must live in "
+                    f"packages of their own names (not {', '.join(PLATFORM_PACKAGES)})"
+                )
+        return value
 
 
 class WorkflowSettings(BaseSettings):
@@ -503,7 +531,7 @@ class WebhookSettings(BaseSettings):
 
 
 class ObservabilitySettings(BaseSettings):
-    """OpenTelemetry traces: HTTP request → actor → database, keyed by the correlation id (cluster/tracing.py)."""
+    """OpenTelemetry traces: HTTP request → actor → database, keyed by the correlation id (core/telemetry_setup.py)."""
 
     model_config = _config()
 

@@ -101,3 +101,19 @@ def adapter_for(framework: str) -> FrameworkAdapter:
             f"Framework '{framework}' needs the '{adapter.extra or missing[0]}' extra, which is not installed ({hint})"
         )
     return adapter
+
+
+def load_node_runtime(
+    framework: str, *, execution_id: str, node_id: str, configuration: dict[str, Any], code_modules: tuple[str, ...]
+) -> AgentRuntime:
+    """A framework's runtime for one node of a workflow run (`runtime.nodes.FrameworkLoader`)."""
+    spec = AgentSpec(
+        id=execution_id,
+        name=node_id,
+        framework=framework,
+        mode="hosted",
+        version="workflow",
+        configuration=configuration,
+        code_modules=code_modules,
+    )
+    return adapter_for(framework).load(spec)

@@ -22,8 +22,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cluster import tracing
+from core import tracing
 from core.errors import ServiceUnavailable
+
+# The rollups' mapper events on Execution. Every ORM session is opened by a `Database`, so registering them
+# wherever this module is imported means no writer of runs can skip them.
+from persistence import execution_rollups  # noqa: F401
 
 
 class Database:

@@ -20,7 +20,7 @@ from typing import TypeVar
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
-from cluster import tracing
+from core import tracing
 from core.batching import Batcher
 from persistence.db import Database
 

@@ -651,7 +651,3 @@ class WebhookDelivery(IdMixin, Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
     delivered_at: Mapped[datetime | None] = mapped_column()
-
-
-# The rollup's mapper events on Execution: registered wherever the model is, so no writer can skip them.
-from persistence import execution_rollups  # noqa: E402, F401

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from runtime import templates
 from runtime.expressions import ExpressionError
 from runtime.graph import Graph
-from runtime.nodes import NODE_TYPES, NodeContext, NodeFailed, NodeResult
+from runtime.nodes import NODE_TYPES, FrameworkLoader, NodeContext, NodeFailed, NodeResult
 from schedulers.execution_lifecycle import ExecutionStatus
 
 log = logging.getLogger("orchestrator.runs")
@@ -122,6 +122,8 @@ class RunEnvironment:
     default_retry_count: int = 0
     # Called with each recorded step's duration (ms) and status: the run actor's latency histogram.
     observe_step: Callable[[float, str], None] | None = None
+    # Agent frameworks' runtimes for `langgraph` nodes (runtime.nodes.FrameworkLoader); None: such nodes fail.
+    load_framework: FrameworkLoader | None = None
 
 
 @dataclass(slots=True)
@@ -275,7 +277,7 @@ class _Runner:
             correlation_id=self.run.correlation_id, code_modules=self.env.code_modules,
             llm={**self.env.llm, **(self.run.llm or {})}, http_allowed=self.env.http_allowed,
             log=lambda level, message, **meta: self.log(level, message, node_id, **meta), output=output,
-            usage=usage, map_runner=self.env.map_runner,
+            usage=usage, map_runner=self.env.map_runner, load_framework=self.env.load_framework,
         )  # fmt: skip
 
     def _run_node(self, node: dict[str, Any], ctx: NodeContext, config: dict[str, Any]) -> NodeResult:

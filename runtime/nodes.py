@@ -41,6 +41,30 @@ class NodeResult:
     wait: dict[str, Any] | None = None  # {"kind": "approval" | "task", …}: the run waits, holding no process
 
 
+class FrameworkRuntime(Protocol):
+    """An agent framework's runtime loaded for one node (`frameworks.AgentRuntime`)."""
+
+    def invoke(self, payload: dict[str, Any]) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class FrameworkLoader(Protocol):
+    """Loads a framework's runtime for a node. The engine has no adapters of its own: the process that
+    assembles a run passes one in (`RunEnvironment.load_framework`; the run actor's is
+    `frameworks.load_node_runtime`)."""
+
+    def __call__(
+        self,
+        framework: str,
+        *,
+        execution_id: str,
+        node_id: str,
+        configuration: dict[str, Any],
+        code_modules: tuple[str, ...],
+    ) -> FrameworkRuntime: ...
+
+
 @dataclass(slots=True)
 class NodeContext:
     """What a node may use besides the state. `idempotency_key` (`execution_id:node_id:attempt`) is the
@@ -58,6 +82,7 @@ class NodeContext:
     output: Callable[[str], None] = lambda text: None
     usage: Callable[[int, float], None] = lambda tokens, cost: None
     map_runner: Callable[[Callable[..., Any], list[Any], int], list[Any]] | None = None
+    load_framework: FrameworkLoader | None = None
 
 
 class NodeType(Protocol):
@@ -341,13 +366,15 @@ class LangGraphNode:
         return _import_path(config, "graph")
 
     def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
-        from frameworks import AgentSpec
-        from frameworks.langgraph import LangGraphAdapter
-
-        spec = AgentSpec(id=ctx.execution_id, name=ctx.node_id, framework="langgraph", mode="hosted",
-                         version="workflow", configuration={"graph": config["graph"]},
-                         code_modules=ctx.code_modules)  # fmt: skip
-        runtime = LangGraphAdapter().load(spec)
+        if ctx.load_framework is None:
+            raise NodeFailed("this process runs no agent framework: langgraph nodes run in the run actors")
+        runtime = ctx.load_framework(
+            "langgraph",
+            execution_id=ctx.execution_id,
+            node_id=ctx.node_id,
+            configuration={"graph": config["graph"]},
+            code_modules=ctx.code_modules,
+        )
         try:
             return NodeResult(updates=runtime.invoke(dict(config.get("input") or state)))
         finally:

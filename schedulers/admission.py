@@ -1,7 +1,7 @@
 """Admission by resources: can a request for CPU/memory/GPU be placed now, later, or never?
 
 Pure policy over plain dicts of Ray resource names (`CPU`, `GPU`, `memory` in bytes), so that it is
-tested without Ray. `cluster/capacity.py` reads the live nodes and the autoscaler's node types.
+tested without Ray. `actors/capacity.py` reads the live nodes and the autoscaler's node types.
 """
 
 from __future__ import annotations

@@ -7,11 +7,12 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from cluster import tracing
+from core import telemetry_setup, tracing
 from core.errors import ERROR_CODES
 from core.logging import configure_logging
 from core.settings import Settings, load_settings, resolve_secrets
@@ -77,11 +78,19 @@ def keep_worker_threads() -> None:
         _root_task.set(asyncio.current_task())
 
 
+def fastapi_telemetry() -> dict[str, Any]:
+    """`FastAPI(telemetry=…)`: its native server span per request, into this process's tracer provider
+    (`core.tracing`; the global provider is never set, so nothing else starts tracing behind our back)."""
+    provider = tracing.provider()
+    return {"tracer_provider": provider, "tracing": provider is not None, "metrics": False, "logs": False,
+            "operation_spans": False}  # fmt: skip
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API. Without settings, they are read from the environment (uvicorn --factory)."""
     settings = resolve_secrets(settings or load_settings())
     configure_logging(settings.log_level)
-    tracing.configure(settings, "api")
+    telemetry_setup.configure(settings, "api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         redoc_url=None,
         # FastAPI's native server span per request, into our tracer provider; off when tracing is off.
-        telemetry=tracing.fastapi_telemetry(),
+        telemetry=fastapi_telemetry(),
     )
     app.include_router(health.root)
     app.include_router(health.router, prefix=API_PREFIX)

@@ -12,8 +12,8 @@ import redis
 import redis.asyncio as aioredis
 
 from actors.agent_handles import AgentActorsOnRay
+from actors.probes import ray_probe, serve_probe
 from actors.router_client import RouterOnRay, RunPoolOnRay
-from cluster.probes import ray_probe, serve_probe
 from core.batching import Batcher
 from core.settings import Settings
 from persistence.db import Database

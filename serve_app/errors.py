@@ -28,7 +28,8 @@ from core.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from serve_app.request_context import correlation_id_of, snake_case
+from core.text import snake_case
+from serve_app.request_context import correlation_id_of
 
 log = logging.getLogger("orchestrator.api")
 

@@ -9,14 +9,10 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cluster import tracing
+from core import tracing
+from core.text import snake_case
 from serve_app.errors import error_payload
-from serve_app.request_context import (
-    CORRELATION_HEADER,
-    bind_correlation_id,
-    correlation_id_from_headers,
-    snake_case,
-)
+from serve_app.request_context import CORRELATION_HEADER, bind_correlation_id, correlation_id_from_headers
 
 log = logging.getLogger("orchestrator.api")
 

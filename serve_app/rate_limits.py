@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import RateLimited
+from core.rate_limit_spec import Limit
 from core.settings import RateLimitSettings
 from services.principal import Principal
-from services.rate_limit import Decision, Limit, RateLimiter
+from services.rate_limit import Decision, RateLimiter
 
 DECISION_KEY = "orchestrator.rate_limit"
 CLASSES = ("general", "auth", "register", "executions", "health")

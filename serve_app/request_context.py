@@ -1,25 +1,19 @@
-"""Per-request context: the correlation id, kept in the ASGI scope and a contextvar for logs."""
+"""Per-request context: the correlation id, read from the request's headers and kept in the ASGI scope and in
+`core.context.correlation_id_var` (for logs, events and spans)."""
 
 from __future__ import annotations
 
-import contextvars
 import re
 import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
+from core.context import correlation_id_var
+
 CORRELATION_HEADER = "X-Correlation-ID"
 _SCOPE_KEY = "orchestrator.correlation_id"
 # Callers' ids are echoed into headers and logs: accept only a short, safe token.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
-correlation_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
-
-
-def snake_case(name: str) -> str:
-    """`sortBy` -> `sort_by`; snake_case and all-caps names are left as they are (lower-cased)."""
-    return _CAMEL_BOUNDARY.sub(r"_\1", name).lower() if not name.isupper() else name.lower()
 
 
 def correlation_id_from_headers(headers: list[tuple[bytes, bytes]]) -> str:

@@ -16,12 +16,12 @@ from sqlalchemy import Row, and_, bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from core.clock import isoformat_z, utcnow
+from core.context import correlation_id_var
 from core.ids import new_id
 from persistence.base import OwnedMixin
 from persistence.models import UNSTREAMED, Event
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.statements import prepared_insert
-from serve_app.request_context import correlation_id_var
 from services.organizations import member_organization_ids
 from services.principal import Principal
 

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from core.clock import utcnow
+from core.context import correlation_id_var
 from core.errors import Conflict
 from core.ids import new_id
 from core.settings import Settings
@@ -29,7 +30,6 @@ from runtime.graph import Graph
 from schedulers import admission
 from schedulers.execution_lifecycle import CLAIMABLE, FINISHED, ExecutionStatus, transition
 from schedulers.task_lifecycle import TaskStatus
-from serve_app.request_context import correlation_id_var
 from services import approvals, events, ownership, tasks
 from services.ports import RouterChannel, TaskSubmitted
 from services.principal import Principal

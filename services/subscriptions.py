@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import FieldIssue, ValidationFailed
-from serve_app.request_context import snake_case
+from core.text import snake_case
 from services.events import event_matches, is_event_pattern
 from services.scopes import scope_allows
 

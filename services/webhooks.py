@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core.clock import isoformat_z, utcnow
+from core.context import correlation_id_var
 from core.crypto import DecryptionFailed, SecretBox
 from core.errors import FieldIssue, InvalidTransition, NotFound, ValidationFailed, refuse_read_only
 from core.ids import new_id
@@ -41,7 +42,6 @@ from persistence.models import Event, Organization, OrganizationMember, Webhook,
 from persistence.repositories.pages import Page, fetch_page
 from runtime.nodes import CheckedUrl, NodeFailed, check_url
 from schedulers.webhook_delivery_lifecycle import DUE, DeliveryStatus, can_transition, transition
-from serve_app.request_context import correlation_id_var
 from services import ownership
 from services.events import event_matches, is_event_pattern
 from services.principal import Principal

@@ -16,7 +16,7 @@ import psutil
 from fastapi import Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from cluster import system_info
+from actors import system_info
 from core.clock import utcnow
 from core.errors import ServiceUnavailable
 from serve_app.context import VERSION

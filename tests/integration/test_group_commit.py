@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import func, select
 from sqlalchemy.exc import DataError, IntegrityError
 
-from cluster import tracing
+from core import telemetry_setup
 from core.batching import Batcher
 from core.errors import ValidationFailed
 from persistence.db import Database
@@ -164,7 +164,7 @@ def create_tasks_in(db: Database, requests: list[NewTaskRequest]) -> list[Task]:
 
 def test_traced_the_group_is_a_span_linked_both_ways_with_every_request_it_carries(db, principal) -> None:
     exporter = InMemorySpanExporter()
-    tracer = tracing.install(exporter, service="orchestrator-api", batch=False).get_tracer("test")
+    tracer = telemetry_setup.install(exporter, service="orchestrator-api", batch=False).get_tracer("test")
     group, started, release = _held(db)
 
     async def traced(request: NewTaskRequest):
@@ -182,7 +182,7 @@ def test_traced_the_group_is_a_span_linked_both_ways_with_every_request_it_carri
     try:
         asyncio.run(scenario())
     finally:
-        tracing.reset()
+        telemetry_setup.reset()
     spans = {span.name: span for span in exporter.get_finished_spans() if span.name.startswith("request")}
     [group_span] = [span for span in exporter.get_finished_spans()
                     if span.name == "group_commit" and span.attributes["orchestrator.batch_size"] == 3]  # fmt: skip

@@ -18,11 +18,11 @@ from sqlalchemy import event, select
 
 from actors import router_client
 from actors.router import TaskRouter
-from cluster import tracing
+from core import telemetry_setup, tracing
 from core.clock import utcnow
 from persistence.db import Database
 from persistence.models import Approval, Event, Execution, ExecutionStep, Task
-from serve_app.app import create_app
+from serve_app.app import create_app, fastapi_telemetry
 from services.ports import TaskSubmitted
 from tests.conftest import make_settings
 from tests.integration.test_agents import _agent, _user
@@ -36,13 +36,13 @@ SYSTEM = "/api/v1/system"
 def traced(tmp_path: Path, db: Database, database_url: str) -> Iterator[tuple[TestClient, InMemorySpanExporter]]:
     """The app with this process traced into memory; accounts after the first (the admin) are `user`s."""
     exporter = InMemorySpanExporter()
-    tracing.install(exporter, service="orchestrator-api", batch=False)
+    telemetry_setup.install(exporter, service="orchestrator-api", batch=False)
     settings = make_settings(tmp_path, database_url, auth={"default_role": "user"})
     try:
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
             yield client, exporter
     finally:
-        tracing.reset()
+        telemetry_setup.reset()
 
 
 def test_a_request_is_one_server_span_with_its_sql_statements_under_it(traced) -> None:
@@ -122,7 +122,7 @@ def test_without_tracing_the_database_has_no_statement_hooks(db: Database) -> No
     assert not tracing.enabled()
     assert not event.contains(db.engine, "before_cursor_execute", tracing._before_statement)
     assert tracing.carrier() is None
-    assert tracing.fastapi_telemetry()["tracing"] is False
+    assert fastapi_telemetry()["tracing"] is False
 
 
 def test_system_routes_are_for_admins_only(traced) -> None:

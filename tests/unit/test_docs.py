@@ -152,7 +152,8 @@ def test_readme_opens_with_the_install_and_test_commands() -> None:
     text = README.read_text()
     quick_start = text[text.index("## Quick start") :]
     blocks = quick_start.split("```bash")[1:3]
-    assert "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' -e ./sdk && .venv/bin/orchestrator up" in blocks[0]
+    install = "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' -e ./sdk && .venv/bin/orchestrator up"
+    assert install in blocks[0]
     assert ".venv/bin/python -m pytest" in blocks[1]
     assert ".venv/bin/python -m pytest" in (ROOT / ".ci" / "run").read_text()
     assert ".venv/bin/orchestrator docs config --check" in (ROOT / ".ci" / "run").read_text()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from core.errors import FrameworkUnavailable
-from frameworks import AgentSpec, adapter_for, available_frameworks, check_code_paths
+from frameworks import AgentSpec, adapter_for, available_frameworks, check_code_paths, load_node_runtime
 from frameworks.langgraph import LangGraphAdapter
+from runtime.nodes import NODE_TYPES, NodeContext, NodeFailed
 
 
 def _spec(framework: str, **configuration) -> AgentSpec:
@@ -67,3 +68,25 @@ def test_configurations_may_name_code_only_in_the_allowed_modules(path: str) -> 
     with pytest.raises(ValueError, match="now: none"):
         check_code_paths({"handler": "tests.fixtures.handlers:double"}, ())
     check_code_paths({"handler": "tests.fixtures.handlers:double", "other": "os:system"}, ("tests.fixtures",))
+
+
+def _node_context(**given) -> NodeContext:
+    return NodeContext(
+        execution_id="e1",
+        node_id="chat",
+        attempt=1,
+        idempotency_key="e1:chat:1",
+        correlation_id=None,
+        code_modules=("tests.fixtures",),
+        **given,
+    )
+
+
+def test_a_langgraph_node_runs_through_the_framework_loader_the_run_is_given() -> None:
+    node = NODE_TYPES["langgraph"]
+    config = {"graph": "tests.fixtures.graphs:build_support_graph"}
+    result = node.run(_node_context(load_framework=load_node_runtime), {"question": "Hi?", "messages": []}, config)
+    assert result.updates["messages"][-1] == {"type": "ai", "content": "How can I help?"}
+
+    with pytest.raises(NodeFailed, match="runs no agent framework"):  # the engine has no adapter of its own
+        node.run(_node_context(), {"question": "Hi?", "messages": []}, config)

@@ -4,13 +4,17 @@ window, spans as JSON lines, and metrics that do nothing outside Ray."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
 
+from actors import metrics as actor_metrics
 from actors.agent_handles import parse_log_lines
-from cluster import metrics, tracing
-from cluster.system_info import actor_kind, level_threshold, select_entries
+from actors.system_info import actor_kind, level_threshold, select_entries
+from core import metrics, telemetry_setup, tracing
+from core.context import correlation_id_var
 from serve_app.request_stats import RequestStats
 
 LINES = [
@@ -103,16 +107,18 @@ def test_the_request_window_forgets_what_is_older_than_a_minute() -> None:
 
 def test_spans_are_written_as_json_lines_with_their_parent(tmp_path) -> None:
     path = tmp_path / "traces.jsonl"
-    tracing.install(tracing.JsonLinesSpanExporter(path), service="orchestrator-test", batch=False)
+    provider = telemetry_setup.install(
+        telemetry_setup.JsonLinesSpanExporter(path), service="orchestrator-test", batch=False
+    )
     try:
-        token = tracing.correlation_id_var.set("cid-9")
-        with tracing._tracer.start_as_current_span("outer"):
+        token = correlation_id_var.set("cid-9")
+        with provider.get_tracer("test").start_as_current_span("outer"):
             carrier = tracing.carrier()
-        tracing.correlation_id_var.reset(token)
+        correlation_id_var.reset(token)
         with tracing.continued(carrier, "inner", {"orchestrator.task_id": "t1"}):
             pass
     finally:
-        tracing.reset()
+        telemetry_setup.reset()
     outer, inner = (json.loads(line) for line in path.read_text().splitlines())
     assert inner["name"] == "inner" and outer["name"] == "outer"
     assert inner["trace_id"] == outer["trace_id"] and inner["parent_id"] == outer["span_id"]
@@ -121,14 +127,71 @@ def test_spans_are_written_as_json_lines_with_their_parent(tmp_path) -> None:
     assert inner["attributes"]["orchestrator.correlation_id"] == "cid-9" and inner["end"] >= inner["start"]
 
 
-def test_metrics_do_nothing_outside_ray(monkeypatch) -> None:
-    # Whatever this test session did before (a router built in process while the e2e suite's Ray was up).
-    monkeypatch.setattr(metrics, "_created", {})
-    monkeypatch.setattr(metrics.ray, "is_initialized", lambda: False)
+def _record_every_metric() -> None:
     metrics.set_queue_depth({"P0": 1})
     metrics.count_tasks_routed({"assigned": 2, "stale": 0})
     metrics.observe_step_latency(12.5, "completed")
     metrics.record_webhook_deliveries({"delivered": 3})
     metrics.set_platform_state({"running": 1}, 2)
+
+
+def test_metrics_do_nothing_until_a_backend_is_installed(monkeypatch) -> None:
+    # Whatever this test session did before (a router built in process installs the Ray backend).
+    monkeypatch.setattr(metrics, "_created", {})
+    monkeypatch.setattr(metrics, "_backend", None)
+    _record_every_metric()
     assert metrics._created == {}
     assert all(name.startswith("orchestrator_") for name in metrics.DEFINITIONS)
+
+
+def test_the_ray_backend_records_nothing_outside_ray(monkeypatch) -> None:
+    monkeypatch.setattr(metrics, "_created", {})
+    monkeypatch.setattr(metrics, "_backend", None)
+    monkeypatch.setattr(actor_metrics.ray, "is_initialized", lambda: False)
+    actor_metrics.install_ray_metrics()
+    _record_every_metric()
+    assert metrics._created == {}
+
+
+def test_every_metric_is_recorded_through_the_installed_backend(monkeypatch) -> None:
+    recorded: list[tuple[str, str, object, dict]] = []
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def set(self, value, tags=None) -> None:
+            recorded.append((self.name, "set", value, tags or {}))
+
+        def inc(self, value, tags=None) -> None:
+            recorded.append((self.name, "inc", value, tags or {}))
+
+        def observe(self, value, tags=None) -> None:
+            recorded.append((self.name, "observe", value, tags or {}))
+
+    class Backend:
+        def create(self, name, kind, description, tag_keys):
+            assert (kind, description, tag_keys) == metrics.DEFINITIONS[name]
+            return Recorder(name)
+
+    monkeypatch.setattr(metrics, "_created", {})
+    monkeypatch.setattr(metrics, "_backend", Backend())
+    _record_every_metric()
+    assert ("orchestrator_queue_depth", "set", 0, {"priority": "P3"}) in recorded
+    assert ("orchestrator_tasks_routed", "inc", 2, {"outcome": "assigned"}) in recorded
+    assert not any(name == "orchestrator_tasks_routed" and tags == {"outcome": "stale"}
+                   for name, _, _, tags in recorded)  # fmt: skip
+    assert ("orchestrator_step_latency_ms", "observe", 12.5, {"status": "completed"}) in recorded
+    assert ("orchestrator_webhook_deliveries", "inc", 3, {"outcome": "delivered"}) in recorded
+    assert ("orchestrator_runs", "set", 0, {"status": "failed"}) in recorded
+    assert ("orchestrator_approvals_pending", "set", 2, {}) in recorded
+
+
+def test_the_telemetry_api_in_core_loads_no_sdk_and_no_ray() -> None:
+    # Every layer imports core.tracing and core.metrics; only a process's start-up sets up the SDK.
+    probe = (
+        "import sys, core.context, core.metrics, core.tracing; print(sorted(name for name in sys.modules "
+        "if name == 'ray' or name.startswith(('ray.', 'opentelemetry.sdk', 'opentelemetry.exporter'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert loaded.stdout.strip() == "[]"

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.rate_limit_spec import Limit
 from services import rate_limit
-from services.rate_limit import Limit, MemoryRateLimiter
+from services.rate_limit import MemoryRateLimiter
 
 
 @pytest.mark.parametrize(

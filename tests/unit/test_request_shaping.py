@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.text import snake_case
 from persistence.repositories.pages import Page
-from serve_app.request_context import correlation_id_from_headers, snake_case
+from serve_app.request_context import correlation_id_from_headers
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import stat
+import tomllib
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from core.settings import Settings, load_settings, resolve_secrets
+from core.settings import PLATFORM_PACKAGES, Settings, load_settings, resolve_secrets
 
 
 def test_defaults_are_safe_for_a_laptop(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -53,3 +55,35 @@ def test_missing_secret_is_generated_once_into_the_data_dir(tmp_path) -> None:
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     # Never printed by accident.
     assert first.auth.jwt_secret.get_secret_value() not in repr(first)
+
+
+@pytest.mark.parametrize(
+    ("listed", "entry"),
+    [
+        ("core", "core"),  # the platform's own package
+        ("services.foo", "services.foo"),  # inside one
+        ("acme_agents, serve_app.plugins", "serve_app.plugins"),  # any entry of the list
+        (" runtime ", "runtime"),  # a module of the operator's own that would shadow the platform's `runtime`
+    ],
+)
+def test_agent_code_may_not_live_in_the_platforms_packages(
+    monkeypatch: pytest.MonkeyPatch, listed: str, entry: str
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_AGENT_CODE_MODULES", listed)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    message = str(caught.value)
+    assert f"ORCHESTRATOR_AGENT_CODE_MODULES: '{entry}'" in message
+    assert "operators' code must live in packages of their own names" in message
+
+
+def test_agent_code_in_packages_of_its_own_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Names that merely start like a platform package are the operator's own.
+    monkeypatch.setenv("ORCHESTRATOR_AGENT_CODE_MODULES", "acme_agents, core_tools.graphs, tests.fixtures")
+    assert Settings().agents.code_modules == ("acme_agents", "core_tools.graphs", "tests.fixtures")
+
+
+def test_the_platforms_packages_are_those_the_distribution_installs() -> None:
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    installed = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert sorted(pattern.removesuffix("*") for pattern in installed) == sorted(PLATFORM_PACKAGES)

@@ -1,24 +1,18 @@
-"""The platform's own metrics, through `ray.util.metrics` (ARCHITECTURE.md "Observability"): Ray exports them
-with its own on every node's metrics port, next to Ray's, for Prometheus and the Ray dashboard.
+"""The platform's own metrics (README.md "System and observability"): their definitions and the functions
+that record them.
 
-Each metric is created on first use in the process that records it. Outside Ray (unit and integration tests,
-uvicorn baselines) every function here does nothing, so callers never check.
+Recording goes to the backend the process installed (`actors.metrics`: `ray.util.metrics`, which Ray exports
+with its own on every node's metrics port, for Prometheus and the Ray dashboard). Until one is installed, and
+whenever the backend declines to create a metric (outside Ray), every function here does nothing, so callers
+never check.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-import ray
-
-from schedulers.execution_lifecycle import ExecutionStatus
-
-log = logging.getLogger("orchestrator.metrics")
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 PRIORITIES = ("P0", "P1", "P2", "P3")
-# Every status a run can hold, so that a gauge whose runs all left drops to 0.
-RUN_STATUSES = tuple(status.value for status in ExecutionStatus)
 STEP_LATENCY_BOUNDARIES_MS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000]
 
 # name -> (kind, description, tag keys); Prometheus shows them as `ray_<name>` (counters also `_total`).
@@ -31,25 +25,34 @@ DEFINITIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "orchestrator_webhook_deliveries": ("counter", "Webhook delivery attempts by outcome", ("outcome",)),
 }
 
+
+class MetricsBackend(Protocol):
+    def create(self, name: str, kind: str, description: str, tag_keys: tuple[str, ...]) -> Any | None:
+        """A gauge (`set`), counter (`inc`) or histogram (`observe`, over `STEP_LATENCY_BOUNDARIES_MS`),
+        each taking `(value, tags)`; None when this process cannot record (the metric is asked for again)."""
+        ...
+
+
+_backend: MetricsBackend | None = None
 _created: dict[str, Any] = {}
+
+
+def install(backend: MetricsBackend | None) -> None:
+    """Record this process's metrics through `backend` (None: record nothing)."""
+    global _backend
+    _backend = backend
 
 
 def _metric(name: str) -> Any | None:
     metric = _created.get(name)
     if metric is not None:
         return metric
-    if not ray.is_initialized():
+    if _backend is None:
         return None
-    from ray.util import metrics
-
     kind, description, tags = DEFINITIONS[name]
-    if kind == "gauge":
-        metric = metrics.Gauge(name, description, tag_keys=tags)
-    elif kind == "counter":
-        metric = metrics.Counter(name, description, tag_keys=tags)
-    else:
-        metric = metrics.Histogram(name, description, boundaries=STEP_LATENCY_BOUNDARIES_MS, tag_keys=tags)
-    _created[name] = metric
+    metric = _backend.create(name, kind, description, tags)
+    if metric is not None:
+        _created[name] = metric
     return metric
 
 
@@ -78,28 +81,16 @@ def record_webhook_deliveries(counts: dict[str, int]) -> None:
     _increment("orchestrator_webhook_deliveries", counts)
 
 
-def set_platform_state(runs_by_status: dict[str, int], approvals_pending: int) -> None:
+def set_platform_state(
+    runs_by_status: dict[str, int], approvals_pending: int, every_status: Iterable[str] = ()
+) -> None:
+    """`every_status`: every status a run can hold, so that a gauge whose runs all left drops to 0."""
     runs = _metric("orchestrator_runs")
     if runs is None:
         return
-    for status in sorted(set(RUN_STATUSES) | set(runs_by_status)):
+    for status in sorted(set(every_status) | set(runs_by_status)):
         runs.set(runs_by_status.get(status, 0), {"status": status})
     _metric("orchestrator_approvals_pending").set(approvals_pending)  # type: ignore[union-attr]
-
-
-def publish_platform_state(db: Any) -> None:
-    """Runs by status and approvals pending, read from the database (the reconciler calls this each pass).
-    A failure is logged, never raised: metrics must not stop a reconcile pass."""
-    if not ray.is_initialized():
-        return
-    from services import system
-
-    try:
-        with db.session() as session:
-            runs, pending = system.runs_by_status(session), system.approvals_pending(session)
-        set_platform_state(runs, pending)
-    except Exception as exc:
-        log.warning("platform metrics not published: %s", exc)
 
 
 def _increment(name: str, counts: dict[str, int]) -> None:
