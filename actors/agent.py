@@ -72,8 +72,12 @@ class AgentActor:
         threading.Thread(target=self._watch, name="agent-watchdog", daemon=True).start()
         log.info(
             "agent %s started: framework=%s mode=%s version=%s pid=%d",
-            spec.name, spec.framework, spec.mode, spec.version, os.getpid(),
-        )  # fmt: skip
+            spec.name,
+            spec.framework,
+            spec.mode,
+            spec.version,
+            os.getpid(),
+        )
 
     def ready(self) -> dict[str, Any]:
         return {"container_id": self._container_id, "node_id": self._node_id, "pid": os.getpid()}
@@ -120,8 +124,12 @@ class AgentActor:
                 result, error = None, f"{type(exc).__name__}: {exc}"
                 log.warning("task %s failed: %s", task_id, error)
             ray.get(self._store.finish_task.remote(task_id, self._agent_id, result, error))
-            log.info("task %s %s in %.0f ms", task_id, TaskStatus.failed if error else TaskStatus.completed,
-                     (time.perf_counter() - started) * 1000)  # fmt: skip
+            log.info(
+                "task %s %s in %.0f ms",
+                task_id,
+                TaskStatus.failed if error else TaskStatus.completed,
+                (time.perf_counter() - started) * 1000,
+            )
             return TaskStatus.failed if error else TaskStatus.completed
         finally:
             self._end()

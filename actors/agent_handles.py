@@ -232,9 +232,20 @@ def inspect(settings: Settings, agent_id: str, *, ping_timeout_s: float) -> dict
         pid=ping["pid"],
         started_at=ping["started_at"],
         resource_usage={"cpu_percent": ping["cpu_percent"], "memory_usage": ping["memory_usage"]},
-        agent={key: ping[key] for key in ("framework", "mode", "loaded_version", "loaded_name", "in_flight",
-                                          "idle_seconds", "last_heartbeat_at", "online")},
-    )  # fmt: skip
+        agent={
+            key: ping[key]
+            for key in (
+                "framework",
+                "mode",
+                "loaded_version",
+                "loaded_name",
+                "in_flight",
+                "idle_seconds",
+                "last_heartbeat_at",
+                "online",
+            )
+        },
+    )
     return report
 
 
@@ -267,13 +278,15 @@ def parse_log_lines(lines: list[str]) -> list[dict[str, Any]]:
         match = _LOG_LINE.match(line)
         if match:
             stamp, level, logger, correlation_id, message = match.groups()
-            entries.append({
-                "timestamp": datetime.fromisoformat(stamp).replace(tzinfo=UTC),
-                "level": level,
-                "message": message,
-                "source": logger,
-                "correlation_id": correlation_id if correlation_id != "-" else None,
-            })  # fmt: skip
+            entries.append(
+                {
+                    "timestamp": datetime.fromisoformat(stamp).replace(tzinfo=UTC),
+                    "level": level,
+                    "message": message,
+                    "source": logger,
+                    "correlation_id": correlation_id if correlation_id != "-" else None,
+                }
+            )
         elif entries:
             entries[-1]["message"] += "\n" + line
         else:

@@ -51,9 +51,12 @@ class EventHub:
         self._settings = settings
         # Two connections: the relay's and the webhook loop's (their database work runs in threads).
         self._db = Database(
-            settings.database_url, pool_size=2, max_overflow=1, application_name="orchestrator:event-hub",
+            settings.database_url,
+            pool_size=2,
+            max_overflow=1,
+            application_name="orchestrator:event-hub",
             sqlite_busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
-        )  # fmt: skip
+        )
         self._redis = (
             redis.Redis.from_url(settings.redis.redis_url, socket_timeout=2, socket_connect_timeout=2)
             if settings.redis.redis_url
@@ -78,8 +81,9 @@ class EventHub:
         if not self._loops:
             self._new_events = asyncio.Condition()
             self._webhooks_due = asyncio.Event()
-            self._loops = [asyncio.create_task(loop()) for loop in (self._relay_loop, self._webhook_loop,
-                                                                    self._health_loop)]  # fmt: skip
+            self._loops = [
+                asyncio.create_task(loop()) for loop in (self._relay_loop, self._webhook_loop, self._health_loop)
+            ]
         return True
 
     async def poll(self, epoch: str | None, after: int | None, timeout_s: float = 15.0) -> dict[str, Any]:
@@ -134,8 +138,11 @@ class EventHub:
         try:
             self._xadd(messages)
         except redis.RedisError as exc:
-            log.warning("redis stream unreachable (%s): events still go to webhooks and subscribers; the stream "
-                        "catches up when it is back", exc)  # fmt: skip
+            log.warning(
+                "redis stream unreachable (%s): events still go to webhooks and subscribers; the stream "
+                "catches up when it is back",
+                exc,
+            )
             self._stream_behind, self._next_catch_up = True, time.monotonic() + RETRY_S
             return False
         return True
@@ -219,10 +226,13 @@ class EventHub:
                 )
                 queue = await asyncio.to_thread(self._queue_figures)
                 data = {
-                    "cpu_total": total.get("CPU", 0.0), "cpu_available": available.get("CPU", 0.0),
-                    "memory_total": total.get("memory", 0.0), "memory_available": available.get("memory", 0.0),
-                    "nodes_alive": sum(1 for node in nodes if node.get("Alive")), **queue,
-                }  # fmt: skip
+                    "cpu_total": total.get("CPU", 0.0),
+                    "cpu_available": available.get("CPU", 0.0),
+                    "memory_total": total.get("memory", 0.0),
+                    "memory_available": available.get("memory", 0.0),
+                    "nodes_alive": sum(1 for node in nodes if node.get("Alive")),
+                    **queue,
+                }
                 await self.publish_live(events.live_message("system.health", data, source="event-hub"))
             except Exception as exc:
                 log.warning("system.health: %s", exc)

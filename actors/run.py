@@ -56,12 +56,19 @@ def environment(settings: Settings, map_runner: Callable[[str, list[Any], int], 
     workflows = settings.workflows
     api_key = workflows.llm_api_key.get_secret_value() if workflows.llm_api_key else None
     return RunEnvironment(
-        code_modules=settings.agents.code_modules, http_allowed=workflows.http_allowed, map_runner=map_runner,
-        llm={"base_url": workflows.llm_base_url, "model": workflows.llm_model, "api_key": api_key,
-             "cost_per_1k_tokens": workflows.llm_cost_per_1k_tokens},
-        default_retry_count=workflows.run_default_retry_count, observe_step=metrics.observe_step_latency,
+        code_modules=settings.agents.code_modules,
+        http_allowed=workflows.http_allowed,
+        map_runner=map_runner,
+        llm={
+            "base_url": workflows.llm_base_url,
+            "model": workflows.llm_model,
+            "api_key": api_key,
+            "cost_per_1k_tokens": workflows.llm_cost_per_1k_tokens,
+        },
+        default_retry_count=workflows.run_default_retry_count,
+        observe_step=metrics.observe_step_latency,
         load_framework=load_node_runtime,
-    )  # fmt: skip
+    )
 
 
 @ray.remote(num_cpus=MAP_TASK_CPU, max_retries=0)
@@ -104,10 +111,12 @@ class WorkflowRunActor:
         self, execution_id: str, token: str, takeover: str | None = None, trace: dict[str, str] | None = None
     ) -> dict[str, Any]:
         """`trace`: the submitter's `tracing.carrier()`; the run is a span of that trace."""
-        with tracing.continued(trace, "run.execute", {"orchestrator.execution_id": execution_id,
-                                                      "orchestrator.actor": self._name}):  # fmt: skip
-            outcome: Outcome = execute(self._store, execution_id, token, self._env, takeover=takeover,
-                                       pool=self._threads)  # fmt: skip
+        with tracing.continued(
+            trace, "run.execute", {"orchestrator.execution_id": execution_id, "orchestrator.actor": self._name}
+        ):
+            outcome: Outcome = execute(
+                self._store, execution_id, token, self._env, takeover=takeover, pool=self._threads
+            )
         return {"status": outcome.status, "recycle": outcome.leaked_thread, "pid": os.getpid()}
 
     def ping(self) -> int:
@@ -128,15 +137,24 @@ class RunPool:
         self._workers: list[asyncio.Task[None]] = []
 
     def _start_slot(self, index: int) -> Any:
-        return ray.remote(max_restarts=-1, max_task_retries=0)(WorkflowRunActor).options(
-            name=pool_actor_name(index), namespace=self._namespace, lifetime="detached", get_if_exists=True,
-            num_cpus=self._settings.workflows.run_pool_cpu, max_concurrency=2,
-        ).remote(self._settings, pool_actor_name(index))  # fmt: skip
+        return (
+            ray.remote(max_restarts=-1, max_task_retries=0)(WorkflowRunActor)
+            .options(
+                name=pool_actor_name(index),
+                namespace=self._namespace,
+                lifetime="detached",
+                get_if_exists=True,
+                num_cpus=self._settings.workflows.run_pool_cpu,
+                max_concurrency=2,
+            )
+            .remote(self._settings, pool_actor_name(index))
+        )
 
     def _ensure_workers(self) -> None:
         if not self._workers:
-            self._workers = [asyncio.get_running_loop().create_task(self._work(index))
-                             for index in range(len(self._slots))]  # fmt: skip
+            self._workers = [
+                asyncio.get_running_loop().create_task(self._work(index)) for index in range(len(self._slots))
+            ]
 
     async def submit(
         self, execution_id: str, resources: dict[str, float] | None = None, trace: dict[str, str] | None = None
@@ -156,8 +174,12 @@ class RunPool:
         return True
 
     async def stats(self) -> dict[str, Any]:
-        return {"pool_size": len(self._slots), "busy": self._busy, "queued": self._queue.qsize(),
-                "known": len(self._known)}  # fmt: skip
+        return {
+            "pool_size": len(self._slots),
+            "busy": self._busy,
+            "queued": self._queue.qsize(),
+            "known": len(self._known),
+        }
 
     def _exceeds_pool(self, request: dict[str, float]) -> bool:
         """A Ray resource request (`CPU`, `memory`, `GPU`) beyond what a pooled actor reserves."""
@@ -185,8 +207,12 @@ class RunPool:
                 self._busy -= 1
 
     async def _dedicated(self, execution_id: str, request: dict[str, float], trace: dict[str, str] | None) -> None:
-        options = {**admission.actor_options(request), "name": run_actor_name(execution_id),
-                   "namespace": self._namespace, "max_concurrency": 2}  # fmt: skip
+        options = {
+            **admission.actor_options(request),
+            "name": run_actor_name(execution_id),
+            "namespace": self._namespace,
+            "max_concurrency": 2,
+        }
         takeover = None
         try:
             for _ in range(3):

@@ -72,10 +72,12 @@ def select_entries(
     timestamp (Ray's own output, stray prints) cannot be placed in time and are left out."""
     threshold = level_threshold(level)
     kept = [
-        entry for entry in entries
-        if entry.get("timestamp") is not None and LEVELS.get(entry["level"], LEVELS["INFO"]) >= threshold
+        entry
+        for entry in entries
+        if entry.get("timestamp") is not None
+        and LEVELS.get(entry["level"], LEVELS["INFO"]) >= threshold
         and (since is None or entry["timestamp"] >= since)
-    ]  # fmt: skip
+    ]
     kept.sort(key=lambda entry: entry["timestamp"], reverse=True)
     return kept[:limit]
 
@@ -94,18 +96,32 @@ def platform_actors(settings: Settings) -> tuple[list[dict[str, Any]], str | Non
     except Exception as exc:  # the state API needs the dashboard
         named = ray.util.list_named_actors(all_namespaces=True)
         actors = [
-            {"name": entry["name"], "namespace": entry["namespace"], "state": "UNKNOWN", "actor_id": None,
-             "kind": actor_kind(entry["name"], entry["namespace"], namespace)}
+            {
+                "name": entry["name"],
+                "namespace": entry["namespace"],
+                "state": "UNKNOWN",
+                "actor_id": None,
+                "kind": actor_kind(entry["name"], entry["namespace"], namespace),
+            }
             for entry in named
-        ]  # fmt: skip
+        ]
         return [actor for actor in actors if actor["kind"]], f"Ray's state API is unavailable: {exc}"
     actors = []
     for state in states:
         kind = actor_kind(state.name, state.ray_namespace, namespace)
         if kind is not None:
-            actors.append({"name": state.name, "namespace": state.ray_namespace, "kind": kind, "state": state.state,
-                           "actor_id": state.actor_id, "node_id": state.node_id, "pid": state.pid or None,
-                           "class_name": state.class_name})  # fmt: skip
+            actors.append(
+                {
+                    "name": state.name,
+                    "namespace": state.ray_namespace,
+                    "kind": kind,
+                    "state": state.state,
+                    "actor_id": state.actor_id,
+                    "node_id": state.node_id,
+                    "pid": state.pid or None,
+                    "class_name": state.class_name,
+                }
+            )
     return actors, None
 
 
@@ -117,20 +133,29 @@ def ray_status(settings: Settings) -> dict[str, Any]:
     nodes = []
     for node in ray.nodes():
         total = node.get("Resources") or {}
-        nodes.append({
-            "node_id": node["NodeID"], "alive": bool(node.get("Alive")), "is_head": "node:__internal_head__" in total,
-            "address": node.get("NodeManagerAddress"), "hostname": node.get("NodeManagerHostname"),
-            "metrics_export_port": node.get("MetricsExportPort"),
-            "resources_total": _resources(total),
-            "resources_available": _resources(available_by_node.get(node["NodeID"], {})) if node.get("Alive") else {},
-        })  # fmt: skip
+        nodes.append(
+            {
+                "node_id": node["NodeID"],
+                "alive": bool(node.get("Alive")),
+                "is_head": "node:__internal_head__" in total,
+                "address": node.get("NodeManagerAddress"),
+                "hostname": node.get("NodeManagerHostname"),
+                "metrics_export_port": node.get("MetricsExportPort"),
+                "resources_total": _resources(total),
+                "resources_available": _resources(available_by_node.get(node["NodeID"], {}))
+                if node.get("Alive")
+                else {},
+            }
+        )
     actors, note = platform_actors(settings)
     by_kind: dict[str, Counter[str]] = {}
     for actor in actors:
         by_kind.setdefault(actor["kind"], Counter())[actor["state"]] += 1
-    singletons = {actor["name"]: {key: actor.get(key) for key in ("state", "node_id", "pid")}
-                  for actor in actors if actor["kind"] in ("router", "reconciler", "store", "event-hub")
-                  or actor["name"] == "runs"}  # fmt: skip
+    singletons = {
+        actor["name"]: {key: actor.get(key) for key in ("state", "node_id", "pid")}
+        for actor in actors
+        if actor["kind"] in ("router", "reconciler", "store", "event-hub") or actor["name"] == "runs"
+    }
     status: dict[str, Any] = {
         "connected": True,
         "version": ray.__version__,
@@ -158,10 +183,17 @@ def read_logs(
     if not ray.is_initialized():
         return {"logs": [], "sources": [], "note": "not connected to Ray: the platform's logs are read from its actors"}
     actors, note = platform_actors(settings)
-    readable = [actor for actor in actors if actor["actor_id"] and actor["state"] == "ALIVE"
-                and (service is None or actor["kind"] == service)]  # fmt: skip
-    readable.sort(key=lambda actor: (_FIRST_READ.index(actor["kind"]) if actor["kind"] in _FIRST_READ
-                                     else len(_FIRST_READ), actor["name"]))  # fmt: skip
+    readable = [
+        actor
+        for actor in actors
+        if actor["actor_id"] and actor["state"] == "ALIVE" and (service is None or actor["kind"] == service)
+    ]
+    readable.sort(
+        key=lambda actor: (
+            _FIRST_READ.index(actor["kind"]) if actor["kind"] in _FIRST_READ else len(_FIRST_READ),
+            actor["name"],
+        )
+    )
     chosen, skipped = readable[:MAX_LOG_SOURCES], len(readable) - MAX_LOG_SOURCES
 
     def read(actor: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]] | str]:
@@ -178,12 +210,22 @@ def read_logs(
                 unavailable.append({"actor": actor["name"], "error": found})
                 continue
             sources.append({"actor": actor["name"], "service": actor["kind"], "lines": len(found)})
-            entries.extend({"timestamp": entry["timestamp"], "level": entry["level"], "service": actor["kind"],
-                            "actor": actor["name"], "logger": entry["source"],
-                            "correlation_id": entry.get("correlation_id"), "message": entry["message"]}
-                           for entry in found)  # fmt: skip
-    result: dict[str, Any] = {"logs": select_entries(entries, level=level, since=since, limit=limit),
-                              "sources": sources}  # fmt: skip
+            entries.extend(
+                {
+                    "timestamp": entry["timestamp"],
+                    "level": entry["level"],
+                    "service": actor["kind"],
+                    "actor": actor["name"],
+                    "logger": entry["source"],
+                    "correlation_id": entry.get("correlation_id"),
+                    "message": entry["message"],
+                }
+                for entry in found
+            )
+    result: dict[str, Any] = {
+        "logs": select_entries(entries, level=level, since=since, limit=limit),
+        "sources": sources,
+    }
     if unavailable:
         result["unavailable"] = unavailable
     if skipped > 0:

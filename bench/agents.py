@@ -89,9 +89,14 @@ def run(args: argparse.Namespace) -> None:
         worker = threading.Thread(target=keep_busy, daemon=True)
         worker.start()
         for index in range(args.agents):
-            agent = http.post("/api/v1/agents", headers=headers, json={
-                "name": f"worker-{index}", "configuration": {"handler": "tests.fixtures.handlers:sleep"},
-            })  # fmt: skip
+            agent = http.post(
+                "/api/v1/agents",
+                headers=headers,
+                json={
+                    "name": f"worker-{index}",
+                    "configuration": {"handler": "tests.fixtures.handlers:sleep"},
+                },
+            )
             agent_id = agent.json()["id"]
             started = time.perf_counter()
             response = http.post(f"/api/v1/agents/{agent_id}/deploy", headers=headers)
@@ -125,15 +130,21 @@ def run(args: argparse.Namespace) -> None:
             http.post(f"/api/v1/agents/{agent_id}/undeploy", headers=headers)
 
     print(f"platform startup                     {startup_s:6.1f} s")
-    print(f"deploy latency (request -> active)   p50 {statistics.median(deploy_ms):7.0f} ms   "
-          f"p95 {_percentile(deploy_ms, 0.95):7.0f} ms   ({len(deploy_ms)} deploys)")  # fmt: skip
+    print(
+        f"deploy latency (request -> active)   p50 {statistics.median(deploy_ms):7.0f} ms   "
+        f"p95 {_percentile(deploy_ms, 0.95):7.0f} ms   ({len(deploy_ms)} deploys)"
+    )
     print(f"task on a live agent (100 ms work)   p50 {statistics.median(busy_tasks):7.0f} ms   (create -> completed)")
-    print(f"task on an idle agent (re-activates) p50 {statistics.median(reactivate_ms):7.0f} ms   "
-          f"({len(reactivate_ms)} agents)")  # fmt: skip
+    print(
+        f"task on an idle agent (re-activates) p50 {statistics.median(reactivate_ms):7.0f} ms   "
+        f"({len(reactivate_ms)} agents)"
+    )
     print(f"agent processes before deploying     {baseline[0]:4d}   {baseline[1]:8.0f} MB resident")
     print(f"{args.agents} agents deployed and busy        {busy[0]:4d}   {busy[1]:8.0f} MB resident")
-    print(f"{args.agents} agents after idle timeout       {idle[0]:4d}   {idle[1]:8.0f} MB resident   "
-          f"({passivated} passivated, status still active)")  # fmt: skip
+    print(
+        f"{args.agents} agents after idle timeout       {idle[0]:4d}   {idle[1]:8.0f} MB resident   "
+        f"({passivated} passivated, status still active)"
+    )
     print(f"processes gone after the last passivation  {release_s:5.1f} s")
 
 

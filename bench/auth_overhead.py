@@ -40,14 +40,20 @@ def http_figures(args: argparse.Namespace) -> list[tuple[str, dict]]:
     extra = {"ORCHESTRATOR_DATABASE_URL": args.database_url, "ORCHESTRATOR_REDIS_URL": args.redis_url}
     with tempfile.TemporaryDirectory() as tmp, running_platform(Path(tmp) / "platform", **extra) as (base, _):
         access, key = _credentials(base)
-        options = {"concurrency": args.concurrency, "requests": args.requests, "duration": args.duration,
-                   "warmup": args.warmup}  # fmt: skip
+        options = {
+            "concurrency": args.concurrency,
+            "requests": args.requests,
+            "duration": args.duration,
+            "warmup": args.warmup,
+        }
         return [
             ("GET /health (no auth)", load(f"{base}/health", **options)),
-            ("GET /api/v1/users/me, JWT", load(f"{base}/api/v1/users/me",
-                                               headers={"Authorization": f"Bearer {access}"}, **options)),
+            (
+                "GET /api/v1/users/me, JWT",
+                load(f"{base}/api/v1/users/me", headers={"Authorization": f"Bearer {access}"}, **options),
+            ),
             ("GET /api/v1/users/me, API key", load(f"{base}/api/v1/users/me", headers={"X-API-Key": key}, **options)),
-        ]  # fmt: skip
+        ]
 
 
 def in_process_figures(args: argparse.Namespace) -> dict[str, float]:
@@ -65,9 +71,11 @@ def in_process_figures(args: argparse.Namespace) -> dict[str, float]:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
         upgrade(url)
         settings = load_settings(
-            root={"data_dir": tmp}, database={"database_url": url}, redis={"redis_url": args.redis_url},
+            root={"data_dir": tmp},
+            database={"database_url": url},
+            redis={"redis_url": args.redis_url},
             auth={"jwt_secret": SecretStr("b" * 48)},
-        )  # fmt: skip
+        )
         app = create_app(settings)
         with TestClient(app) as client:
             access, key = _credentials_in(client)
@@ -125,8 +133,10 @@ def main() -> None:
     print(f"{'request':<32} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'p50 - health':>13}")
     for name, result in rows:
         delta = result["p50_ms"] - baseline["p50_ms"]
-        print(f"{name:<32} {result['rps']:>8.0f} {result['p50_ms']:>8.2f} {result['p99_ms']:>8.2f} "
-              f"{result['errors']:>7} {delta:>+12.2f}ms")  # fmt: skip
+        print(
+            f"{name:<32} {result['rps']:>8.0f} {result['p50_ms']:>8.2f} {result['p99_ms']:>8.2f} "
+            f"{result['errors']:>7} {delta:>+12.2f}ms"
+        )
     print("\nauthentication step alone, in process (median of 2000):")
     for name, micros in micro.items():
         print(f"  {name:<34} {micros:8.0f} µs")

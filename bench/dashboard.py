@@ -41,18 +41,37 @@ def seed_template(db: Database) -> tuple[str, str, str]:
         user = User(email="dash@example.com", password_hash="not-a-hash", role="agent", preferences={})  # noqa: S106
         session.add(user)
         session.flush()
-        agent = Agent(owner_type="user", owner_id=user.id, name="Bot", framework="native", status="active",
-                      created_by=user.id)  # fmt: skip
+        agent = Agent(
+            owner_type="user", owner_id=user.id, name="Bot", framework="native", status="active", created_by=user.id
+        )
         session.add(agent)
         session.flush()
-        workflow = Workflow(owner_type="user", owner_id=user.id, agent_id=agent.id, name="Flow", version="1.0.0",
-                            workflow_data={"nodes": [], "edges": []})  # fmt: skip
+        workflow = Workflow(
+            owner_type="user",
+            owner_id=user.id,
+            agent_id=agent.id,
+            name="Flow",
+            version="1.0.0",
+            workflow_data={"nodes": [], "edges": []},
+        )
         session.add(workflow)
         session.flush()
         now = utcnow()
-        run = Execution(owner_type="user", owner_id=user.id, workflow_id=workflow.id, workflow_version="1.0.0",
-                        agent_id=agent.id, graph={}, status="completed", input={}, started_at=now, completed_at=now,
-                        duration_ms=120, tokens_used=10, cost=0.01)  # fmt: skip
+        run = Execution(
+            owner_type="user",
+            owner_id=user.id,
+            workflow_id=workflow.id,
+            workflow_version="1.0.0",
+            agent_id=agent.id,
+            graph={},
+            status="completed",
+            input={},
+            started_at=now,
+            completed_at=now,
+            duration_ms=120,
+            tokens_used=10,
+            cost=0.01,
+        )
         session.add(run)
         session.flush()
         return user.id, agent.id, run.id
@@ -65,34 +84,49 @@ def copy_rows(db: Database, model: type, template_id: str, count: int, varied: d
     columns = [column.name for column in table.columns]
     select_list = ", ".join(varied.get(name, name) for name in columns)
     with db.transaction() as session:
-        session.execute(text(
-            f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {select_list} "  # noqa: S608 (our own names)
-            f"FROM {table.name}, generate_series(0, :count - 1) AS g WHERE {table.name}.id = :template"
-        ), {"count": count, "template": template_id})  # fmt: skip
+        session.execute(
+            text(
+                f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {select_list} "  # noqa: S608 (our own names)
+                f"FROM {table.name}, generate_series(0, :count - 1) AS g WHERE {table.name}.id = :template"
+            ),
+            {"count": count, "template": template_id},
+        )
 
 
 def copy_agents(db: Database, template_agent: str, tenants: int) -> None:
     """AGENTS_PER_TENANT agents per tenant (copies of the template's, over four frameworks), so that runs
     spread over many agents as they would on a real platform: `bench-agent-<g>` belongs to tenant g % tenants."""
-    copy_rows(db, Agent, template_agent, tenants * AGENTS_PER_TENANT, {
-        "id": "'bench-agent-' || g",
-        "name": "'Bot ' || g",
-        "owner_id": f"CASE WHEN g % {tenants} = 0 THEN owner_id ELSE 'tenant-' || (g % {tenants}) END",
-        "framework": "(ARRAY['native','langgraph','crewai','autogen'])[1 + g % 4]",
-    })  # fmt: skip
+    copy_rows(
+        db,
+        Agent,
+        template_agent,
+        tenants * AGENTS_PER_TENANT,
+        {
+            "id": "'bench-agent-' || g",
+            "name": "'Bot ' || g",
+            "owner_id": f"CASE WHEN g % {tenants} = 0 THEN owner_id ELSE 'tenant-' || (g % {tenants}) END",
+            "framework": "(ARRAY['native','langgraph','crewai','autogen'])[1 + g % 4]",
+        },
+    )
 
 
 def copy_runs(db: Database, template_id: str, count: int, tenants: int) -> None:
     """`count` copies of the template spread over 90 days; 1 in `tenants` stays with the template's owner,
     and each run names one of its owner's agents."""
-    copy_rows(db, Execution, template_id, count, {
-        "id": "gen_random_uuid()::text",
-        "owner_id": f"CASE WHEN g % {tenants} = 0 THEN owner_id ELSE 'tenant-' || (g % {tenants}) END",
-        "agent_id": f"'bench-agent-' || (g % {tenants} + {tenants} * (g / {tenants} % {AGENTS_PER_TENANT}))",
-        "status": "(ARRAY['completed','completed','completed','failed','cancelled','running'])[1 + g % 6]",
-        "created_at": "now() - (random() * interval '90 days')",
-        "duration_ms": "(50 + random() * 5000)::int",
-    })  # fmt: skip
+    copy_rows(
+        db,
+        Execution,
+        template_id,
+        count,
+        {
+            "id": "gen_random_uuid()::text",
+            "owner_id": f"CASE WHEN g % {tenants} = 0 THEN owner_id ELSE 'tenant-' || (g % {tenants}) END",
+            "agent_id": f"'bench-agent-' || (g % {tenants} + {tenants} * (g / {tenants} % {AGENTS_PER_TENANT}))",
+            "status": "(ARRAY['completed','completed','completed','failed','cancelled','running'])[1 + g % 6]",
+            "created_at": "now() - (random() * interval '90 days')",
+            "duration_ms": "(50 + random() * 5000)::int",
+        },
+    )
     with db.transaction() as session:
         session.execute(text("UPDATE executions SET started_at = created_at, completed_at = created_at"))
     with db.connect() as connection:
@@ -134,8 +168,9 @@ def run(args: argparse.Namespace) -> None:
         admin = Principal(user_id="admin", role=Role.admin)
         copy_runs(db, template, 999, args.tenants)
         refill_rollups(db, url)
-        baseline = {(who, tf): timed(db, p, tf) for who, p in (("tenant", tenant), ("admin", admin))
-                    for tf in TIMEFRAMES}  # fmt: skip
+        baseline = {
+            (who, tf): timed(db, p, tf) for who, p in (("tenant", tenant), ("admin", admin)) for tf in TIMEFRAMES
+        }
         began = time.perf_counter()
         copy_runs(db, template, args.executions - 1000, args.tenants)
         load_s = time.perf_counter() - began
@@ -144,9 +179,11 @@ def run(args: argparse.Namespace) -> None:
             total = session.scalar(text("SELECT count(*) FROM executions"))
         with db.session() as session:
             rollups = session.scalar(text("SELECT count(*) FROM execution_rollups"))
-        print(f"{total} executions over 90 days, {args.tenants} tenants with {AGENTS_PER_TENANT} agents each "
-              f"(loaded in {load_s:.0f} s); "
-              f"migration 0012's backfill: {rollups} rollup rows (hourly and daily) in {backfill_s:.1f} s")  # fmt: skip
+        print(
+            f"{total} executions over 90 days, {args.tenants} tenants with {AGENTS_PER_TENANT} agents each "
+            f"(loaded in {load_s:.0f} s); "
+            f"migration 0012's backfill: {rollups} rollup rows (hourly and daily) in {backfill_s:.1f} s"
+        )
         print(f"{'caller':8} {'timeframe':9} {'1000 runs':>10} {'at scale':>10} {'ratio':>7}")
         for who, principal in (("tenant", tenant), ("admin", admin)):
             for timeframe in TIMEFRAMES:

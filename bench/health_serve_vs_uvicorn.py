@@ -26,8 +26,18 @@ def bench_uvicorn(data_dir: Path, args: argparse.Namespace) -> dict:
     port = free_port()
     env = platform_env(data_dir, port)
     subprocess.run([BIN / "orchestrator", "db", "upgrade"], env=env, check=True, capture_output=True)
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "serve_app.app:create_app", "--port", str(port),
-           "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "serve_app.app:create_app",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     server = subprocess.Popen(cmd, env=env, cwd=ROOT)
     try:
         wait_healthy(f"http://127.0.0.1:{port}/health")
@@ -64,8 +74,10 @@ def main() -> None:
         rows.append(("Ray Serve, default proxy", bench_serve(Path(tmp) / "serve-default", args, "off")))
 
     baseline = rows[0][1]["rps"]
-    print(f"\nGET /health, {args.concurrency} connections, up to {args.requests} requests or {args.duration:.0f}s, "
-          f"{os.cpu_count()} cores")  # fmt: skip
+    print(
+        f"\nGET /health, {args.concurrency} connections, up to {args.requests} requests or {args.duration:.0f}s, "
+        f"{os.cpu_count()} cores"
+    )
     print(f"{'server':<36} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs uvicorn':>11}")
     for name, result in rows:
         print(

@@ -148,8 +148,11 @@ def webhook_throughput(http: httpx.Client, headers: dict, database_url: str, dat
 def run(args: argparse.Namespace) -> None:
     with scratch_database(args.database_url) as database_url, tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "platform"
-        extra = {"ORCHESTRATOR_DATABASE_URL": database_url, "ORCHESTRATOR_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-                 "ORCHESTRATOR_API_REPLICAS": str(args.replicas)}  # fmt: skip
+        extra = {
+            "ORCHESTRATOR_DATABASE_URL": database_url,
+            "ORCHESTRATOR_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+            "ORCHESTRATOR_API_REPLICAS": str(args.replicas),
+        }
         with running_platform(data_dir, **extra) as (base, _), httpx.Client(base_url=base, timeout=120) as http:
             http.post("/api/v1/auth/register", json={"email": "bench@example.com", "password": PASSWORD})
             token = http.post("/api/v1/auth/login", json={"email": "bench@example.com", "password": PASSWORD})
@@ -157,8 +160,9 @@ def run(args: argparse.Namespace) -> None:
             headers = {"Authorization": f"Bearer {access}"}
 
             latencies, round_trips = asyncio.run(fan_out(base, access, args.subscribers, args.events))
-            delivered, bad, rate, ceiling = webhook_throughput(http, headers, database_url, data_dir,
-                                                               args.webhook_events)  # fmt: skip
+            delivered, bad, rate, ceiling = webhook_throughput(
+                http, headers, database_url, data_dir, args.webhook_events
+            )
 
     print(f"fan-out to {args.subscribers} WebSocket subscribers, {args.events} events, {args.replicas} API replica(s):")
     print(

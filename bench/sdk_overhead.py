@@ -26,9 +26,20 @@ from platform_process import BIN, free_port, platform_env, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 5
-USER = {"id": "u1", "email": "a@example.com", "first_name": None, "last_name": None, "role": "agent",
-        "subscription_tier": "free", "is_active": True, "email_verified": False, "preferences": {},
-        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "last_login_at": None}  # fmt: skip
+USER = {
+    "id": "u1",
+    "email": "a@example.com",
+    "first_name": None,
+    "last_name": None,
+    "role": "agent",
+    "subscription_tier": "free",
+    "is_active": True,
+    "email_verified": False,
+    "preferences": {},
+    "created_at": "2026-01-01T00:00:00Z",
+    "updated_at": "2026-01-01T00:00:00Z",
+    "last_login_at": None,
+}
 
 
 def _timed(call: Callable[[], object], n: int) -> list[float]:
@@ -62,10 +73,12 @@ def compare(base: str, token: str, calls: int, transport: httpx.BaseTransport | 
     bare.close()
     sdk.close()
     return {
-        "bare_mean_ms": statistics.fmean(bare_s) * 1000, "sdk_mean_ms": statistics.fmean(sdk_s) * 1000,
-        "bare_p50_ms": statistics.median(bare_s) * 1000, "sdk_p50_ms": statistics.median(sdk_s) * 1000,
+        "bare_mean_ms": statistics.fmean(bare_s) * 1000,
+        "sdk_mean_ms": statistics.fmean(sdk_s) * 1000,
+        "bare_p50_ms": statistics.median(bare_s) * 1000,
+        "sdk_p50_ms": statistics.median(sdk_s) * 1000,
         "n": len(sdk_s),
-    }  # fmt: skip
+    }
 
 
 def _token(base: str, email: str, password: str, register: bool) -> str:
@@ -101,15 +114,27 @@ def main() -> None:
     if args.url:
         email = args.email or f"bench-{secrets.token_hex(4)}@example.com"
         password = args.password or "bench password 1"
-        _print(f"GET /api/v1/users/me on {args.url}",
-               compare(args.url, _token(args.url, email, password, not args.email), args.calls))  # fmt: skip
+        _print(
+            f"GET /api/v1/users/me on {args.url}",
+            compare(args.url, _token(args.url, email, password, not args.email), args.calls),
+        )
         return
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         env = platform_env(Path(tmp), port)
         subprocess.run([BIN / "orchestrator", "db", "upgrade"], env=env, check=True, capture_output=True)
-        cmd = [sys.executable, "-m", "uvicorn", "--factory", "serve_app.app:create_app", "--port", str(port),
-               "--log-level", "warning", "--no-access-log"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "serve_app.app:create_app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
         server = subprocess.Popen(cmd, env=env, cwd=ROOT)
         try:
             base = f"http://127.0.0.1:{port}"

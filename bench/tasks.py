@@ -91,8 +91,9 @@ def run(args: argparse.Namespace) -> None:
             headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
 
             # 1. Dispatch latency, one task at a time, an agent with room for all of them.
-            agent = http.post("/api/v1/agents", headers=headers, json={"name": "sink", "mode": "external",
-                                                                        "maxConcurrentTasks": 1000}).json()  # fmt: skip
+            agent = http.post(
+                "/api/v1/agents", headers=headers, json={"name": "sink", "mode": "external", "maxConcurrentTasks": 1000}
+            ).json()
             assert http.post(f"/api/v1/agents/{agent['id']}/deploy", headers=headers).status_code == 200
             dispatch_ms = []
             for _ in range(args.dispatches):
@@ -108,11 +109,20 @@ def run(args: argparse.Namespace) -> None:
             http.post(f"/api/v1/agents/{agent['id']}/undeploy", headers=headers)
 
             # 2. Creation throughput against the health ceiling, in the same run.
-            options = {"concurrency": args.concurrency, "requests": args.requests, "duration": args.duration,
-                       "warmup": 100}  # fmt: skip
+            options = {
+                "concurrency": args.concurrency,
+                "requests": args.requests,
+                "duration": args.duration,
+                "warmup": 100,
+            }
             health = load(f"{base}/health", **options)
-            create = load(f"{base}/api/v1/tasks", method="POST", body='{"type": "feature", "priority": "P3"}',
-                          headers={**headers, "Content-Type": "application/json"}, **options)  # fmt: skip
+            create = load(
+                f"{base}/api/v1/tasks",
+                method="POST",
+                body='{"type": "feature", "priority": "P3"}',
+                headers={**headers, "Content-Type": "application/json"},
+                **options,
+            )
 
             # 3. Pending approvals: P0 tasks waiting for a human.
             before = ray_processes()
@@ -128,13 +138,17 @@ def run(args: argparse.Namespace) -> None:
             after = ray_processes()
 
     ratio = create["rps"] / health["rps"] if health["rps"] else 0.0
-    print(f"dispatch, created -> assigned (server stamps)  p50 {statistics.median(dispatch_ms):7.1f} ms   "
-          f"p99 {_percentile(dispatch_ms, 0.99):7.1f} ms   ({len(dispatch_ms)} tasks)")  # fmt: skip
+    print(
+        f"dispatch, created -> assigned (server stamps)  p50 {statistics.median(dispatch_ms):7.1f} ms   "
+        f"p99 {_percentile(dispatch_ms, 0.99):7.1f} ms   ({len(dispatch_ms)} tasks)"
+    )
     print(_row("GET /health (ceiling)", health))
     print(_row("POST /api/v1/tasks", create) + f"   = {ratio:.2f}x health   statuses {create['statuses']}")
     print(f"pending approvals            {pending} ({created} P0 tasks created)")
-    print(f"Ray processes before / after {before[0]} / {after[0]}   approval actor processes {after[1]}   "
-          f"Ray resident memory {before[2]:.0f} MB / {after[2]:.0f} MB")  # fmt: skip
+    print(
+        f"Ray processes before / after {before[0]} / {after[0]}   approval actor processes {after[1]}   "
+        f"Ray resident memory {before[2]:.0f} MB / {after[2]:.0f} MB"
+    )
 
 
 def main() -> None:

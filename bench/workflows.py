@@ -89,9 +89,13 @@ def _wait(http: httpx.Client, headers: dict, execution_id: str, timeout_s: float
 def run(args: argparse.Namespace) -> None:
     raw_s = raw_ray_calls(100)
     with scratch_database(args.database_url) as database_url, tempfile.TemporaryDirectory() as tmp:
-        extra = {"ORCHESTRATOR_DATABASE_URL": database_url, "ORCHESTRATOR_AGENT_CODE_MODULES": "tests.fixtures",
-                 "ORCHESTRATOR_RATE_LIMIT_EXECUTIONS": "100000000/h", "PYTHONPATH": str(ROOT),
-                 "ORCHESTRATOR_RUN_POOL_SIZE": str(args.pool_size)}  # fmt: skip
+        extra = {
+            "ORCHESTRATOR_DATABASE_URL": database_url,
+            "ORCHESTRATOR_AGENT_CODE_MODULES": "tests.fixtures",
+            "ORCHESTRATOR_RATE_LIMIT_EXECUTIONS": "100000000/h",
+            "PYTHONPATH": str(ROOT),
+            "ORCHESTRATOR_RUN_POOL_SIZE": str(args.pool_size),
+        }
         with (
             running_platform(Path(tmp) / "platform", **extra) as (base, _),
             httpx.Client(base_url=base, timeout=120) as http,
@@ -104,8 +108,9 @@ def run(args: argparse.Namespace) -> None:
             long_flow = _workflow(http, headers, 100)
             per_step = []
             for _ in range(3):
-                started = http.post(f"/api/v1/workflows/{long_flow}/execute", headers=headers,
-                                    json={"input_data": {"value": 0}}).json()  # fmt: skip
+                started = http.post(
+                    f"/api/v1/workflows/{long_flow}/execute", headers=headers, json={"input_data": {"value": 0}}
+                ).json()
                 done = _wait(http, headers, started["execution_id"], poll_s=1.0)
                 assert done["status"] == "completed" and done["output"]["value"] == 100, done["error"]
                 span = (_stamp(done["completed_at"]) - _stamp(done["started_at"])).total_seconds()
@@ -114,18 +119,31 @@ def run(args: argparse.Namespace) -> None:
             # 2. 1-step runs through the warm pool.
             short_flow = _workflow(http, headers, 1)
             for _ in range(10):  # warm-up
-                _wait(http, headers, http.post(f"/api/v1/workflows/{short_flow}/execute", headers=headers,
-                                               json={"input_data": {"value": 0}}).json()["execution_id"])  # fmt: skip
+                _wait(
+                    http,
+                    headers,
+                    http.post(
+                        f"/api/v1/workflows/{short_flow}/execute", headers=headers, json={"input_data": {"value": 0}}
+                    ).json()["execution_id"],
+                )
 
             # Start latency with a warm actor free: one run at a time.
-            latency_runs = [_wait(http, headers, http.post(f"/api/v1/workflows/{short_flow}/execute", headers=headers,
-                                                           json={"input_data": {"value": 0}}).json()["execution_id"])
-                            for _ in range(args.latency_runs)]  # fmt: skip
+            latency_runs = [
+                _wait(
+                    http,
+                    headers,
+                    http.post(
+                        f"/api/v1/workflows/{short_flow}/execute", headers=headers, json={"input_data": {"value": 0}}
+                    ).json()["execution_id"],
+                )
+                for _ in range(args.latency_runs)
+            ]
             starts = [(_stamp(r["started_at"]) - _stamp(r["created_at"])).total_seconds() * 1000 for r in latency_runs]
 
             def start(_: int) -> str:
-                response = http.post(f"/api/v1/workflows/{short_flow}/execute", headers=headers,
-                                     json={"input_data": {"value": 0}})  # fmt: skip
+                response = http.post(
+                    f"/api/v1/workflows/{short_flow}/execute", headers=headers, json={"input_data": {"value": 0}}
+                )
                 assert response.status_code == 201, f"{response.status_code} {response.text}"
                 return response.json()["execution_id"]
 
@@ -144,12 +162,18 @@ def run(args: argparse.Namespace) -> None:
     raw_ms = raw_s / 100 * 1000
     best = min(per_step)
     print(f"raw Ray actor call, sequential        {raw_ms:7.3f} ms per call (best of 5 x 100)")
-    print(f"durable step (100-step python run)    {best:7.3f} ms per step (best of 3; all: "
-          f"{', '.join(f'{v:.2f}' for v in per_step)})   overhead over raw Ray {best - raw_ms:6.3f} ms")  # fmt: skip
-    print(f"1-step runs, pool of {args.pool_size}, {args.concurrency} clients   {args.runs / span_s:7.1f} runs/s "
-          f"({args.runs} runs in {span_s:.2f} s server time, {wall_s:.2f} s wall)   failed {failed}")  # fmt: skip
-    print(f"run start latency, a warm actor free (created -> started, {len(starts)} runs one at a time)   "
-          f"p50 {statistics.median(starts):7.1f} ms   p99 {_percentile(starts, 0.99):7.1f} ms")  # fmt: skip
+    print(
+        f"durable step (100-step python run)    {best:7.3f} ms per step (best of 3; all: "
+        f"{', '.join(f'{v:.2f}' for v in per_step)})   overhead over raw Ray {best - raw_ms:6.3f} ms"
+    )
+    print(
+        f"1-step runs, pool of {args.pool_size}, {args.concurrency} clients   {args.runs / span_s:7.1f} runs/s "
+        f"({args.runs} runs in {span_s:.2f} s server time, {wall_s:.2f} s wall)   failed {failed}"
+    )
+    print(
+        f"run start latency, a warm actor free (created -> started, {len(starts)} runs one at a time)   "
+        f"p50 {statistics.median(starts):7.1f} ms   p99 {_percentile(starts, 0.99):7.1f} ms"
+    )
     print(f"  under the load above, waiting for a free actor included: p50 {statistics.median(queued):7.1f} ms")
 
 

@@ -172,8 +172,12 @@ def _generic_name(annotation: Any) -> str:
 
 def _constraints(field: FieldInfo) -> list[str]:
     found: list[str] = []
-    symbols = {annotated_types.Ge: ("ge", "≥"), annotated_types.Gt: ("gt", ">"),
-               annotated_types.Le: ("le", "≤"), annotated_types.Lt: ("lt", "<")}  # fmt: skip
+    symbols = {
+        annotated_types.Ge: ("ge", "≥"),
+        annotated_types.Gt: ("gt", ">"),
+        annotated_types.Le: ("le", "≤"),
+        annotated_types.Lt: ("lt", "<"),
+    }
     for item in field.metadata:
         for kind, (attribute, symbol) in symbols.items():
             if isinstance(item, kind):

@@ -118,9 +118,13 @@ def start_platform_actors(settings: Settings) -> None:
     from actors.run import RunPool
 
     agent_handles.ensure_store(settings)
-    actors = ((RECONCILER_NAME, Reconciler, 4), (ROUTER_NAME, TaskRouter, 4), (RUN_POOL_NAME, RunPool, 4),
-              # An async actor: each API replica with WebSocket connections holds one long poll open.
-              (EVENT_HUB_NAME, EventHub, 1000))  # fmt: skip
+    actors = (
+        (RECONCILER_NAME, Reconciler, 4),
+        (ROUTER_NAME, TaskRouter, 4),
+        (RUN_POOL_NAME, RunPool, 4),
+        # An async actor: each API replica with WebSocket connections holds one long poll open.
+        (EVENT_HUB_NAME, EventHub, 1000),
+    )
     handles = {}
     for name, actor_class, concurrency in actors:
         handles[name] = (

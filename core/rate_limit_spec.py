@@ -6,8 +6,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400,
-          "day": 86400}  # fmt: skip
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
 _LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+)?\s*([a-z]*)\s*$")
 
 

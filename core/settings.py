@@ -193,8 +193,13 @@ class RateLimitSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _parse_all(self) -> RateLimitSettings:
-        classes = (self.rate_limit_general, self.rate_limit_auth, self.rate_limit_register,
-                   self.rate_limit_executions, self.rate_limit_health)  # fmt: skip
+        classes = (
+            self.rate_limit_general,
+            self.rate_limit_auth,
+            self.rate_limit_register,
+            self.rate_limit_executions,
+            self.rate_limit_health,
+        )
         for value in (*classes, *self.rate_limit_routes.values()):
             Limit.parse(value)
         return self

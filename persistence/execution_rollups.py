@@ -26,10 +26,29 @@ GRAINS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 NO_AGENT = ""
 
 # The columns a contribution depends on; a change to any other leaves the rollup as it is.
-_FIELDS = ("owner_type", "owner_id", "agent_id", "created_at", "status", "started_at", "duration_ms",
-           "tokens_used", "cost")  # fmt: skip
-SUMMED = ("runs", "completed", "failed", "finished", "duration_ms_total", "duration_count", "tokens_used", "cost",
-           "start_latency_s_total", "start_latency_count")  # fmt: skip
+_FIELDS = (
+    "owner_type",
+    "owner_id",
+    "agent_id",
+    "created_at",
+    "status",
+    "started_at",
+    "duration_ms",
+    "tokens_used",
+    "cost",
+)
+SUMMED = (
+    "runs",
+    "completed",
+    "failed",
+    "finished",
+    "duration_ms_total",
+    "duration_count",
+    "tokens_used",
+    "cost",
+    "start_latency_s_total",
+    "start_latency_count",
+)
 MEASURES = (*SUMMED, "duration_ms_max")
 _KEY = ("grain", "owner_type", "owner_id", "starts_at", "agent_id")
 
@@ -69,8 +88,12 @@ class _Run:
         return self.status in FINISHED
 
     def measures(self) -> dict[str, float]:
-        counted: dict[str, float] = {"runs": 1, "completed": self.status == ExecutionStatus.completed,
-                                     "failed": self.status in FAILED, "finished": self.finished}  # fmt: skip
+        counted: dict[str, float] = {
+            "runs": 1,
+            "completed": self.status == ExecutionStatus.completed,
+            "failed": self.status in FAILED,
+            "finished": self.finished,
+        }
         if self.finished:
             if self.duration_ms is not None:
                 counted["duration_ms_total"], counted["duration_count"] = self.duration_ms, 1
@@ -139,8 +162,9 @@ def _previous(connection: Connection, run: Execution) -> _Run:
         elif history.unchanged:
             values.append(history.unchanged[0])
         else:
-            row = connection.execute(select(*(getattr(Execution, n) for n in _FIELDS))
-                                     .where(Execution.id == run.id)).one()  # fmt: skip
+            row = connection.execute(
+                select(*(getattr(Execution, n) for n in _FIELDS)).where(Execution.id == run.id)
+            ).one()
             return _Run(*row)
     return _Run(*values)
 
@@ -158,8 +182,11 @@ def _record(connection: Connection, old: _Run | None, new: _Run | None) -> None:
         longest = rows[old.hour_key]["duration_ms_max"]  # set if the run is still finished in that hour
         rows[old.hour_key]["recount"] = longest is None or longest < old.duration_ms  # a max cannot be decremented
     columns = ("owner_type", "owner_id", "starts_at", "agent_id")
-    inserts = [{**dict(zip(columns, key, strict=True)), **row} for key, row in rows.items()
-               if row["recount"] or row["duration_ms_max"] is not None or any(map(row.get, SUMMED))]  # fmt: skip
+    inserts = [
+        {**dict(zip(columns, key, strict=True)), **row}
+        for key, row in rows.items()
+        if row["recount"] or row["duration_ms_max"] is not None or any(map(row.get, SUMMED))
+    ]
     if inserts:
         connection.execute(insert(ExecutionRollupDelta), inserts)
 
@@ -220,15 +247,27 @@ def _recount_longest(connection: Connection, key: tuple) -> None:
     agent = Execution.agent_id.is_(None) if agent_id == NO_AGENT else Execution.agent_id == agent_id
     longest = (
         select(func.max(Execution.duration_ms))
-        .where(Execution.owner_type == owner_type, Execution.owner_id == owner_id, agent,
-               Execution.created_at >= start, Execution.created_at < start + GRAINS[grain],
-               Execution.status.in_(FINISHED))
+        .where(
+            Execution.owner_type == owner_type,
+            Execution.owner_id == owner_id,
+            agent,
+            Execution.created_at >= start,
+            Execution.created_at < start + GRAINS[grain],
+            Execution.status.in_(FINISHED),
+        )
         .scalar_subquery()
-    )  # fmt: skip
+    )
     row = ExecutionRollup.__table__.c
     connection.execute(
         update(ExecutionRollup.__table__)
-        .where(and_(row.grain == grain, row.owner_type == owner_type, row.owner_id == owner_id,
-                    row.starts_at == start, row.agent_id == agent_id))
+        .where(
+            and_(
+                row.grain == grain,
+                row.owner_type == owner_type,
+                row.owner_id == owner_id,
+                row.starts_at == start,
+                row.agent_id == agent_id,
+            )
+        )
         .values(duration_ms_max=longest)
-    )  # fmt: skip
+    )

@@ -197,11 +197,17 @@ class Event(IdMixin, Base):
     # The relay's queries (`services.events.unpublished`, `unstreamed`): only the rows not yet fanned out or
     # streamed, however many done ones pile up behind them.
     __table_args__ = (
-        Index("ix_events_unpublished", "created_at", "id", postgresql_where=text("published_at IS NULL"),
-              sqlite_where=text("published_at IS NULL")),
-        Index("ix_events_unstreamed", "created_at", "id", postgresql_where=text(UNSTREAMED),
-              sqlite_where=text(UNSTREAMED)),
-    )  # fmt: skip
+        Index(
+            "ix_events_unpublished",
+            "created_at",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+        Index(
+            "ix_events_unstreamed", "created_at", "id", postgresql_where=text(UNSTREAMED), sqlite_where=text(UNSTREAMED)
+        ),
+    )
 
     event_type: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
     source: Mapped[str] = mapped_column(String(100), nullable=False)

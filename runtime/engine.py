@@ -146,9 +146,11 @@ class _Usage:
             self.memory_peak_mb = max(self.memory_peak_mb, psutil.Process(os.getpid()).memory_info().rss / 2**20)
         except Exception:  # noqa: S110 (memory is a best-effort figure)
             pass
-        return {"cpu_time": round(time.process_time() - self.cpu_start, 4),
-                "memory_peak": round(self.memory_peak_mb, 1),
-                "execution_time": round(time.monotonic() - self.wall_start, 4)}  # fmt: skip
+        return {
+            "cpu_time": round(time.process_time() - self.cpu_start, 4),
+            "memory_peak": round(self.memory_peak_mb, 1),
+            "execution_time": round(time.monotonic() - self.wall_start, 4),
+        }
 
 
 def execute(
@@ -192,8 +194,15 @@ class _Runner:
         self.leaked = False
 
     def log(self, level: str, message: str, node_id: str | None = None, **meta: Any) -> None:
-        self.logs.append({"level": level.upper(), "message": message[:10_000], "node_id": node_id, "metadata": meta,
-                          "at": time.time()})  # fmt: skip
+        self.logs.append(
+            {
+                "level": level.upper(),
+                "message": message[:10_000],
+                "node_id": node_id,
+                "metadata": meta,
+                "at": time.time(),
+            }
+        )
 
     def take_logs(self) -> list[dict[str, Any]]:
         logs, self.logs = self.logs, []
@@ -273,12 +282,20 @@ class _Runner:
                 pending_output.clear()
 
         return NodeContext(
-            execution_id=self.run.id, node_id=node_id, attempt=attempt, idempotency_key=key,
-            correlation_id=self.run.correlation_id, code_modules=self.env.code_modules,
-            llm={**self.env.llm, **(self.run.llm or {})}, http_allowed=self.env.http_allowed,
-            log=lambda level, message, **meta: self.log(level, message, node_id, **meta), output=output,
-            usage=usage, map_runner=self.env.map_runner, load_framework=self.env.load_framework,
-        )  # fmt: skip
+            execution_id=self.run.id,
+            node_id=node_id,
+            attempt=attempt,
+            idempotency_key=key,
+            correlation_id=self.run.correlation_id,
+            code_modules=self.env.code_modules,
+            llm={**self.env.llm, **(self.run.llm or {})},
+            http_allowed=self.env.http_allowed,
+            log=lambda level, message, **meta: self.log(level, message, node_id, **meta),
+            output=output,
+            usage=usage,
+            map_runner=self.env.map_runner,
+            load_framework=self.env.load_framework,
+        )
 
     def _run_node(self, node: dict[str, Any], ctx: NodeContext, config: dict[str, Any]) -> NodeResult:
         """The node in a worker thread, watched: its own timeout, the run's deadline, and cancellation."""
@@ -317,24 +334,39 @@ class _Runner:
         run = self.run
         updates = dict(result.updates)
         run.state.update(updates)
-        successors = result.goto if result.goto is not None else self.graph.successors(node_id, run.state,
-                                                                                        result.branch)  # fmt: skip
+        successors = (
+            result.goto if result.goto is not None else self.graph.successors(node_id, run.state, result.branch)
+        )
         run.frontier = [*run.frontier[1:], *[n for n in successors if n not in run.frontier[1:]]]
         run.steps_done += 1
         run.head_failures = 0
         run.visits[node_id] = run.visits.get(node_id, 0) + 1
-        step = Step(node_id=node_id, node_type=node["type"], attempt=ctx.attempt, status="completed",
-                    input=_preview(input_state), output=_preview(updates), error=None,
-                    idempotency_key=ctx.idempotency_key, started_at=started,
-                    duration_ms=round((time.time() - started) * 1000, 3))  # fmt: skip
+        step = Step(
+            node_id=node_id,
+            node_type=node["type"],
+            attempt=ctx.attempt,
+            status="completed",
+            input=_preview(input_state),
+            output=_preview(updates),
+            error=None,
+            idempotency_key=ctx.idempotency_key,
+            started_at=started,
+            duration_ms=round((time.time() - started) * 1000, 3),
+        )
         # Nodes completed at least once (before a resume too), out of all: 1.0 only when the run ends.
         progress = min(0.99, len(run.visits) / max(len(self.graph.nodes), 1))
         if self.env.observe_step is not None:
             self.env.observe_step(step.duration_ms, step.status)
-        ok = self.store.checkpoint(run, self.token, step, progress=progress,
-                                   current_step=run.frontier[0] if run.frontier else node_id, logs=self.take_logs(),
-                                   usage=(self.usage.tokens, self.usage.cost),
-                                   resources=self.usage.sample())  # fmt: skip
+        ok = self.store.checkpoint(
+            run,
+            self.token,
+            step,
+            progress=progress,
+            current_step=run.frontier[0] if run.frontier else node_id,
+            logs=self.take_logs(),
+            usage=(self.usage.tokens, self.usage.cost),
+            resources=self.usage.sample(),
+        )
         self._written(ok)
 
     def _written(self, outcome: str) -> None:
@@ -345,9 +377,18 @@ class _Runner:
 
     def _failed(self, node_id: str, node: dict[str, Any], ctx: NodeContext, started: float, reason: str) -> None:
         self.log("ERROR", reason, node_id, attempt=ctx.attempt)
-        step = Step(node_id=node_id, node_type=node["type"], attempt=ctx.attempt, status="failed", input=None,
-                    output=None, error=reason[:10_000], idempotency_key=ctx.idempotency_key, started_at=started,
-                    duration_ms=round((time.time() - started) * 1000, 3))  # fmt: skip
+        step = Step(
+            node_id=node_id,
+            node_type=node["type"],
+            attempt=ctx.attempt,
+            status="failed",
+            input=None,
+            output=None,
+            error=reason[:10_000],
+            idempotency_key=ctx.idempotency_key,
+            started_at=started,
+            duration_ms=round((time.time() - started) * 1000, 3),
+        )
         self.run.head_failures += 1
         if self.env.observe_step is not None:
             self.env.observe_step(step.duration_ms, step.status)
@@ -366,8 +407,16 @@ class _Runner:
     ) -> Outcome:
         if error:
             self.log("ERROR" if status != ExecutionStatus.cancelled else "INFO", error)
-        ok = self.store.finish(self.run, self.token, status, output=output, error=error, logs=self.take_logs(),
-                               usage=(self.usage.tokens, self.usage.cost), resources=self.usage.sample())  # fmt: skip
+        ok = self.store.finish(
+            self.run,
+            self.token,
+            status,
+            output=output,
+            error=error,
+            logs=self.take_logs(),
+            usage=(self.usage.tokens, self.usage.cost),
+            resources=self.usage.sample(),
+        )
         return Outcome(status if ok else "lost", self.leaked)
 
 

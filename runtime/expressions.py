@@ -28,18 +28,37 @@ class ExpressionError(ValueError):
 
 
 _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
-    ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
-    ast.Is: operator.is_, ast.IsNot: operator.is_not,
-}  # fmt: skip
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+}
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-}  # fmt: skip
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+}
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "len": len, "str": str, "int": int, "float": float, "bool": bool, "abs": abs, "min": min, "max": max,
-    "lower": lambda s: str(s).lower(), "upper": lambda s: str(s).upper(),
-}  # fmt: skip
+    "len": len,
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "abs": abs,
+    "min": min,
+    "max": max,
+    "lower": lambda s: str(s).lower(),
+    "upper": lambda s: str(s).upper(),
+}
 
 
 @lru_cache(maxsize=1024)
@@ -63,10 +82,29 @@ def compile_expression(source: str) -> ast.expr:
 
 def _check(node: ast.AST) -> None:
     allowed = (
-        ast.Expression, ast.Constant, ast.Name, ast.Load, ast.Attribute, ast.Subscript, ast.Compare, ast.BoolOp,
-        ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.BinOp, ast.List, ast.Tuple, ast.Dict,
-        ast.IfExp, ast.Call, *_COMPARE, *_BINARY,
-    )  # fmt: skip
+        ast.Expression,
+        ast.Constant,
+        ast.Name,
+        ast.Load,
+        ast.Attribute,
+        ast.Subscript,
+        ast.Compare,
+        ast.BoolOp,
+        ast.And,
+        ast.Or,
+        ast.UnaryOp,
+        ast.Not,
+        ast.USub,
+        ast.UAdd,
+        ast.BinOp,
+        ast.List,
+        ast.Tuple,
+        ast.Dict,
+        ast.IfExp,
+        ast.Call,
+        *_COMPARE,
+        *_BINARY,
+    )
     if not isinstance(node, allowed):
         raise ExpressionError(f"'{type(node).__name__}' is not allowed")
     if isinstance(node, ast.Name) and node.id not in ("state", "True", "False", "None") and node.id not in _FUNCTIONS:

@@ -43,10 +43,14 @@ class Graph:
     def parse(cls, data: Mapping[str, Any]) -> Graph:
         nodes = {node["id"]: node for node in data.get("nodes", [])}
         edges = [
-            Edge(edge["source"], edge["target"], edge.get("condition"),
-                 str(edge["branch"]).lower() if edge.get("branch") is not None else None)
+            Edge(
+                edge["source"],
+                edge["target"],
+                edge.get("condition"),
+                str(edge["branch"]).lower() if edge.get("branch") is not None else None,
+            )
             for edge in data.get("edges", [])
-        ]  # fmt: skip
+        ]
         return cls(nodes=nodes, edges=edges, settings=dict(data.get("settings") or {}))
 
     def starts(self) -> list[str]:
@@ -103,8 +107,10 @@ def validate(data: Any) -> list[tuple[str, str]]:
         if not isinstance(config, Mapping):
             problems.append((f"{where}.config", "must be an object"))
             continue
-        problems += [(f"{where}.config.{name}" if name else f"{where}.config", message)
-                     for name, message in NODE_TYPES[kind].validate(config)]  # fmt: skip
+        problems += [
+            (f"{where}.config.{name}" if name else f"{where}.config", message)
+            for name, message in NODE_TYPES[kind].validate(config)
+        ]
         problems += templates.check(dict(config), f"{where}.config")
         for name in ("retry_count", "timeout_s"):
             value = node.get(name)
@@ -132,8 +138,12 @@ def validate(data: Any) -> list[tuple[str, str]]:
     graph = Graph.parse(data)
     cycle = _cycle(graph)
     if cycle and not loops_allowed.intersection(cycle):
-        problems.append(("workflow_data.edges", f"cycle {' -> '.join([*cycle, cycle[0]])}: set allow_loops on a "
-                                                "node of it to allow it"))  # fmt: skip
+        problems.append(
+            (
+                "workflow_data.edges",
+                f"cycle {' -> '.join([*cycle, cycle[0]])}: set allow_loops on a node of it to allow it",
+            )
+        )
     if not graph.starts():
         problems.append(("workflow_data.nodes", "no start node: every node has an incoming edge"))
     return problems

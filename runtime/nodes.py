@@ -203,9 +203,13 @@ class HttpNode:
         if ctx.correlation_id:
             headers.setdefault("X-Correlation-ID", ctx.correlation_id)
         with httpx.Client(timeout=float(config.get("timeout_s", 30)), follow_redirects=False) as client:
-            response = client.request(str(config.get("method", "GET")).upper(), checked.url,
-                                      headers={**headers, **checked.headers}, extensions=checked.extensions,
-                                      json=config.get("json"))  # fmt: skip
+            response = client.request(
+                str(config.get("method", "GET")).upper(),
+                checked.url,
+                headers={**headers, **checked.headers},
+                extensions=checked.extensions,
+                json=config.get("json"),
+            )
         content = response.content[:MAX_HTTP_BODY]
         try:
             body: Any = json.loads(content) if "json" in response.headers.get("content-type", "") else None
@@ -215,8 +219,9 @@ class HttpNode:
             body = content.decode("utf-8", errors="replace")
         if response.status_code >= 500:
             raise RuntimeError(f"{url} answered {response.status_code}")  # retried
-        return NodeResult(updates={config.get("output_key") or ctx.node_id: {"status": response.status_code,
-                                                                               "body": body}})  # fmt: skip
+        return NodeResult(
+            updates={config.get("output_key") or ctx.node_id: {"status": response.status_code, "body": body}}
+        )
 
 
 class LlmNode:
@@ -238,8 +243,10 @@ class LlmNode:
         base_url = str(config.get("base_url") or ctx.llm.get("base_url") or "")
         model = config.get("model") or ctx.llm.get("model")
         if not base_url or not model:
-            raise NodeFailed("no LLM provider: set ORCHESTRATOR_LLM_BASE_URL and ORCHESTRATOR_LLM_MODEL, or "
-                             "the agent's configuration.llm {base_url, model, api_key}")  # fmt: skip
+            raise NodeFailed(
+                "no LLM provider: set ORCHESTRATOR_LLM_BASE_URL and ORCHESTRATOR_LLM_MODEL, or "
+                "the agent's configuration.llm {base_url, model, api_key}"
+            )
         checked = check_url(base_url.rstrip("/") + "/chat/completions", ctx.http_allowed)
         messages = list(config.get("messages") or [])
         if config.get("system"):
@@ -297,13 +304,21 @@ class ApprovalNode:
         return problems
 
     def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
-        return NodeResult(wait={"kind": "approval", "reason": str(config.get("reason") or f"Approve {ctx.node_id}"),
-                                "priority": str(config.get("priority") or "P1"),
-                                "timeout_s": config.get("timeout_s")})  # fmt: skip
+        return NodeResult(
+            wait={
+                "kind": "approval",
+                "reason": str(config.get("reason") or f"Approve {ctx.node_id}"),
+                "priority": str(config.get("priority") or "P1"),
+                "timeout_s": config.get("timeout_s"),
+            }
+        )
 
     def resume(self, ctx: NodeContext, config: Mapping[str, Any], outcome: Mapping[str, Any]) -> NodeResult:
-        decision = {"status": outcome["status"], "decided_by": outcome.get("decided_by"),
-                    "reason": outcome.get("reason")}  # fmt: skip
+        decision = {
+            "status": outcome["status"],
+            "decided_by": outcome.get("decided_by"),
+            "reason": outcome.get("reason"),
+        }
         updates = {config.get("output_key") or ctx.node_id: decision}
         if outcome["status"] == ApprovalStatus.approved:
             return NodeResult(updates=updates)
@@ -324,10 +339,15 @@ class TaskNode:
         return problems
 
     def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
-        return NodeResult(wait={"kind": "task", "type": str(config["type"]).lower(),
-                                "title": str(config.get("title") or f"{ctx.node_id} of {ctx.execution_id}"),
-                                "payload": dict(config.get("payload") or {}),
-                                "priority": str(config.get("priority") or "P2")})  # fmt: skip
+        return NodeResult(
+            wait={
+                "kind": "task",
+                "type": str(config["type"]).lower(),
+                "title": str(config.get("title") or f"{ctx.node_id} of {ctx.execution_id}"),
+                "payload": dict(config.get("payload") or {}),
+                "priority": str(config.get("priority") or "P2"),
+            }
+        )
 
     def resume(self, ctx: NodeContext, config: Mapping[str, Any], outcome: Mapping[str, Any]) -> NodeResult:
         if outcome["status"] != TaskStatus.completed:
@@ -382,10 +402,17 @@ class LangGraphNode:
 
 
 NODE_TYPES: dict[str, Any] = {
-    "input": InputNode(), "output": OutputNode(), "python": PythonNode(), "condition": ConditionNode(),
-    "http": HttpNode(), "llm": LlmNode(), "approval": ApprovalNode(), "task": TaskNode(), "map": MapNode(),
+    "input": InputNode(),
+    "output": OutputNode(),
+    "python": PythonNode(),
+    "condition": ConditionNode(),
+    "http": HttpNode(),
+    "llm": LlmNode(),
+    "approval": ApprovalNode(),
+    "task": TaskNode(),
+    "map": MapNode(),
     "langgraph": LangGraphNode(),
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,8 +450,10 @@ def check_url(url: str, allowed: tuple[str, ...]) -> CheckedUrl:
         # Not global: private, loopback, link-local, reserved, unspecified, and shared (carrier-grade NAT,
         # 100.64.0.0/10), which `is_private` misses.
         if not address.is_global or address.is_multicast:
-            raise NodeFailed(f"{host} resolves to {address}, a private address: refused (allow-list it in "
-                             "ORCHESTRATOR_HTTP_ALLOWED_HOSTS)")  # fmt: skip
+            raise NodeFailed(
+                f"{host} resolves to {address}, a private address: refused (allow-list it in "
+                "ORCHESTRATOR_HTTP_ALLOWED_HOSTS)"
+            )
     pinned = ipaddress.ip_address(infos[0][4][0])
     if _is_address(host):
         return CheckedUrl(url, {}, {})

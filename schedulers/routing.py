@@ -194,10 +194,14 @@ class TaskQueues:
                 else:
                     del self._levels[level][tenant]
         self._next_aging_at = min(
-            (self._aging_due(task, level) for level in range(1, len(self._levels))
-             for queue in self._levels[level].values() for task in queue),
+            (
+                self._aging_due(task, level)
+                for level in range(1, len(self._levels))
+                for queue in self._levels[level].values()
+                for task in queue
+            ),
             default=math.inf,
-        )  # fmt: skip
+        )
         return moved
 
     def assign(self, agents: list[AgentSlot], now: float) -> list[tuple[QueuedTask, AgentSlot]]:

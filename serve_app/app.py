@@ -82,8 +82,13 @@ def fastapi_telemetry() -> dict[str, Any]:
     """`FastAPI(telemetry=…)`: its native server span per request, into this process's tracer provider
     (`core.tracing`; the global provider is never set, so nothing else starts tracing behind our back)."""
     provider = tracing.provider()
-    return {"tracer_provider": provider, "tracing": provider is not None, "metrics": False, "logs": False,
-            "operation_spans": False}  # fmt: skip
+    return {
+        "tracer_provider": provider,
+        "tracing": provider is not None,
+        "metrics": False,
+        "logs": False,
+        "operation_spans": False,
+    }
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -127,10 +127,18 @@ def _clean_message(err: dict[str, Any]) -> str:
 async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
     # The database refused a value the request carried that validation let through (a NUL character in a
     # text, a number out of its column's range): the client's error, and nothing was written.
-    log.warning("request %s %s: the database refused a value: %s", request.method, request.url.path,
-                type(getattr(exc, "orig", exc)).__name__)  # fmt: skip
-    return error_response(request, ValidationFailed("A value in the request cannot be stored (a NUL character in "
-                                                    "a text, or a number out of range)"))  # fmt: skip
+    log.warning(
+        "request %s %s: the database refused a value: %s",
+        request.method,
+        request.url.path,
+        type(getattr(exc, "orig", exc)).__name__,
+    )
+    return error_response(
+        request,
+        ValidationFailed(
+            "A value in the request cannot be stored (a NUL character in a text, or a number out of range)"
+        ),
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

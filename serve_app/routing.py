@@ -89,9 +89,11 @@ def public_router(*, route_class: str | None = "general", **kwargs: Any) -> APIR
     """The only way to declare routes public. `route_class=None`: the routes count themselves."""
     dependencies = [Depends(count_client(route_class))] if route_class else []
     return APIRouter(
-        route_class=PublicRoute, dependencies=dependencies, responses={422: _ERRORS[422], 429: _ERRORS[429]},
+        route_class=PublicRoute,
+        dependencies=dependencies,
+        responses={422: _ERRORS[422], 429: _ERRORS[429]},
         **kwargs,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True, slots=True)

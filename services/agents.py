@@ -22,15 +22,29 @@ from services.principal import Principal
 
 # Frameworks an agent may name (API.md and seeds 000/001). Deploying needs an installed adapter.
 FRAMEWORKS = (
-    "native", "langgraph", "agno", "crewai", "n8n", "autogen", "metagpt", "autogpt", "babyagi", "camelai",
-    "agentverse", "openagents", "miniagi", "orca", "custom",
-)  # fmt: skip
+    "native",
+    "langgraph",
+    "agno",
+    "crewai",
+    "n8n",
+    "autogen",
+    "metagpt",
+    "autogpt",
+    "babyagi",
+    "camelai",
+    "agentverse",
+    "openagents",
+    "miniagi",
+    "orca",
+    "custom",
+)
 
 
 def create_agent(session: Session, principal: Principal, data: dict[str, Any]) -> Agent:
     _check_public(principal, data.get("is_public"))
-    owner_type, owner_id = ownership.resolve_owner(session, principal, data.pop("owner_type", None),
-                                                   data.pop("owner_id", None))  # fmt: skip
+    owner_type, owner_id = ownership.resolve_owner(
+        session, principal, data.pop("owner_type", None), data.pop("owner_id", None)
+    )
     configuration_id = data.get("configuration_id")
     if configuration_id:
         template = configurations.record_use(session, principal, configuration_id)
@@ -38,13 +52,25 @@ def create_agent(session: Session, principal: Principal, data: dict[str, Any]) -
         data["configuration"] = {**(template.configuration or {}), **(data.get("configuration") or {})}
         data.setdefault("framework", template.framework)
     data.setdefault("framework", "native")
-    agent = Agent(owner_type=owner_type, owner_id=owner_id, created_by=principal.user_id,
-                  status=AgentStatus.draft.value, **data)  # fmt: skip
+    agent = Agent(
+        owner_type=owner_type, owner_id=owner_id, created_by=principal.user_id, status=AgentStatus.draft.value, **data
+    )
     session.add(agent)
     session.flush()
-    events.emit(session, "agent.created", {"agent_id": agent.id, "name": agent.name, "framework": agent.framework,
-                                           "type": agent.type, "status": agent.status},
-                source="agents", owner=agent, subject_id=agent.id)  # fmt: skip
+    events.emit(
+        session,
+        "agent.created",
+        {
+            "agent_id": agent.id,
+            "name": agent.name,
+            "framework": agent.framework,
+            "type": agent.type,
+            "status": agent.status,
+        },
+        source="agents",
+        owner=agent,
+        subject_id=agent.id,
+    )
     return agent
 
 

@@ -30,15 +30,27 @@ def needs_approval(priority: str, settings: Settings) -> bool:
 
 
 def request_for_task(
-    session: Session, task: Task, requested_by: str, settings: Settings, *, reason: str | None = None,
-    assign_to: str | None = None, ttl_s: float | None = None,
-) -> Approval:  # fmt: skip
+    session: Session,
+    task: Task,
+    requested_by: str,
+    settings: Settings,
+    *,
+    reason: str | None = None,
+    assign_to: str | None = None,
+    ttl_s: float | None = None,
+) -> Approval:
     """Gate a pending task: it waits `awaiting_approval` until the decision (same transaction)."""
     approval = Approval(
-        task_id=task.id, priority=task.priority, reason=reason or task.title, status=ApprovalStatus.pending.value,
-        requested_by=requested_by, owner_type=task.owner_type, owner_id=task.owner_id, assign_to=assign_to,
+        task_id=task.id,
+        priority=task.priority,
+        reason=reason or task.title,
+        status=ApprovalStatus.pending.value,
+        requested_by=requested_by,
+        owner_type=task.owner_type,
+        owner_id=task.owner_id,
+        assign_to=assign_to,
         expires_at=utcnow() + timedelta(seconds=ttl_s or settings.agents.approval_ttl_s),
-    )  # fmt: skip
+    )
     session.add(approval)
     session.flush()
     tasks.set_status(session, task, TaskStatus.awaiting_approval)
@@ -52,11 +64,16 @@ def request_for_execution(
     """An `approval` node: the run waits until a person decides (same transaction as the run's wait)."""
     priority = request.get("priority") if request.get("priority") in ("P0", "P1", "P2", "P3") else "P1"
     approval = Approval(
-        task_id=None, execution_id=run.id, priority=priority, reason=request.get("reason"),
-        status=ApprovalStatus.pending.value, requested_by=run.created_by or "system", owner_type=run.owner_type,
+        task_id=None,
+        execution_id=run.id,
+        priority=priority,
+        reason=request.get("reason"),
+        status=ApprovalStatus.pending.value,
+        requested_by=run.created_by or "system",
+        owner_type=run.owner_type,
         owner_id=run.owner_id,
         expires_at=utcnow() + timedelta(seconds=request.get("timeout_s") or settings.agents.approval_ttl_s),
-    )  # fmt: skip
+    )
     session.add(approval)
     session.flush()
     _emit(session, approval, "approval.requested", execution_id=run.id, node_id=node_id)
@@ -72,14 +89,20 @@ def create(session: Session, principal: Principal, data: dict[str, Any], setting
             raise NotFound("Task not found")
         if task.status != TaskStatus.pending.value:
             raise Conflict(f"Only a pending task can wait for approval (this one is {task.status})")
-        return request_for_task(session, task, principal.user_id, settings, reason=data.get("reason"),
-                                ttl_s=data.get("expires_in"))  # fmt: skip
+        return request_for_task(
+            session, task, principal.user_id, settings, reason=data.get("reason"), ttl_s=data.get("expires_in")
+        )
     owner_type, owner_id = ownership.resolve_owner(session, principal, data.get("owner_type"), data.get("owner_id"))
     approval = Approval(
-        task_id=None, priority=data.get("priority") or "P1", reason=data.get("reason"),
-        status=ApprovalStatus.pending.value, requested_by=principal.user_id, owner_type=owner_type, owner_id=owner_id,
+        task_id=None,
+        priority=data.get("priority") or "P1",
+        reason=data.get("reason"),
+        status=ApprovalStatus.pending.value,
+        requested_by=principal.user_id,
+        owner_type=owner_type,
+        owner_id=owner_id,
         expires_at=utcnow() + timedelta(seconds=data.get("expires_in") or settings.agents.approval_ttl_s),
-    )  # fmt: skip
+    )
     session.add(approval)
     session.flush()
     _emit(session, approval, "approval.requested")
@@ -131,8 +154,13 @@ def decide(
     _emit(session, approval, "approval.approved" if approve else "approval.rejected")
     _notify_requester(session, approval)
     resumed = _resume_run(session, approval)
-    return {"approval_id": approval.id, "status": approval.status, "task_id": approval.task_id,
-            "assigned": assigned, "execution_id": approval.execution_id if resumed else None}  # fmt: skip
+    return {
+        "approval_id": approval.id,
+        "status": approval.status,
+        "task_id": approval.task_id,
+        "assigned": assigned,
+        "execution_id": approval.execution_id if resumed else None,
+    }
 
 
 def expire_due(session: Session, settings: Settings, limit: int = 500) -> list[str]:
@@ -170,24 +198,49 @@ def _expire(session: Session, approval: Approval, settings: Settings) -> None:
 
 
 def _resume_run(session: Session, approval: Approval) -> bool:
-    return run_waits.resolve(session, approval.execution_id, approval.id,
-                             {"kind": "approval", "approval_id": approval.id, "status": approval.status,
-                              "decided_by": approval.decided_by, "reason": approval.decision_reason})  # fmt: skip
+    return run_waits.resolve(
+        session,
+        approval.execution_id,
+        approval.id,
+        {
+            "kind": "approval",
+            "approval_id": approval.id,
+            "status": approval.status,
+            "decided_by": approval.decided_by,
+            "reason": approval.decision_reason,
+        },
+    )
 
 
 def _notify_requester(session: Session, approval: Approval) -> None:
     notifications.notify(
-        session, approval.requested_by, "approval_decided", f"Your approval request was {approval.status}",
-        message=approval.decision_reason, approval_id=approval.id, task_id=approval.task_id,
-        status=approval.status, decided_by=approval.decided_by,
-    )  # fmt: skip
+        session,
+        approval.requested_by,
+        "approval_decided",
+        f"Your approval request was {approval.status}",
+        message=approval.decision_reason,
+        approval_id=approval.id,
+        task_id=approval.task_id,
+        status=approval.status,
+        decided_by=approval.decided_by,
+    )
 
 
 def _emit(session: Session, approval: Approval, event_type: str, **extra: Any) -> None:
     events.emit(
-        session, event_type,
-        {"approval_id": approval.id, "task_id": approval.task_id, "priority": approval.priority,
-         "status": approval.status, "requested_by": approval.requested_by, "decided_by": approval.decided_by,
-         "reason": approval.decision_reason or approval.reason, **extra},
-        source="approvals", owner=approval, subject_id=approval.task_id or approval.id,
-    )  # fmt: skip
+        session,
+        event_type,
+        {
+            "approval_id": approval.id,
+            "task_id": approval.task_id,
+            "priority": approval.priority,
+            "status": approval.status,
+            "requested_by": approval.requested_by,
+            "decided_by": approval.decided_by,
+            "reason": approval.decision_reason or approval.reason,
+            **extra,
+        },
+        source="approvals",
+        owner=approval,
+        subject_id=approval.task_id or approval.id,
+    )

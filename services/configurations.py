@@ -15,8 +15,9 @@ from services.principal import Principal
 
 
 def create_configuration(session: Session, principal: Principal, data: dict[str, Any]) -> Configuration:
-    owner_type, owner_id = ownership.resolve_owner(session, principal, data.pop("owner_type", None),
-                                                   data.pop("owner_id", None))  # fmt: skip
+    owner_type, owner_id = ownership.resolve_owner(
+        session, principal, data.pop("owner_type", None), data.pop("owner_id", None)
+    )
     configuration = Configuration(owner_type=owner_type, owner_id=owner_id, created_by=principal.user_id, **data)
     session.add(configuration)
     session.flush()

@@ -20,8 +20,12 @@ from schedulers.execution_lifecycle import FAILED, FINISHED, ExecutionStatus
 from services import ownership
 from services.principal import Principal
 
-TIMEFRAMES = {"24h": (timedelta(hours=24), "hour"), "7d": (timedelta(days=7), "day"),
-              "30d": (timedelta(days=30), "day"), "90d": (timedelta(days=90), "day")}  # fmt: skip
+TIMEFRAMES = {
+    "24h": (timedelta(hours=24), "hour"),
+    "7d": (timedelta(days=7), "day"),
+    "30d": (timedelta(days=30), "day"),
+    "90d": (timedelta(days=90), "day"),
+}
 
 
 def metrics(session: Session, principal: Principal, timeframe: str, now: datetime | None = None) -> dict[str, Any]:
@@ -51,9 +55,16 @@ def metrics(session: Session, principal: Principal, timeframe: str, now: datetim
     # The agents those runs name, if they still exist (a deleted agent's runs no longer name it), and
     # whether the caller may see them (only those count in the framework distribution).
     named = sorted({agent for runs in (runs_now, runs_before) for agent, count in runs.items() if agent and count})
-    known = {row[0]: (row[1], row[2]) for row in session.execute(
-        select(Agent.id, Agent.framework, case((agents, True), else_=False)).where(Agent.id.in_(named))
-    )} if named else {}  # fmt: skip
+    known = (
+        {
+            row[0]: (row[1], row[2])
+            for row in session.execute(
+                select(Agent.id, Agent.framework, case((agents, True), else_=False)).where(Agent.id.in_(named))
+            )
+        }
+        if named
+        else {}
+    )
     return {
         "timeframe": timeframe,
         "period": {"start": start, "end": end},
@@ -89,8 +100,16 @@ def _counted(now: int, before: int) -> dict[str, Any]:
 
 
 def _trends(by_bucket: dict[datetime, dict[str, float]]) -> list[dict]:
-    return [{"date": isoformat_z(key), "total": int(row["runs"]), "successful": int(row["completed"]),
-             "failed": int(row["failed"])} for key, row in sorted(by_bucket.items()) if row["runs"]]  # fmt: skip
+    return [
+        {
+            "date": isoformat_z(key),
+            "total": int(row["runs"]),
+            "successful": int(row["completed"]),
+            "failed": int(row["failed"]),
+        }
+        for key, row in sorted(by_bucket.items())
+        if row["runs"]
+    ]
 
 
 def _frameworks(
@@ -103,9 +122,15 @@ def _frameworks(
         if visible:
             executions[framework] = executions.get(framework, 0) + count
     total = sum(counts.values()) or 1
-    return [{"framework": name, "agents": count, "percentage": round(count / total * 100, 1),
-             "executions": int(executions.get(name, 0))}
-            for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]  # fmt: skip
+    return [
+        {
+            "framework": name,
+            "agents": count,
+            "percentage": round(count / total * 100, 1),
+            "executions": int(executions.get(name, 0)),
+        }
+        for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
 
 
 def _performance(totals: dict[str, float]) -> dict[str, Any]:
@@ -175,8 +200,10 @@ class _Runs:
             for row in self.session.execute(statement).all():
                 found = row[0] if by == "agent" else start_of(self.unit, row[0] if grain else a) if by else None
                 # Postgres sums integers as numeric (Decimal): made float to add up with the other sources.
-                values = {name: float(value) if isinstance(value, Decimal) else value
-                          for name, value in zip(names, row[1:], strict=True)}  # fmt: skip
+                values = {
+                    name: float(value) if isinstance(value, Decimal) else value
+                    for name, value in zip(names, row[1:], strict=True)
+                }
                 combine(merged.setdefault(found, no_measures()), values)
         return merged
 
@@ -192,11 +219,16 @@ class _Runs:
         statement (one snapshot: a fold committing in between cannot count a delta twice or not at all)."""
         columns = ("starts_at", "agent_id", *MEASURES)
         rows = select(*(getattr(ExecutionRollup, name) for name in columns)).where(
-            ExecutionRollup.grain == grain, ownership.owned_by(ExecutionRollup, self.principal),
-            ExecutionRollup.starts_at >= a, ExecutionRollup.starts_at < b)  # fmt: skip
+            ExecutionRollup.grain == grain,
+            ownership.owned_by(ExecutionRollup, self.principal),
+            ExecutionRollup.starts_at >= a,
+            ExecutionRollup.starts_at < b,
+        )
         deltas = select(*(getattr(ExecutionRollupDelta, name) for name in columns)).where(
-            ownership.owned_by(ExecutionRollupDelta, self.principal), ExecutionRollupDelta.starts_at >= a,
-            ExecutionRollupDelta.starts_at < b)  # fmt: skip
+            ownership.owned_by(ExecutionRollupDelta, self.principal),
+            ExecutionRollupDelta.starts_at >= a,
+            ExecutionRollupDelta.starts_at < b,
+        )
         return union_all(rows, deltas).subquery()
 
 

@@ -65,10 +65,17 @@ def set_status(session: Session, agent: Agent, target: AgentStatus, message: str
     events.emit(
         session,
         "agent.status_changed",
-        {"agent_id": agent.id, "status": agent.status, "previous_status": previous,
-         "container_id": agent.container_id, "message": message},
-        source="agents", owner=agent, subject_id=agent.id,
-    )  # fmt: skip
+        {
+            "agent_id": agent.id,
+            "status": agent.status,
+            "previous_status": previous,
+            "container_id": agent.container_id,
+            "message": message,
+        },
+        source="agents",
+        owner=agent,
+        subject_id=agent.id,
+    )
 
 
 # --- requests from the API ---------------------------------------------------------------------------
@@ -127,8 +134,9 @@ def _check_deployable(agent: Agent, settings: Settings) -> None:
         check_code_paths(agent.configuration or {}, settings.agents.code_modules)
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")
-        raise ValidationFailed("The agent's configuration names code it may not run",
-                               details=[FieldIssue(field, message)]) from exc  # fmt: skip
+        raise ValidationFailed(
+            "The agent's configuration names code it may not run", details=[FieldIssue(field, message)]
+        ) from exc
 
 
 def undeploy(db: Database, agents: AgentActors, principal: Principal, agent_id: str) -> Agent:
@@ -300,8 +308,10 @@ def _emit_online(session: Session, agent: Agent, online: bool) -> None:
         session,
         "agent.status_changed",
         {"agent_id": agent.id, "status": agent.status, "online": online, "last_heartbeat_at": stamp},
-        source="agents", owner=agent, subject_id=agent.id,
-    )  # fmt: skip
+        source="agents",
+        owner=agent,
+        subject_id=agent.id,
+    )
 
 
 @dataclass(frozen=True, slots=True)

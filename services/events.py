@@ -38,8 +38,10 @@ def is_event_pattern(pattern: str) -> bool:
 
 def event_matches(patterns: Iterable[str], event_type: str) -> bool:
     """Whether `event_type` matches any of the patterns."""
-    return any(pattern in ("*", event_type) or (pattern.endswith(".*") and event_type.startswith(pattern[:-1]))
-               for pattern in patterns)  # fmt: skip
+    return any(
+        pattern in ("*", event_type) or (pattern.endswith(".*") and event_type.startswith(pattern[:-1]))
+        for pattern in patterns
+    )
 
 
 # Names only the platform emits: a published custom event may not pass for a system health report, a
@@ -93,12 +95,20 @@ def current_correlation_id() -> str | None:
 
 
 def emit_now(
-    session: Session, event_type: str, data: dict[str, Any], *, source: str, owner: Any, subject_id: str,
+    session: Session,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    source: str,
+    owner: Any,
+    subject_id: str,
     correlation_id: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """`emit` as one INSERT statement, without the ORM's unit of work: for hot paths (a run's steps)."""
-    session.execute(_INSERT_EVENT, row_of(event_type, data, source=source, owner=owner, subject_id=subject_id,
-                                          correlation_id=correlation_id))  # fmt: skip
+    session.execute(
+        _INSERT_EVENT,
+        row_of(event_type, data, source=source, owner=owner, subject_id=subject_id, correlation_id=correlation_id),
+    )
 
 
 def emit_rows(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -110,10 +120,16 @@ def row_of(
     event_type: str, data: dict[str, Any], *, source: str, owner: Any, subject_id: str, correlation_id: str | None
 ) -> dict[str, Any]:
     return {
-        "id": new_id(), "event_type": event_type, "source": source, "data": data, "owner_type": owner.owner_type,
-        "owner_id": owner.owner_id, "subject_id": subject_id, "correlation_id": correlation_id,
+        "id": new_id(),
+        "event_type": event_type,
+        "source": source,
+        "data": data,
+        "owner_type": owner.owner_type,
+        "owner_id": owner.owner_id,
+        "subject_id": subject_id,
+        "correlation_id": correlation_id,
         "created_at": utcnow(),
-    }  # fmt: skip
+    }
 
 
 _INSERT_EVENT = prepared_insert(
@@ -168,10 +184,11 @@ def list_events(
         query = query.where(
             or_(
                 and_(Event.owner_type == "user", Event.owner_id == principal.user_id),
-                and_(Event.owner_type == "organization",
-                     Event.owner_id.in_(member_organization_ids(principal.user_id))),
+                and_(
+                    Event.owner_type == "organization", Event.owner_id.in_(member_organization_ids(principal.user_id))
+                ),
             )
-        )  # fmt: skip
+        )
     if event_type:
         query = query.where(Event.event_type == event_type)
     if source:
@@ -253,5 +270,13 @@ def as_message(event: Event | Row) -> dict[str, Any]:
 def live_message(event_type: str, data: dict[str, Any], *, source: str) -> dict[str, Any]:
     """A platform event that is not stored (the periodic `system.health`): admins only, like an event
     without an owner."""
-    return {"id": new_id(), "type": event_type, "source": source, "data": data, "task_id": None, "trace_id": None,
-            "owner": None, "timestamp": isoformat_z(utcnow())}  # fmt: skip
+    return {
+        "id": new_id(),
+        "type": event_type,
+        "source": source,
+        "data": data,
+        "task_id": None,
+        "trace_id": None,
+        "owner": None,
+        "timestamp": isoformat_z(utcnow()),
+    }

@@ -35,9 +35,12 @@ from services.ports import RouterChannel, TaskSubmitted
 from services.principal import Principal
 
 LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
-EVENT_OF_STATUS = {ExecutionStatus.completed: "execution.completed", ExecutionStatus.failed: "execution.failed",
-                   ExecutionStatus.timeout: "execution.failed",
-                   ExecutionStatus.cancelled: "execution.cancelled"}  # fmt: skip
+EVENT_OF_STATUS = {
+    ExecutionStatus.completed: "execution.completed",
+    ExecutionStatus.failed: "execution.failed",
+    ExecutionStatus.timeout: "execution.failed",
+    ExecutionStatus.cancelled: "execution.cancelled",
+}
 
 
 # --- the API side -----------------------------------------------------------------------------------
@@ -59,13 +62,24 @@ def start(
     owner = workflow if ownership.can_write(session, workflow, principal) else None
     correlation_id = correlation_id_var.get()
     run = Execution(
-        workflow_id=workflow.id, workflow_version=workflow.version, agent_id=workflow.agent_id, task_id=task_id,
-        graph=workflow.workflow_data, status=ExecutionStatus.pending.value, input=input_data, state={}, frontier=[],
-        options=options, configuration=configuration or {}, trigger=trigger, environment=environment,
+        workflow_id=workflow.id,
+        workflow_version=workflow.version,
+        agent_id=workflow.agent_id,
+        task_id=task_id,
+        graph=workflow.workflow_data,
+        status=ExecutionStatus.pending.value,
+        input=input_data,
+        state={},
+        frontier=[],
+        options=options,
+        configuration=configuration or {},
+        trigger=trigger,
+        environment=environment,
         correlation_id=None if correlation_id == "-" else correlation_id,
-        owner_type=owner.owner_type if owner else "user", owner_id=owner.owner_id if owner else principal.user_id,
+        owner_type=owner.owner_type if owner else "user",
+        owner_id=owner.owner_id if owner else principal.user_id,
         created_by=principal.user_id,
-    )  # fmt: skip
+    )
     session.add(run)
     session.flush()
     return run
@@ -75,11 +89,23 @@ def start_for_task(session: Session, task: Task, workflow: Workflow) -> Executio
     """A hosted agent with an active workflow runs it on each task routed to it: the task's payload is the
     run's input, and the run's end completes (or fails) the task."""
     run = Execution(
-        workflow_id=workflow.id, workflow_version=workflow.version, agent_id=workflow.agent_id, task_id=task.id,
-        graph=workflow.workflow_data, status=ExecutionStatus.pending.value, input=dict(task.payload or {}), state={},
-        frontier=[], options={}, trigger="task", environment="production", correlation_id=task.correlation_id,
-        owner_type=task.owner_type, owner_id=task.owner_id, created_by=task.created_by,
-    )  # fmt: skip
+        workflow_id=workflow.id,
+        workflow_version=workflow.version,
+        agent_id=workflow.agent_id,
+        task_id=task.id,
+        graph=workflow.workflow_data,
+        status=ExecutionStatus.pending.value,
+        input=dict(task.payload or {}),
+        state={},
+        frontier=[],
+        options={},
+        trigger="task",
+        environment="production",
+        correlation_id=task.correlation_id,
+        owner_type=task.owner_type,
+        owner_id=task.owner_id,
+        created_by=task.created_by,
+    )
     session.add(run)
     session.flush()
     return run
@@ -118,8 +144,7 @@ def list_executions(
         query = query.where(Execution.trigger == trigger)
     if environment:
         query = query.where(Execution.environment == environment)
-    return fetch_page(session, query.order_by(Execution.created_at.desc(), Execution.id.desc()), page=page,
-                      limit=limit)  # fmt: skip
+    return fetch_page(session, query.order_by(Execution.created_at.desc(), Execution.id.desc()), page=page, limit=limit)
 
 
 def steps(session: Session, execution_id: str, *, after_seq: int = 0) -> list[ExecutionStep]:
@@ -164,14 +189,15 @@ def resumable(session: Session, lease_s: float) -> list[tuple[str, dict[str, flo
         .outerjoin(Agent, Agent.id == Execution.agent_id)
         .where(
             or_(
-                (Execution.status == ExecutionStatus.pending.value) & (Execution.updated_at < stale)
+                (Execution.status == ExecutionStatus.pending.value)
+                & (Execution.updated_at < stale)
                 & (or_(Execution.lease_until.is_(None), Execution.lease_until < now)),
                 (Execution.status == ExecutionStatus.running.value) & (Execution.lease_until < now),
             )
         )
         .order_by(Execution.updated_at)
         .limit(500)
-    )  # fmt: skip
+    )
     return [(run_id, resources_of(options, limits)) for run_id, options, limits in session.execute(query).all()]
 
 
@@ -230,8 +256,15 @@ def _count_for_agent(session: Session, run: Execution) -> None:
 
 
 def _summary(run: Execution) -> dict[str, Any]:
-    return {"execution_id": run.id, "workflow_id": run.workflow_id, "agent_id": run.agent_id, "status": run.status,
-            "progress": run.progress, "current_step": run.current_step, "error": run.error}  # fmt: skip
+    return {
+        "execution_id": run.id,
+        "workflow_id": run.workflow_id,
+        "agent_id": run.agent_id,
+        "status": run.status,
+        "progress": run.progress,
+        "current_step": run.current_step,
+        "error": run.error,
+    }
 
 
 # --- the step loop's side ----------------------------------------------------------------------------
@@ -268,39 +301,59 @@ class DatabaseRunStore:
                 run.status, run.started_at = transition(run.status, ExecutionStatus.running).value, now
                 run.state = dict(run.input)
                 run.frontier = Graph.parse(run.graph).starts()
-                events.emit(session, "execution.started", _summary(run), source="executions", owner=run,
-                            subject_id=run.id)  # fmt: skip
+                events.emit(
+                    session, "execution.started", _summary(run), source="executions", owner=run, subject_id=run.id
+                )
             elif run.waiting_on and run.waiting_on.get("outcome"):
                 outcome = {**run.waiting_on["outcome"], "node_id": run.waiting_on["node_id"]}
                 run.status, run.waiting_on = transition(run.status, ExecutionStatus.running).value, None
-                session.add(ExecutionLog(execution_id=run.id, level="INFO", node_id=outcome["node_id"],
-                                         message=f"resumed: {outcome['kind']} {outcome['status']}"))  # fmt: skip
+                session.add(
+                    ExecutionLog(
+                        execution_id=run.id,
+                        level="INFO",
+                        node_id=outcome["node_id"],
+                        message=f"resumed: {outcome['kind']} {outcome['status']}",
+                    )
+                )
             else:
                 run.status = transition(run.status, ExecutionStatus.running).value
             if resumed:
                 run.resumes += 1
-                session.add(ExecutionLog(execution_id=run.id, level="WARN", message="resumed from the last "
-                                         f"recorded step ({run.steps_done} done) by {run.actor_name}"))  # fmt: skip
-            events.emit(session, "execution.updated", _summary(run), source="executions", owner=run,
-                        subject_id=run.id)  # fmt: skip
+                session.add(
+                    ExecutionLog(
+                        execution_id=run.id,
+                        level="WARN",
+                        message=f"resumed from the last recorded step ({run.steps_done} done) by {run.actor_name}",
+                    )
+                )
+            events.emit(session, "execution.updated", _summary(run), source="executions", owner=run, subject_id=run.id)
             failures, visits, next_seq = self._history(session, run)
             llm = {}
             if run.agent_id:
                 agent = session.get(Agent, run.agent_id)
                 llm = dict((agent.configuration or {}).get("llm") or {}) if agent is not None else {}
             return ClaimedRun(
-                id=run.id, graph=run.graph, state=dict(run.state), frontier=list(run.frontier),
-                steps_done=run.steps_done, options=dict(run.options),
-                correlation_id=run.correlation_id, started_at=run.started_at.timestamp(), head_failures=failures,
-                visits=visits, next_seq=next_seq, outcome=outcome, llm=llm,
-            )  # fmt: skip
+                id=run.id,
+                graph=run.graph,
+                state=dict(run.state),
+                frontier=list(run.frontier),
+                steps_done=run.steps_done,
+                options=dict(run.options),
+                correlation_id=run.correlation_id,
+                started_at=run.started_at.timestamp(),
+                head_failures=failures,
+                visits=visits,
+                next_seq=next_seq,
+                outcome=outcome,
+                llm=llm,
+            )
 
     def _history(self, session: Session, run: Execution) -> tuple[int, dict[str, int], int]:
         rows = session.execute(
-            select(ExecutionStep.node_id, ExecutionStep.status, ExecutionStep.seq).where(
-                ExecutionStep.execution_id == run.id
-            ).order_by(ExecutionStep.seq)
-        ).all()  # fmt: skip
+            select(ExecutionStep.node_id, ExecutionStep.status, ExecutionStep.seq)
+            .where(ExecutionStep.execution_id == run.id)
+            .order_by(ExecutionStep.seq)
+        ).all()
         visits: dict[str, int] = {}
         failures = last_seq = 0
         for node_id, status, seq in rows:
@@ -320,19 +373,38 @@ class DatabaseRunStore:
 
     def _write_logs(self, session: Session, run_id: str, logs: list[dict[str, Any]]) -> None:
         for entry in logs:
-            session.add(ExecutionLog(execution_id=run_id, level=entry["level"], message=entry["message"],
-                                     node_id=entry.get("node_id"), meta=tasks.json_safe(entry.get("metadata")) or {},
-                                     created_at=datetime.fromtimestamp(entry["at"], UTC)))  # fmt: skip
+            session.add(
+                ExecutionLog(
+                    execution_id=run_id,
+                    level=entry["level"],
+                    message=entry["message"],
+                    node_id=entry.get("node_id"),
+                    meta=tasks.json_safe(entry.get("metadata")) or {},
+                    created_at=datetime.fromtimestamp(entry["at"], UTC),
+                )
+            )
 
     def _step(self, session: Session, claimed: ClaimedRun, step: Step) -> None:
         seq, claimed.next_seq = claimed.next_seq, claimed.next_seq + 1
-        session.execute(_INSERT_STEP, {
-            "id": new_id(), "execution_id": claimed.id, "seq": seq, "node_id": step.node_id,
-            "node_type": step.node_type, "attempt": step.attempt, "status": step.status,
-            "input": tasks.json_safe(step.input), "output": tasks.json_safe(step.output), "error": step.error,
-            "idempotency_key": step.idempotency_key, "started_at": datetime.fromtimestamp(step.started_at, UTC),
-            "completed_at": utcnow(), "duration_ms": step.duration_ms,
-        })  # fmt: skip
+        session.execute(
+            _INSERT_STEP,
+            {
+                "id": new_id(),
+                "execution_id": claimed.id,
+                "seq": seq,
+                "node_id": step.node_id,
+                "node_type": step.node_type,
+                "attempt": step.attempt,
+                "status": step.status,
+                "input": tasks.json_safe(step.input),
+                "output": tasks.json_safe(step.output),
+                "error": step.error,
+                "idempotency_key": step.idempotency_key,
+                "started_at": datetime.fromtimestamp(step.started_at, UTC),
+                "completed_at": utcnow(),
+                "duration_ms": step.duration_ms,
+            },
+        )
 
     def checkpoint(
         self,
@@ -351,11 +423,19 @@ class DatabaseRunStore:
         graph can be large), the step, the event."""
         now = utcnow()
         values = {
-            "run_id": claimed.id, "token": token, "state": tasks.json_safe(claimed.state) or {},
-            "frontier": list(claimed.frontier), "steps_done": claimed.steps_done, "progress": progress,
-            "current_step": current_step, "tokens_used": usage[0], "cost": round(usage[1], 6),
-            "resource_usage": resources, "lease_until": now + self.lease, "now": now,
-        }  # fmt: skip
+            "run_id": claimed.id,
+            "token": token,
+            "state": tasks.json_safe(claimed.state) or {},
+            "frontier": list(claimed.frontier),
+            "steps_done": claimed.steps_done,
+            "progress": progress,
+            "current_step": current_step,
+            "tokens_used": usage[0],
+            "cost": round(usage[1], 6),
+            "resource_usage": resources,
+            "lease_until": now + self.lease,
+            "now": now,
+        }
         if self.db.engine.dialect.name == "postgresql":
             return self._checkpoint_postgres(claimed, step, values, logs)
         with self.db.transaction() as session:
@@ -364,12 +444,24 @@ class DatabaseRunStore:
                 return "lost"
             self._step(session, claimed, step)
             self._write_logs(session, claimed.id, logs)
-            events.emit_now(session, "execution.updated",
-                            {"execution_id": claimed.id, "workflow_id": fenced.workflow_id,
-                             "agent_id": fenced.agent_id, "status": ExecutionStatus.running.value, "progress": progress,
-                             "current_step": current_step, "step": step.node_id, "error": None},
-                            source="executions", owner=fenced, subject_id=claimed.id,
-                            correlation_id=claimed.correlation_id)  # fmt: skip
+            events.emit_now(
+                session,
+                "execution.updated",
+                {
+                    "execution_id": claimed.id,
+                    "workflow_id": fenced.workflow_id,
+                    "agent_id": fenced.agent_id,
+                    "status": ExecutionStatus.running.value,
+                    "progress": progress,
+                    "current_step": current_step,
+                    "step": step.node_id,
+                    "error": None,
+                },
+                source="executions",
+                owner=fenced,
+                subject_id=claimed.id,
+                correlation_id=claimed.correlation_id,
+            )
             return "cancelled" if fenced.cancel_requested else "ok"
 
     def _checkpoint_postgres(
@@ -379,16 +471,36 @@ class DatabaseRunStore:
         inserted only if the fenced update of the run matched."""
         seq, claimed.next_seq = claimed.next_seq, claimed.next_seq + 1
         correlation_id = claimed.correlation_id
-        event = {"execution_id": claimed.id, "status": ExecutionStatus.running.value, "progress": values["progress"],
-                 "current_step": values["current_step"], "step": step.node_id, "error": None}  # fmt: skip
+        event = {
+            "execution_id": claimed.id,
+            "status": ExecutionStatus.running.value,
+            "progress": values["progress"],
+            "current_step": values["current_step"],
+            "step": step.node_id,
+            "error": None,
+        }
         with self.db.transaction() as session:
-            fenced = session.execute(_PG_CHECKPOINT, {
-                **values, "step_id": new_id(), "seq": seq, "node_id": step.node_id, "node_type": step.node_type,
-                "attempt": step.attempt, "step_status": step.status, "input": tasks.json_safe(step.input),
-                "output": tasks.json_safe(step.output), "error": step.error, "key": step.idempotency_key,
-                "started_at": datetime.fromtimestamp(step.started_at, UTC), "duration_ms": step.duration_ms,
-                "event_id": new_id(), "event": event, "correlation_id": correlation_id,
-            }).first()  # fmt: skip
+            fenced = session.execute(
+                _PG_CHECKPOINT,
+                {
+                    **values,
+                    "step_id": new_id(),
+                    "seq": seq,
+                    "node_id": step.node_id,
+                    "node_type": step.node_type,
+                    "attempt": step.attempt,
+                    "step_status": step.status,
+                    "input": tasks.json_safe(step.input),
+                    "output": tasks.json_safe(step.output),
+                    "error": step.error,
+                    "key": step.idempotency_key,
+                    "started_at": datetime.fromtimestamp(step.started_at, UTC),
+                    "duration_ms": step.duration_ms,
+                    "event_id": new_id(),
+                    "event": event,
+                    "correlation_id": correlation_id,
+                },
+            ).first()
             if fenced is None:
                 return "lost"
             self._write_logs(session, claimed.id, logs)
@@ -414,15 +526,24 @@ class DatabaseRunStore:
             if request["kind"] == "approval":
                 waited = approvals.request_for_execution(session, run, node_id, request, self.settings).id
             else:
-                task = Task(title=request["title"][:300], type=request["type"], priority=request["priority"],
-                            status=TaskStatus.pending.value, payload=tasks.json_safe(request["payload"]) or {},
-                            meta={"execution_id": run.id, "node_id": node_id}, owner_type=run.owner_type,
-                            owner_id=run.owner_id, created_by=run.created_by,
-                            correlation_id=run.correlation_id, source=f"execution:{run.id}")  # fmt: skip
+                task = Task(
+                    title=request["title"][:300],
+                    type=request["type"],
+                    priority=request["priority"],
+                    status=TaskStatus.pending.value,
+                    payload=tasks.json_safe(request["payload"]) or {},
+                    meta={"execution_id": run.id, "node_id": node_id},
+                    owner_type=run.owner_type,
+                    owner_id=run.owner_id,
+                    created_by=run.created_by,
+                    correlation_id=run.correlation_id,
+                    source=f"execution:{run.id}",
+                )
                 session.add(task)
                 session.flush()
-                events.emit(session, "task.created", tasks.summary(task), source="executions", owner=task,
-                            subject_id=task.id)  # fmt: skip
+                events.emit(
+                    session, "task.created", tasks.summary(task), source="executions", owner=task, subject_id=task.id
+                )
                 waited = task.id
             run.status = transition(run.status, ExecutionStatus.waiting).value
             run.waiting_on = {"kind": request["kind"], "id": waited, "node_id": node_id}
@@ -430,8 +551,14 @@ class DatabaseRunStore:
             run.current_step = node_id
             run.lease_owner, run.lease_until = None, None
             self._write_logs(session, run.id, logs)
-            events.emit(session, "execution.updated", {**_summary(run), "waiting_on": run.waiting_on},
-                        source="executions", owner=run, subject_id=run.id)  # fmt: skip
+            events.emit(
+                session,
+                "execution.updated",
+                {**_summary(run), "waiting_on": run.waiting_on},
+                source="executions",
+                owner=run,
+                subject_id=run.id,
+            )
         if request["kind"] == "task" and self.router is not None:
             self.router.send(TaskSubmitted(waited))
         return True
@@ -464,20 +591,28 @@ class DatabaseRunStore:
         with self.db.transaction() as session:
             result = session.execute(
                 update(Execution)
-                .where(Execution.id == execution_id, Execution.lease_owner == token,
-                       Execution.status == ExecutionStatus.running.value,
-                       Execution.cancel_requested.is_(False))
+                .where(
+                    Execution.id == execution_id,
+                    Execution.lease_owner == token,
+                    Execution.status == ExecutionStatus.running.value,
+                    Execution.cancel_requested.is_(False),
+                )
                 .values(lease_until=utcnow() + self.lease)
-            )  # fmt: skip
+            )
             return result.rowcount == 1
 
     def emit_output(self, execution_id: str, node_id: str, text: str) -> None:
         with self.db.transaction() as session:
             run = session.get(Execution, execution_id)
             if run is not None:
-                events.emit(session, "execution.output", {"execution_id": execution_id, "node_id": node_id,
-                                                          "text": text}, source="executions", owner=run,
-                            subject_id=execution_id)  # fmt: skip
+                events.emit(
+                    session,
+                    "execution.output",
+                    {"execution_id": execution_id, "node_id": node_id, "text": text},
+                    source="executions",
+                    owner=run,
+                    subject_id=execution_id,
+                )
 
 
 def wait_for_terminal(db: Database, execution_id: str, timeout_s: float) -> str | None:
@@ -495,15 +630,27 @@ def wait_for_terminal(db: Database, execution_id: str, timeout_s: float) -> str 
 # measurable share of a step's cost).
 _CHECKPOINT = (
     update(Execution)
-    .where(Execution.id == bindparam("run_id"), Execution.lease_owner == bindparam("token"),
-           Execution.status == ExecutionStatus.running.value)
-    .values(state=bindparam("state"), frontier=bindparam("frontier"), steps_done=bindparam("steps_done"),
-            progress=bindparam("progress"), current_step=bindparam("current_step"),
-            tokens_used=bindparam("tokens_used"), cost=bindparam("cost"), resource_usage=bindparam("resource_usage"),
-            lease_until=bindparam("lease_until"), updated_at=bindparam("now"))
-    .returning(Execution.cancel_requested, Execution.owner_type, Execution.owner_id, Execution.workflow_id,
-               Execution.agent_id)
-)  # fmt: skip
+    .where(
+        Execution.id == bindparam("run_id"),
+        Execution.lease_owner == bindparam("token"),
+        Execution.status == ExecutionStatus.running.value,
+    )
+    .values(
+        state=bindparam("state"),
+        frontier=bindparam("frontier"),
+        steps_done=bindparam("steps_done"),
+        progress=bindparam("progress"),
+        current_step=bindparam("current_step"),
+        tokens_used=bindparam("tokens_used"),
+        cost=bindparam("cost"),
+        resource_usage=bindparam("resource_usage"),
+        lease_until=bindparam("lease_until"),
+        updated_at=bindparam("now"),
+    )
+    .returning(
+        Execution.cancel_requested, Execution.owner_type, Execution.owner_id, Execution.workflow_id, Execution.agent_id
+    )
+)
 _INSERT_STEP = prepared_insert(
     ExecutionStep,
     "id",

@@ -34,9 +34,21 @@ SORT_KEYS = ("published_at", "downloads", "name")
 # publisher's saved configuration is not the installer's) and `working_hours` (the publisher's schedule).
 # The configuration is copied without the publisher's credentials (`without_secrets`).
 COPIED_FIELDS = (
-    "description", "framework", "agent_type", "mode", "type", "capabilities", "specializations", "tags",
-    "model", "provider", "configuration", "max_concurrent_tasks", "resource_limits", "version",
-)  # fmt: skip
+    "description",
+    "framework",
+    "agent_type",
+    "mode",
+    "type",
+    "capabilities",
+    "specializations",
+    "tags",
+    "model",
+    "provider",
+    "configuration",
+    "max_concurrent_tasks",
+    "resource_limits",
+    "version",
+)
 
 
 # Configuration keys that hold the publisher's credentials: never copied into an installer's agent.
@@ -94,9 +106,12 @@ def publish(session: Session, principal: Principal, agent_id: str, changes: dict
     created = listing is None
     if listing is None:
         listing = MarketplaceListing(
-            agent_id=agent.id, marketplace_name=DEFAULT_MARKETPLACE, description=agent.description,
-            pricing=dict(FREE_PRICING), tags=list(agent.tags or []),
-        )  # fmt: skip
+            agent_id=agent.id,
+            marketplace_name=DEFAULT_MARKETPLACE,
+            description=agent.description,
+            pricing=dict(FREE_PRICING),
+            tags=list(agent.tags or []),
+        )
         session.add(listing)
     for field, value in changes.items():
         if value is not None:
@@ -184,8 +199,10 @@ def list_listings(
     tiebreak = MarketplaceListing.id
     query = query.order_by(*((key.desc(), tiebreak.desc()) if descending else (key.asc(), tiebreak.asc())))
     found = fetch_page(session, query, page=page, limit=limit)
-    listed = {agent.id: agent for agent in session.scalars(select(Agent).where(
-        Agent.id.in_([listing.agent_id for listing in found.items])))}  # fmt: skip
+    listed = {
+        agent.id: agent
+        for agent in session.scalars(select(Agent).where(Agent.id.in_([listing.agent_id for listing in found.items])))
+    }
     usage = usage_metrics(session, found.items)
     views = [ListingView(listing, listed[listing.agent_id], usage[listing.id]) for listing in found.items]
     return Page(items=views, total=found.total, page=found.page, limit=found.limit)
@@ -215,9 +232,12 @@ def install(
     data.update(name=name or source.name, owner_type=owner_type, owner_id=owner_id)
     agent = agents.create_agent(session, principal, data)
     record = MarketplaceInstall(
-        listing_id=listing.id, agent_id=agent.id, installed_by=principal.user_id,
-        owner_type=agent.owner_type, owner_id=agent.owner_id,
-    )  # fmt: skip
+        listing_id=listing.id,
+        agent_id=agent.id,
+        installed_by=principal.user_id,
+        owner_type=agent.owner_type,
+        owner_id=agent.owner_id,
+    )
     session.add(record)
     session.flush()
     _emit_update(session, listing)
@@ -282,7 +302,13 @@ def _emit_update(session: Session, listing: MarketplaceListing) -> None:
     events.emit(
         session,
         "marketplace.updated",
-        {"agent_id": listing.agent_id, "integration_id": listing.id, "status": listing.status,
-         "usage_metrics": asdict(usage)},
-        source="marketplace", owner=listing, subject_id=listing.agent_id,
-    )  # fmt: skip
+        {
+            "agent_id": listing.agent_id,
+            "integration_id": listing.id,
+            "status": listing.status,
+            "usage_metrics": asdict(usage),
+        },
+        source="marketplace",
+        owner=listing,
+        subject_id=listing.agent_id,
+    )

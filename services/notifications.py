@@ -32,8 +32,14 @@ def notify(
     )
     session.add(notification)
     # Pushed to the recipient's WebSocket connections (channel `notifications`): the event is theirs alone.
-    events.emit(session, "notification.created", notification_summary(notification), source="notifications",
-                owner=_Recipient(user_id), subject_id=notification.id)  # fmt: skip
+    events.emit(
+        session,
+        "notification.created",
+        notification_summary(notification),
+        source="notifications",
+        owner=_Recipient(user_id),
+        subject_id=notification.id,
+    )
     return notification
 
 
@@ -44,17 +50,23 @@ class _Recipient:
 
 
 def notification_summary(notification: Notification) -> dict[str, Any]:
-    return {"id": notification.id, "type": notification.type, "title": notification.title,
-            "message": notification.message, "data": notification.data,
-            "created_at": isoformat_z(notification.created_at)}  # fmt: skip
+    return {
+        "id": notification.id,
+        "type": notification.type,
+        "title": notification.title,
+        "message": notification.message,
+        "data": notification.data,
+        "created_at": isoformat_z(notification.created_at),
+    }
 
 
 def list_notifications(session: Session, user_id: str, *, page: int, limit: int, unread_only: bool) -> Page:
     query = select(Notification).where(Notification.user_id == user_id)
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
-    return fetch_page(session, query.order_by(Notification.created_at.desc(), Notification.id.desc()),
-                      page=page, limit=limit)  # fmt: skip
+    return fetch_page(
+        session, query.order_by(Notification.created_at.desc(), Notification.id.desc()), page=page, limit=limit
+    )
 
 
 def unread_count(session: Session, user_id: str) -> int:

@@ -70,8 +70,9 @@ def create_organization(
     slug = _check_slug(slug) if slug else slugify(name)
     if session.scalar(select(Organization.id).where(Organization.slug == slug)) is not None:
         raise Conflict(f"The slug '{slug}' is taken", details=[FieldIssue("slug", "already in use")])
-    organization = Organization(name=name, slug=slug, subscription_tier=subscription_tier or "free",
-                                created_by=principal.user_id)  # fmt: skip
+    organization = Organization(
+        name=name, slug=slug, subscription_tier=subscription_tier or "free", created_by=principal.user_id
+    )
     organization.members.append(OrganizationMember(user_id=principal.user_id, role=OrgRole.owner.value))
     session.add(organization)
     try:

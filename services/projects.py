@@ -96,8 +96,9 @@ def check_task_project(session: Session, principal: Principal, project_id: str |
 
 
 def create_project(session: Session, principal: Principal, data: dict[str, Any]) -> Project:
-    owner_type, owner_id = ownership.resolve_owner(session, principal, data.pop("owner_type", None),
-                                                   data.pop("owner_id", None))  # fmt: skip
+    owner_type, owner_id = ownership.resolve_owner(
+        session, principal, data.pop("owner_type", None), data.pop("owner_id", None)
+    )
     team = data.pop("team_members", [])
     data["agent_ids"] = _visible_agents(session, principal, data.pop("agent_ids", []), "agents")
     _check_dates(data.get("start_date"), data.get("end_date"))
@@ -108,8 +109,7 @@ def create_project(session: Session, principal: Principal, data: dict[str, Any])
         team = [{"user_id": principal.user_id, "role": "owner", "permissions": []}, *team]
     for index, member in enumerate(team):
         _add(session, project, member, principal, f"team_members[{index}].user_id")
-    events.emit(session, "project.created", _summary(project), source="projects", owner=project,
-                subject_id=project.id)  # fmt: skip
+    events.emit(session, "project.created", _summary(project), source="projects", owner=project, subject_id=project.id)
     session.flush()
     return project
 
@@ -126,9 +126,14 @@ def update_project(session: Session, principal: Principal, project_id: str, chan
     if project.status != previous:
         project.completed_at = utcnow() if project.status == "completed" else None
     completed = project.status == "completed" and previous != "completed"
-    events.emit(session, "project.completed" if completed else "project.updated",
-                {**_summary(project), "changed": sorted(changes)}, source="projects", owner=project,
-                subject_id=project.id)  # fmt: skip
+    events.emit(
+        session,
+        "project.completed" if completed else "project.updated",
+        {**_summary(project), "changed": sorted(changes)},
+        source="projects",
+        owner=project,
+        subject_id=project.id,
+    )
     session.flush()
     return project
 
@@ -137,8 +142,14 @@ def delete_project(session: Session, principal: Principal, project_id: str) -> i
     """Delete the project; its tasks stay, no longer in a project. Returns how many were detached."""
     project = get_writable(session, principal, project_id)
     detached = session.execute(update(Task).where(Task.project_id == project.id).values(project_id=None)).rowcount
-    events.emit(session, "project.deleted", {**_summary(project), "tasks_detached": detached}, source="projects",
-                owner=project, subject_id=project.id)  # fmt: skip
+    events.emit(
+        session,
+        "project.deleted",
+        {**_summary(project), "tasks_detached": detached},
+        source="projects",
+        owner=project,
+        subject_id=project.id,
+    )
     session.delete(project)
     return detached or 0
 
@@ -194,9 +205,10 @@ def figures(session: Session, projects: list[Project]) -> dict[str, Figures]:
         return result
     ids = list(result)
     counts = session.execute(
-        select(Task.project_id, Task.status, func.count()).where(Task.project_id.in_(ids))
+        select(Task.project_id, Task.status, func.count())
+        .where(Task.project_id.in_(ids))
         .group_by(Task.project_id, Task.status)
-    ).all()  # fmt: skip
+    ).all()
     for project_id, status, count in counts:
         figure = result[project_id]
         figure.total += count
@@ -211,9 +223,10 @@ def figures(session: Session, projects: list[Project]) -> dict[str, Figures]:
         elif status == TaskStatus.cancelled:
             figure.cancelled += count
     agents = session.execute(
-        select(Task.project_id, Task.agent_id).where(Task.project_id.in_(ids), Task.agent_id.is_not(None))
+        select(Task.project_id, Task.agent_id)
+        .where(Task.project_id.in_(ids), Task.agent_id.is_not(None))
         .group_by(Task.project_id, Task.agent_id)
-    ).all()  # fmt: skip
+    ).all()
     for project_id, agent_id in agents:
         result[project_id].agents.add(agent_id)
     return result
@@ -226,8 +239,13 @@ def member_user_ids(session: Session, project_id: str) -> set[str]:
 def _add(session: Session, project: Project, member: dict[str, Any], principal: Principal, where: str) -> ProjectMember:
     if session.get(User, member["user_id"]) is None:
         raise ValidationFailed("Unknown user", details=[FieldIssue(where, "no user with this id")])
-    membership = ProjectMember(project_id=project.id, user_id=member["user_id"], role=member.get("role") or "member",
-                               permissions=member.get("permissions") or [], added_by=principal.user_id)  # fmt: skip
+    membership = ProjectMember(
+        project_id=project.id,
+        user_id=member["user_id"],
+        role=member.get("role") or "member",
+        permissions=member.get("permissions") or [],
+        added_by=principal.user_id,
+    )
     project.members.append(membership)
     return membership
 

@@ -255,7 +255,10 @@ def replace_rules(session: Session, new_rules: dict[str, dict[str, Any]], update
     """Store the given rules as the overrides (a type absent from them falls back to its default)."""
     session.execute(delete(RoutingRule))
     for task_type, selector in new_rules.items():
-        session.add(RoutingRule(task_type=task_type, selector=AgentSelector.from_dict(selector).as_dict(),
-                                updated_by=updated_by))  # fmt: skip
+        session.add(
+            RoutingRule(
+                task_type=task_type, selector=AgentSelector.from_dict(selector).as_dict(), updated_by=updated_by
+            )
+        )
     session.flush()
     return rules(session)

@@ -119,8 +119,9 @@ def parse(channel: Any, filters: Any) -> Subscription:
                 "Invalid event name",
                 details=[FieldIssue("filters.events", f"{pattern!r}: dotted lowercase words, or prefix.*")],
             )
-    equals = tuple((key, frozenset(value.lower() for value in _strings(values, key)))
-                   for key in _EQUALITY_FILTERS if key in values)  # fmt: skip
+    equals = tuple(
+        (key, frozenset(value.lower() for value in _strings(values, key))) for key in _EQUALITY_FILTERS if key in values
+    )
     return Subscription(channel.lower(), frozenset(_strings(values, "ids")), tuple(events), equals)
 
 

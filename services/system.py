@@ -47,8 +47,7 @@ def step_latency(session: Session, now: datetime | None = None) -> dict[str, Any
     since = (now or utcnow()) - STEP_WINDOW
     finished = (ExecutionStep.started_at >= since, ExecutionStep.duration_ms.is_not(None))
     count, longest = session.execute(select(func.count(), func.max(ExecutionStep.duration_ms)).where(*finished)).one()
-    figures: dict[str, Any] = {"window_s": int(STEP_WINDOW.total_seconds()), "count": int(count),
-                               "max_ms": longest}  # fmt: skip
+    figures: dict[str, Any] = {"window_s": int(STEP_WINDOW.total_seconds()), "count": int(count), "max_ms": longest}
     for p in PERCENTILES:
         key = f"p{round(p * 100)}_ms"
         if not count:
@@ -60,9 +59,12 @@ def step_latency(session: Session, now: datetime | None = None) -> dict[str, Any
         else:  # SQLite has no percentile function: the value at the nearest rank
             rank = max(math.ceil(p * count), 1)
             figures[key] = session.scalar(
-                select(ExecutionStep.duration_ms).where(*finished).order_by(ExecutionStep.duration_ms)
-                .offset(rank - 1).limit(1)
-            )  # fmt: skip
+                select(ExecutionStep.duration_ms)
+                .where(*finished)
+                .order_by(ExecutionStep.duration_ms)
+                .offset(rank - 1)
+                .limit(1)
+            )
     return figures
 
 

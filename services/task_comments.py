@@ -24,11 +24,24 @@ def add_comment(session: Session, principal: Principal, task_id: str, content: s
     session.flush()
     for user_id in user_ids:
         if user_id != principal.user_id:
-            notifications.notify(session, user_id, "mention", f"You were mentioned on task: {task.title}",
-                                 message=content[:500], task_id=task.id, comment_id=comment.id,
-                                 author=principal.user_id)  # fmt: skip
-    events.emit(session, "task.updated", {**tasks.summary(task), "changed": ["comments"], "comment_id": comment.id},
-                source="tasks", owner=task, subject_id=task.id)  # fmt: skip
+            notifications.notify(
+                session,
+                user_id,
+                "mention",
+                f"You were mentioned on task: {task.title}",
+                message=content[:500],
+                task_id=task.id,
+                comment_id=comment.id,
+                author=principal.user_id,
+            )
+    events.emit(
+        session,
+        "task.updated",
+        {**tasks.summary(task), "changed": ["comments"], "comment_id": comment.id},
+        source="tasks",
+        owner=task,
+        subject_id=task.id,
+    )
     return comment
 
 

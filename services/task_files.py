@@ -115,13 +115,26 @@ def upload(
             raise ValidationFailed("File content does not match its type", details=[FieldIssue("file", problem)])
         with session_factory.transaction() as session:
             task = tasks.get_task(session, principal, task_id)
-            record = TaskFile(id=file_id, task_id=task.id, name=name, description=description, mime_type=kind,
-                              size=stored.size, sha256=stored.sha256, storage_key=key,
-                              uploaded_by=principal.user_id)  # fmt: skip
+            record = TaskFile(
+                id=file_id,
+                task_id=task.id,
+                name=name,
+                description=description,
+                mime_type=kind,
+                size=stored.size,
+                sha256=stored.sha256,
+                storage_key=key,
+                uploaded_by=principal.user_id,
+            )
             session.add(record)
-            events.emit(session, "task.updated",
-                        {**tasks.summary(task), "changed": ["files"], "file_id": file_id, "name": name},
-                        source="tasks", owner=task, subject_id=task.id)  # fmt: skip
+            events.emit(
+                session,
+                "task.updated",
+                {**tasks.summary(task), "changed": ["files"], "file_id": file_id, "name": name},
+                source="tasks",
+                owner=task,
+                subject_id=task.id,
+            )
             session.flush()
             session.expunge(record)
         return record

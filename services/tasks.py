@@ -35,8 +35,19 @@ from services.principal import Principal
 
 # A new task's row: what the request and the checks give (and `status`, `pending`), the model's defaults
 # for the rest.
-_SUPPLIED = ("id", "title", "type", "priority", "status", "owner_type", "owner_id", "created_by", "created_at",
-             "updated_at", "sla_due_at")  # fmt: skip
+_SUPPLIED = (
+    "id",
+    "title",
+    "type",
+    "priority",
+    "status",
+    "owner_type",
+    "owner_id",
+    "created_by",
+    "created_at",
+    "updated_at",
+    "sla_due_at",
+)
 _new_task_defaults = column_defaults(Task, *_SUPPLIED)
 _INSERT_TASK = prepared_insert(Task, *_SUPPLIED, *_new_task_defaults.attributes)
 
@@ -104,15 +115,24 @@ def create_tasks(session: Session, requests: Sequence[NewTaskRequest]) -> list[T
 def new_task_row(session: Session, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
     """A new task's row from the request's fields, after the checks (which only read): that the caller may
     create for the owner, and sees the project."""
-    owner_type, owner_id = ownership.resolve_owner(session, principal, data.pop("owner_type", None),
-                                                   data.pop("owner_id", None))  # fmt: skip
+    owner_type, owner_id = ownership.resolve_owner(
+        session, principal, data.pop("owner_type", None), data.pop("owner_id", None)
+    )
     projects.check_task_project(session, principal, data.get("project_id"))
     data.setdefault("title", _default_title(data))
     now = utcnow()
     row = _new_task_defaults()
-    row.update(data, id=new_id(), status=TaskStatus.pending.value, owner_type=owner_type, owner_id=owner_id,
-               created_by=principal.user_id, created_at=now, updated_at=now,
-               sla_due_at=_sla_due(now, data.get("sla_target")))  # fmt: skip
+    row.update(
+        data,
+        id=new_id(),
+        status=TaskStatus.pending.value,
+        owner_type=owner_type,
+        owner_id=owner_id,
+        created_by=principal.user_id,
+        created_at=now,
+        updated_at=now,
+        sla_due_at=_sla_due(now, data.get("sla_target")),
+    )
     return row
 
 
@@ -122,11 +142,20 @@ def _insert(session: Session, rows: list[dict[str, Any]], correlation_ids: list[
     objects of the rows just written."""
     session.execute(_INSERT_TASK, rows)
     tasks = [Task(**row) for row in rows]
-    events.emit_rows(session, [
-        events.row_of("task.created", summary(task), source="tasks", owner=task, subject_id=task.id,
-                      correlation_id=correlation_id)
-        for task, correlation_id in zip(tasks, correlation_ids, strict=True)
-    ])  # fmt: skip
+    events.emit_rows(
+        session,
+        [
+            events.row_of(
+                "task.created",
+                summary(task),
+                source="tasks",
+                owner=task,
+                subject_id=task.id,
+                correlation_id=correlation_id,
+            )
+            for task, correlation_id in zip(tasks, correlation_ids, strict=True)
+        ],
+    )
     return tasks
 
 
@@ -160,8 +189,14 @@ def set_status(
     now = utcnow()
     if target is TaskStatus.assigned:
         task.assigned_at = now
-        notifications.notify(session, task.created_by, "task_assigned", f"Task assigned: {task.title}",
-                             task_id=task.id, agent_id=task.agent_id)  # fmt: skip
+        notifications.notify(
+            session,
+            task.created_by,
+            "task_assigned",
+            f"Task assigned: {task.title}",
+            task_id=task.id,
+            agent_id=task.agent_id,
+        )
     elif target is TaskStatus.in_progress:
         task.started_at = task.started_at or now
     elif target in TERMINAL:
@@ -178,9 +213,14 @@ def set_status(
     _count_load(session, previous_agent_id or task.agent_id, previous, target)
     if target in TERMINAL and task.meta.get("execution_id"):  # a workflow's `task` node waits for this
         _resume_run(session, task)
-    events.emit(session, EVENT_OF_STATUS.get(target, "task.updated"),
-                {**summary(task), "previous_status": previous.value, "error": task.error},
-                source="tasks", owner=task, subject_id=task.id)  # fmt: skip
+    events.emit(
+        session,
+        EVENT_OF_STATUS.get(target, "task.updated"),
+        {**summary(task), "previous_status": previous.value, "error": task.error},
+        source="tasks",
+        owner=task,
+        subject_id=task.id,
+    )
     session.flush()
     return task
 
@@ -340,8 +380,15 @@ def start_for_agent(session: Session, task_id: str, agent_id: str) -> dict[str, 
     if task is None or task.agent_id != agent_id or task.status != TaskStatus.assigned.value:
         return None
     set_status(session, task, TaskStatus.in_progress)
-    return {"id": task.id, "type": task.type, "title": task.title, "description": task.description,
-            "payload": task.payload, "metadata": task.meta, "correlation_id": task.correlation_id}  # fmt: skip
+    return {
+        "id": task.id,
+        "type": task.type,
+        "title": task.title,
+        "description": task.description,
+        "payload": task.payload,
+        "metadata": task.meta,
+        "correlation_id": task.correlation_id,
+    }
 
 
 def finish_for_agent(session: Session, task_id: str, agent_id: str, result: dict | None, error: str | None) -> bool:
@@ -380,8 +427,9 @@ def fail_interrupted(session: Session, agent_id: str, reason: str) -> int:
     """A hosted agent's process is new: the tasks it had `in_progress` died with the old one (not those
     its workflow runs, which live on their own actors and resume by themselves)."""
     in_a_run = select(Execution.id).where(Execution.task_id == Task.id, Execution.status.in_(RUN_ACTIVE))
-    query = select(Task).where(Task.agent_id == agent_id, Task.status == TaskStatus.in_progress.value,
-                               ~in_a_run.exists())  # fmt: skip
+    query = select(Task).where(
+        Task.agent_id == agent_id, Task.status == TaskStatus.in_progress.value, ~in_a_run.exists()
+    )
     interrupted = list(session.scalars(query.with_for_update()))
     for task in interrupted:
         set_status(session, task, TaskStatus.failed, error=reason)
@@ -418,9 +466,12 @@ def assigned_hosted_tasks(session: Session, older_than: datetime) -> list[tuple[
 
 
 def _resume_run(session: Session, task: Task) -> None:
-    run_waits.resolve(session, task.meta.get("execution_id"), task.id,
-                      {"kind": "task", "task_id": task.id, "status": task.status, "result": task.result,
-                       "error": task.error})  # fmt: skip
+    run_waits.resolve(
+        session,
+        task.meta.get("execution_id"),
+        task.id,
+        {"kind": "task", "task_id": task.id, "status": task.status, "result": task.result, "error": task.error},
+    )
 
 
 def breach_slas(session: Session, limit: int = 500) -> list[str]:
@@ -443,10 +494,19 @@ def breach_slas(session: Session, limit: int = 500) -> list[str]:
         task.priority = PRIORITIES[max(PRIORITIES.index(previous) - 1, 0)]
         task.sla_breached_at = now
         overdue = (now - task.sla_due_at).total_seconds() if task.sla_due_at else 0.0
-        events.emit(session, "task.sla_breached",
-                    {**summary(task), "sla_target": task.sla_target, "overdue_s": round(overdue, 3),
-                     "previous_priority": previous},
-                    source="tasks", owner=task, subject_id=task.id)  # fmt: skip
+        events.emit(
+            session,
+            "task.sla_breached",
+            {
+                **summary(task),
+                "sla_target": task.sla_target,
+                "overdue_s": round(overdue, 3),
+                "previous_priority": previous,
+            },
+            source="tasks",
+            owner=task,
+            subject_id=task.id,
+        )
     return [task.id for task in due]
 
 
@@ -485,8 +545,14 @@ def _default_title(data: dict[str, Any]) -> str:
 
 
 def summary(task: Task) -> dict[str, Any]:
-    return {"task_id": task.id, "type": task.type, "priority": task.priority, "status": task.status,
-            "agent_id": task.agent_id, "project_id": task.project_id}  # fmt: skip
+    return {
+        "task_id": task.id,
+        "type": task.type,
+        "priority": task.priority,
+        "status": task.status,
+        "agent_id": task.agent_id,
+        "project_id": task.project_id,
+    }
 
 
 def _hours(seconds: float | None) -> float | None:
@@ -571,10 +637,25 @@ def list_tasks(
     return fetch_page(session, query, page=page, limit=limit)
 
 
-EDITABLE = frozenset({
-    "title", "description", "priority", "tags", "requirements", "acceptance_criteria", "estimated_hours",
-    "actual_hours", "progress", "due_date", "sla_target", "project_id", "payload", "meta", "type",
-})  # fmt: skip
+EDITABLE = frozenset(
+    {
+        "title",
+        "description",
+        "priority",
+        "tags",
+        "requirements",
+        "acceptance_criteria",
+        "estimated_hours",
+        "actual_hours",
+        "progress",
+        "due_date",
+        "sla_target",
+        "project_id",
+        "payload",
+        "meta",
+        "type",
+    }
+)
 
 
 def update_task(session: Session, principal: Principal, task_id: str, changes: dict[str, Any]) -> Task:
@@ -596,8 +677,14 @@ def update_task(session: Session, principal: Principal, task_id: str, changes: d
     if target is not None and TaskStatus(target).value != task.status:
         report_status(session, principal, task.id, TaskStatus(target))
     else:
-        events.emit(session, "task.updated", {**summary(task), "changed": sorted(changes)}, source="tasks",
-                    owner=task, subject_id=task.id)  # fmt: skip
+        events.emit(
+            session,
+            "task.updated",
+            {**summary(task), "changed": sorted(changes)},
+            source="tasks",
+            owner=task,
+            subject_id=task.id,
+        )
     session.flush()
     return task
 
@@ -619,8 +706,14 @@ def delete_task(session: Session, principal: Principal, task_id: str, reason: st
         raise NotFound("Task not found")
     if task.status in {status.value for status in ACTIVE}:
         _count_load(session, task.agent_id, TaskStatus(task.status), TaskStatus.cancelled)
-    events.emit(session, "task.updated", {**summary(task), "deleted": True, "reason": reason}, source="tasks",
-                owner=task, subject_id=task.id)  # fmt: skip
+    events.emit(
+        session,
+        "task.updated",
+        {**summary(task), "deleted": True, "reason": reason},
+        source="tasks",
+        owner=task,
+        subject_id=task.id,
+    )
     if task.meta.get("execution_id") and task.status not in {status.value for status in TERMINAL}:
         task.status = transition(task.status, TaskStatus.cancelled).value
         task.error = f"deleted: {reason or 'no reason given'}"
@@ -631,14 +724,21 @@ def delete_task(session: Session, principal: Principal, task_id: str, reason: st
 def history(session: Session, task_id: str) -> list[dict[str, Any]]:
     """Every recorded change of the task, oldest first, from the event outbox."""
     rows = session.scalars(
-        select(Event).where(Event.subject_id == task_id, Event.event_type.like("task.%"))
+        select(Event)
+        .where(Event.subject_id == task_id, Event.event_type.like("task.%"))
         .order_by(Event.created_at, Event.id)
-    )  # fmt: skip
+    )
     return [
-        {"id": row.id, "action": row.event_type.removeprefix("task."), "from": row.data.get("previous_status"),
-         "to": row.data.get("status"), "timestamp": row.created_at, "correlation_id": row.correlation_id}
+        {
+            "id": row.id,
+            "action": row.event_type.removeprefix("task."),
+            "from": row.data.get("previous_status"),
+            "to": row.data.get("status"),
+            "timestamp": row.created_at,
+            "correlation_id": row.correlation_id,
+        }
         for row in rows
-    ]  # fmt: skip
+    ]
 
 
 def task_metrics(task: Task) -> dict[str, Any]:
@@ -646,5 +746,8 @@ def task_metrics(task: Task) -> dict[str, Any]:
     end = task.completed_at or utcnow()
     spent = (end - task.started_at).total_seconds() / 3600 if task.started_at else None
     waited = (task.assigned_at - task.created_at).total_seconds() / 3600 if task.assigned_at else None
-    return {"time_spent": round(spent, 4) if spent is not None else None, "completion_rate": task.progress,
-            "wait_time": round(waited, 4) if waited is not None else None}  # fmt: skip
+    return {
+        "time_spent": round(spent, 4) if spent is not None else None,
+        "completion_rate": task.progress,
+        "wait_time": round(waited, 4) if waited is not None else None,
+    }

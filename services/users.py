@@ -89,8 +89,14 @@ def register_user(
     except IntegrityError as exc:  # a concurrent registration of the same email won the race
         raise Conflict("An account with this email already exists") from exc
     # The new account's own event (and admins'): the email is theirs to see.
-    events.emit(session, "user.registered", {"user_id": user.id, "email": user.email, "role": user.role},
-                source="auth", owner=_Self(user.id), subject_id=user.id)  # fmt: skip
+    events.emit(
+        session,
+        "user.registered",
+        {"user_id": user.id, "email": user.email, "role": user.role},
+        source="auth",
+        owner=_Self(user.id),
+        subject_id=user.id,
+    )
     return user
 
 

@@ -151,8 +151,14 @@ def mask_secret(hint: str) -> str:
     return "••••" + hint
 
 
-def payload_body(event_id: str, event_type: str, created_at: datetime, data: Any, correlation_id: str | None,
-                 organization: dict[str, str] | None = None) -> str:  # fmt: skip
+def payload_body(
+    event_id: str,
+    event_type: str,
+    created_at: datetime,
+    data: Any,
+    correlation_id: str | None,
+    organization: dict[str, str] | None = None,
+) -> str:
     """Seed 003's payload `{"event", "timestamp", "data", "organization"}`, with the event id (receivers
     de-duplicate by it) and the correlation id."""
     body: dict[str, Any] = {
@@ -202,8 +208,9 @@ def _validate_events(events: list[str]) -> list[str]:
             if name not in cleaned:
                 cleaned.append(name)
         else:
-            issues.append(FieldIssue("events", f"'{raw}' is not an event name (e.g. task.completed), '*' or "
-                                               "'prefix.*'"))  # fmt: skip
+            issues.append(
+                FieldIssue("events", f"'{raw}' is not an event name (e.g. task.completed), '*' or 'prefix.*'")
+            )
     if not events:
         issues.append(FieldIssue("events", "name at least one event, or '*'"))
     if issues:
@@ -228,9 +235,12 @@ def _validate_headers(headers: dict[str, str]) -> dict[str, str]:
 
 def _validate_secret(secret: str) -> str:
     if len(secret) < MIN_SECRET_LENGTH:
-        raise ValidationFailed("Secret too short", details=[
-            FieldIssue("secret", f"at least {MIN_SECRET_LENGTH} characters (or omit it to have one generated)")
-        ])  # fmt: skip
+        raise ValidationFailed(
+            "Secret too short",
+            details=[
+                FieldIssue("secret", f"at least {MIN_SECRET_LENGTH} characters (or omit it to have one generated)")
+            ],
+        )
     return secret
 
 
@@ -288,8 +298,9 @@ def create_webhook(
     session: Session, principal: Principal, box: SecretBox, data: dict[str, Any], *, allowed_hosts: Sequence[str]
 ) -> tuple[Webhook, str | None]:
     """The new webhook, and its secret when the platform generated it (shown once)."""
-    owner_type, owner_id = ownership.resolve_owner(session, principal, data.pop("owner_type", None),
-                                                   data.pop("owner_id", None))  # fmt: skip
+    owner_type, owner_id = ownership.resolve_owner(
+        session, principal, data.pop("owner_type", None), data.pop("owner_id", None)
+    )
     data = _validated(data, allowed_hosts)
     given = data.pop("secret", None)
     secret = given or secrets.token_hex(32)
@@ -361,9 +372,10 @@ def list_deliveries(
         try:
             query = query.where(WebhookDelivery.status == DeliveryStatus(status.strip().lower()).value)
         except ValueError:
-            raise ValidationFailed("Invalid status filter", details=[
-                FieldIssue("status", f"one of {', '.join(s.value for s in DeliveryStatus)}")
-            ]) from None  # fmt: skip
+            raise ValidationFailed(
+                "Invalid status filter",
+                details=[FieldIssue("status", f"one of {', '.join(s.value for s in DeliveryStatus)}")],
+            ) from None
     query = query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
     return fetch_page(session, query, page=page, limit=limit)
 
@@ -404,8 +416,11 @@ def enqueue_deliveries(session: Session, batch: Sequence[Event | Row]) -> int:
     members: dict[str, set[str]] = {}
     org_names: dict[str, str] = {}
     if org_ids:
-        rows = session.execute(select(OrganizationMember.user_id, OrganizationMember.organization_id)
-                               .where(OrganizationMember.organization_id.in_(org_ids)))  # fmt: skip
+        rows = session.execute(
+            select(OrganizationMember.user_id, OrganizationMember.organization_id).where(
+                OrganizationMember.organization_id.in_(org_ids)
+            )
+        )
         for user_id, org_id in rows:
             members.setdefault(user_id, set()).add(org_id)
         names = select(Organization.id, Organization.name).where(Organization.id.in_(org_ids))
@@ -426,10 +441,14 @@ def enqueue_deliveries(session: Session, batch: Sequence[Event | Row]) -> int:
             if not _may_see(owner_type, owner_id, event, members) or not event_matches(patterns, event.event_type):
                 continue
             if body is None:
-                organization = ({"id": event.owner_id, "name": org_names.get(event.owner_id, "")}
-                                if event.owner_type == ownership.ORGANIZATION else None)  # fmt: skip
-                body = payload_body(event.id, event.event_type, event.created_at or now, event.data,
-                                    event.correlation_id, organization)  # fmt: skip
+                organization = (
+                    {"id": event.owner_id, "name": org_names.get(event.owner_id, "")}
+                    if event.owner_type == ownership.ORGANIZATION
+                    else None
+                )
+                body = payload_body(
+                    event.id, event.event_type, event.created_at or now, event.data, event.correlation_id, organization
+                )
             rows.append(_pending_row(webhook_id, event.id, event.event_type, body, now))
     return _insert_new(session, rows)
 
@@ -559,13 +578,16 @@ def _claim(db: Database, limit: int, lease_s: float) -> list[_Claimed]:
     now = utcnow()
     due = (
         select(WebhookDelivery.id)
-        .where(WebhookDelivery.status.in_(DUE), WebhookDelivery.next_attempt_at <= now,
-               WebhookDelivery.webhook_id.in_(_active_webhook_ids()))
+        .where(
+            WebhookDelivery.status.in_(DUE),
+            WebhookDelivery.next_attempt_at <= now,
+            WebhookDelivery.webhook_id.in_(_active_webhook_ids()),
+        )
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)
         # Postgres: concurrent claimers take disjoint rows. SQLite renders no FOR UPDATE (writers are serialised).
         .with_for_update(skip_locked=True)
-    )  # fmt: skip
+    )
     with db.transaction() as session:
         ids = list(session.scalars(due))
         if not ids:
@@ -573,18 +595,30 @@ def _claim(db: Database, limit: int, lease_s: float) -> list[_Claimed]:
         session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id.in_(ids))
-            .values(attempts=WebhookDelivery.attempts + 1, next_attempt_at=now + timedelta(seconds=lease_s),
-                    last_attempt_at=now)
+            .values(
+                attempts=WebhookDelivery.attempts + 1,
+                next_attempt_at=now + timedelta(seconds=lease_s),
+                last_attempt_at=now,
+            )
             .execution_options(synchronize_session=False)
-        )  # fmt: skip
+        )
         rows = session.execute(
-            select(WebhookDelivery.id, WebhookDelivery.webhook_id, WebhookDelivery.event_id, WebhookDelivery.event_type,
-                   WebhookDelivery.body, WebhookDelivery.attempts, Webhook.url, Webhook.secret_encrypted,
-                   Webhook.headers_encrypted, Webhook.headers)
+            select(
+                WebhookDelivery.id,
+                WebhookDelivery.webhook_id,
+                WebhookDelivery.event_id,
+                WebhookDelivery.event_type,
+                WebhookDelivery.body,
+                WebhookDelivery.attempts,
+                Webhook.url,
+                Webhook.secret_encrypted,
+                Webhook.headers_encrypted,
+                Webhook.headers,
+            )
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
             .where(WebhookDelivery.id.in_(ids))
             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-        ).all()  # fmt: skip
+        ).all()
     return [_Claimed(*row) for row in rows]
 
 
@@ -601,8 +635,18 @@ def _enqueue_test(db: Database, principal: Principal, webhook_id: str, settings:
         lease = timedelta(seconds=settings.webhooks.webhook_timeout_s + 30)
         row.update(attempts=1, last_attempt_at=now, next_attempt_at=now + lease)
         session.add(WebhookDelivery(**row))
-        return _Claimed(row["id"], webhook.id, event_id, TEST_EVENT, body, 1, webhook.url, webhook.secret_encrypted,
-                        webhook.headers_encrypted, dict(webhook.headers))  # fmt: skip
+        return _Claimed(
+            row["id"],
+            webhook.id,
+            event_id,
+            TEST_EVENT,
+            body,
+            1,
+            webhook.url,
+            webhook.secret_encrypted,
+            webhook.headers_encrypted,
+            dict(webhook.headers),
+        )
 
 
 async def _send(client: httpx.AsyncClient, settings: Settings, box: SecretBox, item: _Claimed) -> _Outcome:
@@ -631,9 +675,15 @@ async def _send(client: httpx.AsyncClient, settings: Settings, box: SecretBox, i
             "X-Orchestrator-Delivery": item.id,
             "X-Orchestrator-Attempt": str(item.attempt),
         }
-        async with client.stream("POST", checked.url, content=body, headers=headers, follow_redirects=False,
-                                 extensions=checked.extensions,
-                                 timeout=settings.webhooks.webhook_timeout_s) as response:  # fmt: skip
+        async with client.stream(
+            "POST",
+            checked.url,
+            content=body,
+            headers=headers,
+            follow_redirects=False,
+            extensions=checked.extensions,
+            timeout=settings.webhooks.webhook_timeout_s,
+        ) as response:
             if 200 <= response.status_code < 300:
                 return outcome(True, response.status_code, None)
             snippet = await _read_some(response, 300)
@@ -666,8 +716,11 @@ def _record(db: Database, settings: Settings, outcomes: Sequence[_Outcome], max_
     with db.transaction() as session:
         for outcome in outcomes:
             item = outcome.claimed
-            values: dict[str, Any] = {"last_status_code": outcome.status_code, "last_error": outcome.error,
-                                      "duration_ms": outcome.duration_ms}  # fmt: skip
+            values: dict[str, Any] = {
+                "last_status_code": outcome.status_code,
+                "last_error": outcome.error,
+                "duration_ms": outcome.duration_ms,
+            }
             if outcome.delivered:
                 status, key = DeliveryStatus.delivered, "delivered"
                 values.update(delivered_at=now, next_attempt_at=None)
@@ -680,11 +733,14 @@ def _record(db: Database, settings: Settings, outcomes: Sequence[_Outcome], max_
                 values.update(next_attempt_at=now + timedelta(seconds=delay))
             result = session.execute(
                 update(WebhookDelivery)
-                .where(WebhookDelivery.id == item.id, WebhookDelivery.attempts == item.attempt,
-                       WebhookDelivery.status.in_(DUE))
+                .where(
+                    WebhookDelivery.id == item.id,
+                    WebhookDelivery.attempts == item.attempt,
+                    WebhookDelivery.status.in_(DUE),
+                )
                 .values(status=status.value, **values)
                 .execution_options(synchronize_session=False)
-            )  # fmt: skip
+            )
             if result.rowcount:
                 counts[key] += 1
                 last[item.webhook_id] = (status.value, outcome.status_code)

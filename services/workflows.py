@@ -40,9 +40,14 @@ def next_version(version: str) -> str:
 def create(session: Session, principal: Principal, agent_id: str, data: dict[str, Any]) -> Workflow:
     agent = ownership.get_writable(session, Agent, agent_id, principal)
     check_graph(data["workflow_data"])
-    workflow = Workflow(agent_id=agent.id, owner_type=agent.owner_type, owner_id=agent.owner_id,
-                        framework=data.get("framework") or agent.framework, created_by=principal.user_id,
-                        **{k: v for k, v in data.items() if k != "framework"})  # fmt: skip
+    workflow = Workflow(
+        agent_id=agent.id,
+        owner_type=agent.owner_type,
+        owner_id=agent.owner_id,
+        framework=data.get("framework") or agent.framework,
+        created_by=principal.user_id,
+        **{k: v for k, v in data.items() if k != "framework"},
+    )
     session.add(workflow)
     session.flush()
     _keep_version(session, workflow, principal)
@@ -78,8 +83,7 @@ def get(session: Session, principal: Principal, workflow_id: str) -> Workflow:
 def list_for_agent(session: Session, principal: Principal, agent_id: str, *, page: int, limit: int) -> Page[Workflow]:
     agent = ownership.get_visible(session, Agent, agent_id, principal)
     query = select(Workflow).where(Workflow.agent_id == agent.id, ownership.visible_to(Workflow, principal))
-    return fetch_page(session, query.order_by(Workflow.created_at.desc(), Workflow.id.desc()), page=page,
-                      limit=limit)  # fmt: skip
+    return fetch_page(session, query.order_by(Workflow.created_at.desc(), Workflow.id.desc()), page=page, limit=limit)
 
 
 def versions(session: Session, principal: Principal, workflow_id: str) -> list[WorkflowVersion]:
@@ -104,11 +108,20 @@ def active_for_agent(session: Session, principal: Principal, agent_id: str) -> W
     agent = ownership.get_visible(session, Agent, agent_id, principal)
     workflow = active_workflow(session, agent.id)
     if workflow is None:
-        raise ValidationFailed("The agent has no active workflow",
-                               details=[FieldIssue("agent_id", "create a workflow for this agent first")])  # fmt: skip
+        raise ValidationFailed(
+            "The agent has no active workflow",
+            details=[FieldIssue("agent_id", "create a workflow for this agent first")],
+        )
     return workflow
 
 
 def _keep_version(session: Session, workflow: Workflow, principal: Principal) -> None:
-    session.add(WorkflowVersion(workflow_id=workflow.id, version=workflow.version, name=workflow.name,
-                                workflow_data=workflow.workflow_data, created_by=principal.user_id))  # fmt: skip
+    session.add(
+        WorkflowVersion(
+            workflow_id=workflow.id,
+            version=workflow.version,
+            name=workflow.name,
+            workflow_data=workflow.workflow_data,
+            created_by=principal.user_id,
+        )
+    )

@@ -54,8 +54,12 @@ class OrchestratorClient(AsyncClient):
         with httpx.Client(timeout=self.timeout, headers=headers, transport=self._sync_transport()) as http:
             response = http.request(method, self._url(path), **kwargs)
         if response.status_code in (404, 405) and _route_missing(response):
-            raise NotAvailable(feature, status=response.status_code, response=response,
-                               correlation_id=response.headers.get("X-Correlation-ID"))  # fmt: skip
+            raise NotAvailable(
+                feature,
+                status=response.status_code,
+                response=response,
+                correlation_id=response.headers.get("X-Correlation-ID"),
+            )
         if not response.is_success:
             raise error_from_response(response)
         return response.json()
@@ -91,9 +95,33 @@ def _route_missing(response: httpx.Response) -> bool:
 
 
 __all__ = [
-    "APIConnectionError", "AsyncClient", "AsyncPager", "AsyncRun", "AuthenticationError", "AuthorizationError",
-    "Client", "Conflict", "DeploymentFailed", "FrameworkUnavailable", "InsufficientResources", "InternalError",
-    "InvalidTransition", "MethodNotAllowed", "NotAvailable", "NotFound", "OrchestratorClient", "OrchestratorError",
-    "Page", "PayloadTooLarge", "RateLimited", "Run", "RunFailed", "ServiceUnavailable", "StreamEvent",
-    "ValidationError", "__version__", "api_url", "models",
-]  # fmt: skip
+    "APIConnectionError",
+    "AsyncClient",
+    "AsyncPager",
+    "AsyncRun",
+    "AuthenticationError",
+    "AuthorizationError",
+    "Client",
+    "Conflict",
+    "DeploymentFailed",
+    "FrameworkUnavailable",
+    "InsufficientResources",
+    "InternalError",
+    "InvalidTransition",
+    "MethodNotAllowed",
+    "NotAvailable",
+    "NotFound",
+    "OrchestratorClient",
+    "OrchestratorError",
+    "Page",
+    "PayloadTooLarge",
+    "RateLimited",
+    "Run",
+    "RunFailed",
+    "ServiceUnavailable",
+    "StreamEvent",
+    "ValidationError",
+    "__version__",
+    "api_url",
+    "models",
+]

@@ -10,8 +10,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 # Fields shown first in a notebook table, when the model has them.
-_PREFERRED = ("id", "name", "title", "status", "type", "priority", "progress", "current_step", "agent_id",
-              "workflow_id", "task_id", "error", "created_at", "updated_at")  # fmt: skip
+_PREFERRED = (
+    "id",
+    "name",
+    "title",
+    "status",
+    "type",
+    "priority",
+    "progress",
+    "current_step",
+    "agent_id",
+    "workflow_id",
+    "task_id",
+    "error",
+    "created_at",
+    "updated_at",
+)
 _MAX_CELL = 120
 
 
@@ -53,8 +67,9 @@ def html_table(data: dict[str, Any], title: str = "", fields: list[str] | None =
     keys = fields or [k for k in _PREFERRED if k in data] + [
         k for k, v in data.items() if k not in _PREFERRED and not isinstance(v, dict | list)
     ]
-    rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{_cell(data.get(k))}</td></tr>"
-                   for k in keys)  # fmt: skip
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{_cell(data.get(k))}</td></tr>" for k in keys
+    )
     caption = f"<caption style='text-align:left'><b>{html.escape(title)}</b></caption>" if title else ""
     return f"<table>{caption}{rows}</table>"
 

@@ -123,8 +123,11 @@ class _Base:
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
         self.backoff = backoff
-        self._headers = {"User-Agent": f"orchestrator-sdk/{__version__}", "Accept": "application/json",
-                         **(headers or {})}  # fmt: skip
+        self._headers = {
+            "User-Agent": f"orchestrator-sdk/{__version__}",
+            "Accept": "application/json",
+            **(headers or {}),
+        }
         self._transport = transport
         self.agents = resources.Agents(self)
         self.workflows = resources.Workflows(self)
@@ -173,8 +176,7 @@ class _Base:
         return None
 
     def _should_refresh(self, response: httpx.Response, authenticated: bool, refreshed: bool) -> bool:
-        return (response.status_code == 401 and authenticated and not refreshed
-                and self._credentials.uses_login)  # fmt: skip
+        return response.status_code == 401 and authenticated and not refreshed and self._credentials.uses_login
 
     @staticmethod
     def _decode(response: httpx.Response) -> Any:
@@ -205,11 +207,16 @@ class Page(list):
         from orchestrator_sdk._base import rows_table
 
         rows = [item.to_dict() if hasattr(item, "to_dict") else item for item in self]
-        fields = [f for f in ("id", "name", "title", "status", "type", "priority", "created_at")
-                  if any(f in row for row in rows)]  # fmt: skip
+        fields = [
+            f
+            for f in ("id", "name", "title", "status", "type", "priority", "created_at")
+            if any(f in row for row in rows)
+        ]
         info = self.pagination
-        return (f"<p>{self.key}: page {info.get('page')} of {info.get('pages')} ({info.get('total')} in all)</p>"
-                + rows_table(rows, fields))  # fmt: skip
+        return (
+            f"<p>{self.key}: page {info.get('page')} of {info.get('pages')} ({info.get('total')} in all)</p>"
+            + rows_table(rows, fields)
+        )
 
 
 def _page(body: dict[str, Any], key: str, cast: Callable[[Any], Any] | None) -> Page:
@@ -248,8 +255,9 @@ class Client(_Base):
         """POST /auth/login with the client's email and password (done for you on the first request)."""
         creds = self._credentials
         with self._auth_lock:
-            body = self._send("POST", "/auth/login", json={"email": creds.email, "password": creds.password},
-                              authenticated=False)  # fmt: skip
+            body = self._send(
+                "POST", "/auth/login", json={"email": creds.email, "password": creds.password}, authenticated=False
+            )
             creds.store(body)
         return body
 
@@ -260,14 +268,18 @@ class Client(_Base):
                 return
             if creds.refresh_token:
                 try:
-                    creds.store(self._send("POST", "/auth/refresh", json={"refresh_token": creds.refresh_token},
-                                           authenticated=False))  # fmt: skip
+                    creds.store(
+                        self._send(
+                            "POST", "/auth/refresh", json={"refresh_token": creds.refresh_token}, authenticated=False
+                        )
+                    )
                     return
                 except AuthenticationError:
                     if creds.password is None:
                         raise
-            body = self._send("POST", "/auth/login", json={"email": creds.email, "password": creds.password},
-                              authenticated=False)  # fmt: skip
+            body = self._send(
+                "POST", "/auth/login", json={"email": creds.email, "password": creds.password}, authenticated=False
+            )
             creds.store(body)
 
     def _ensure_auth(self) -> None:
@@ -322,8 +334,9 @@ class Client(_Base):
     def _get_page(self, path: str, key: str, params: dict[str, Any] | None, cast: Any, limit: int = 20) -> Page:
         return _page(self._send("GET", path, params=_page_params(params, limit)), key, cast)
 
-    def _paginate(self, path: str, key: str, params: dict[str, Any] | None, cast: Any,
-                  limit: int = 100) -> Iterator[Any]:  # fmt: skip
+    def _paginate(
+        self, path: str, key: str, params: dict[str, Any] | None, cast: Any, limit: int = 100
+    ) -> Iterator[Any]:
         """Every item across pages, each once (items that move to a later page while paging are skipped)."""
         query = _page_params(params, limit)
         number, seen = int(query.pop("page", 1)), set()
@@ -343,8 +356,9 @@ class Client(_Base):
     # --- streams ---------------------------------------------------------------------------------------
 
     @contextmanager
-    def _open_stream(self, path: str, last_event_id: str | None, read_timeout: float
-                     ) -> Generator[httpx.Response, None, None]:  # fmt: skip
+    def _open_stream(
+        self, path: str, last_event_id: str | None, read_timeout: float
+    ) -> Generator[httpx.Response, None, None]:
         self._ensure_auth()
         headers = {**self._credentials.headers(), "Accept": "text/event-stream"}
         if last_event_id:
@@ -356,8 +370,15 @@ class Client(_Base):
                 raise error_from_response(response)
             yield response
 
-    def _sse(self, path: str, last_event_id: str | None = None, max_reconnects: int = 10,
-             timeout: float | None = None, *, end_event: str = "end") -> Iterator[StreamEvent]:  # fmt: skip
+    def _sse(
+        self,
+        path: str,
+        last_event_id: str | None = None,
+        max_reconnects: int = 10,
+        timeout: float | None = None,
+        *,
+        end_event: str = "end",
+    ) -> Iterator[StreamEvent]:
         """A run's events, resumed after a dropped connection from the last event id, each once.
         `timeout`: TimeoutError when the stream has not ended after that many seconds."""
         cursor, failures, refreshed = Resume(last_id=last_event_id), 0, False
@@ -436,8 +457,9 @@ class AsyncClient(_Base):
     async def login(self) -> dict[str, Any]:
         creds = self._credentials
         async with self._auth_lock:
-            body = await self._send("POST", "/auth/login", json={"email": creds.email, "password": creds.password},
-                                    authenticated=False)  # fmt: skip
+            body = await self._send(
+                "POST", "/auth/login", json={"email": creds.email, "password": creds.password}, authenticated=False
+            )
             creds.store(body)
         return body
 
@@ -448,15 +470,18 @@ class AsyncClient(_Base):
                 return
             if creds.refresh_token:
                 try:
-                    creds.store(await self._send("POST", "/auth/refresh",
-                                                 json={"refresh_token": creds.refresh_token},
-                                                 authenticated=False))  # fmt: skip
+                    creds.store(
+                        await self._send(
+                            "POST", "/auth/refresh", json={"refresh_token": creds.refresh_token}, authenticated=False
+                        )
+                    )
                     return
                 except AuthenticationError:
                     if creds.password is None:
                         raise
-            body = await self._send("POST", "/auth/login", json={"email": creds.email, "password": creds.password},
-                                    authenticated=False)  # fmt: skip
+            body = await self._send(
+                "POST", "/auth/login", json={"email": creds.email, "password": creds.password}, authenticated=False
+            )
             creds.store(body)
 
     async def _ensure_auth(self) -> None:
@@ -464,9 +489,14 @@ class AsyncClient(_Base):
         if creds.needs_login():
             async with self._auth_lock:
                 if creds.needs_login():
-                    creds.store(await self._send("POST", "/auth/login",
-                                                 json={"email": creds.email, "password": creds.password},
-                                                 authenticated=False))  # fmt: skip
+                    creds.store(
+                        await self._send(
+                            "POST",
+                            "/auth/login",
+                            json={"email": creds.email, "password": creds.password},
+                            authenticated=False,
+                        )
+                    )
         elif creds.expiring():
             await self._refresh(creds.access_token)
 
@@ -509,16 +539,16 @@ class AsyncClient(_Base):
         body = await self._send(method, path, **kwargs)
         return cast(body) if cast else body
 
-    async def _get_page(self, path: str, key: str, params: dict[str, Any] | None, cast: Any,
-                        limit: int = 20) -> Page:  # fmt: skip
+    async def _get_page(self, path: str, key: str, params: dict[str, Any] | None, cast: Any, limit: int = 20) -> Page:
         return _page(await self._send("GET", path, params=_page_params(params, limit)), key, cast)
 
     def _paginate(self, path: str, key: str, params: dict[str, Any] | None, cast: Any, limit: int = 100) -> AsyncPager:
         return AsyncPager(self, path, key, params, cast, limit)
 
     @asynccontextmanager
-    async def _open_stream(self, path: str, last_event_id: str | None, read_timeout: float
-                           ) -> AsyncIterator[httpx.Response]:  # fmt: skip
+    async def _open_stream(
+        self, path: str, last_event_id: str | None, read_timeout: float
+    ) -> AsyncIterator[httpx.Response]:
         await self._ensure_auth()
         headers = {**self._credentials.headers(), "Accept": "text/event-stream"}
         if last_event_id:
@@ -530,8 +560,15 @@ class AsyncClient(_Base):
                 raise error_from_response(response)
             yield response
 
-    async def _sse(self, path: str, last_event_id: str | None = None, max_reconnects: int = 10,
-                   timeout: float | None = None, *, end_event: str = "end") -> AsyncIterator[StreamEvent]:  # fmt: skip
+    async def _sse(
+        self,
+        path: str,
+        last_event_id: str | None = None,
+        max_reconnects: int = 10,
+        timeout: float | None = None,
+        *,
+        end_event: str = "end",
+    ) -> AsyncIterator[StreamEvent]:
         cursor, failures, refreshed = Resume(last_id=last_event_id), 0, False
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -572,8 +609,9 @@ class AsyncPager:
     """Every item of a list across pages: `async for item in pager`, or `await pager` for them all as a
     list."""
 
-    def __init__(self, client: AsyncClient, path: str, key: str, params: dict[str, Any] | None, cast: Any,
-                 limit: int) -> None:  # fmt: skip
+    def __init__(
+        self, client: AsyncClient, path: str, key: str, params: dict[str, Any] | None, cast: Any, limit: int
+    ) -> None:
         self._client, self._path, self._key, self._cast = client, path, key, cast
         self._query = _page_params(params, limit)
 

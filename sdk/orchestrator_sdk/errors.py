@@ -124,8 +124,16 @@ class RunFailed(OrchestratorError):
 
     code = "RUN_FAILED"
 
-    def __init__(self, message: str, *, run: Any = None, step: str | None = None, error: str | None = None,
-                 traceback: str | None = None, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        message: str,
+        *,
+        run: Any = None,
+        step: str | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.run, self.step, self.error, self.traceback = run, step, error, traceback
 
@@ -134,15 +142,36 @@ class RunFailed(OrchestratorError):
         return f"{text}\n--- remote traceback ---\n{self.traceback}" if self.traceback else text
 
 
-_CODED = (ValidationError, AuthenticationError, AuthorizationError, NotFound, MethodNotAllowed, Conflict,
-          InvalidTransition, PayloadTooLarge, RateLimited, InternalError, ServiceUnavailable, FrameworkUnavailable,
-          InsufficientResources, DeploymentFailed)  # fmt: skip
+_CODED = (
+    ValidationError,
+    AuthenticationError,
+    AuthorizationError,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    InvalidTransition,
+    PayloadTooLarge,
+    RateLimited,
+    InternalError,
+    ServiceUnavailable,
+    FrameworkUnavailable,
+    InsufficientResources,
+    DeploymentFailed,
+)
 _BY_CODE: dict[str, type[OrchestratorError]] = {cls.code: cls for cls in _CODED}
 _BY_STATUS: dict[int, type[OrchestratorError]] = {
-    400: ValidationError, 401: AuthenticationError, 403: AuthorizationError, 404: NotFound, 405: MethodNotAllowed,
-    409: Conflict, 413: PayloadTooLarge, 422: ValidationError, 429: RateLimited, 500: InternalError,
+    400: ValidationError,
+    401: AuthenticationError,
+    403: AuthorizationError,
+    404: NotFound,
+    405: MethodNotAllowed,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: ValidationError,
+    429: RateLimited,
+    500: InternalError,
     503: ServiceUnavailable,
-}  # fmt: skip
+}
 
 
 def retry_after_of(response: httpx.Response) -> float | None:

@@ -51,8 +51,9 @@ class _Crud(_Resource):
 
     def update(self, ident: str, body: Any = None, **fields: Any) -> Any:
         """Change the fields given (PATCH where the route has it, else PUT: both change only those)."""
-        return self._c._call(self.update_method, f"{self.path}/{ident}", self.out.model_validate,
-                             json=_body(body, fields))  # fmt: skip
+        return self._c._call(
+            self.update_method, f"{self.path}/{ident}", self.out.model_validate, json=_body(body, fields)
+        )
 
     update_method = "PATCH"
 
@@ -94,8 +95,7 @@ class Agents(_Crud):
         return self._c._call("GET", f"/agents/{agent_id}/container", m.ContainerOut.model_validate)
 
     def container_logs(self, agent_id: str, **params: Any) -> Any:
-        return self._c._call("GET", f"/agents/{agent_id}/container/logs", m.LogsResponse.model_validate,
-                             params=params)  # fmt: skip
+        return self._c._call("GET", f"/agents/{agent_id}/container/logs", m.LogsResponse.model_validate, params=params)
 
     def restart_container(self, agent_id: str) -> Any:
         return self._c._call("POST", f"/agents/{agent_id}/container/restart")
@@ -104,8 +104,9 @@ class Agents(_Crud):
 class Workflows(_Resource):
     def create(self, agent_id: str, body: Any = None, **fields: Any) -> Any:
         """A workflow of the agent: `name`, `workflow_data={"nodes": [...], "edges": [...], "settings": {...}}`."""
-        return self._c._call("POST", f"/agents/{agent_id}/workflows", m.WorkflowOut.model_validate,
-                             json=_body(body, fields))  # fmt: skip
+        return self._c._call(
+            "POST", f"/agents/{agent_id}/workflows", m.WorkflowOut.model_validate, json=_body(body, fields)
+        )
 
     def list(self, agent_id: str) -> Any:
         return self._c._paginate(f"/agents/{agent_id}/workflows", "workflows", {}, m.WorkflowOut.model_validate)
@@ -114,8 +115,9 @@ class Workflows(_Resource):
         return self._c._call("GET", f"/workflows/{workflow_id}", m.WorkflowOut.model_validate)
 
     def update(self, workflow_id: str, body: Any = None, **fields: Any) -> Any:
-        return self._c._call("PATCH", f"/workflows/{workflow_id}", m.WorkflowOut.model_validate,
-                             json=_body(body, fields))  # fmt: skip
+        return self._c._call(
+            "PATCH", f"/workflows/{workflow_id}", m.WorkflowOut.model_validate, json=_body(body, fields)
+        )
 
     def delete(self, workflow_id: str) -> Any:
         return self._c._call("DELETE", f"/workflows/{workflow_id}", m.MessageResponse.model_validate)
@@ -123,8 +125,14 @@ class Workflows(_Resource):
     def versions(self, workflow_id: str) -> Any:
         return self._c._call("GET", f"/workflows/{workflow_id}/versions", m.WorkflowVersionList.model_validate)
 
-    def execute(self, workflow_id: str, input_data: dict[str, Any] | None = None, *,
-                execution_options: dict[str, Any] | None = None, **fields: Any) -> Any:  # fmt: skip
+    def execute(
+        self,
+        workflow_id: str,
+        input_data: dict[str, Any] | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> Any:
         """Start a run; returns a `Run` (`AsyncRun`) to `wait()`, `stream()`, `logs()` or `cancel()`."""
         body = _body({"input_data": input_data or {}}, {"execution_options": execution_options, **fields})
         return _run(self._c, self._c._call("POST", f"/workflows/{workflow_id}/execute", json=body))
@@ -158,19 +166,29 @@ class Executions(_Resource):
         return self._c._paginate("/executions", "executions", filters, m.ExecutionOut.model_validate)
 
     def page(self, page: int = 1, limit: int = 20, **filters: Any) -> Any:
-        return self._c._get_page("/executions", "executions", {**filters, "page": page}, m.ExecutionOut.model_validate,
-                                 limit=limit)  # fmt: skip
+        return self._c._get_page(
+            "/executions", "executions", {**filters, "page": page}, m.ExecutionOut.model_validate, limit=limit
+        )
 
     def cancel(self, execution_id: str) -> Any:
         return self._c._call("POST", f"/executions/{execution_id}/cancel", m.ExecutionOut.model_validate)
 
     def logs(self, execution_id: str, *, level: str | None = None, limit: int = 100, offset: int = 0) -> Any:
         params = {"level": level, "limit": limit, "offset": offset}
-        return self._c._call("GET", f"/executions/{execution_id}/logs", m.LogPage.model_validate,
-                             params={k: v for k, v in params.items() if v is not None})  # fmt: skip
+        return self._c._call(
+            "GET",
+            f"/executions/{execution_id}/logs",
+            m.LogPage.model_validate,
+            params={k: v for k, v in params.items() if v is not None},
+        )
 
-    def stream(self, execution_id: str, last_event_id: str | None = None, max_reconnects: int = 10,
-               timeout: float | None = None) -> Any:  # fmt: skip
+    def stream(
+        self,
+        execution_id: str,
+        last_event_id: str | None = None,
+        max_reconnects: int = 10,
+        timeout: float | None = None,
+    ) -> Any:
         """The run's Server-Sent Events (`step`, `log`, `status`, then `end`), resumed from the last event id
         after a dropped connection, each event once; the run is never started again. `timeout` (seconds):
         TimeoutError when the run has not ended by then."""
@@ -191,8 +209,15 @@ class Tasks(_Crud):
     def update(self, ident: str, body: Any = None, **fields: Any) -> Any:
         return self._c._call("PATCH", f"/tasks/{ident}", m.TaskOut.model_validate, json=_body(body, fields))
 
-    def set_status(self, task_id: str, status: str, *, error: str | None = None, result: dict[str, Any] | None = None,
-                   progress: float | None = None) -> Any:  # fmt: skip
+    def set_status(
+        self,
+        task_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+        progress: float | None = None,
+    ) -> Any:
         """Report progress (`progress` 0–1) or the outcome: `in_progress`, `completed`, `failed`."""
         body = _body({"status": status}, {"error": error, "result": result, "progress": progress})
         return self._c._call("PATCH", f"/tasks/{task_id}/status", m.TaskStatusOut.model_validate, json=body)
@@ -201,16 +226,25 @@ class Tasks(_Crud):
         return self._c._call("POST", f"/tasks/{task_id}/assign", m.TaskOut.model_validate, json={"agent_id": agent_id})
 
     def comment(self, task_id: str, content: str, mentions: list[str] | None = None) -> Any:
-        return self._c._call("POST", f"/tasks/{task_id}/comments", m.CommentOut.model_validate,
-                             json=_body({"content": content}, {"mentions": mentions}))  # fmt: skip
+        return self._c._call(
+            "POST",
+            f"/tasks/{task_id}/comments",
+            m.CommentOut.model_validate,
+            json=_body({"content": content}, {"mentions": mentions}),
+        )
 
     def comments(self, task_id: str) -> Any:
         return self._c._paginate(f"/tasks/{task_id}/comments", "comments", {}, m.CommentOut.model_validate)
 
-    def upload_file(self, task_id: str, filename: str, content: bytes, content_type: str = "application/octet-stream"
-                    ) -> Any:  # fmt: skip
-        return self._c._call("POST", f"/tasks/{task_id}/files", m.FileOut.model_validate,
-                             files={"file": (filename, content, content_type)})  # fmt: skip
+    def upload_file(
+        self, task_id: str, filename: str, content: bytes, content_type: str = "application/octet-stream"
+    ) -> Any:
+        return self._c._call(
+            "POST",
+            f"/tasks/{task_id}/files",
+            m.FileOut.model_validate,
+            files={"file": (filename, content, content_type)},
+        )
 
     def files(self, task_id: str) -> Any:
         return self._c._paginate(f"/tasks/{task_id}/files", "files", {}, m.FileOut.model_validate)
@@ -237,8 +271,7 @@ class Tasks(_Crud):
                 raise TimeoutError(f"task {task_id} still {state.last[0] if state.last else 'unknown'}")
             time.sleep(interval)
 
-    async def _watch_async(self, task_id: str, interval: float, timeout: float | None
-                           ) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
+    async def _watch_async(self, task_id: str, interval: float, timeout: float | None) -> AsyncIterator[dict[str, Any]]:
         deadline = None if timeout is None else time.monotonic() + timeout
         state = _WatchState()
         while True:
@@ -263,8 +296,13 @@ class _WatchState:
         if task.status == TASK_DONE:
             return {"type": "completed", "status": task.status, "progress": 1.0, "result": task.result, "task": task}
         if task.status in TASK_FAILED:
-            return {"type": "error", "status": task.status, "progress": task.progress,
-                    "error": task.error or f"task {task.status}", "task": task}  # fmt: skip
+            return {
+                "type": "error",
+                "status": task.status,
+                "progress": task.progress,
+                "error": task.error or f"task {task.status}",
+                "task": task,
+            }
         if key == self.last:
             return None
         self.last = key
@@ -293,8 +331,12 @@ class Approvals(_Resource):
         return self._c._call("POST", f"/approvals/{approval_id}/approve", m.DecisionOut.model_validate)
 
     def reject(self, approval_id: str, reason: str | None = None) -> Any:
-        return self._c._call("POST", f"/approvals/{approval_id}/reject", m.DecisionOut.model_validate,
-                             params={"reason": reason} if reason else None)  # fmt: skip
+        return self._c._call(
+            "POST",
+            f"/approvals/{approval_id}/reject",
+            m.DecisionOut.model_validate,
+            params={"reason": reason} if reason else None,
+        )
 
 
 class Projects(_Crud):
@@ -303,10 +345,12 @@ class Projects(_Crud):
     def tasks(self, project_id: str, **filters: Any) -> Any:
         return self._c._paginate(f"/projects/{project_id}/tasks", "tasks", filters, m.TaskOut.model_validate)
 
-    def add_member(self, project_id: str, user_id: str | None = None, *, email: str | None = None,
-                   role: str = "member") -> Any:  # fmt: skip
-        return self._c._call("POST", f"/projects/{project_id}/members",
-                             json=_body({"role": role}, {"user_id": user_id, "email": email}))  # fmt: skip
+    def add_member(
+        self, project_id: str, user_id: str | None = None, *, email: str | None = None, role: str = "member"
+    ) -> Any:
+        return self._c._call(
+            "POST", f"/projects/{project_id}/members", json=_body({"role": role}, {"user_id": user_id, "email": email})
+        )
 
     def remove_member(self, project_id: str, user_id: str) -> Any:
         return self._c._call("DELETE", f"/projects/{project_id}/members/{user_id}", m.MessageResponse.model_validate)
@@ -315,16 +359,19 @@ class Projects(_Crud):
 class Events(_Resource):
     def publish(self, event_type: str, payload: dict[str, Any] | None = None, **fields: Any) -> Any:
         """Publish a custom event (`source_agent`, `task_id`, `trace_id`, `priority` optional)."""
-        return self._c._call("POST", "/events/publish", m.PublishedEvent.model_validate,
-                             json=_body({"event_type": event_type, "payload": payload or {}}, fields))  # fmt: skip
+        return self._c._call(
+            "POST",
+            "/events/publish",
+            m.PublishedEvent.model_validate,
+            json=_body({"event_type": event_type, "payload": payload or {}}, fields),
+        )
 
     def list(self, **filters: Any) -> Any:
         """Events you may see, newest first (`type=`, `source=`, `task_id=`, `trace_id=`, `since=`)."""
         return self._c._paginate("/events", "events", filters, m.EventOut.model_validate)
 
     def page(self, page: int = 1, limit: int = 20, **filters: Any) -> Any:
-        return self._c._get_page("/events", "events", {**filters, "page": page}, m.EventOut.model_validate,
-                                 limit=limit)  # fmt: skip
+        return self._c._get_page("/events", "events", {**filters, "page": page}, m.EventOut.model_validate, limit=limit)
 
 
 class Webhooks(_Crud):
@@ -337,8 +384,9 @@ class Webhooks(_Crud):
         return self._c._call("POST", f"/webhooks/{webhook_id}/test", m.DeliveryOut.model_validate)
 
     def retry_delivery(self, webhook_id: str, delivery_id: str) -> Any:
-        return self._c._call("POST", f"/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
-                             m.DeliveryOut.model_validate)  # fmt: skip
+        return self._c._call(
+            "POST", f"/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", m.DeliveryOut.model_validate
+        )
 
 
 class Users(_Resource):
@@ -352,8 +400,12 @@ class Users(_Resource):
 class Auth(_Resource):
     def create_api_key(self, name: str, permissions: list[str] | None = None, **fields: Any) -> Any:
         """A new API key (`.key` is shown in this answer only)."""
-        return self._c._call("POST", "/auth/api-keys", m.ApiKeyCreated.model_validate,
-                             json=_body({"name": name}, {"permissions": permissions, **fields}))  # fmt: skip
+        return self._c._call(
+            "POST",
+            "/auth/api-keys",
+            m.ApiKeyCreated.model_validate,
+            json=_body({"name": name}, {"permissions": permissions, **fields}),
+        )
 
     def api_keys(self) -> Any:
         return self._c._paginate("/auth/api-keys", "api_keys", {}, m.ApiKeyOut.model_validate)
@@ -363,5 +415,6 @@ class Auth(_Resource):
 
     def logout(self) -> Any:
         creds = self._c._credentials
-        return self._c._call("POST", "/auth/logout", json={"refresh_token": creds.refresh_token}
-                             if creds.refresh_token else None)  # fmt: skip
+        return self._c._call(
+            "POST", "/auth/logout", json={"refresh_token": creds.refresh_token} if creds.refresh_token else None
+        )

@@ -57,8 +57,14 @@ def _failure(run: Any) -> RunFailed:
         if isinstance(meta, dict) and meta.get("traceback"):
             traceback = str(meta["traceback"])
             break
-    return RunFailed(f"run {run.id} {run.status} at step {step!r}: {error}", run=run, step=step, error=error,
-                     traceback=traceback, correlation_id=run.correlation_id)  # fmt: skip
+    return RunFailed(
+        f"run {run.id} {run.status} at step {step!r}: {error}",
+        run=run,
+        step=step,
+        error=error,
+        traceback=traceback,
+        correlation_id=run.correlation_id,
+    )
 
 
 class _RunBase:
@@ -84,12 +90,28 @@ class _RunBase:
     def _repr_html_(self) -> str:
         if self.data is None:
             return html_table({"id": self.id, "status": self.status}, title="Run")
-        table = html_table(self.data.to_dict(), title="Run",
-                           fields=["id", "status", "progress", "current_step", "workflow_id", "workflow_version",
-                                   "error", "duration", "created_at", "completed_at"])  # fmt: skip
+        table = html_table(
+            self.data.to_dict(),
+            title="Run",
+            fields=[
+                "id",
+                "status",
+                "progress",
+                "current_step",
+                "workflow_id",
+                "workflow_version",
+                "error",
+                "duration",
+                "created_at",
+                "completed_at",
+            ],
+        )
         steps = [s.to_dict() for s in self.data.steps or []]
-        return table + (rows_table(steps, ["seq", "node_id", "node_type", "attempt", "status", "duration_ms", "error"])
-                        if steps else "")  # fmt: skip
+        return table + (
+            rows_table(steps, ["seq", "node_id", "node_type", "attempt", "status", "duration_ms", "error"])
+            if steps
+            else ""
+        )
 
     def _workflow_id(self) -> str | None:
         if self.data is not None:

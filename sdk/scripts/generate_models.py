@@ -44,8 +44,24 @@ from pydantic import Field
 from orchestrator_sdk._base import ApiModel
 '''
 
-_RESERVED = {"copy", "dict", "json", "schema", "validate", "construct", "fields", "parse_obj", "parse_raw",
-             "from_orm", "update_forward_refs", "schema_json", "get", "keys", "items", "values"}  # fmt: skip
+_RESERVED = {
+    "copy",
+    "dict",
+    "json",
+    "schema",
+    "validate",
+    "construct",
+    "fields",
+    "parse_obj",
+    "parse_raw",
+    "from_orm",
+    "update_forward_refs",
+    "schema_json",
+    "get",
+    "keys",
+    "items",
+    "values",
+}
 
 
 def openapi_spec() -> dict[str, Any]:

@@ -172,9 +172,14 @@ def deploy_agent(agent_id: str, principal: CurrentPrincipal, context: Context, r
         response.status_code = status.HTTP_202_ACCEPTED
     agent = outcome.agent
     return DeployResponse(
-        id=agent.id, status=agent.status, container_id=agent.container_id, deployed_at=agent.deployed_at,
-        status_message=agent.status_message, deployment_logs=outcome.logs, agent=agent_out(agent, context),
-    )  # fmt: skip
+        id=agent.id,
+        status=agent.status,
+        container_id=agent.container_id,
+        deployed_at=agent.deployed_at,
+        status_message=agent.status_message,
+        deployment_logs=outcome.logs,
+        agent=agent_out(agent, context),
+    )
 
 
 @router.post("/{agent_id}/undeploy", response_model=UndeployResponse)
@@ -237,8 +242,9 @@ def agent_tasks(
     """The agent's tasks, oldest first: an external worker pulls `?status=assigned`."""
     wanted = task_status_filter(status_filter)
     with context.db.session() as session:
-        page = tasks.list_agent_tasks(session, principal, agent_id, statuses=wanted, page=params.page,
-                                      limit=params.limit)  # fmt: skip
+        page = tasks.list_agent_tasks(
+            session, principal, agent_id, statuses=wanted, page=params.page, limit=params.limit
+        )
         items = [TaskOut.model_validate(task) for task in page.items]
     return paginated(request, "tasks", items, page)
 

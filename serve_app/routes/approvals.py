@@ -69,8 +69,12 @@ def _decide(approval_id: str, principal, context, approve: bool, reason: str | N
         approvals.get(session, principal, approval_id)  # 404 for another tenant's, before any actor starts
     outcome = approval_handles.decide(context.db, context.settings, approval_id, principal.user_id, approve, reason)
     verb = "Approved" if approve else "Rejected"
-    return DecisionOut(approval_id=outcome["approval_id"], status=outcome["status"], task_id=outcome["task_id"],
-                       message=f"{verb} by {principal.user_id}")  # fmt: skip
+    return DecisionOut(
+        approval_id=outcome["approval_id"],
+        status=outcome["status"],
+        task_id=outcome["task_id"],
+        message=f"{verb} by {principal.user_id}",
+    )
 
 
 @router.post("/{approval_id}/approve", response_model=DecisionOut)

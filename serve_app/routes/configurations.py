@@ -30,9 +30,15 @@ def list_configurations(
 ) -> dict:
     with context.db.session() as session:
         page = configurations.list_configurations(
-            session, principal, page=params.page, limit=params.limit,
-            framework=framework.lower() if framework else None, template=template, public=public, search=search,
-        )  # fmt: skip
+            session,
+            principal,
+            page=params.page,
+            limit=params.limit,
+            framework=framework.lower() if framework else None,
+            template=template,
+            public=public,
+            search=search,
+        )
         items = [ConfigurationOut.model_validate(item) for item in page.items]
     return paginated(request, "configurations", items, page)
 

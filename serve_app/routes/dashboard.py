@@ -24,8 +24,10 @@ REAL_TIME_EVERY_S = 2.0
 def _metrics(context: Context, principal: CurrentPrincipal, timeframe: str) -> dict[str, Any]:
     with context.db.session() as session:
         figures = dashboard.metrics(session, principal, timeframe)
-        figures["recent_activity"] = [ExecutionOut.model_validate(run).model_dump(mode="json", by_alias=True)
-                                      for run in figures["recent_activity"]]  # fmt: skip
+        figures["recent_activity"] = [
+            ExecutionOut.model_validate(run).model_dump(mode="json", by_alias=True)
+            for run in figures["recent_activity"]
+        ]
     return figures
 
 

@@ -26,9 +26,17 @@ stats_router = public_router(tags=["stats"])
 
 def event_out(event: Event) -> EventOut:
     priority = event.data.get("priority") if isinstance(event.data, dict) else None
-    return EventOut(id=event.id, event_type=event.event_type, source=event.source, source_agent=event.source,
-                    payload=event.data, task_id=events.task_id_of(event), trace_id=event.correlation_id,
-                    priority=priority if isinstance(priority, str) else None, timestamp=event.created_at)  # fmt: skip
+    return EventOut(
+        id=event.id,
+        event_type=event.event_type,
+        source=event.source,
+        source_agent=event.source,
+        payload=event.data,
+        task_id=events.task_id_of(event),
+        trace_id=event.correlation_id,
+        priority=priority if isinstance(priority, str) else None,
+        timestamp=event.created_at,
+    )
 
 
 @router.post("/publish", status_code=status.HTTP_201_CREATED, response_model=PublishedEvent)
@@ -59,9 +67,17 @@ def list_events(
     """Events about what you own (and your organizations own), newest first; admins see all."""
     require_time_zones(since=since)
     with context.db.session() as session:
-        page = events.list_events(session, principal, page=params.page, limit=params.limit,
-                                  event_type=type or event_type, source=source or source_agent, task_id=task_id,
-                                  trace_id=trace_id, since=since)  # fmt: skip
+        page = events.list_events(
+            session,
+            principal,
+            page=params.page,
+            limit=params.limit,
+            event_type=type or event_type,
+            source=source or source_agent,
+            task_id=task_id,
+            trace_id=trace_id,
+            since=since,
+        )
         items = [event_out(event) for event in page.items]
     return paginated(request, "events", items, page)
 

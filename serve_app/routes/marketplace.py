@@ -52,9 +52,13 @@ def publish_agent(
         outcome = marketplace.publish(session, principal, agent_id, changes)
         listing = outcome.listing
         result = PublishOut(
-            integration_id=listing.id, marketplace_name=listing.marketplace_name, marketplace_agent_id=listing.id,
-            status=listing.status, published_at=listing.published_at, marketplace_url=listing_url(listing.id),
-        )  # fmt: skip
+            integration_id=listing.id,
+            marketplace_name=listing.marketplace_name,
+            marketplace_agent_id=listing.id,
+            status=listing.status,
+            published_at=listing.published_at,
+            marketplace_url=listing_url(listing.id),
+        )
     if outcome.created:
         response.status_code = status.HTTP_201_CREATED
         response.headers["Location"] = result.marketplace_url
@@ -92,10 +96,15 @@ def browse_marketplace(
     """Everyone's published listings (the catalog is open to every authenticated caller)."""
     with context.db.session() as session:
         page = marketplace.list_listings(
-            session, page=params.page, limit=params.limit, search=search, tags=csv_param(tags),
-            framework=framework.lower() if framework else None, sort_by=sort_by.lower(),
+            session,
+            page=params.page,
+            limit=params.limit,
+            search=search,
+            tags=csv_param(tags),
+            framework=framework.lower() if framework else None,
+            sort_by=sort_by.lower(),
             sort_order=sort_order.lower() if sort_order else None,
-        )  # fmt: skip
+        )
         items = [ListingOut.of(view) for view in page.items]
     return paginated(request, "listings", items, page)
 
@@ -120,9 +129,13 @@ def install_listing(
     request = body or InstallRequest()
     with context.db.transaction() as session:
         installed = marketplace.install(
-            session, principal, listing_id, name=request.name, owner_type=request.owner_type,
+            session,
+            principal,
+            listing_id,
+            name=request.name,
+            owner_type=request.owner_type,
             owner_id=request.owner_id,
-        )  # fmt: skip
+        )
         result = InstallOut(
             install_id=installed.install.id, listing_id=listing_id, agent=AgentOut.model_validate(installed.agent)
         )

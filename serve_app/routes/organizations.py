@@ -40,8 +40,9 @@ def _member_out(member: OrganizationMember) -> MemberOut:
 def _detail(organization: Organization, principal: Principal) -> OrganizationDetail:
     members = [_member_out(member) for member in organization.members]
     role = next((m.role for m in organization.members if m.user_id == principal.user_id), None)
-    return OrganizationDetail(**OrganizationOut.model_validate(organization).model_dump(exclude={"role"}),
-                              role=role, members=members)  # fmt: skip
+    return OrganizationDetail(
+        **OrganizationOut.model_validate(organization).model_dump(exclude={"role"}), role=role, members=members
+    )
 
 
 @router.get("", response_model=OrganizationList)
@@ -104,9 +105,13 @@ def add_member(
 ) -> MemberOut:
     with context.db.transaction() as session:
         member = orgs.add_member(
-            session, principal, organization_id, user_id=body.user_id, email=body.email and str(body.email),
+            session,
+            principal,
+            organization_id,
+            user_id=body.user_id,
+            email=body.email and str(body.email),
             role=orgs.OrgRole(body.role),
-        )  # fmt: skip
+        )
         result = _member_out(member)
     response.headers["Location"] = f"/api/v1/organizations/{organization_id}/members/{result.user_id}"
     return result

@@ -36,8 +36,14 @@ router = protected_router(prefix="/projects", tags=["projects"], resource="proje
 def _out(project: Project, figures: projects.Figures) -> ProjectOut:
     out = ProjectOut.model_validate(project)
     out.progress = figures.progress
-    out.task_count = TaskCount(total=figures.total, completed=figures.completed, active=figures.active,
-                               pending=figures.pending, failed=figures.failed, cancelled=figures.cancelled)  # fmt: skip
+    out.task_count = TaskCount(
+        total=figures.total,
+        completed=figures.completed,
+        active=figures.active,
+        pending=figures.pending,
+        failed=figures.failed,
+        cancelled=figures.cancelled,
+    )
     out.team_size = len(project.members)
     out.assigned_agents = len(figures.agents)
     return out
@@ -83,8 +89,9 @@ def list_projects(
     except ValueError as exc:
         raise ValidationFailed("Invalid status filter", details=[FieldIssue("status", str(exc))]) from exc
     with context.db.session() as session:
-        page = projects.list_projects(session, principal, page=params.page, limit=params.limit, status=wanted,
-                                      search=search, member_id=member_id)  # fmt: skip
+        page = projects.list_projects(
+            session, principal, page=params.page, limit=params.limit, status=wanted, search=search, member_id=member_id
+        )
         figures = projects.figures(session, page.items)
         items = [_out(project, figures[project.id]) for project in page.items]
     return paginated(request, "projects", items, page)
@@ -141,10 +148,20 @@ def project_tasks(
     with context.db.session() as session:
         projects.get_visible(session, principal, project_id)
     return list_task_page(
-        request, principal, context, params, project_id=project_id, whole_project=True, status_filter=status_filter,
-        priority=priority, search=search, sort_by=sort_by, sort_order=sort_order, created_after=created_after,
+        request,
+        principal,
+        context,
+        params,
+        project_id=project_id,
+        whole_project=True,
+        status_filter=status_filter,
+        priority=priority,
+        search=search,
+        sort_by=sort_by,
+        sort_order=sort_order,
+        created_after=created_after,
         created_before=created_before,
-    )  # fmt: skip
+    )
 
 
 @router.post("/{project_id}/members", response_model=MemberOut, status_code=status.HTTP_201_CREATED)

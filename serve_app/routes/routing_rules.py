@@ -64,8 +64,10 @@ class RulesOut(ResponseModel):
 
 
 def _out(effective: dict[str, AgentSelector]) -> dict[str, Any]:
-    return {"rules": {name: selector.as_dict() for name, selector in sorted(effective.items())},
-            "default": AgentSelector().as_dict()}  # fmt: skip
+    return {
+        "rules": {name: selector.as_dict() for name, selector in sorted(effective.items())},
+        "default": AgentSelector().as_dict(),
+    }
 
 
 @router.get("/rules", response_model=RulesOut)

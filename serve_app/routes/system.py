@@ -93,7 +93,9 @@ async def system_logs(
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=utcnow().tzinfo)
     try:
-        return await _off_loop(lambda: system_info.read_logs(context.settings, service=service, since=since,
-                                                             level=level, limit=limit), timeout_s=30.0)  # fmt: skip
+        return await _off_loop(
+            lambda: system_info.read_logs(context.settings, service=service, since=since, level=level, limit=limit),
+            timeout_s=30.0,
+        )
     except TimeoutError as exc:
         raise ServiceUnavailable("Ray's state API did not return the logs in time") from exc

@@ -124,10 +124,22 @@ def list_tasks(
 ) -> dict:
     """Tasks you may see, with seed 003's filters, search and sort (newest first by default)."""
     return list_task_page(
-        request, principal, context, params, status_filter=status_filter, priority=priority, task_type=type,
-        agent_id=agent_id, project_id=project_id, tags=tags, search=search, created_after=created_after,
-        created_before=created_before, sort_by=sort_by, sort_order=sort_order,
-    )  # fmt: skip
+        request,
+        principal,
+        context,
+        params,
+        status_filter=status_filter,
+        priority=priority,
+        task_type=type,
+        agent_id=agent_id,
+        project_id=project_id,
+        tags=tags,
+        search=search,
+        created_after=created_after,
+        created_before=created_before,
+        sort_by=sort_by,
+        sort_order=sort_order,
+    )
 
 
 def list_task_page(
@@ -159,11 +171,23 @@ def list_task_page(
     require_time_zones(created_after=created_after, created_before=created_before)
     with context.db.session() as session:
         page = tasks.list_tasks(
-            session, principal, page=params.page, limit=params.limit, statuses=statuses, priorities=priorities,
-            task_type=task_type.lower() if task_type else None, agent_id=agent_id, project_id=project_id,
-            whole_project=whole_project, tags=csv_param(tags), search=search, created_after=created_after,
-            created_before=created_before, sort_by=sort_by, sort_order=sort_order.lower(),
-        )  # fmt: skip
+            session,
+            principal,
+            page=params.page,
+            limit=params.limit,
+            statuses=statuses,
+            priorities=priorities,
+            task_type=task_type.lower() if task_type else None,
+            agent_id=agent_id,
+            project_id=project_id,
+            whole_project=whole_project,
+            tags=csv_param(tags),
+            search=search,
+            created_after=created_after,
+            created_before=created_before,
+            sort_by=sort_by,
+            sort_order=sort_order.lower(),
+        )
         items = [TaskOut.model_validate(task) for task in page.items]
     return paginated(request, "tasks", items, page)
 
@@ -271,8 +295,15 @@ def update_task_status(
             ]
             raise ValidationFailed("Invalid status report", details=details) from exc
     with context.db.transaction() as session:
-        task = tasks.report_status(session, principal, task_id, body.status, error=body.error or error,
-                                   result=body.result, progress=body.progress)  # fmt: skip
+        task = tasks.report_status(
+            session,
+            principal,
+            task_id,
+            body.status,
+            error=body.error or error,
+            result=body.result,
+            progress=body.progress,
+        )
         out = TaskOut.model_validate(task)
     if out.status in TERMINAL | {TaskStatus.pending}:
         context.actors.router.send(AgentsChanged())  # a slot freed (or a task to route again)
@@ -285,8 +316,9 @@ def add_comment(
 ) -> CommentOut:
     """Comment on a task you can see; each mentioned user (id or email, who can see the task) is notified."""
     with context.db.transaction() as session:
-        out = CommentOut.model_validate(task_comments.add_comment(session, principal, task_id, body.content,
-                                                                  body.mentions))  # fmt: skip
+        out = CommentOut.model_validate(
+            task_comments.add_comment(session, principal, task_id, body.content, body.mentions)
+        )
     response.headers["Location"] = f"/api/v1/tasks/{task_id}/comments/{out.id}"
     return out
 
@@ -306,8 +338,9 @@ def list_comments(
     params: Annotated[PageParams, Depends(page_params)],
 ) -> dict:
     """A task's comments, oldest first."""
-    return _attached_page(request, principal, context, params, task_id, "comments", task_comments.comments_query,
-                          CommentOut)  # fmt: skip
+    return _attached_page(
+        request, principal, context, params, task_id, "comments", task_comments.comments_query, CommentOut
+    )
 
 
 @router.post("/{task_id}/files", status_code=status.HTTP_201_CREATED, response_model=FileOut)
@@ -321,8 +354,16 @@ def upload_file(
 ) -> FileOut:
     """Attach a file (multipart field `file`, optional `description`). Up to ORCHESTRATOR_MAX_UPLOAD_BYTES
     (413 beyond); the type must be accepted and the content must match it (422)."""
-    record = task_files.upload(context.db, context.settings, principal, task_id, file.file, filename=file.filename,
-                               declared_type=file.content_type, description=description)  # fmt: skip
+    record = task_files.upload(
+        context.db,
+        context.settings,
+        principal,
+        task_id,
+        file.file,
+        filename=file.filename,
+        declared_type=file.content_type,
+        description=description,
+    )
     response.headers["Location"] = f"/api/v1/tasks/{task_id}/files/{record.id}"
     return FileOut.model_validate(record)
 

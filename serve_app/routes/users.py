@@ -50,8 +50,9 @@ def list_my_notifications(
     """Your notifications, newest first: mentions, your tasks assigned, your approval requests decided."""
     _require_account(principal)
     with context.db.session() as session:
-        page = notifications.list_notifications(session, principal.user_id, page=params.page, limit=params.limit,
-                                                unread_only=unread)  # fmt: skip
+        page = notifications.list_notifications(
+            session, principal.user_id, page=params.page, limit=params.limit, unread_only=unread
+        )
         items = [NotificationOut.model_validate(item) for item in page.items]
         count = notifications.unread_count(session, principal.user_id)
     return {**paginated(request, "notifications", items, page), "unread_count": count}

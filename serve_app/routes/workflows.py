@@ -52,9 +52,12 @@ STREAM_POLL_S = 0.25
 
 @router.get("/agents/{agent_id}/workflows", response_model=WorkflowList)
 def list_workflows(
-    request: Request, agent_id: str, principal: CurrentPrincipal, context: Context,
+    request: Request,
+    agent_id: str,
+    principal: CurrentPrincipal,
+    context: Context,
     params: Annotated[PageParams, Depends(page_params)],
-) -> dict:  # fmt: skip
+) -> dict:
     with context.db.session() as session:
         page = workflows.list_for_agent(session, principal, agent_id, page=params.page, limit=params.limit)
         items = [WorkflowOut.model_validate(item) for item in page.items]
@@ -125,31 +128,56 @@ def _admit(request: dict[str, float], context: Context) -> None:
         context.actors.agents.admit(request)
 
 
-def _start(context: Context, principal: CurrentPrincipal, workflow_id: str | None, agent_id: str | None,
-           body: dict[str, Any], response: Response) -> ExecutionStarted:  # fmt: skip
+def _start(
+    context: Context,
+    principal: CurrentPrincipal,
+    workflow_id: str | None,
+    agent_id: str | None,
+    body: dict[str, Any],
+    response: Response,
+) -> ExecutionStarted:
     options = {k: v for k, v in body["execution_options"].items() if v is not None}
     with context.db.session() as session:
-        workflow = (workflows.get(session, principal, workflow_id) if workflow_id
-                    else workflows.active_for_agent(session, principal, agent_id or ""))  # fmt: skip
+        workflow = (
+            workflows.get(session, principal, workflow_id)
+            if workflow_id
+            else workflows.active_for_agent(session, principal, agent_id or "")
+        )
         agent = session.get(Agent, workflow.agent_id)
         request = executions.resources_of(options, agent.resource_limits if agent is not None else None)
     _admit(request, context)
     with context.db.transaction() as session:
         workflow = workflows.get(session, principal, workflow.id)
         run = executions.start(
-            session, principal, workflow, input_data=body["input"], options=options, trigger=body["trigger"].lower(),
-            environment=body["environment"].lower(), configuration=body.get("configuration"),
-        )  # fmt: skip
-        out = ExecutionStarted(execution_id=run.id, status=run.status, started_at=run.started_at,
-                               created_at=run.created_at, correlation_id=run.correlation_id,
-                               workflow_id=run.workflow_id, workflow_version=run.workflow_version)  # fmt: skip
+            session,
+            principal,
+            workflow,
+            input_data=body["input"],
+            options=options,
+            trigger=body["trigger"].lower(),
+            environment=body["environment"].lower(),
+            configuration=body.get("configuration"),
+        )
+        out = ExecutionStarted(
+            execution_id=run.id,
+            status=run.status,
+            started_at=run.started_at,
+            created_at=run.created_at,
+            correlation_id=run.correlation_id,
+            workflow_id=run.workflow_id,
+            workflow_version=run.workflow_version,
+        )
     context.actors.runs.submit(out.execution_id, request)
     response.headers["Location"] = f"/api/v1/executions/{out.execution_id}"
     return out
 
 
-@router.post("/workflows/{workflow_id}/execute", status_code=status.HTTP_201_CREATED, response_model=ExecutionStarted,
-             dependencies=START_LIMIT)  # fmt: skip
+@router.post(
+    "/workflows/{workflow_id}/execute",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExecutionStarted,
+    dependencies=START_LIMIT,
+)
 def execute_workflow(
     workflow_id: str, body: ExecuteRequest, principal: CurrentPrincipal, context: Context, response: Response
 ) -> ExecutionStarted:
@@ -191,10 +219,18 @@ def list_executions(
     require_time_zones(start_date=start_date, end_date=end_date)
     with context.db.session() as session:
         page = executions.list_executions(
-            session, principal, page=params.page, limit=params.limit, workflow_id=workflow_id, agent_id=agent_id,
-            status=wanted, start_date=start_date, end_date=end_date, trigger=trigger.lower() if trigger else None,
+            session,
+            principal,
+            page=params.page,
+            limit=params.limit,
+            workflow_id=workflow_id,
+            agent_id=agent_id,
+            status=wanted,
+            start_date=start_date,
+            end_date=end_date,
+            trigger=trigger.lower() if trigger else None,
             environment=environment.lower() if environment else None,
-        )  # fmt: skip
+        )
         items = [ExecutionOut.model_validate(item) for item in page.items]
     return paginated(request, "executions", items, page)
 
@@ -247,12 +283,17 @@ def execution_logs(
         run = executions.get(session, principal, execution_id)
         logs, total = executions.logs(session, run.id, level=wanted, limit=limit, offset=offset)
         items = [LogOut.model_validate(entry) for entry in logs]
-    return LogPage(logs=items, pagination={"offset": offset, "limit": limit, "total": total,
-                                           "has_more": offset + len(items) < total})  # fmt: skip
+    return LogPage(
+        logs=items,
+        pagination={"offset": offset, "limit": limit, "total": total, "has_more": offset + len(items) < total},
+    )
 
 
-@runs.get("/{execution_id}/stream", response_class=StreamingResponse,
-          responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})  # fmt: skip
+@runs.get(
+    "/{execution_id}/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+)
 async def stream_execution(
     execution_id: str,
     principal: CurrentPrincipal,
@@ -272,15 +313,20 @@ async def stream_execution(
         """What changed since the cursors: the run's status columns (not its graph or state), new steps, new logs."""
         with db.session() as session:
             status, progress, current_step, error, output = session.execute(
-                select(Execution.status, Execution.progress, Execution.current_step, Execution.error,
-                       Execution.output).where(Execution.id == execution_id)
-            ).one()  # fmt: skip
+                select(
+                    Execution.status, Execution.progress, Execution.current_step, Execution.error, Execution.output
+                ).where(Execution.id == execution_id)
+            ).one()
             steps = executions.steps(session, execution_id, after_seq=after_step)
-            logs, _ = executions.logs(session, execution_id, level=None, limit=1000, offset=after_log,
-                                      with_total=False)  # fmt: skip
+            logs, _ = executions.logs(session, execution_id, level=None, limit=1000, offset=after_log, with_total=False)
             ended = status in FINISHED
-            view = {"status": status, "progress": progress, "current_step": current_step, "error": error,
-                    "output": output if ended else None}  # fmt: skip
+            view = {
+                "status": status,
+                "progress": progress,
+                "current_step": current_step,
+                "error": error,
+                "output": output if ended else None,
+            }
             for item in (*steps, *logs):
                 session.expunge(item)
             return view, steps, logs

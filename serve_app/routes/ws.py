@@ -68,13 +68,15 @@ async def websocket_events(websocket: WebSocket) -> None:
         with contextlib.suppress(Exception):  # failures count per client IP, as for HTTP (guessing tokens)
             await context.rate_limits.check_client(_AsRequest(websocket.scope), "general")
         with contextlib.suppress(Exception):
-            await websocket.send_text(json.dumps({"type": "error", **error_payload(
-                "AUTHENTICATION_ERROR", reason, correlation_id)}))  # fmt: skip
+            await websocket.send_text(
+                json.dumps({"type": "error", **error_payload("AUTHENTICATION_ERROR", reason, correlation_id)})
+            )
             await websocket.close(CLOSE_UNAUTHENTICATED, reason[:120])
         return
     connection = Connection(await _viewer(context, principal), settings.ws_buffer_messages)
-    await _send(websocket, {"type": "authenticated", "data": {"user_id": principal.user_id,
-                                                              "role": principal.role.value}})  # fmt: skip
+    await _send(
+        websocket, {"type": "authenticated", "data": {"user_id": principal.user_id, "role": principal.role.value}}
+    )
     await feed.attach(connection)
     sender = asyncio.create_task(_send_events(websocket, connection, settings.ws_ping_interval_s))
     refresher = asyncio.create_task(_refresh_viewer(context, credential, connection))
@@ -83,8 +85,9 @@ async def websocket_events(websocket: WebSocket) -> None:
     # Watched apart from the sender, which may be stuck writing to a client that does not read.
     overflow = asyncio.create_task(connection.overflowed.wait())
     try:
-        done, _ = await asyncio.wait({sender, receiver, expiry, overflow, refresher},
-                                     return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        done, _ = await asyncio.wait(
+            {sender, receiver, expiry, overflow, refresher}, return_when=asyncio.FIRST_COMPLETED
+        )
         if expiry in done:
             await _close(websocket, CLOSE_UNAUTHENTICATED, "token expired")
         elif refresher in done:
@@ -92,8 +95,9 @@ async def websocket_events(websocket: WebSocket) -> None:
         elif overflow in done:
             sender.cancel()
             log.warning("closing a slow WebSocket consumer of %s (%d queued)", principal.user_id, connection.buffer)
-            await _close(websocket, CLOSE_SLOW_CONSUMER,
-                         f"slow consumer: more than {connection.buffer} messages waiting")  # fmt: skip
+            await _close(
+                websocket, CLOSE_SLOW_CONSUMER, f"slow consumer: more than {connection.buffer} messages waiting"
+            )
     finally:
         feed.detach(connection)
         # Not awaited: this handler may itself be being cancelled (the server closing the connection).
@@ -158,8 +162,10 @@ async def _receive(websocket: WebSocket, connection: Connection, principal: Prin
             reply = _handle(raw, connection, principal)
         except DomainError as error:
             details = error.details
-            reply = {"type": "error", **error_payload(error.code, error.message, correlation_id_of(websocket.scope),
-                                                      details)}  # fmt: skip
+            reply = {
+                "type": "error",
+                **error_payload(error.code, error.message, correlation_id_of(websocket.scope), details),
+            }
         await _send(websocket, reply)
 
 
@@ -232,8 +238,13 @@ async def _send_events(websocket: WebSocket, connection: Connection, ping_interv
 
 
 def _client_message(message: dict[str, Any]) -> dict[str, Any]:
-    return {"type": message["type"], "id": message["id"], "data": message["data"],
-            "timestamp": message["timestamp"], "correlation_id": message.get("trace_id")}  # fmt: skip
+    return {
+        "type": message["type"],
+        "id": message["id"],
+        "data": message["data"],
+        "timestamp": message["timestamp"],
+        "correlation_id": message.get("trace_id"),
+    }
 
 
 async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:

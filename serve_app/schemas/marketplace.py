@@ -123,11 +123,17 @@ class MarketplaceStatusOut(ResponseModel):
     def of(cls, view: ListingView) -> MarketplaceStatusOut:
         listing = view.listing
         return cls(
-            integration_id=listing.id, marketplace_name=listing.marketplace_name, marketplace_agent_id=listing.id,
-            status=listing.status, published_at=listing.published_at, unpublished_at=listing.unpublished_at,
-            marketplace_url=listing_url(listing.id), pricing=PricingOut.model_validate(listing.pricing),
-            tags=listing.tags, usage_metrics=UsageMetricsOut.of(view.usage),
-        )  # fmt: skip
+            integration_id=listing.id,
+            marketplace_name=listing.marketplace_name,
+            marketplace_agent_id=listing.id,
+            status=listing.status,
+            published_at=listing.published_at,
+            unpublished_at=listing.unpublished_at,
+            marketplace_url=listing_url(listing.id),
+            pricing=PricingOut.model_validate(listing.pricing),
+            tags=listing.tags,
+            usage_metrics=UsageMetricsOut.of(view.usage),
+        )
 
 
 class ListingOut(ResponseModel):
@@ -154,12 +160,23 @@ class ListingOut(ResponseModel):
     def of(cls, view: ListingView) -> ListingOut:
         listing, agent = view.listing, view.agent
         return cls(
-            id=listing.id, marketplace_name=listing.marketplace_name, name=listing.name,
-            description=listing.description, pricing=PricingOut.model_validate(listing.pricing), tags=listing.tags,
-            status=listing.status, published_at=listing.published_at, marketplace_url=listing_url(listing.id),
-            agent_id=agent.id, framework=agent.framework, agent_type=agent.agent_type, type=agent.type,
-            capabilities=agent.capabilities, version=agent.version, usage_metrics=UsageMetricsOut.of(view.usage),
-        )  # fmt: skip
+            id=listing.id,
+            marketplace_name=listing.marketplace_name,
+            name=listing.name,
+            description=listing.description,
+            pricing=PricingOut.model_validate(listing.pricing),
+            tags=listing.tags,
+            status=listing.status,
+            published_at=listing.published_at,
+            marketplace_url=listing_url(listing.id),
+            agent_id=agent.id,
+            framework=agent.framework,
+            agent_type=agent.agent_type,
+            type=agent.type,
+            capabilities=agent.capabilities,
+            version=agent.version,
+            usage_metrics=UsageMetricsOut.of(view.usage),
+        )
 
 
 class ListingList(ResponseModel):

@@ -82,8 +82,9 @@ class ExecutionOptions(RequestModel):
 
 
 class ExecuteRequest(RequestModel):
-    input_data: dict[str, Any] = Field(default_factory=dict, validation_alias=AliasChoices("input_data", "inputData",
-                                                                                           "input"))  # fmt: skip
+    input_data: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=AliasChoices("input_data", "inputData", "input")
+    )
     execution_options: ExecutionOptions = Field(default_factory=ExecutionOptions)
     trigger: str = Field("manual", pattern="(?i)^(manual|scheduled|webhook|api|task)$")
     environment: str = Field("development", pattern="(?i)^(development|staging|production)$")

@@ -33,45 +33,91 @@ def cluster_config(head_cpus: int, worker_types: dict, gcs_address: str) -> dict
     """The fake multi-node provider's cluster config, as `ray.cluster_utils.AutoscalingCluster` writes it
     (its template, `fake_multi_node/example.yaml`, is not in Ray's wheel)."""
     return {
-        "cluster_name": "fake_multinode", "max_workers": 8, "head_node_type": "ray.head.default",
-        "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
-                     "disable_launch_config_check": True, "gcs_address": gcs_address},
-        "available_node_types": {
-            "ray.head.default": {"resources": {"CPU": head_cpus}, "node_config": {}, "max_workers": 0}, **worker_types,
+        "cluster_name": "fake_multinode",
+        "max_workers": 8,
+        "head_node_type": "ray.head.default",
+        "provider": {
+            "type": "fake_multinode",
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+            "gcs_address": gcs_address,
         },
-        "auth": {}, "upscaling_speed": 1.0, "idle_timeout_minutes": 5, "docker": {}, "initialization_commands": [],
-        "setup_commands": [], "head_setup_commands": [], "worker_setup_commands": [], "head_start_ray_commands": [],
-        "worker_start_ray_commands": [], "file_mounts": {}, "cluster_synced_files": [],
-        "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": [],
-    }  # fmt: skip
+        "available_node_types": {
+            "ray.head.default": {"resources": {"CPU": head_cpus}, "node_config": {}, "max_workers": 0},
+            **worker_types,
+        },
+        "auth": {},
+        "upscaling_speed": 1.0,
+        "idle_timeout_minutes": 5,
+        "docker": {},
+        "initialization_commands": [],
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [],
+        "worker_start_ray_commands": [],
+        "file_mounts": {},
+        "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False,
+        "rsync_exclude": [],
+        "rsync_filter": [],
+    }
 
 
 @pytest.fixture(scope="module")
 def autoscaling_platform(tmp_path_factory: pytest.TempPathFactory):
     ray_port = free_port()  # not 6379, the fake provider's default: Redis has it
-    config = cluster_config(head_cpus=2, worker_types={
-        "cpu4": {"resources": {"CPU": 4}, "node_config": {}, "min_workers": 0, "max_workers": 1},
-    }, gcs_address=f"{get_node_ip_address()}:{ray_port}")  # fmt: skip
+    config = cluster_config(
+        head_cpus=2,
+        worker_types={
+            "cpu4": {"resources": {"CPU": 4}, "node_config": {}, "min_workers": 0, "max_workers": 1},
+        },
+        gcs_address=f"{get_node_ip_address()}:{ray_port}",
+    )
     folder = tmp_path_factory.mktemp("autoscaling")
     config_path = folder / "cluster.json"
     config_path.write_text(json.dumps(config))
     # `ray start` clusters of Ray 2.60 use token authentication: whoever joins says so.
-    cluster_env = {**os.environ, "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_FAKE_CLUSTER": "1",
-                   "PYTHONPATH": str(REPO_ROOT), "RAY_AUTH_MODE": "token"}  # fmt: skip
-    subprocess.run([RAY, "start", "--head", f"--port={ray_port}", f"--autoscaling-config={config_path}", "--num-cpus=2",
-                    f"--dashboard-port={free_port()}", "--disable-usage-stats"],
-                   env=cluster_env, check=True, capture_output=True, timeout=180)  # fmt: skip
+    cluster_env = {
+        **os.environ,
+        "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+        "RAY_FAKE_CLUSTER": "1",
+        "PYTHONPATH": str(REPO_ROOT),
+        "RAY_AUTH_MODE": "token",
+    }
+    subprocess.run(
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--port={ray_port}",
+            f"--autoscaling-config={config_path}",
+            "--num-cpus=2",
+            f"--dashboard-port={free_port()}",
+            "--disable-usage-stats",
+        ],
+        env=cluster_env,
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
     address = f"127.0.0.1:{ray_port}"
     port = free_port()
     env = {
         **cluster_env,
-        "ORCHESTRATOR_DATA_DIR": str(folder / "platform"), "ORCHESTRATOR_PORT": str(port),
-        "ORCHESTRATOR_DATABASE_URL": "", "ORCHESTRATOR_REDIS_URL": "", "ORCHESTRATOR_ENVIRONMENT": "test",
-        "ORCHESTRATOR_AGENT_CODE_MODULES": "tests.fixtures", "ORCHESTRATOR_RECONCILE_INTERVAL_S": "2",
-        "ORCHESTRATOR_RAY_ADDRESS": address, "RAY_ADDRESS": address,
+        "ORCHESTRATOR_DATA_DIR": str(folder / "platform"),
+        "ORCHESTRATOR_PORT": str(port),
+        "ORCHESTRATOR_DATABASE_URL": "",
+        "ORCHESTRATOR_REDIS_URL": "",
+        "ORCHESTRATOR_ENVIRONMENT": "test",
+        "ORCHESTRATOR_AGENT_CODE_MODULES": "tests.fixtures",
+        "ORCHESTRATOR_RECONCILE_INTERVAL_S": "2",
+        "ORCHESTRATOR_RAY_ADDRESS": address,
+        "RAY_ADDRESS": address,
         # Ray's own autoscaler does not publish its node types to the cluster: the operator declares them.
         "ORCHESTRATOR_RAY_NODE_TYPES": json.dumps([{"cpu": 4}]),
-    }  # fmt: skip
+    }
     (folder / "platform").mkdir()
     platform = Platform(f"http://127.0.0.1:{port}", folder / "platform", folder / "platform" / "up.log", env)
     try:
@@ -85,11 +131,18 @@ def autoscaling_platform(tmp_path_factory: pytest.TempPathFactory):
 def _alive_nodes(address: str) -> int:
     # The driver also prints the autoscaler's events ("(autoscaler +0s) Resized to 6 CPUs.") to stdout, at
     # any moment: the count is the line that says so.
-    script = ("import ray; ray.init(address='auto', logging_level='ERROR'); "
-              "print('alive nodes:', sum(n['Alive'] for n in ray.nodes()), flush=True)")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "RAY_ADDRESS": address,
-                                                              "RAY_AUTH_MODE": "token"},
-                         capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    script = (
+        "import ray; ray.init(address='auto', logging_level='ERROR'); "
+        "print('alive nodes:', sum(n['Alive'] for n in ray.nodes()), flush=True)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "token"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     [count] = [line.split(":", 1)[1] for line in out.stdout.splitlines() if line.startswith("alive nodes:")]
     return int(count)
 
@@ -113,8 +166,9 @@ def test_a_run_asking_for_more_than_the_cluster_has_waits_for_a_new_node(autosca
         never = http.post(url, headers=headers, json={"execution_options": {"resources": {"cpu": 64}}})
         assert never.status_code == 422 and never.json()["error"]["code"] == "INSUFFICIENT_RESOURCES", never.text
 
-        started = http.post(url, headers=headers, json={"input_data": {"value": 1},
-                                                         "execution_options": {"resources": {"cpu": 4}}})  # fmt: skip
+        started = http.post(
+            url, headers=headers, json={"input_data": {"value": 1}, "execution_options": {"resources": {"cpu": 4}}}
+        )
         assert started.status_code == 201, started.text
         run_id = started.json()["execution_id"]
         time.sleep(2)

@@ -180,9 +180,12 @@ def approver(platform: Platform) -> dict[str, str]:
     password = "approver password 1"
     result = subprocess.run(
         [_cli(), "admin", "create", "--email", email, "--role", "admin"],
-        env={**platform.env, "ORCHESTRATOR_ADMIN_PASSWORD": password}, capture_output=True, text=True, timeout=60,
+        env={**platform.env, "ORCHESTRATOR_ADMIN_PASSWORD": password},
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     with httpx.Client(base_url=platform.base_url, timeout=30) as client:
         login = client.post("/api/v1/auth/login", json={"email": email, "password": password})

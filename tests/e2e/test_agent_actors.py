@@ -65,8 +65,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def test_deploy_starts_a_named_actor_with_the_agents_limits_and_undeploy_stops_it(http, owner) -> None:
-    agent = _create(http, owner, framework="langgraph", configuration={"graph": GRAPH},
-                    resource_limits={"cpu": 0.5, "memory": 256})  # fmt: skip
+    agent = _create(
+        http, owner, framework="langgraph", configuration={"graph": GRAPH}, resource_limits={"cpu": 0.5, "memory": 256}
+    )
     response = http.post(f"{AGENTS}/{agent['id']}/deploy", headers=owner)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -172,13 +173,15 @@ def test_container_logs_are_the_actors_own_lines_with_since_until_and_tail(http,
     started = [entry for entry in logs if "started: framework=native" in entry["message"]]
     assert started and started[0]["level"] == "INFO" and started[0]["source"] == "orchestrator.agent"
     stamp = started[0]["timestamp"]
-    later = http.get(f"{AGENTS}/{agent['id']}/container/logs", headers=owner,
-                     params={"since": "2999-01-01T00:00:00Z"}).json()["logs"]  # fmt: skip
+    later = http.get(
+        f"{AGENTS}/{agent['id']}/container/logs", headers=owner, params={"since": "2999-01-01T00:00:00Z"}
+    ).json()["logs"]
     assert later == []
     upto = http.get(f"{AGENTS}/{agent['id']}/container/logs", headers=owner, params={"until": stamp}).json()["logs"]
     assert all(entry["timestamp"] <= stamp for entry in upto) and upto
-    assert len(http.get(f"{AGENTS}/{agent['id']}/container/logs", headers=owner,
-                        params={"tail": 1}).json()["logs"]) == 1  # fmt: skip
+    assert (
+        len(http.get(f"{AGENTS}/{agent['id']}/container/logs", headers=owner, params={"tail": 1}).json()["logs"]) == 1
+    )
     naive = http.get(f"{AGENTS}/{agent['id']}/container/logs", headers=owner, params={"since": "2024-01-01T00:00:00"})
     assert naive.status_code == 422
     http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
@@ -244,10 +247,17 @@ def test_another_tenant_cannot_see_or_control_the_actor(http, owner) -> None:
     agent = _deployed(http, owner)
     email = f"other-{secrets.token_hex(4)}@example.com"
     http.post("/api/v1/auth/register", json={"email": email, "password": "correct horse 1"})
-    other = {"Authorization": "Bearer " + http.post(
-        "/api/v1/auth/login", json={"email": email, "password": "correct horse 1"}).json()["access_token"]}  # fmt: skip
-    for method, path in [("GET", "container"), ("POST", "container/restart"), ("GET", "container/logs"),
-                         ("POST", "undeploy"), ("POST", "deploy")]:  # fmt: skip
+    other = {
+        "Authorization": "Bearer "
+        + http.post("/api/v1/auth/login", json={"email": email, "password": "correct horse 1"}).json()["access_token"]
+    }
+    for method, path in [
+        ("GET", "container"),
+        ("POST", "container/restart"),
+        ("GET", "container/logs"),
+        ("POST", "undeploy"),
+        ("POST", "deploy"),
+    ]:
         assert http.request(method, f"{AGENTS}/{agent['id']}/{path}", headers=other).status_code == 404
     http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
 
@@ -258,14 +268,22 @@ def test_actors_share_a_bounded_number_of_database_connections(http, owner, plat
 
     def connections() -> dict[str, int]:
         with platform_db.connect() as conn:
-            return dict(conn.execute(text(
-                "SELECT application_name, count(*) FROM pg_stat_activity "
-                "WHERE application_name LIKE 'orchestrator:%' GROUP BY application_name"
-            )).all())  # fmt: skip
+            return dict(
+                conn.execute(
+                    text(
+                        "SELECT application_name, count(*) FROM pg_stat_activity "
+                        "WHERE application_name LIKE 'orchestrator:%' GROUP BY application_name"
+                    )
+                ).all()
+            )
 
     def run_tasks_on(agents: list[dict]) -> None:
-        created = [http.post("/api/v1/tasks", headers=owner, json={"agentId": a["id"], "payload": {"seconds": 0.2}})
-                   .json()["id"] for a in agents]  # fmt: skip
+        created = [
+            http.post("/api/v1/tasks", headers=owner, json={"agentId": a["id"], "payload": {"seconds": 0.2}}).json()[
+                "id"
+            ]
+            for a in agents
+        ]
         for task_id in created:
             assert _task_done(http, owner, task_id)["status"] == "completed"
 
@@ -280,8 +298,14 @@ def test_actors_share_a_bounded_number_of_database_connections(http, owner, plat
     # replicas (a pool of 10 each), the store (ORCHESTRATOR_ACTOR_DATABASE_POOL_SIZE), the router
     # and the reconciler (2 each), the event hub (2 + 1), the run pool's actors (2 each, while they run).
     # Nothing else (an agent opening its own would show as `orchestrator`).
-    bounds = {"orchestrator:api": 2 * 10, "orchestrator:store": 4, "orchestrator:router": 2,
-              "orchestrator:reconciler": 2, "orchestrator:event-hub": 3, "orchestrator:run": 2 * 2}  # fmt: skip
+    bounds = {
+        "orchestrator:api": 2 * 10,
+        "orchestrator:store": 4,
+        "orchestrator:router": 2,
+        "orchestrator:reconciler": 2,
+        "orchestrator:event-hub": 3,
+        "orchestrator:run": 2 * 2,
+    }
     assert set(before) | set(after) <= set(bounds), (before, after)
     assert all(count <= bounds[name] for name, count in after.items()), after
     for agent in first + more:
@@ -319,9 +343,15 @@ def _task_done(http: httpx.Client, headers: dict[str, str], task_id: str) -> dic
 
 def test_a_hosted_agent_runs_its_task_in_its_actor_with_the_real_graph(http, owner) -> None:
     agent = _deployed(http, owner, framework="langgraph", configuration={"graph": GRAPH, "responses": ["Reset it."]})
-    response = http.post("/api/v1/tasks", headers=owner, json={
-        "type": "faq_update", "agentId": agent["id"], "payload": {"question": "Password reset?", "messages": []},
-    })  # fmt: skip
+    response = http.post(
+        "/api/v1/tasks",
+        headers=owner,
+        json={
+            "type": "faq_update",
+            "agentId": agent["id"],
+            "payload": {"question": "Password reset?", "messages": []},
+        },
+    )
     assert response.status_code == 201 and response.json()["status"] == "assigned"
     task = _task_done(http, owner, response.json()["id"])
     assert task["status"] == "completed" and task["started_at"] and task["completed_at"]
@@ -343,8 +373,10 @@ def test_a_failing_handler_fails_the_task_not_the_agent(http, owner) -> None:
 
 def test_an_external_worker_pulls_its_tasks_and_reports_them(http, owner) -> None:
     agent = _deployed(http, owner, mode="external", max_concurrent_tasks=3)
-    created = [http.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"], "priority": p}).json()
-               for p in ("P2", "low")]  # fmt: skip
+    created = [
+        http.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"], "priority": p}).json()
+        for p in ("P2", "low")
+    ]
     pulled = http.get(f"{AGENTS}/{agent['id']}/tasks", headers=owner, params={"status": "assigned"}).json()["tasks"]
     assert [task["id"] for task in pulled] == [task["id"] for task in created]
     for task in pulled:
@@ -357,8 +389,11 @@ def test_an_external_worker_pulls_its_tasks_and_reports_them(http, owner) -> Non
 
 def test_a_task_for_a_passivated_agent_reactivates_it(http, owner) -> None:
     agent = _deployed(http, owner, configuration={"handler": "tests.fixtures.handlers:whoami"})
-    _eventually(lambda: _container(http, owner, agent["id"])["status"] == "passivated",
-                timeout_s=E2E_IDLE_TIMEOUT_S + 30, what="passivation")  # fmt: skip
+    _eventually(
+        lambda: _container(http, owner, agent["id"])["status"] == "passivated",
+        timeout_s=E2E_IDLE_TIMEOUT_S + 30,
+        what="passivation",
+    )
     created = http.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"], "payload": {"n": 1}})
     task = _task_done(http, owner, created.json()["id"])
     assert task["status"] == "completed" and task["result"]["n"] == 1
@@ -370,8 +405,10 @@ def test_a_task_whose_process_dies_fails_with_the_reason_and_frees_the_agent(htt
     agent = _deployed(http, owner, configuration={"handler": "tests.fixtures.handlers:sleep"})
     created = http.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"], "payload": {"seconds": 60}})
     task_id = created.json()["id"]
-    _eventually(lambda: http.get(f"/api/v1/tasks/{task_id}", headers=owner).json()["status"] == "in_progress",
-                what="the task started")  # fmt: skip
+    _eventually(
+        lambda: http.get(f"/api/v1/tasks/{task_id}", headers=owner).json()["status"] == "in_progress",
+        what="the task started",
+    )
     os.kill(_container(http, owner, agent["id"])["pid"], signal.SIGKILL)
     task = _task_done(http, owner, task_id)
     assert task["status"] == "failed" and "process stopped" in task["error"]

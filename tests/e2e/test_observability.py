@@ -33,8 +33,11 @@ def _children(spans: list[dict[str, Any]], parent: dict[str, Any]) -> list[dict[
 def test_a_task_is_one_trace_from_the_request_through_the_router_to_the_database(http, owner, platform) -> None:
     _deployed(http, owner, mode="external", type="dev", max_concurrent_tasks=1)  # it takes the task
     correlation_id = f"e2e-trace-{secrets.token_hex(4)}"
-    response = http.post("/api/v1/tasks", headers={**owner, "X-Correlation-ID": correlation_id},
-                         json={"type": "bugfix", "title": "traced task", "priority": "P3"})  # fmt: skip
+    response = http.post(
+        "/api/v1/tasks",
+        headers={**owner, "X-Correlation-ID": correlation_id},
+        json={"type": "bugfix", "title": "traced task", "priority": "P3"},
+    )
     assert response.status_code == 201, response.text
 
     def traced() -> list[dict[str, Any]] | None:
@@ -68,9 +71,13 @@ def test_a_task_is_one_trace_from_the_request_through_the_router_to_the_database
 
 
 def test_a_run_is_traced_into_its_actor_and_its_steps_writes(http, owner, platform) -> None:
-    workflow = _workflow(http, owner, {"id": "in", "type": "input"},
-                         {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
-                         {"id": "out", "type": "output"})  # fmt: skip
+    workflow = _workflow(
+        http,
+        owner,
+        {"id": "in", "type": "input"},
+        {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
+        {"id": "out", "type": "output"},
+    )
     correlation_id = f"e2e-run-{secrets.token_hex(4)}"
     traced_owner = {**owner, "X-Correlation-ID": correlation_id}
     execution_id = _execute(http, traced_owner, workflow, input_data={"value": 1})
@@ -109,8 +116,10 @@ def test_system_status_lists_the_platform_actors_and_live_nodes(http, approver, 
 def test_system_logs_return_the_platform_actors_lines(http, approver) -> None:
     body = http.get("/api/v1/system/logs?service=router&level=info&limit=50", headers=approver).json()
     assert body["logs"], body
-    assert all(entry["service"] == "router" and entry["level"] in ("INFO", "WARNING", "ERROR", "CRITICAL")
-               for entry in body["logs"])  # fmt: skip
+    assert all(
+        entry["service"] == "router" and entry["level"] in ("INFO", "WARNING", "ERROR", "CRITICAL")
+        for entry in body["logs"]
+    )
     assert any(entry["message"].startswith("router started") for entry in body["logs"])
     stamps = [entry["timestamp"] for entry in body["logs"]]
     assert stamps == sorted(stamps, reverse=True)
@@ -125,8 +134,9 @@ def test_rays_metrics_port_exports_the_platform_metrics(http, approver) -> None:
         names = set()
         for port in ports:
             text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-            names |= {line.split("{")[0].split(" ")[0] for line in text.splitlines()
-                      if line.startswith("ray_orchestrator_")}  # fmt: skip
+            names |= {
+                line.split("{")[0].split(" ")[0] for line in text.splitlines() if line.startswith("ray_orchestrator_")
+            }
         # The router sets its queue depth every tick, the reconciler the run gauges every pass.
         wanted = {"ray_orchestrator_queue_depth", "ray_orchestrator_runs", "ray_orchestrator_approvals_pending"}
         return names if wanted <= names else None

@@ -121,14 +121,26 @@ def test_every_response_has_rate_limit_headers(http: httpx.Client) -> None:
 def test_admin_create_from_the_cli_makes_an_account_that_can_log_in(platform: Platform, http: httpx.Client) -> None:
     email = f"cli-{uuid.uuid4().hex[:8]}@example.com"
     env = {**platform.env, "ORCHESTRATOR_ADMIN_PASSWORD": PASSWORD}
-    result = subprocess.run([*_cli_args(), "admin", "create", "--email", email, "--role", "agent"], env=env,
-                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [*_cli_args(), "admin", "create", "--email", email, "--role", "agent"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert f"created agent {email}" in result.stdout
     tokens = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert tokens.status_code == 200 and tokens.json()["user"]["role"] == "agent"
-    again = subprocess.run([*_cli_args(), "admin", "create", "--email", email], env=env, capture_output=True,
-                           text=True, timeout=60, check=False)  # fmt: skip
+    again = subprocess.run(
+        [*_cli_args(), "admin", "create", "--email", email],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert again.returncode == 1 and "CONFLICT" in again.stderr
 
 
@@ -141,8 +153,11 @@ def test_agents_registry_over_http(http: httpx.Client) -> None:
     http.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
     token = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
-    created = http.post("/api/v1/agents", headers=headers,
-                        json={"name": "Ops bot", "type": "ops", "capabilities": ["kubernetes", "helm"]})  # fmt: skip
+    created = http.post(
+        "/api/v1/agents",
+        headers=headers,
+        json={"name": "Ops bot", "type": "ops", "capabilities": ["kubernetes", "helm"]},
+    )
     assert created.status_code == 201, created.text
     listed = http.get("/api/v1/agents", params={"capabilities": "helm", "type": "ops"}, headers=headers).json()
     assert [agent["id"] for agent in listed["agents"]] == [created.json()["id"]]

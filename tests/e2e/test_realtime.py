@@ -53,10 +53,14 @@ def _account(http: httpx.Client) -> dict[str, str]:
 
 
 def test_a_runs_updates_arrive_in_order(http, owner, platform) -> None:
-    workflow = _workflow(http, owner, {"id": "in", "type": "input"},
-                         {"id": "a", "type": "python", "config": {"function": f"{FIX}:add_one"}},
-                         {"id": "b", "type": "python", "config": {"function": f"{FIX}:add_one"}},
-                         {"id": "out", "type": "output"})  # fmt: skip
+    workflow = _workflow(
+        http,
+        owner,
+        {"id": "in", "type": "input"},
+        {"id": "a", "type": "python", "config": {"function": f"{FIX}:add_one"}},
+        {"id": "b", "type": "python", "config": {"function": f"{FIX}:add_one"}},
+        {"id": "out", "type": "output"},
+    )
     with _ws(platform) as ws:
         ws.send(json.dumps({"type": "auth", "token": owner["Authorization"].split()[1]}))  # first-message auth
         assert _receive(ws)["type"] == "authenticated"
@@ -119,8 +123,9 @@ def test_a_client_that_stops_reading_is_closed_with_4008_and_does_not_hold_the_o
     try:
         for i in range(count):
             payload = {"i": i, "blob": blob}
-            published = http.post("/api/v1/events/publish", headers=owner,
-                                  json={"event_type": "load.test", "payload": payload})  # fmt: skip
+            published = http.post(
+                "/api/v1/events/publish", headers=owner, json={"event_type": "load.test", "payload": payload}
+            )
             assert published.status_code == 201, published.text
             assert _receive(healthy)["data"]["i"] == i  # the others are not held back
     finally:
@@ -145,12 +150,20 @@ def _largest_socket_buffers() -> int:
 def test_the_dashboard_counts_the_runs_the_cluster_ran(http, owner) -> None:
     """Runs executed by run actors (their own processes, writing through the store) are in the dashboard's
     figures at once: the rollups are kept in the transactions that change the runs."""
-    good = _workflow(http, owner, {"id": "in", "type": "input"},
-                     {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
-                     {"id": "out", "type": "output"})  # fmt: skip
-    bad = _workflow(http, owner, {"id": "in", "type": "input"},
-                    {"id": "boom", "type": "python", "config": {"function": f"{FIX}:broken"}},
-                    {"id": "out", "type": "output"})  # fmt: skip
+    good = _workflow(
+        http,
+        owner,
+        {"id": "in", "type": "input"},
+        {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
+        {"id": "out", "type": "output"},
+    )
+    bad = _workflow(
+        http,
+        owner,
+        {"id": "in", "type": "input"},
+        {"id": "boom", "type": "python", "config": {"function": f"{FIX}:broken"}},
+        {"id": "out", "type": "output"},
+    )
     ids = [_execute(http, owner, good, input_data={"value": n}) for n in range(3)]
     ids.append(_execute(http, owner, bad, input_data={}))
     runs = [_ended(http, owner, run_id) for run_id in ids]
@@ -213,28 +226,39 @@ class _Receiver(BaseHTTPRequestHandler):
 def test_webhooks_retry_while_the_receiver_is_down_and_deliver_every_event_after(http, owner) -> None:
     port = free_port()
     _Receiver.secret, _Receiver.received, _Receiver.bad_signatures = "e2e-webhook-secret-1", [], 0
-    hook = http.post("/api/v1/webhooks", headers=owner, json={
-        "url": f"http://127.0.0.1:{port}/hook", "events": ["order.*"], "secret": _Receiver.secret})  # fmt: skip
+    hook = http.post(
+        "/api/v1/webhooks",
+        headers=owner,
+        json={"url": f"http://127.0.0.1:{port}/hook", "events": ["order.*"], "secret": _Receiver.secret},
+    )
     assert hook.status_code == 201, hook.text
     hook_id = hook.json()["id"]
     # Down: nothing listens on the port yet.
-    published = [http.post("/api/v1/events/publish", headers=owner,
-                           json={"event_type": "order.placed", "payload": {"n": i}}).json()["event"]["id"]
-                 for i in range(5)]  # fmt: skip
+    published = [
+        http.post(
+            "/api/v1/events/publish", headers=owner, json={"event_type": "order.placed", "payload": {"n": i}}
+        ).json()["event"]["id"]
+        for i in range(5)
+    ]
 
     def deliveries() -> list[dict]:
         return http.get(f"/api/v1/webhooks/{hook_id}/deliveries", headers=owner, params={"limit": 100}).json()[
             "deliveries"
         ]
 
-    _eventually(lambda: len(deliveries()) == 5 and all(d["status"] == "failed" and d["attempts"] >= 2
-                                                       for d in deliveries()), timeout_s=30,
-                what="every delivery failed and retried while the receiver is down")  # fmt: skip
+    _eventually(
+        lambda: len(deliveries()) == 5 and all(d["status"] == "failed" and d["attempts"] >= 2 for d in deliveries()),
+        timeout_s=30,
+        what="every delivery failed and retried while the receiver is down",
+    )
     server = ThreadingHTTPServer(("127.0.0.1", port), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        _eventually(lambda: all(d["status"] == "delivered" for d in deliveries()), timeout_s=30,
-                    what="every delivery made once the receiver is back")  # fmt: skip
+        _eventually(
+            lambda: all(d["status"] == "delivered" for d in deliveries()),
+            timeout_s=30,
+            what="every delivery made once the receiver is back",
+        )
     finally:
         server.shutdown()
     assert sorted(set(_Receiver.received)) == sorted(published) and _Receiver.bad_signatures == 0

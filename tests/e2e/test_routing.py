@@ -24,8 +24,9 @@ APPROVALS = "/api/v1/approvals"
 def _pending_then_assigned(http: httpx.Client, headers: dict, task_id: str) -> dict:
     return _eventually(
         lambda: (t := http.get(f"{TASKS}/{task_id}", headers=headers).json())["status"] != "pending" and t,
-        timeout_s=30, what=f"task {task_id} routed",
-    )  # fmt: skip
+        timeout_s=30,
+        what=f"task {task_id} routed",
+    )
 
 
 def _finish(http: httpx.Client, headers: dict, task_id: str) -> None:
@@ -57,13 +58,22 @@ def test_a_p0_is_not_delayed_by_a_flood_of_p3_and_capacity_is_respected(http, ow
     agent = _deployed(http, owner, mode="external", type="dev", max_concurrent_tasks=1)
     flood = [http.post(TASKS, headers=owner, json={"type": "feature", "priority": "P3"}).json() for _ in range(15)]
     first = _eventually(
-        lambda: [t for t in http.get(f"{AGENTS}/{agent['id']}/tasks", headers=owner, params={"status": "active"})
-                 .json()["tasks"]], what="one task assigned")  # fmt: skip
+        lambda: [
+            t
+            for t in http.get(f"{AGENTS}/{agent['id']}/tasks", headers=owner, params={"status": "active"}).json()[
+                "tasks"
+            ]
+        ],
+        what="one task assigned",
+    )
     assert len(first) == 1  # capacity 1: only one of the flood is assigned
     critical = http.post(TASKS, headers=owner, json={"type": "bugfix", "priority": "P0"}).json()
     assert critical["status"] == "awaiting_approval"  # P0 work waits for a human first
-    [approval] = [a for a in http.get(f"{APPROVALS}/pending", headers=approver).json()["approvals"]
-                  if a["task_id"] == critical["id"]]  # fmt: skip
+    [approval] = [
+        a
+        for a in http.get(f"{APPROVALS}/pending", headers=approver).json()["approvals"]
+        if a["task_id"] == critical["id"]
+    ]
     assert http.post(f"{APPROVALS}/{approval['id']}/approve", headers=approver).json()["status"] == "approved"
     time.sleep(1.5)  # routing ticks pass: the P0 must still wait for the free slot, not jump capacity
     assert http.get(f"{TASKS}/{critical['id']}", headers=owner).json()["status"] == "pending"
@@ -134,8 +144,9 @@ def test_approvals_hold_no_process_while_pending_and_decide_through_their_actor(
     approved = http.post(f"{APPROVALS}/{pending[gated[0]['id']]['id']}/approve", headers=approver)
     assert approved.status_code == 200 and approved.json()["status"] == "approved"
     assert _pending_then_assigned(http, owner, gated[0]["id"])["agent_id"] == agent["id"]
-    rejected = http.post(f"{APPROVALS}/{pending[gated[1]['id']]['id']}/reject", headers=approver,
-                         params={"reason": "not now"})  # fmt: skip
+    rejected = http.post(
+        f"{APPROVALS}/{pending[gated[1]['id']]['id']}/reject", headers=approver, params={"reason": "not now"}
+    )
     assert rejected.json()["status"] == "rejected"
     task = http.get(f"{TASKS}/{gated[1]['id']}", headers=owner).json()
     assert task["status"] == "failed" and task["error"] == "rejected: not now"

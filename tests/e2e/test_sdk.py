@@ -102,8 +102,11 @@ def _drive_task(platform, sdk: Client, approver: dict, project_id: str, agent_id
     try:
         admin = Client(platform.base_url, token=approver["Authorization"].removeprefix("Bearer "))
         task = _eventually(lambda: next(iter(sdk.projects.tasks(project_id)), None), timeout_s=30, what="task")
-        approval = _eventually(lambda: next((a for a in admin.approvals.pending() if a.task_id == task.id), None),
-                               timeout_s=30, what="the task's approval")  # fmt: skip
+        approval = _eventually(
+            lambda: next((a for a in admin.approvals.pending() if a.task_id == task.id), None),
+            timeout_s=30,
+            what="the task's approval",
+        )
         admin.approvals.approve(approval.id)
         if sdk.tasks.get(task.id).status == "pending":
             sdk.tasks.assign(task.id, agent_id)
@@ -120,8 +123,11 @@ def test_the_api_guides_python_example_runs_as_written(platform, sdk, approver, 
     agent = sdk.agents.create(name=f"worker-{secrets.token_hex(3)}", mode="external")
     sdk.agents.deploy(agent.id)
     key = sdk.auth.create_api_key("seed-example")
-    code = (SEED_EXAMPLE.replace("http://localhost:3000", platform.base_url)
-            .replace("your-api-key", key.key).replace("proj-123", project.id))  # fmt: skip
+    code = (
+        SEED_EXAMPLE.replace("http://localhost:3000", platform.base_url)
+        .replace("your-api-key", key.key)
+        .replace("proj-123", project.id)
+    )
     errors: list[Exception] = []
     driver = threading.Thread(target=_drive_task, args=(platform, sdk, approver, project.id, agent.id, errors))
     driver.start()
@@ -150,19 +156,25 @@ def _workflow(sdk: Client, *nodes: dict) -> Any:
 
 
 def test_a_workflow_run_waits_with_progress_and_a_failure_raises(sdk, capsys) -> None:
-    workflow = _workflow(sdk, {"id": "in", "type": "input"},
-                         {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
-                         {"id": "nap", "type": "python", "config": {"function": f"{FIX}:sleep"}},
-                         {"id": "out", "type": "output"})  # fmt: skip
+    workflow = _workflow(
+        sdk,
+        {"id": "in", "type": "input"},
+        {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
+        {"id": "nap", "type": "python", "config": {"function": f"{FIX}:sleep"}},
+        {"id": "out", "type": "output"},
+    )
     run = sdk.workflows.execute(workflow.id, {"value": 41, "seconds": 1}).wait(timeout=120)
     assert run.status == "completed" and run.output["value"] == 42
     assert "4/4" in capsys.readouterr().err  # the progress bar: steps done of the graph's nodes
     assert [step.node_id for step in run.steps()] == ["in", "add", "nap", "out"]
     assert isinstance(run.logs(), list) and "<table>" in run._repr_html_()
 
-    broken = _workflow(sdk, {"id": "in", "type": "input"},
-                       {"id": "boom", "type": "python", "retry_count": 0, "config": {"function": f"{FIX}:broken"}},
-                       {"id": "out", "type": "output"})  # fmt: skip
+    broken = _workflow(
+        sdk,
+        {"id": "in", "type": "input"},
+        {"id": "boom", "type": "python", "retry_count": 0, "config": {"function": f"{FIX}:broken"}},
+        {"id": "out", "type": "output"},
+    )
     with pytest.raises(RunFailed) as caught:
         sdk.workflows.execute(broken.id, {}).wait(timeout=120, progress=False)
     assert caught.value.step == "boom" and "this node always fails" in caught.value.error
@@ -200,9 +212,12 @@ class _DropStreams(httpx.HTTPTransport):
 
 
 def test_an_interrupted_run_stream_resumes_without_loss_or_duplicates(platform, sdk) -> None:
-    workflow = _workflow(sdk, {"id": "in", "type": "input"},
-                         *[{"id": f"s{i}", "type": "python", "config": {"function": f"{FIX}:sleep"}} for i in range(3)],
-                         {"id": "out", "type": "output"})  # fmt: skip
+    workflow = _workflow(
+        sdk,
+        {"id": "in", "type": "input"},
+        *[{"id": f"s{i}", "type": "python", "config": {"function": f"{FIX}:sleep"}} for i in range(3)],
+        {"id": "out", "type": "output"},
+    )
     email, password = sdk._credentials.email, sdk._credentials.password
     dropping = _DropStreams(drops=3, after=2)
     with Client(platform.base_url, email=email, password=password, transport=dropping) as client:
@@ -249,8 +264,19 @@ def test_the_sdk_guide_examples_run(platform, sdk, monkeypatch, capsys) -> None:
     for number, block in enumerate(blocks):
         exec(compile(block, f"docs/sdk.md block {number}", "exec"), namespace)  # noqa: S102
     out = capsys.readouterr().out
-    for expected in ("pending P3 True", "Started on the examples", "['Draft', 'Publish', 'Review', 'Write", "2 4 True",
-                     "404 NOT_FOUND True", "priority", "completed 42", "['in', 'add', 'out']", "add | ",
-                     "3 end", "error no agent for it", "(True, True)"):  # fmt: skip
+    for expected in (
+        "pending P3 True",
+        "Started on the examples",
+        "['Draft', 'Publish', 'Review', 'Write",
+        "2 4 True",
+        "404 NOT_FOUND True",
+        "priority",
+        "completed 42",
+        "['in', 'add', 'out']",
+        "add | ",
+        "3 end",
+        "error no agent for it",
+        "(True, True)",
+    ):
         assert expected in out, (expected, out)
     print(out)

@@ -24,8 +24,7 @@ def _account(http: httpx.Client) -> dict[str, str]:
 def test_a_tenants_flood_does_not_starve_another_tenant_on_a_shared_agent(http, owner, approver) -> None:
     kind = f"fair{secrets.token_hex(3)}"
     assert http.put(RULES, headers=approver, json={"rules": {kind: {"tags": [kind]}}}).status_code == 200
-    shared = _deployed(http, approver, mode="external", type="dev", tags=[kind], is_public=True,
-                       max_concurrent_tasks=1)  # fmt: skip
+    shared = _deployed(http, approver, mode="external", type="dev", tags=[kind], is_public=True, max_concurrent_tasks=1)
     other = _account(http)
     flood = [http.post(TASKS, headers=owner, json={"type": kind, "title": f"a{i}"}).json()["id"] for i in range(8)]
     late = [http.post(TASKS, headers=other, json={"type": kind, "title": f"b{i}"}).json()["id"] for i in range(2)]
@@ -34,9 +33,12 @@ def test_a_tenants_flood_does_not_starve_another_tenant_on_a_shared_agent(http, 
     while len(order) < len(mine):
         # The platform's admin runs the shared agent's worker: it finishes whatever it was given.
         active = _eventually(
-            lambda: http.get(f"{AGENTS}/{shared['id']}/tasks", headers=approver, params={"status": "active"})
-            .json()["tasks"], timeout_s=30, what="the shared agent given a task",
-        )  # fmt: skip
+            lambda: http.get(f"{AGENTS}/{shared['id']}/tasks", headers=approver, params={"status": "active"}).json()[
+                "tasks"
+            ],
+            timeout_s=30,
+            what="the shared agent given a task",
+        )
         assert len(active) == 1  # capacity 1
         task = active[0]
         if task["id"] in mine:
@@ -58,8 +60,9 @@ def test_an_sla_breach_fires_an_event_and_raises_the_priority(http, owner, appro
     task = http.post(TASKS, headers=owner, json={"type": kind, "priority": "low", "slaTarget": 1}).json()
     breached = _eventually(
         lambda: (t := http.get(f"{TASKS}/{task['id']}", headers=owner).json())["sla_breached_at"] and t,
-        timeout_s=30, what="SLA breach recorded",
-    )  # fmt: skip
+        timeout_s=30,
+        what="SLA breach recorded",
+    )
     assert breached["priority"] == "P2" and breached["status"] == "pending"
     events = http.get("/api/v1/events", headers=owner, params={"type": "task.sla_breached", "taskId": task["id"]})
     [event] = events.json()["events"]
@@ -71,8 +74,9 @@ def test_an_sla_breach_fires_an_event_and_raises_the_priority(http, owner, appro
 def test_a_file_travels_through_the_proxy_and_back(http, owner) -> None:
     task = http.post(TASKS, headers=owner, json={"type": "docs", "priority": "P3"}).json()
     content = ("# Notes\n" + "line of text\n" * 200_000).encode()  # ~2.6 MB: over the JSON body limit
-    uploaded = http.post(f"{TASKS}/{task['id']}/files", headers=owner,
-                         files={"file": ("notes.md", content, "text/markdown")})  # fmt: skip
+    uploaded = http.post(
+        f"{TASKS}/{task['id']}/files", headers=owner, files={"file": ("notes.md", content, "text/markdown")}
+    )
     assert uploaded.status_code == 201, uploaded.text
     download = http.get(uploaded.json()["download_url"], headers=owner)
     assert download.status_code == 200 and download.content == content

@@ -21,8 +21,11 @@ EXECUTING = "WorkflowRunActor.execute"  # Ray's process title while an actor run
 def _workflow(http: httpx.Client, headers: dict, *nodes: dict) -> dict:
     agent = _create(http, headers)
     edges = [{"source": a["id"], "target": b["id"]} for a, b in pairwise(nodes)]
-    response = http.post(f"{AGENTS}/{agent['id']}/workflows", headers=headers,
-                         json={"name": "Flow", "workflow_data": {"nodes": list(nodes), "edges": edges}})  # fmt: skip
+    response = http.post(
+        f"{AGENTS}/{agent['id']}/workflows",
+        headers=headers,
+        json={"name": "Flow", "workflow_data": {"nodes": list(nodes), "edges": edges}},
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -39,9 +42,12 @@ def _run(http: httpx.Client, headers: dict, execution_id: str) -> dict:
 
 def _ended(http: httpx.Client, headers: dict, execution_id: str, timeout_s: float = 60) -> dict:
     return _eventually(
-        lambda: (r := _run(http, headers, execution_id))["status"] in ("completed", "failed", "cancelled", "timeout")
-        and r, timeout_s=timeout_s, what=f"run {execution_id} ended",
-    )  # fmt: skip
+        lambda: (
+            (r := _run(http, headers, execution_id))["status"] in ("completed", "failed", "cancelled", "timeout") and r
+        ),
+        timeout_s=timeout_s,
+        what=f"run {execution_id} ended",
+    )
 
 
 def _executing() -> list[psutil.Process]:
@@ -49,9 +55,13 @@ def _executing() -> list[psutil.Process]:
 
 
 def test_a_run_binds_to_a_warm_actor_and_streams_its_steps(http, owner) -> None:
-    workflow = _workflow(http, owner, {"id": "in", "type": "input"},
-                         {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
-                         {"id": "out", "type": "output"})  # fmt: skip
+    workflow = _workflow(
+        http,
+        owner,
+        {"id": "in", "type": "input"},
+        {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
+        {"id": "out", "type": "output"},
+    )
     run = _ended(http, owner, _execute(http, owner, workflow, input_data={"value": 41}))
     assert run["status"] == "completed" and run["output"]["value"] == 42
     assert run["actor_name"].startswith("run-pool:") and run["correlation_id"]
@@ -61,17 +71,24 @@ def test_a_run_binds_to_a_warm_actor_and_streams_its_steps(http, owner) -> None:
 
 
 def test_a_run_killed_mid_step_20_times_resumes_with_each_side_effect_once(http, owner, tmp_path) -> None:
-    workflow = _workflow(http, owner, {"id": "in", "type": "input"},
-                         {"id": "first", "type": "python", "config": {"function": f"{FIX}:effect"}},
-                         {"id": "second", "type": "python", "config": {"function": f"{FIX}:effect"}},
-                         {"id": "out", "type": "output"})  # fmt: skip
+    workflow = _workflow(
+        http,
+        owner,
+        {"id": "in", "type": "input"},
+        {"id": "first", "type": "python", "config": {"function": f"{FIX}:effect"}},
+        {"id": "second", "type": "python", "config": {"function": f"{FIX}:effect"}},
+        {"id": "out", "type": "output"},
+    )
     for trial in range(20):
         effects = tmp_path / f"trial-{trial}"
         run_id = _execute(http, owner, workflow, input_data={"effects_dir": str(effects), "effect_sleep": 0.8})
         victim_node = "first" if trial % 2 == 0 else "second"
         calls = effects / "calls"
-        _eventually(lambda: calls.exists() and f":{victim_node}:" in calls.read_text(), timeout_s=60,  # noqa: B023
-                    what=f"trial {trial}: node {victim_node} started")  # fmt: skip
+        _eventually(
+            lambda: calls.exists() and f":{victim_node}:" in calls.read_text(),  # noqa: B023
+            timeout_s=60,
+            what=f"trial {trial}: node {victim_node} started",
+        )
         [process] = _eventually(_executing, timeout_s=10, what="the executing run actor")
         process.send_signal(signal.SIGKILL)
         run = _ended(http, owner, run_id)
@@ -86,14 +103,22 @@ def test_a_run_killed_mid_step_20_times_resumes_with_each_side_effect_once(http,
 
 
 def test_an_approval_wait_holds_no_process_and_the_decision_resumes_the_run(http, owner, approver) -> None:
-    workflow = _workflow(http, owner, {"id": "in", "type": "input"},
-                         {"id": "gate", "type": "approval", "config": {"reason": "Deploy?"}},
-                         {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
-                         {"id": "out", "type": "output"})  # fmt: skip
+    workflow = _workflow(
+        http,
+        owner,
+        {"id": "in", "type": "input"},
+        {"id": "gate", "type": "approval", "config": {"reason": "Deploy?"}},
+        {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
+        {"id": "out", "type": "output"},
+    )
     before = len([p for p in psutil.process_iter(["cmdline"]) if "ray::" in " ".join(p.info["cmdline"] or [])])
     run_ids = [_execute(http, owner, workflow, input_data={"value": i}) for i in range(5)]
-    waiting = [_eventually(lambda r=r: (x := _run(http, owner, r))["status"] == "waiting" and x, timeout_s=30,
-                           what="run waiting") for r in run_ids]  # fmt: skip
+    waiting = [
+        _eventually(
+            lambda r=r: (x := _run(http, owner, r))["status"] == "waiting" and x, timeout_s=30, what="run waiting"
+        )
+        for r in run_ids
+    ]
     assert _executing() == []  # five runs waiting, no run actor executing any of them
     after = len([p for p in psutil.process_iter(["cmdline"]) if "ray::" in " ".join(p.info["cmdline"] or [])])
     assert after <= before  # no process was started for the waits
@@ -106,9 +131,13 @@ def test_an_approval_wait_holds_no_process_and_the_decision_resumes_the_run(http
 
 
 def test_a_running_run_is_cancelled_at_once(http, owner) -> None:
-    workflow = _workflow(http, owner, {"id": "in", "type": "input"},
-                         {"id": "nap", "type": "python", "config": {"function": f"{FIX}:sleep"}},
-                         {"id": "out", "type": "output"})  # fmt: skip
+    workflow = _workflow(
+        http,
+        owner,
+        {"id": "in", "type": "input"},
+        {"id": "nap", "type": "python", "config": {"function": f"{FIX}:sleep"}},
+        {"id": "out", "type": "output"},
+    )
     run_id = _execute(http, owner, workflow, input_data={"seconds": 30})
     _eventually(lambda: _run(http, owner, run_id)["current_step"] == "nap", timeout_s=30, what="run at nap")
     started = time.monotonic()
@@ -116,16 +145,21 @@ def test_a_running_run_is_cancelled_at_once(http, owner) -> None:
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert time.monotonic() - started < 6
     # The pool recycles the actor whose node thread was abandoned; the next run still runs.
-    timed = _ended(http, owner, _execute(http, owner, workflow, input_data={"seconds": 5},
-                                         execution_options={"timeout": 500}))  # fmt: skip
+    timed = _ended(
+        http, owner, _execute(http, owner, workflow, input_data={"seconds": 5}, execution_options={"timeout": 500})
+    )
     assert timed["status"] == "timeout"
 
 
 def test_a_cluster_restart_mid_run_resumes_it(http, owner, platform, tmp_path) -> None:
-    workflow = _workflow(http, owner, {"id": "in", "type": "input"},
-                         {"id": "first", "type": "python", "config": {"function": f"{FIX}:effect"}},
-                         {"id": "second", "type": "python", "config": {"function": f"{FIX}:effect"}},
-                         {"id": "out", "type": "output"})  # fmt: skip
+    workflow = _workflow(
+        http,
+        owner,
+        {"id": "in", "type": "input"},
+        {"id": "first", "type": "python", "config": {"function": f"{FIX}:effect"}},
+        {"id": "second", "type": "python", "config": {"function": f"{FIX}:effect"}},
+        {"id": "out", "type": "output"},
+    )
     effects = tmp_path / "restart"
     run_id = _execute(http, owner, workflow, input_data={"effects_dir": str(effects), "effect_sleep": 4})
     _eventually(lambda: (effects / "calls").exists(), timeout_s=30, what="first node started")
@@ -145,8 +179,11 @@ def test_a_hosted_agent_runs_its_active_workflow_on_the_tasks_routed_to_it(http,
         {"id": "out", "type": "output", "config": {"fields": ["value"]}},
     ]
     edges = [{"source": a["id"], "target": b["id"]} for a, b in pairwise(nodes)]
-    made = http.post(f"{AGENTS}/{agent['id']}/workflows", headers=owner,
-                     json={"name": "on tasks", "workflow_data": {"nodes": nodes, "edges": edges}})  # fmt: skip
+    made = http.post(
+        f"{AGENTS}/{agent['id']}/workflows",
+        headers=owner,
+        json={"name": "on tasks", "workflow_data": {"nodes": nodes, "edges": edges}},
+    )
     assert made.status_code == 201, made.text
     task = http.post(
         "/api/v1/tasks",
@@ -154,9 +191,13 @@ def test_a_hosted_agent_runs_its_active_workflow_on_the_tasks_routed_to_it(http,
         json={"type": "general", "priority": "P3", "agentId": agent["id"], "payload": {"value": 20}},
     ).json()
     done = _eventually(
-        lambda: (t := http.get(f"/api/v1/tasks/{task['id']}", headers=owner).json())["status"]
-        in ("completed", "failed") and t, timeout_s=60, what="the task done",
-    )  # fmt: skip
+        lambda: (
+            (t := http.get(f"/api/v1/tasks/{task['id']}", headers=owner).json())["status"] in ("completed", "failed")
+            and t
+        ),
+        timeout_s=60,
+        what="the task done",
+    )
     assert done["status"] == "completed" and done["result"] == {"value": 21}, done  # the workflow, not the handler
     [run] = http.get("/api/v1/executions", headers=owner, params={"agentId": agent["id"]}).json()["executions"]
     assert run["task_id"] == task["id"] and run["trigger"] == "task" and run["status"] == "completed"

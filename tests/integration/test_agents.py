@@ -39,12 +39,24 @@ def _ids(response) -> list[str]:
 
 def test_create_returns_the_superset_record_in_draft(client: TestClient, admin) -> None:
     owner = _user(client, "owner")
-    response = client.post(AGENTS, headers=owner, json={
-        "name": "Senior React Developer", "type": "coding", "model": "gpt-4", "provider": "openai",
-        "capabilities": ["react", "typescript"], "specializations": ["frontend"], "maxConcurrentTasks": 3,
-        "framework": "LangGraph", "agentType": "visual", "resourceLimits": {"cpu": 2, "memory": 4096},
-        "workingHours": {"timezone": "UTC", "start": "09:00", "end": "17:00"}, "tags": ["web"],
-    })  # fmt: skip
+    response = client.post(
+        AGENTS,
+        headers=owner,
+        json={
+            "name": "Senior React Developer",
+            "type": "coding",
+            "model": "gpt-4",
+            "provider": "openai",
+            "capabilities": ["react", "typescript"],
+            "specializations": ["frontend"],
+            "maxConcurrentTasks": 3,
+            "framework": "LangGraph",
+            "agentType": "visual",
+            "resourceLimits": {"cpu": 2, "memory": 4096},
+            "workingHours": {"timezone": "UTC", "start": "09:00", "end": "17:00"},
+            "tags": ["web"],
+        },
+    )
     assert response.status_code == 201
     agent = response.json()
     assert response.headers["Location"] == f"{AGENTS}/{agent['id']}"
@@ -58,10 +70,15 @@ def test_create_returns_the_superset_record_in_draft(client: TestClient, admin) 
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"framework": "skynet"}, "framework"), ({"maxConcurrentTasks": 0}, "max_concurrent_tasks"),
-     ({"resourceLimits": {"cpu": -1}}, "resource_limits.cpu"), ({"name": ""}, "name"),
-     ({"mode": "remote"}, "mode"), ({"capabilities": [""]}, "capabilities")],
-)  # fmt: skip
+    [
+        ({"framework": "skynet"}, "framework"),
+        ({"maxConcurrentTasks": 0}, "max_concurrent_tasks"),
+        ({"resourceLimits": {"cpu": -1}}, "resource_limits.cpu"),
+        ({"name": ""}, "name"),
+        ({"mode": "remote"}, "mode"),
+        ({"capabilities": [""]}, "capabilities"),
+    ],
+)
 def test_invalid_fields_are_named(client: TestClient, admin, body: dict, field: str) -> None:
     error = assert_error(client.post(AGENTS, headers=admin, json={"name": "x", **body}), 422, "VALIDATION_ERROR")
     assert error["details"][0]["field"] == field
@@ -78,10 +95,24 @@ def test_read_only_users_can_list_but_not_write(tmp_path: Path, db: Database, da
 
 def test_every_list_filter(client: TestClient, admin, db: Database) -> None:
     owner = _user(client, "filters")
-    react = _agent(client, owner, name="React dev", type="coding", capabilities=["react", "typescript"],
-                   tags=["web", "team-a"], framework="langgraph")  # fmt: skip
-    ops = _agent(client, owner, name="Ops bot", type="ops", capabilities=["kubernetes"], tags=["infra"],
-                 description="watches the react cluster")  # fmt: skip
+    react = _agent(
+        client,
+        owner,
+        name="React dev",
+        type="coding",
+        capabilities=["react", "typescript"],
+        tags=["web", "team-a"],
+        framework="langgraph",
+    )
+    ops = _agent(
+        client,
+        owner,
+        name="Ops bot",
+        type="ops",
+        capabilities=["kubernetes"],
+        tags=["infra"],
+        description="watches the react cluster",
+    )
     busy = _agent(client, owner, name="Busy", type="coding", capabilities=["react"], max_concurrent_tasks=1)
     with db.transaction() as session:
         session.execute(update(Agent).where(Agent.id.in_([react["id"], busy["id"]])).values(status="active"))
@@ -123,8 +154,13 @@ def test_another_users_agents_are_invisible(client: TestClient, admin) -> None:
     owner, stranger = _user(client, "alice"), _user(client, "mallory")
     agent = _agent(client, owner)
     path = f"{AGENTS}/{agent['id']}"
-    for method, url, body in [("GET", path, None), ("PUT", path, {"name": "x"}), ("PATCH", path, {"name": "x"}),
-                              ("DELETE", path, None), ("POST", f"{path}/disable", None)]:  # fmt: skip
+    for method, url, body in [
+        ("GET", path, None),
+        ("PUT", path, {"name": "x"}),
+        ("PATCH", path, {"name": "x"}),
+        ("DELETE", path, None),
+        ("POST", f"{path}/disable", None),
+    ]:
         assert_error(client.request(method, url, headers=stranger, json=body), 404, "NOT_FOUND")
     assert agent["id"] not in _ids(client.get(AGENTS, headers=stranger))
     assert agent["id"] in _ids(client.get(AGENTS, headers=admin))  # admins see all
@@ -149,8 +185,9 @@ def test_only_admins_make_agents_public_and_public_agents_are_read_only(client: 
     shared = _agent(client, admin, name="Platform FAQ", is_public=True)
     assert client.get(f"{AGENTS}/{shared['id']}", headers=user).status_code == 200
     assert shared["id"] in _ids(client.get(AGENTS, headers=user))
-    assert_error(client.put(f"{AGENTS}/{shared['id']}", headers=user, json={"name": "mine"}), 403,
-                 "AUTHORIZATION_ERROR")  # fmt: skip
+    assert_error(
+        client.put(f"{AGENTS}/{shared['id']}", headers=user, json={"name": "mine"}), 403, "AUTHORIZATION_ERROR"
+    )
 
 
 def test_updates_change_only_given_fields_and_refuse_nulls(client: TestClient, admin) -> None:

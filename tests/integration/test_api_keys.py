@@ -69,8 +69,9 @@ def test_revoked_expired_and_unknown_keys_get_401(client: TestClient, db: Databa
     expiring = _create(client, token, expires_in_days=1)
     with db.transaction() as session:
         session.execute(update(ApiKey).where(ApiKey.id == expiring["id"]).values(expires_at=utcnow() - timedelta(1)))
-    error = assert_error(client.get("/api/v1/users/me", headers={"X-API-Key": expiring["key"]}), 401,
-                         "AUTHENTICATION_ERROR")  # fmt: skip
+    error = assert_error(
+        client.get("/api/v1/users/me", headers={"X-API-Key": expiring["key"]}), 401, "AUTHENTICATION_ERROR"
+    )
     assert "expired" in error["message"]
     assert_error(client.get("/api/v1/users/me", headers={"X-API-Key": "ao_" + "0" * 64}), 401, "AUTHENTICATION_ERROR")
 
@@ -79,8 +80,11 @@ def test_scopes_narrow_what_a_key_may_do(client: TestClient) -> None:
     token = _token(client, "scoped@example.com")
     reader = _create(client, token, permissions=["organizations:read"])["key"]
     assert client.get("/api/v1/organizations", headers={"X-API-Key": reader}).status_code == 200
-    assert_error(client.post("/api/v1/organizations", headers={"X-API-Key": reader}, json={"name": "X"}), 403,
-                 "AUTHORIZATION_ERROR")  # fmt: skip
+    assert_error(
+        client.post("/api/v1/organizations", headers={"X-API-Key": reader}, json={"name": "X"}),
+        403,
+        "AUTHORIZATION_ERROR",
+    )
     assert_error(client.get("/api/v1/users/me", headers={"X-API-Key": reader}), 403, "AUTHORIZATION_ERROR")
     writer = _create(client, token, scopes=["organizations:write"])["key"]
     assert client.post("/api/v1/organizations", headers={"X-API-Key": writer}, json={"name": "Y"}).status_code == 201
@@ -88,11 +92,13 @@ def test_scopes_narrow_what_a_key_may_do(client: TestClient) -> None:
 
 def test_unknown_scopes_and_past_expiry_are_refused(client: TestClient) -> None:
     token = _token(client, "bad@example.com")
-    response = client.post("/api/v1/auth/api-keys", headers=bearer(token),
-                           json={"name": "x", "permissions": ["tasks:delete-everything"]})  # fmt: skip
+    response = client.post(
+        "/api/v1/auth/api-keys", headers=bearer(token), json={"name": "x", "permissions": ["tasks:delete-everything"]}
+    )
     assert assert_error(response, 422, "VALIDATION_ERROR")["details"][0]["field"] == "permissions"
-    response = client.post("/api/v1/auth/api-keys", headers=bearer(token),
-                           json={"name": "x", "expires_at": "2001-01-01T00:00:00Z"})  # fmt: skip
+    response = client.post(
+        "/api/v1/auth/api-keys", headers=bearer(token), json={"name": "x", "expires_at": "2001-01-01T00:00:00Z"}
+    )
     assert_error(response, 422, "VALIDATION_ERROR")
 
 
@@ -128,8 +134,9 @@ def test_a_scoped_key_cannot_create_a_broader_key(client: TestClient) -> None:
     narrow = _create(client, token, permissions=["api_keys:write", "organizations:read"])["key"]
     broader = client.post("/api/v1/auth/api-keys", headers={"X-API-Key": narrow}, json={"name": "x"})
     assert broader.status_code == 201 and broader.json()["permissions"] == ["api_keys:write", "organizations:read"]
-    escalate = client.post("/api/v1/auth/api-keys", headers={"X-API-Key": narrow},
-                           json={"name": "y", "permissions": ["*"]})  # fmt: skip
+    escalate = client.post(
+        "/api/v1/auth/api-keys", headers={"X-API-Key": narrow}, json={"name": "y", "permissions": ["*"]}
+    )
     assert_error(escalate, 403, "AUTHORIZATION_ERROR")
 
 
@@ -137,8 +144,9 @@ def test_a_scoped_admin_key_cannot_mint_service_tokens(client: TestClient) -> No
     admin = _token(client, "root@example.com")
     scoped = _create(client, admin, permissions=["organizations:read"])["key"]
     body = {"user_id": "svc", "role": "admin"}
-    assert_error(client.post("/api/v1/auth/token", headers={"X-API-Key": scoped}, json=body), 403,
-                 "AUTHORIZATION_ERROR")  # fmt: skip
+    assert_error(
+        client.post("/api/v1/auth/token", headers={"X-API-Key": scoped}, json=body), 403, "AUTHORIZATION_ERROR"
+    )
     full = _create(client, admin)["key"]
     assert client.post("/api/v1/auth/token", headers={"X-API-Key": full}, json=body).status_code == 200
 
@@ -148,8 +156,10 @@ def test_a_key_and_its_owners_token_share_one_rate_limit(tmp_path: Path, db: Dat
     with TestClient(create_app(settings)) as client:
         token = _token(client, "budget@example.com")
         key = _create(client, token)["key"]  # the first request of the budget
-        statuses = [client.get("/api/v1/organizations", headers=h).status_code
-                    for h in (bearer(token), {"X-API-Key": key}, bearer(token), {"X-API-Key": key})]  # fmt: skip
+        statuses = [
+            client.get("/api/v1/organizations", headers=h).status_code
+            for h in (bearer(token), {"X-API-Key": key}, bearer(token), {"X-API-Key": key})
+        ]
         assert statuses == [200, 200, 200, 429]
 
 

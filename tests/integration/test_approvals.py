@@ -32,13 +32,22 @@ def team(client: TestClient, db: Database) -> dict:
     agent = _agent(client, requester, ownerType="organization", ownerId=org["id"], max_concurrent_tasks=5)
     with db.transaction() as session:
         session.execute(update(Agent).where(Agent.id == agent["id"]).values(status="active"))
-    return {"admin": admin, "requester": requester, "approver": approver, "stranger": stranger, "org": org,
-            "agent": agent}  # fmt: skip
+    return {
+        "admin": admin,
+        "requester": requester,
+        "approver": approver,
+        "stranger": stranger,
+        "org": org,
+        "agent": agent,
+    }
 
 
 def _org_task(client: TestClient, team: dict, **body) -> dict:
-    response = client.post(TASKS, headers=team["requester"], json={
-        "type": "deployment", "ownerType": "organization", "ownerId": team["org"]["id"], **body})  # fmt: skip
+    response = client.post(
+        TASKS,
+        headers=team["requester"],
+        json={"type": "deployment", "ownerType": "organization", "ownerId": team["org"]["id"], **body},
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -121,9 +130,16 @@ def test_with_escalation_an_expired_approval_becomes_critical_once(tmp_path: Pat
 
 
 def test_a_free_standing_request_and_gating_an_existing_task(client, team) -> None:
-    created = client.post(APPROVALS, headers=team["requester"], json={"reason": "Ship on Friday?", "priority": "high",
-                                                                      "ownerType": "organization",
-                                                                      "ownerId": team["org"]["id"]})  # fmt: skip
+    created = client.post(
+        APPROVALS,
+        headers=team["requester"],
+        json={
+            "reason": "Ship on Friday?",
+            "priority": "high",
+            "ownerType": "organization",
+            "ownerId": team["org"]["id"],
+        },
+    )
     assert created.status_code == 201 and created.json()["priority"] == "P1" and created.json()["task_id"] is None
     task = _org_task(client, team, priority="P3")
     gated = client.post(APPROVALS, headers=team["requester"], json={"taskId": task["id"], "expiresIn": 60})

@@ -55,8 +55,14 @@ def test_filters_template_framework_search_and_public(client: TestClient) -> Non
 def test_usage_count_counts_agents_created_from_it(client: TestClient) -> None:
     _user(client, "admin")
     owner, user = _user(client, "author"), _user(client, "consumer")
-    template = _config(client, owner, is_public=True, is_template=True, framework="crewai",
-                       configuration={"temperature": 0.2, "maxTokens": 100})  # fmt: skip
+    template = _config(
+        client,
+        owner,
+        is_public=True,
+        is_template=True,
+        framework="crewai",
+        configuration={"temperature": 0.2, "maxTokens": 100},
+    )
     body = {"name": "from template", "configurationId": template["id"], "configuration": {"maxTokens": 500}}
     agent = client.post("/api/v1/agents", headers=user, json=body).json()
     assert agent["framework"] == "crewai" and agent["configuration_id"] == template["id"]
@@ -64,8 +70,9 @@ def test_usage_count_counts_agents_created_from_it(client: TestClient) -> None:
     client.post("/api/v1/agents", headers=owner, json={"name": "again", "configurationId": template["id"]})
     assert client.get(f"{CONFIGS}/{template['id']}", headers=owner).json()["usage_count"] == 2
     # someone else's public template can be used but not changed
-    assert_error(client.put(f"{CONFIGS}/{template['id']}", headers=user, json={"name": "x"}), 403,
-                 "AUTHORIZATION_ERROR")  # fmt: skip
+    assert_error(
+        client.put(f"{CONFIGS}/{template['id']}", headers=user, json={"name": "x"}), 403, "AUTHORIZATION_ERROR"
+    )
 
 
 def test_a_private_configuration_of_another_user_cannot_be_used_or_seen(client: TestClient) -> None:

@@ -27,10 +27,22 @@ def _runs(db, agent: dict, owner_id: str, spec: list[tuple[float, str, int]]) ->
     with db.transaction() as session:
         for hours_ago, status, duration in spec:
             created = now - timedelta(hours=hours_ago)
-            session.add(Execution(workflow_version="1.0.0", agent_id=agent["id"], graph={}, status=status, input={},
-                                  owner_type="user", owner_id=owner_id, created_at=created,
-                                  started_at=created + timedelta(milliseconds=50), duration_ms=duration,
-                                  tokens_used=10, cost=0.5))  # fmt: skip
+            session.add(
+                Execution(
+                    workflow_version="1.0.0",
+                    agent_id=agent["id"],
+                    graph={},
+                    status=status,
+                    input={},
+                    owner_type="user",
+                    owner_id=owner_id,
+                    created_at=created,
+                    started_at=created + timedelta(milliseconds=50),
+                    duration_ms=duration,
+                    tokens_used=10,
+                    cost=0.5,
+                )
+            )
 
 
 def test_the_dashboard_counts_what_was_recorded(client, db) -> None:
@@ -93,9 +105,25 @@ def _expected_rollups(session) -> dict[tuple, dict]:
     expected: dict[tuple, dict] = {}
     for run, grain in itertools.product(session.scalars(select(Execution)), GRAINS):
         key = (grain, run.owner_type, run.owner_id, start_of(grain, run.created_at), run.agent_id or "")
-        row = expected.setdefault(key, dict.fromkeys(("runs", "completed", "failed", "finished", "duration_ms_total",
-                                  "duration_count", "tokens_used", "cost", "latency", "latency_count"), 0)
-                                  | {"duration_ms_max": None})  # fmt: skip
+        row = expected.setdefault(
+            key,
+            dict.fromkeys(
+                (
+                    "runs",
+                    "completed",
+                    "failed",
+                    "finished",
+                    "duration_ms_total",
+                    "duration_count",
+                    "tokens_used",
+                    "cost",
+                    "latency",
+                    "latency_count",
+                ),
+                0,
+            )
+            | {"duration_ms_max": None},
+        )
         finished = run.status in ("completed", "failed", "cancelled", "timeout")
         row["runs"] += 1
         row["completed"] += run.status == "completed"
@@ -119,11 +147,18 @@ def _stored_rollups(session) -> dict[tuple, dict]:
     for row in session.scalars(select(ExecutionRollup)):
         if row.runs:  # a row whose runs all moved or went away stays, at zero
             stored[(row.grain, row.owner_type, row.owner_id, row.starts_at, row.agent_id)] = {
-                "runs": row.runs, "completed": row.completed, "failed": row.failed, "finished": row.finished,
-                "duration_ms_total": row.duration_ms_total, "duration_count": row.duration_count,
-                "tokens_used": row.tokens_used, "cost": row.cost, "latency": row.start_latency_s_total,
-                "latency_count": row.start_latency_count, "duration_ms_max": row.duration_ms_max,
-            }  # fmt: skip
+                "runs": row.runs,
+                "completed": row.completed,
+                "failed": row.failed,
+                "finished": row.finished,
+                "duration_ms_total": row.duration_ms_total,
+                "duration_count": row.duration_count,
+                "tokens_used": row.tokens_used,
+                "cost": row.cost,
+                "latency": row.start_latency_s_total,
+                "latency_count": row.start_latency_count,
+                "duration_ms_max": row.duration_ms_max,
+            }
     return stored
 
 
@@ -149,12 +184,31 @@ def test_rollups_follow_every_change_to_a_run(client, db) -> None:
     first, second = _agent(client, alice), _agent(client, alice, framework="langgraph")
     hour = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     with db.transaction() as session:
-        runs = [Execution(workflow_version="1.0.0", agent_id=agent["id"], graph={}, status="pending", input={},
-                          owner_type="user", owner_id=alice_id, created_at=hour + timedelta(minutes=minutes))
-                for agent, minutes in ((first, 5), (first, 59), (first, 60), (second, 30), (first, 61))]  # fmt: skip
+        runs = [
+            Execution(
+                workflow_version="1.0.0",
+                agent_id=agent["id"],
+                graph={},
+                status="pending",
+                input={},
+                owner_type="user",
+                owner_id=alice_id,
+                created_at=hour + timedelta(minutes=minutes),
+            )
+            for agent, minutes in ((first, 5), (first, 59), (first, 60), (second, 30), (first, 61))
+        ]
         session.add_all(runs)
-        session.add(Execution(workflow_version="1.0.0", graph={}, status="pending", input={}, owner_type="user",
-                              owner_id=alice_id, created_at=hour))  # no agent  # fmt: skip
+        session.add(
+            Execution(
+                workflow_version="1.0.0",
+                graph={},
+                status="pending",
+                input={},
+                owner_type="user",
+                owner_id=alice_id,
+                created_at=hour,
+            )
+        )  # no agent
     ids = [run.id for run in runs]
     _assert_rollups_match_the_runs(db)
 
@@ -200,14 +254,29 @@ def test_the_migration_counts_the_runs_stored_before_it(backend, tmp_path) -> No
     try:
         database = Database(url)
         now = utcnow()
-        rows = [{"id": f"run-{n}", "owner_type": "user", "owner_id": f"owner-{n % 2}", "workflow_version": "1.0.0",
-                 "graph": {}, "status": ("completed", "failed", "running", "cancelled")[n % 4], "input": {},
-                 "created_at": now - timedelta(minutes=17 * n), "updated_at": now,
-                 "started_at": now - timedelta(minutes=17 * n) + timedelta(seconds=n) if n % 3 else None,
-                 "duration_ms": 100 * n if n % 5 else None, "tokens_used": n, "cost": n / 10}
-                for n in range(40)]  # fmt: skip
-        columns = {column.name: column.default.arg for column in Execution.__table__.columns
-                   if column.default is not None and not callable(column.default.arg)}  # fmt: skip
+        rows = [
+            {
+                "id": f"run-{n}",
+                "owner_type": "user",
+                "owner_id": f"owner-{n % 2}",
+                "workflow_version": "1.0.0",
+                "graph": {},
+                "status": ("completed", "failed", "running", "cancelled")[n % 4],
+                "input": {},
+                "created_at": now - timedelta(minutes=17 * n),
+                "updated_at": now,
+                "started_at": now - timedelta(minutes=17 * n) + timedelta(seconds=n) if n % 3 else None,
+                "duration_ms": 100 * n if n % 5 else None,
+                "tokens_used": n,
+                "cost": n / 10,
+            }
+            for n in range(40)
+        ]
+        columns = {
+            column.name: column.default.arg
+            for column in Execution.__table__.columns
+            if column.default is not None and not callable(column.default.arg)
+        }
         with database.transaction() as session:  # Core, as the runs of an older version were written
             session.execute(insert(Execution.__table__), [{**columns, **row} for row in rows])
         database.dispose()
@@ -233,10 +302,22 @@ def test_the_dashboard_agrees_with_the_runs_over_partial_days_and_hours(client, 
     with db.transaction() as session:
         for index, minutes in enumerate(offsets):
             created = now - timedelta(minutes=minutes)
-            session.add(Execution(workflow_version="1.0.0", agent_id=agents[index % 5 == 0]["id"], graph={},
-                                  status=statuses[index % len(statuses)], input={}, owner_type="user",
-                                  owner_id=alice_id, created_at=created, started_at=created + timedelta(seconds=1),
-                                  duration_ms=10 * minutes, tokens_used=10, cost=0.5))  # fmt: skip
+            session.add(
+                Execution(
+                    workflow_version="1.0.0",
+                    agent_id=agents[index % 5 == 0]["id"],
+                    graph={},
+                    status=statuses[index % len(statuses)],
+                    input={},
+                    owner_type="user",
+                    owner_id=alice_id,
+                    created_at=created,
+                    started_at=created + timedelta(seconds=1),
+                    duration_ms=10 * minutes,
+                    tokens_used=10,
+                    cost=0.5,
+                )
+            )
     alice_principal = Principal(user_id=alice_id, role=Role.user)
     with db.session() as session:
         unfolded = {**dashboard.metrics(session, alice_principal, "7d", now=now), "recent_activity": None}

@@ -40,8 +40,12 @@ def test_a_redis_outage_holds_back_only_the_stream_which_catches_up_in_order(
 ) -> None:
     monkeypatch.setattr(event_hub, "RETRY_S", 0.2)
     prefix = f"relay-test-{secrets.token_hex(4)}:"
-    settings = make_settings(tmp_path, database_url, realtime={"event_relay_interval_s": 0.02},
-                             redis={"redis_url": "redis://127.0.0.1:1/0", "redis_key_prefix": prefix})  # fmt: skip
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        realtime={"event_relay_interval_s": 0.02},
+        redis={"redis_url": "redis://127.0.0.1:1/0", "redis_key_prefix": prefix},
+    )
     hub = EventHub(settings)  # nothing listens on port 1: Redis is unreachable
     stream = redis.Redis.from_url(redis_url)
 

@@ -12,8 +12,14 @@ EVENTS = "/api/v1/events"
 
 def test_published_events_are_listed_with_every_filter(client: TestClient) -> None:
     owner = _user(client, "publisher")
-    body = {"event_type": "deployment.completed", "source_agent": "ops_agent", "payload": {"service": "api"},
-            "task_id": "task-1", "trace_id": "trace-9", "priority": "P2"}  # fmt: skip
+    body = {
+        "event_type": "deployment.completed",
+        "source_agent": "ops_agent",
+        "payload": {"service": "api"},
+        "task_id": "task-1",
+        "trace_id": "trace-9",
+        "priority": "P2",
+    }
     published = client.post(f"{EVENTS}/publish", headers=owner, json=body)
     assert published.status_code == 201, published.text
     event = published.json()["event"]

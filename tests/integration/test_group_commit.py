@@ -64,8 +64,10 @@ def test_concurrent_requests_share_one_transaction_and_each_gets_its_committed_t
     assert [task.title for task in results] == [f"t{n}" for n in range(6)]
     with db.session() as session:
         stored = {task.id: task for task in session.scalars(select(Task))}
-        events = {event.subject_id: event for event in session.scalars(select(Event).where(
-            Event.event_type == "task.created"))}  # fmt: skip
+        events = {
+            event.subject_id: event
+            for event in session.scalars(select(Event).where(Event.event_type == "task.created"))
+        }
     for task in results:
         assert stored[task.id].status == "pending" and stored[task.id].owner_id == principal.user_id
         assert events[task.id].correlation_id == f"cid-{task.title}"  # each request's own, not the group's
@@ -74,8 +76,9 @@ def test_concurrent_requests_share_one_transaction_and_each_gets_its_committed_t
 def test_a_request_whose_checks_fail_fails_alone(db, principal) -> None:
     group, started, release = _held(db)
     good, bad = _request(principal, "good"), _request(principal, "bad", project_id="no-such-project")
-    results = asyncio.run(_submit_behind_a_held_first(group, started, release, _request(principal, "first"),
-                                                      [good, bad]))  # fmt: skip
+    results = asyncio.run(
+        _submit_behind_a_held_first(group, started, release, _request(principal, "first"), [good, bad])
+    )
     assert results[1].title == "good"
     assert isinstance(results[2], ValidationFailed) and results[2].details[0].field == "project_id"
     with db.session() as session:
@@ -87,8 +90,7 @@ def test_a_row_that_breaks_a_constraint_fails_alone_and_the_others_are_written(d
     untitled = _request(principal, "x")
     untitled.data["title"] = None  # past the API's validation: NOT NULL refuses it
     requests = [_request(principal, "a"), untitled, _request(principal, "b")]
-    results = asyncio.run(_submit_behind_a_held_first(group, started, release, _request(principal, "first"),
-                                                      requests))  # fmt: skip
+    results = asyncio.run(_submit_behind_a_held_first(group, started, release, _request(principal, "first"), requests))
     assert [getattr(result, "title", None) for result in results] == ["first", "a", None, "b"]
     assert isinstance(results[2], IntegrityError)
     with db.session() as session:
@@ -98,8 +100,7 @@ def test_a_row_that_breaks_a_constraint_fails_alone_and_the_others_are_written(d
 def test_a_value_the_database_refuses_fails_only_its_request(db, principal, database_url) -> None:
     group, started, release = _held(db)
     requests = [_request(principal, "a"), _request(principal, "nul\x00byte"), _request(principal, "b")]
-    results = asyncio.run(_submit_behind_a_held_first(group, started, release, _request(principal, "first"),
-                                                      requests))  # fmt: skip
+    results = asyncio.run(_submit_behind_a_held_first(group, started, release, _request(principal, "first"), requests))
     assert [results[n].title for n in (0, 1, 3)] == ["first", "a", "b"]
     if database_url.startswith("postgresql"):  # text cannot hold NUL there; SQLite stores it
         assert isinstance(results[2], DataError)
@@ -144,13 +145,26 @@ def test_a_grouped_task_gets_the_model_defaults_the_orm_would_give(db, principal
     """The group's Core insert fills the columns a request leaves out from the model's own defaults."""
     [task] = create_tasks_in(db, [_request(principal, "defaults")])
     with db.transaction() as session:
-        by_orm = Task(title="orm", type="general", priority="P3", status="pending", owner_type="user",
-                      owner_id=principal.user_id)  # fmt: skip
+        by_orm = Task(
+            title="orm", type="general", priority="P3", status="pending", owner_type="user", owner_id=principal.user_id
+        )
         session.add(by_orm)
         session.flush()
         stored = session.get(Task, task.id)
-        for column in ("progress", "is_public", "payload", "meta", "tags", "requirements", "description",
-                       "acceptance_criteria", "result", "agent_id", "sla_due_at", "assigned_at"):  # fmt: skip
+        for column in (
+            "progress",
+            "is_public",
+            "payload",
+            "meta",
+            "tags",
+            "requirements",
+            "description",
+            "acceptance_criteria",
+            "result",
+            "agent_id",
+            "sla_due_at",
+            "assigned_at",
+        ):
             assert getattr(stored, column) == getattr(by_orm, column), column
         assert stored.status == "pending"
     first, second = _new_task_defaults(), _new_task_defaults()
@@ -184,8 +198,11 @@ def test_traced_the_group_is_a_span_linked_both_ways_with_every_request_it_carri
     finally:
         telemetry_setup.reset()
     spans = {span.name: span for span in exporter.get_finished_spans() if span.name.startswith("request")}
-    [group_span] = [span for span in exporter.get_finished_spans()
-                    if span.name == "group_commit" and span.attributes["orchestrator.batch_size"] == 3]  # fmt: skip
+    [group_span] = [
+        span
+        for span in exporter.get_finished_spans()
+        if span.name == "group_commit" and span.attributes["orchestrator.batch_size"] == 3
+    ]
     carried = [spans[f"request {title}"] for title in "bcd"]
     assert group_span.parent.span_id == carried[0].context.span_id  # in the first carried request's trace
     assert {link.context.span_id for link in group_span.links} == {span.context.span_id for span in carried}

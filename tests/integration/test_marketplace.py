@@ -18,8 +18,23 @@ from tests.integration.test_auth_flow import assert_error, bearer, login, regist
 API = "/api/v1"
 AGENTS, MARKETPLACE = f"{API}/agents", f"{API}/marketplace"
 # What an install copies from the listed agent; ownership, status and counters are the copy's own.
-COPIED = ("name", "description", "framework", "agent_type", "mode", "type", "capabilities", "specializations", "tags",
-          "model", "provider", "configuration", "max_concurrent_tasks", "resource_limits", "version")  # fmt: skip
+COPIED = (
+    "name",
+    "description",
+    "framework",
+    "agent_type",
+    "mode",
+    "type",
+    "capabilities",
+    "specializations",
+    "tags",
+    "model",
+    "provider",
+    "configuration",
+    "max_concurrent_tasks",
+    "resource_limits",
+    "version",
+)
 SUBSCRIPTION = {"type": "subscription", "amount": 29.99, "currency": "usd", "interval": "monthly"}
 
 
@@ -70,16 +85,26 @@ def publisher(client: TestClient, admin) -> dict[str, str]:
 
 def test_first_publish_creates_the_listing_and_publishing_again_updates_it(client: TestClient, publisher) -> None:
     agent = _agent(client, publisher, description="answers tickets", tags=["support"])
-    first = client.post(f"{AGENTS}/{agent['id']}/publish", headers=publisher, json={
-        "marketplaceName": "hyphrki", "pricing": SUBSCRIPTION, "tags": ["customer-support", "ai"],
-    })  # fmt: skip
+    first = client.post(
+        f"{AGENTS}/{agent['id']}/publish",
+        headers=publisher,
+        json={
+            "marketplaceName": "hyphrki",
+            "pricing": SUBSCRIPTION,
+            "tags": ["customer-support", "ai"],
+        },
+    )
     assert first.status_code == 201, first.text
     body = first.json()
     listing_id = body["integration_id"]
     assert body == {
-        "integration_id": listing_id, "marketplace_name": "hyphrki", "marketplace_agent_id": listing_id,
-        "status": "published", "published_at": body["published_at"], "marketplace_url": f"{MARKETPLACE}/{listing_id}",
-    }  # fmt: skip
+        "integration_id": listing_id,
+        "marketplace_name": "hyphrki",
+        "marketplace_agent_id": listing_id,
+        "status": "published",
+        "published_at": body["published_at"],
+        "marketplace_url": f"{MARKETPLACE}/{listing_id}",
+    }
     assert body["published_at"].endswith("Z")
     assert first.headers["Location"] == f"{MARKETPLACE}/{listing_id}"
 
@@ -108,10 +133,21 @@ def test_publish_defaults_to_a_free_listing_described_like_the_agent(client: Tes
 def test_another_user_browses_and_installs_a_draft_copy(client: TestClient, publisher) -> None:
     installer = _user(client, "installer")
     agent = _agent(
-        client, publisher, framework="langgraph", agentType="visual", type="coding", capabilities=["react"],
-        specializations=["frontend"], tags=["web"], model="gpt-4", provider="openai", maxConcurrentTasks=3,
-        configuration={"temperature": 0.2}, resourceLimits={"cpu": 2, "memory": 2048}, version="2.1.0",
-    )  # fmt: skip
+        client,
+        publisher,
+        framework="langgraph",
+        agentType="visual",
+        type="coding",
+        capabilities=["react"],
+        specializations=["frontend"],
+        tags=["web"],
+        model="gpt-4",
+        provider="openai",
+        maxConcurrentTasks=3,
+        configuration={"temperature": 0.2},
+        resourceLimits={"cpu": 2, "memory": 2048},
+        version="2.1.0",
+    )
     listing_id = _publish(client, publisher, agent["id"], pricing=SUBSCRIPTION, tags=["ai"])["integration_id"]
 
     [entry] = _listed(client, installer)
@@ -170,9 +206,12 @@ def test_usage_metrics_count_installs_surviving_copies_and_executions(
 
 @pytest.mark.parametrize(
     ("pricing", "revenue"),
-    [({"type": "one_time", "amount": 10, "currency": "EUR"}, 30.0), ({"type": "free"}, 0),
-     ({"type": "subscription", "amount": 5, "currency": "USD", "interval": "yearly"}, 10.0)],
-)  # fmt: skip
+    [
+        ({"type": "one_time", "amount": 10, "currency": "EUR"}, 30.0),
+        ({"type": "free"}, 0),
+        ({"type": "subscription", "amount": 5, "currency": "USD", "interval": "yearly"}, 10.0),
+    ],
+)
 def test_revenue_follows_the_pricing_type(client: TestClient, publisher, pricing: dict, revenue: float) -> None:
     alice, bob = _user(client, "alice"), _user(client, "bob")
     agent = _agent(client, publisher)
@@ -249,12 +288,16 @@ def test_read_only_users_cannot_use_the_marketplace(tmp_path: Path, db: Database
 
 @pytest.mark.parametrize(
     ("pricing", "field"),
-    [({"type": "lease"}, "pricing.type"), ({"type": "one_time", "amount": -1}, "pricing.amount"),
-     ({"type": "free", "amount": 5}, "pricing.amount"), ({"type": "one_time", "amount": 5, "currency": "EURO"},
-     "pricing.currency"), ({"type": "subscription", "amount": 5}, "pricing.interval"),
-     ({"type": "subscription", "amount": 5, "interval": "weekly"}, "pricing.interval"),
-     ({"type": "one_time", "amount": 5, "interval": "monthly"}, "pricing.interval")],
-)  # fmt: skip
+    [
+        ({"type": "lease"}, "pricing.type"),
+        ({"type": "one_time", "amount": -1}, "pricing.amount"),
+        ({"type": "free", "amount": 5}, "pricing.amount"),
+        ({"type": "one_time", "amount": 5, "currency": "EURO"}, "pricing.currency"),
+        ({"type": "subscription", "amount": 5}, "pricing.interval"),
+        ({"type": "subscription", "amount": 5, "interval": "weekly"}, "pricing.interval"),
+        ({"type": "one_time", "amount": 5, "interval": "monthly"}, "pricing.interval"),
+    ],
+)
 def test_invalid_pricing_names_the_field(client: TestClient, publisher, pricing: dict, field: str) -> None:
     agent = _agent(client, publisher)
     response = client.post(f"{AGENTS}/{agent['id']}/publish", headers=publisher, json={"pricing": pricing})
@@ -273,9 +316,11 @@ def test_pricing_accepts_any_case_and_the_hyphenated_spelling(client: TestClient
 def test_browse_filters_and_sorts(client: TestClient, publisher) -> None:
     viewer = _user(client, "viewer")
     names = {}
-    for name, framework, tags, description in [("Alpha", "native", ["ai", "web"], "writes react"),
-                                               ("Beta", "langgraph", ["ai"], "triages tickets"),
-                                               ("Gamma", "native", ["ops"], None)]:  # fmt: skip
+    for name, framework, tags, description in [
+        ("Alpha", "native", ["ai", "web"], "writes react"),
+        ("Beta", "langgraph", ["ai"], "triages tickets"),
+        ("Gamma", "native", ["ops"], None),
+    ]:
         agent = _agent(client, publisher, name=name, framework=framework)
         names[name] = _publish(client, publisher, agent["id"], tags=tags, description=description)["integration_id"]
     _agent(client, publisher, name="Unlisted")
@@ -308,8 +353,11 @@ def test_install_into_an_organization_of_the_caller(client: TestClient, publishe
     listing_id = _publish(client, publisher, _agent(client, publisher)["id"])["integration_id"]
     copy = _install(client, member, listing_id, ownerType="organization", ownerId=org["id"])["agent"]
     assert copy["owner_type"] == "organization" and copy["owner_id"] == org["id"]
-    response = client.post(f"{MARKETPLACE}/{listing_id}/install", headers=outsider,
-                           json={"owner_type": "organization", "owner_id": org["id"]})  # fmt: skip
+    response = client.post(
+        f"{MARKETPLACE}/{listing_id}/install",
+        headers=outsider,
+        json={"owner_type": "organization", "owner_id": org["id"]},
+    )
     assert_error(response, 404, "NOT_FOUND")
 
 
@@ -337,8 +385,13 @@ def test_every_change_writes_a_marketplace_updated_event(client: TestClient, pub
 
 def test_an_install_does_not_copy_the_publishers_credentials(client: TestClient) -> None:
     publisher, installer = _user(client, "cred-publisher"), _user(client, "cred-installer")
-    configuration = {"temperature": 0.2, "api_key": "sk-live", "provider": {"token": "t", "url": "https://x"},
-                     "OPENAI_API_KEY": "sk-2", "password": "p"}  # fmt: skip
+    configuration = {
+        "temperature": 0.2,
+        "api_key": "sk-live",
+        "provider": {"token": "t", "url": "https://x"},
+        "OPENAI_API_KEY": "sk-2",
+        "password": "p",
+    }
     agent = _agent(client, publisher, configuration=configuration)
     listing_id = _publish(client, publisher, agent["id"])["integration_id"]
     installed = client.post(f"{MARKETPLACE}/{listing_id}/install", headers=installer).json()["agent"]

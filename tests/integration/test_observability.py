@@ -80,8 +80,9 @@ def test_an_actor_message_continues_the_request_trace_with_its_correlation_id(tr
     monkeypatch.setattr(router_client.ray, "is_initialized", lambda: True)
     monkeypatch.setattr(router_client, "_router_mailbox", lambda _settings: Mailbox)
 
-    response = client.post("/api/v1/tasks", headers={**admin, "X-Correlation-ID": "trace-me-2"},
-                           json={"type": "bugfix", "title": "traced"})  # fmt: skip
+    response = client.post(
+        "/api/v1/tasks", headers={**admin, "X-Correlation-ID": "trace-me-2"}, json={"type": "bugfix", "title": "traced"}
+    )
     assert response.status_code == 201, response.text
     [server] = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
     [(message, carrier)] = messages
@@ -142,26 +143,54 @@ def test_system_metrics_count_the_recorded_rows(traced, db: Database) -> None:
     now = utcnow()
     owned = {"owner_type": "user", "owner_id": owner}
     with db.transaction() as session:
-        tasks = [Task(title=f"t{n}", type="bugfix", priority=priority, status=status, **owned)
-                 for n, (priority, status) in enumerate([("P1", "pending"), ("P1", "pending"), ("P3", "pending"),
-                                                         ("P2", "in_progress"), ("P2", "completed")])]  # fmt: skip
+        tasks = [
+            Task(title=f"t{n}", type="bugfix", priority=priority, status=status, **owned)
+            for n, (priority, status) in enumerate(
+                [("P1", "pending"), ("P1", "pending"), ("P3", "pending"), ("P2", "in_progress"), ("P2", "completed")]
+            )
+        ]
         session.add_all(tasks)
         session.flush()
-        session.add(Approval(task_id=tasks[0].id, priority="P1", status="pending", requested_by=owner,
-                             expires_at=now + timedelta(hours=1), **owned))  # fmt: skip
-        session.add(Approval(task_id=tasks[1].id, priority="P1", status="approved", requested_by=owner,
-                             expires_at=now + timedelta(hours=1), **owned))  # fmt: skip
-        runs = [Execution(workflow_version="1.0.0", graph={}, status=status, input={}, **owned)
-                for status in ("running", "completed", "completed", "failed")]  # fmt: skip
+        session.add(
+            Approval(
+                task_id=tasks[0].id,
+                priority="P1",
+                status="pending",
+                requested_by=owner,
+                expires_at=now + timedelta(hours=1),
+                **owned,
+            )
+        )
+        session.add(
+            Approval(
+                task_id=tasks[1].id,
+                priority="P1",
+                status="approved",
+                requested_by=owner,
+                expires_at=now + timedelta(hours=1),
+                **owned,
+            )
+        )
+        runs = [
+            Execution(workflow_version="1.0.0", graph={}, status=status, input={}, **owned)
+            for status in ("running", "completed", "completed", "failed")
+        ]
         session.add_all(runs)
         session.flush()
         durations = [(10.0, 5), (20.0, 4), (30.0, 3), (40.0, 2), (100.0, 1), (9999.0, 120)]  # (ms, minutes ago)
         session.add_all(
-            ExecutionStep(execution_id=runs[0].id, seq=seq, node_id=f"n{seq}", node_type="transform",
-                          status="completed", idempotency_key=f"k{seq}", started_at=now - timedelta(minutes=ago),
-                          duration_ms=ms)
+            ExecutionStep(
+                execution_id=runs[0].id,
+                seq=seq,
+                node_id=f"n{seq}",
+                node_type="transform",
+                status="completed",
+                idempotency_key=f"k{seq}",
+                started_at=now - timedelta(minutes=ago),
+                duration_ms=ms,
+            )
             for seq, (ms, ago) in enumerate(durations)
-        )  # fmt: skip
+        )
     client.get("/api/v1/users/me", headers=admin)
 
     body = client.get(f"{SYSTEM}/metrics", headers=admin).json()

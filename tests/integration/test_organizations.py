@@ -482,7 +482,8 @@ def test_adding_a_member_needs_a_user_id_or_an_email(client: TestClient) -> None
 def test_adding_a_member_answers_201_with_location(client: TestClient) -> None:
     owner, newcomer = _accounts(client, "loc-owner", "loc-new")
     org = _create_org(client, owner)
-    response = client.post(f"/api/v1/organizations/{org['id']}/members", headers=owner.headers,
-                           json={"user_id": newcomer.id})  # fmt: skip
+    response = client.post(
+        f"/api/v1/organizations/{org['id']}/members", headers=owner.headers, json={"user_id": newcomer.id}
+    )
     assert response.status_code == 201
     assert response.headers["Location"] == f"/api/v1/organizations/{org['id']}/members/{newcomer.id}"

@@ -28,10 +28,16 @@ def test_a_project_counts_its_tasks_and_reports_progress(client, db) -> None:
     alice, bob = _user(client, "alice"), _user(client, "bob")
     bob_id = _id(client, bob)
     project = _project(
-        client, alice, description="Full-featured shop", priority="high", startDate="2024-01-01T00:00:00Z",
-        endDate="2024-03-31T23:59:59Z", budget={"hours": 500, "cost": 75000},
-        teamMembers=[{"userId": bob_id, "role": "developer", "permissions": ["tasks:read"]}], tags=["web"],
-    )  # fmt: skip
+        client,
+        alice,
+        description="Full-featured shop",
+        priority="high",
+        startDate="2024-01-01T00:00:00Z",
+        endDate="2024-03-31T23:59:59Z",
+        budget={"hours": 500, "cost": 75000},
+        teamMembers=[{"userId": bob_id, "role": "developer", "permissions": ["tasks:read"]}],
+        tags=["web"],
+    )
     assert (
         project["priority"] == "P1"
         and project["status"] == "active"
@@ -40,16 +46,17 @@ def test_a_project_counts_its_tasks_and_reports_progress(client, db) -> None:
     assert project["team_size"] == 2 and {m["role"] for m in project["members"]} == {"owner", "developer"}
     assert project["progress"] == 0.0 and project["task_count"]["total"] == 0
 
-    made = [client.post(TASKS, headers=alice, json={"type": "feature", "projectId": project["id"], "title": f"t{i}"})
-            for i in range(4)]  # fmt: skip
+    made = [
+        client.post(TASKS, headers=alice, json={"type": "feature", "projectId": project["id"], "title": f"t{i}"})
+        for i in range(4)
+    ]
     assert all(response.status_code == 201 for response in made)
     ids = [response.json()["id"] for response in made]
     client.patch(f"{TASKS}/{ids[0]}", headers=alice, json={"status": "cancelled"})
     with db.transaction() as session:  # as if agents had finished two of them
         session.execute(update(Task).where(Task.id.in_(ids[1:3])).values(status="completed"))
     detail = client.get(f"{PROJECTS}/{project['id']}", headers=alice).json()
-    assert detail["task_count"] == {"total": 4, "completed": 2, "active": 0, "pending": 1, "failed": 0,
-                                    "cancelled": 1}  # fmt: skip
+    assert detail["task_count"] == {"total": 4, "completed": 2, "active": 0, "pending": 1, "failed": 0, "cancelled": 1}
     assert detail["progress"] == round(2 / 3, 4)
 
     # Bob is a member: he sees the project and all of its tasks, though they are Alice's.
@@ -61,14 +68,17 @@ def test_a_project_counts_its_tasks_and_reports_progress(client, db) -> None:
     assert [task["id"] for task in pending["tasks"]] == [ids[3]]
     assert client.get(f"{PROJECTS}?memberId={bob_id}", headers=bob).json()["pagination"]["total"] == 1
     # … but he may not change it.
-    assert_error(client.put(f"{PROJECTS}/{project['id']}", headers=bob, json={"name": "x"}), 403,
-                 "AUTHORIZATION_ERROR")  # fmt: skip
+    assert_error(client.put(f"{PROJECTS}/{project['id']}", headers=bob, json={"name": "x"}), 403, "AUTHORIZATION_ERROR")
 
     done = client.put(f"{PROJECTS}/{project['id']}", headers=alice, json={"status": "COMPLETED"})
     assert done.status_code == 200 and done.json()["status"] == "completed" and done.json()["completed_at"]
     with db.session() as session:
-        kinds = [e.event_type for e in session.scalars(select(Event).where(Event.subject_id == project["id"])
-                                                       .order_by(Event.created_at, Event.id))]  # fmt: skip
+        kinds = [
+            e.event_type
+            for e in session.scalars(
+                select(Event).where(Event.subject_id == project["id"]).order_by(Event.created_at, Event.id)
+            )
+        ]
     assert kinds == ["project.created", "project.completed"]
 
 
@@ -130,7 +140,6 @@ def test_bad_project_input_is_refused_in_the_envelope(client) -> None:
         assert_error(client.post(PROJECTS, headers=alice, json=body), 422, "VALIDATION_ERROR")
     project = _project(client, alice, status="on_hold")
     assert project["status"] == "on-hold"
-    assert_error(client.put(f"{PROJECTS}/{project['id']}", headers=alice, json={"name": None}), 422,
-                 "VALIDATION_ERROR")  # fmt: skip
+    assert_error(client.put(f"{PROJECTS}/{project['id']}", headers=alice, json={"name": None}), 422, "VALIDATION_ERROR")
     assert client.get(f"{PROJECTS}?status=on-hold&search=commerce", headers=alice).json()["pagination"]["total"] == 1
     assert_error(client.get(f"{PROJECTS}?status=paused", headers=alice), 422, "VALIDATION_ERROR")

@@ -22,12 +22,15 @@ HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X
 
 
 @contextmanager
-def app_client(tmp_path: Path, database_url: str, redis_url: str = "", prefix: str = "", **limits: object
-               ) -> Iterator[TestClient]:  # fmt: skip
+def app_client(
+    tmp_path: Path, database_url: str, redis_url: str = "", prefix: str = "", **limits: object
+) -> Iterator[TestClient]:
     settings = make_settings(
-        tmp_path, database_url, rate_limits=limits,
+        tmp_path,
+        database_url,
+        rate_limits=limits,
         redis={"redis_url": redis_url, "redis_key_prefix": prefix or f"test-{secrets.token_hex(4)}:"},
-    )  # fmt: skip
+    )
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -95,8 +98,9 @@ def test_per_route_overrides_apply_to_that_route_only(tmp_path: Path, db: Databa
         assert client.get("/api/v1/organizations", headers=token).status_code == 200
 
 
-def test_limits_hold_across_replicas_sharing_redis(tmp_path: Path, db: Database, database_url: str,
-                                                   redis_url: str) -> None:  # fmt: skip
+def test_limits_hold_across_replicas_sharing_redis(
+    tmp_path: Path, db: Database, database_url: str, redis_url: str
+) -> None:
     prefix = f"test-{secrets.token_hex(4)}:"
     with (
         app_client(tmp_path / "a", database_url, redis_url, prefix, rate_limit_auth="10/15m") as replica_a,

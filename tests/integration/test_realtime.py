@@ -31,8 +31,11 @@ WS = "/api/v1/ws"
 
 @pytest.fixture
 def live(tmp_path: Path, db: Database, database_url: str) -> Iterator[TestClient]:
-    settings = make_settings(tmp_path, database_url, realtime={"ws_auth_timeout_s": 1.0, "ws_ping_interval_s": 0.5,
-                                                               "event_relay_interval_s": 0.02})  # fmt: skip
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        realtime={"ws_auth_timeout_s": 1.0, "ws_ping_interval_s": 0.5, "event_relay_interval_s": 0.02},
+    )
     app = create_app(settings)
     hub = EventHub(settings)
     app.state.event_feed = EventFeed(hub.poll)
@@ -132,17 +135,21 @@ def test_subscribers_receive_their_own_matching_events_in_order_and_no_other_ten
         assert _next_event(bob_ws)["type"] == "subscribed"
 
         live.post("/api/v1/tasks", headers=alice, json={"type": "bugfix", "title": "elsewhere"})
-        created = [live.post("/api/v1/tasks", headers=alice,
-                             json={"type": "bugfix", "title": f"t{i}", "project_id": project["id"]}).json()
-                   for i in range(3)]  # fmt: skip
+        created = [
+            live.post(
+                "/api/v1/tasks", headers=alice, json={"type": "bugfix", "title": f"t{i}", "project_id": project["id"]}
+            ).json()
+            for i in range(3)
+        ]
         live.patch(f"/api/v1/tasks/{created[0]['id']}", headers=alice, json={"title": "renamed"})
         live.post("/api/v1/events/publish", headers=bob, json={"event_type": "bob.hello", "payload": {"n": 1}})
 
         received = [_next_event(alice_ws) for _ in range(4)]
         assert [m["type"] for m in received] == ["task.created"] * 3 + ["task.updated"]
         assert [m["data"]["task_id"] for m in received[:3]] == [task["id"] for task in created]
-        assert all(m["data"]["project_id"] == project["id"] and m["id"] and m["timestamp"].endswith("Z")
-                   for m in received)  # fmt: skip
+        assert all(
+            m["data"]["project_id"] == project["id"] and m["id"] and m["timestamp"].endswith("Z") for m in received
+        )
         # Bob's `events` channel carries everything he may see: his own event, none of Alice's.
         bob_event = _next_event(bob_ws)
         assert bob_event["type"] == "bob.hello" and bob_event["data"] == {"n": 1}
@@ -166,8 +173,11 @@ def test_mentions_push_a_notification_to_the_mentioned_user(live: TestClient) ->
         ws.receive_json()
         ws.send_json({"type": "subscribe", "channel": "notifications"})
         _next_event(ws)
-        comment = live.post(f"/api/v1/tasks/{task['id']}/comments", headers=admin,
-                            json={"content": "see this", "mentions": [me["email"]]})  # fmt: skip
+        comment = live.post(
+            f"/api/v1/tasks/{task['id']}/comments",
+            headers=admin,
+            json={"content": "see this", "mentions": [me["email"]]},
+        )
         assert comment.status_code == 201, comment.text
         pushed = _next_event(ws)
     assert pushed["type"] == "notification.created" and pushed["data"]["type"] == "mention"
@@ -207,8 +217,7 @@ def served(tmp_path: Path, db: Database, database_url: str) -> Iterator[str]:
 
     from tests.conftest import free_port
 
-    settings = make_settings(tmp_path, database_url, realtime={"ws_buffer_messages": 5,
-                                                               "event_relay_interval_s": 0.02})  # fmt: skip
+    settings = make_settings(tmp_path, database_url, realtime={"ws_buffer_messages": 5, "event_relay_interval_s": 0.02})
     app = create_app(settings)
     app.state.event_feed = EventFeed(EventHub(settings).poll)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
@@ -273,8 +282,11 @@ def test_a_consumer_that_stops_reading_is_closed_with_4008_and_others_continue(s
             blob = "x" * 500_000
             # ~20 MB: more than the socket buffers (the server's send buffer, our 32 KB) and the buffer of 5.
             for i in range(40):
-                published = http.post("/api/v1/events/publish", headers=headers,
-                                      json={"event_type": "load.test", "payload": {"i": i, "blob": blob}})  # fmt: skip
+                published = http.post(
+                    "/api/v1/events/publish",
+                    headers=headers,
+                    json={"event_type": "load.test", "payload": {"i": i, "blob": blob}},
+                )
                 assert published.status_code == 201, published.text
                 assert json.loads(healthy.recv(timeout=10))["data"]["i"] == i  # the others are not held back
         # Now read what the server sent the slow client: its backlog, then the close frame.

@@ -34,8 +34,9 @@ class Tokens:
 
 @pytest.fixture
 def secured(tmp_path: Path, db: Database, database_url: str) -> Iterator[tuple[TestClient, Tokens]]:
-    settings = make_settings(tmp_path, database_url, auth={"default_role": "user"},
-                             rate_limits={"rate_limit_general": "100000/h"})  # fmt: skip
+    settings = make_settings(
+        tmp_path, database_url, auth={"default_role": "user"}, rate_limits={"rate_limit_general": "100000/h"}
+    )
     secret = settings.auth.jwt_secret.get_secret_value()
     with TestClient(create_app(settings)) as client:
         register(client, "admin@example.com")  # first account: admin
@@ -69,8 +70,12 @@ def _path(route: RouteInfo) -> str:
 
 
 def _protected(client: TestClient) -> list[tuple[str, str, RouteInfo]]:
-    routes = [(method, _path(route), route) for route in api_routes(client.app) if not is_public(route)
-              for method in sorted(route.methods)]  # fmt: skip
+    routes = [
+        (method, _path(route), route)
+        for route in api_routes(client.app)
+        if not is_public(route)
+        for method in sorted(route.methods)
+    ]
     assert len(routes) >= 15, "the route walker found the app's routes"
     return routes
 
@@ -129,8 +134,7 @@ def test_another_organizations_resources_are_invisible(secured) -> None:
     org = client.post("/api/v1/organizations", headers=tenant_b, json={"name": "Tenant B"}).json()
     key = client.post("/api/v1/auth/api-keys", headers=tenant_b, json={"name": "b"}).json()
     assert_error(client.get(f"/api/v1/organizations/{org['id']}", headers=reader), 404, "NOT_FOUND")
-    assert_error(client.put(f"/api/v1/organizations/{org['id']}", headers=reader, json={"name": "x"}), 404,
-                 "NOT_FOUND")  # fmt: skip
+    assert_error(client.put(f"/api/v1/organizations/{org['id']}", headers=reader, json={"name": "x"}), 404, "NOT_FOUND")
     assert_error(client.delete(f"/api/v1/auth/api-keys/{key['id']}", headers=reader), 404, "NOT_FOUND")
     listed = client.get("/api/v1/organizations", headers=reader).json()
     assert org["id"] not in str(listed) and listed["pagination"]["total"] == 0

@@ -39,8 +39,11 @@ def test_reusing_a_refresh_token_revokes_the_whole_family(client: TestClient) ->
     reuse = client.post("/api/v1/auth/refresh", json={"refresh_token": stolen["refresh_token"]})
     assert "reuse" in assert_error(reuse, 401, "AUTHENTICATION_ERROR")["message"]
     # The legitimate holder's newer tokens of the same login die too.
-    assert_error(client.post("/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}), 401,
-                 "AUTHENTICATION_ERROR")  # fmt: skip
+    assert_error(
+        client.post("/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}),
+        401,
+        "AUTHENTICATION_ERROR",
+    )
     assert_error(_me(client, rotated["access_token"]), 401, "AUTHENTICATION_ERROR")
     assert_error(_me(client, stolen["access_token"]), 401, "AUTHENTICATION_ERROR")
     # Another login of the same account is a different family and keeps working.
@@ -54,8 +57,11 @@ def test_logout_revokes_the_access_token_and_its_refresh_family(client: TestClie
     response = client.post("/api/v1/auth/logout", headers=bearer(session["access_token"]))
     assert response.status_code == 200 and response.json() == {"message": "Successfully logged out"}
     assert "revoked" in assert_error(_me(client, session["access_token"]), 401, "AUTHENTICATION_ERROR")["message"]
-    assert_error(client.post("/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]}), 401,
-                 "AUTHENTICATION_ERROR")  # fmt: skip
+    assert_error(
+        client.post("/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]}),
+        401,
+        "AUTHENTICATION_ERROR",
+    )
     assert _me(client, other["access_token"]).status_code == 200
 
 
@@ -63,18 +69,23 @@ def test_logout_with_a_refresh_token_in_the_body_revokes_that_family_too(client:
     register(client, "body@example.com")
     first = login(client, "body@example.com")
     second = login(client, "body@example.com")
-    client.post("/api/v1/auth/logout", headers=bearer(first["access_token"]),
-                json={"refresh_token": second["refresh_token"]})  # fmt: skip
-    assert_error(client.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}), 401,
-                 "AUTHENTICATION_ERROR")  # fmt: skip
+    client.post(
+        "/api/v1/auth/logout", headers=bearer(first["access_token"]), json={"refresh_token": second["refresh_token"]}
+    )
+    assert_error(
+        client.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}),
+        401,
+        "AUTHENTICATION_ERROR",
+    )
 
 
 def test_tokens_cannot_stand_in_for_each_other(client: TestClient) -> None:
     register(client, "types@example.com")
     tokens = login(client, "types@example.com")
     assert_error(_me(client, tokens["refresh_token"]), 401, "AUTHENTICATION_ERROR")
-    assert_error(client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["access_token"]}), 401,
-                 "AUTHENTICATION_ERROR")  # fmt: skip
+    assert_error(
+        client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["access_token"]}), 401, "AUTHENTICATION_ERROR"
+    )
 
 
 def test_admin_mints_service_tokens_and_others_cannot(client: TestClient) -> None:
@@ -92,8 +103,11 @@ def test_admin_mints_service_tokens_and_others_cannot(client: TestClient) -> Non
     assert client.get("/api/v1/organizations", headers=bearer(service)).status_code == 200
     # A service identity has no user account.
     assert_error(_me(client, service), 404, "NOT_FOUND")
-    assert_error(client.post("/api/v1/auth/token", headers=bearer(admin), json={"user_id": "x", "role": "root"}),
-                 422, "VALIDATION_ERROR")  # fmt: skip
+    assert_error(
+        client.post("/api/v1/auth/token", headers=bearer(admin), json={"user_id": "x", "role": "root"}),
+        422,
+        "VALIDATION_ERROR",
+    )
 
 
 def test_seed_002_self_minted_tokens_are_accepted(client: TestClient, settings: Settings) -> None:
@@ -102,11 +116,13 @@ def test_seed_002_self_minted_tokens_are_accepted(client: TestClient, settings: 
     now = int(time.time())
     minted = jwt.encode({"sub": "dev-agent-1", "role": "agent", "exp": now + 60, "iat": now}, secret, "HS256")
     assert client.get("/api/v1/organizations", headers=bearer(minted)).status_code == 200
-    refresh_typed = jwt.encode({"sub": "x", "role": "admin", "exp": now + 60, "iat": now, "type": "refresh",
-                                "jti": "j"}, secret, "HS256")  # fmt: skip
+    refresh_typed = jwt.encode(
+        {"sub": "x", "role": "admin", "exp": now + 60, "iat": now, "type": "refresh", "jti": "j"}, secret, "HS256"
+    )
     assert_error(client.get("/api/v1/organizations", headers=bearer(refresh_typed)), 401, "AUTHENTICATION_ERROR")
-    foreign_issuer = jwt.encode({"sub": "x", "role": "admin", "exp": now + 60, "iat": now, "iss": "elsewhere"},
-                                secret, "HS256")  # fmt: skip
+    foreign_issuer = jwt.encode(
+        {"sub": "x", "role": "admin", "exp": now + 60, "iat": now, "iss": "elsewhere"}, secret, "HS256"
+    )
     assert_error(client.get("/api/v1/organizations", headers=bearer(foreign_issuer)), 401, "AUTHENTICATION_ERROR")
     unknown_role = jwt.encode({"sub": "x", "role": "superuser", "exp": now + 60, "iat": now}, secret, "HS256")
     assert_error(client.get("/api/v1/organizations", headers=bearer(unknown_role)), 401, "AUTHENTICATION_ERROR")

@@ -37,19 +37,25 @@ def team(client: TestClient) -> tuple[dict, dict, dict]:
     _user(client, "root")
     alice, bob, eve = _user(client, "alice"), _user(client, "bob"), _user(client, "eve")
     org = client.post("/api/v1/organizations", headers=alice, json={"name": "Acme"}).json()
-    added = client.post(f"/api/v1/organizations/{org['id']}/members", headers=alice,
-                        json={"email": "bob@example.com", "role": "member"})  # fmt: skip
+    added = client.post(
+        f"/api/v1/organizations/{org['id']}/members", headers=alice, json={"email": "bob@example.com", "role": "member"}
+    )
     assert added.status_code in (200, 201), added.text
-    return {"alice": alice, "bob": bob, "eve": eve}, org, {n: _me(client, h)["id"] for n, h in
-                                                           (("alice", alice), ("bob", bob), ("eve", eve))}  # fmt: skip
+    return (
+        {"alice": alice, "bob": bob, "eve": eve},
+        org,
+        {n: _me(client, h)["id"] for n, h in (("alice", alice), ("bob", bob), ("eve", eve))},
+    )
 
 
 def test_a_mention_notifies_the_mentioned_member_who_marks_it_read(client, team) -> None:
     users, org, ids = team
     task = _task(client, users["alice"], owner_type="organization", owner_id=org["id"])
-    comment = client.post(f"{TASKS}/{task['id']}/comments", headers=users["alice"],
-                          json={"content": "Bob, please review",
-                                "mentions": [ids["bob"], "BOB@example.com"]})  # fmt: skip
+    comment = client.post(
+        f"{TASKS}/{task['id']}/comments",
+        headers=users["alice"],
+        json={"content": "Bob, please review", "mentions": [ids["bob"], "BOB@example.com"]},
+    )
     assert comment.status_code == 201, comment.text
     body = comment.json()
     assert body["mentions"] == [ids["bob"]] and body["author"] == ids["alice"] and body["task_id"] == task["id"]
@@ -82,17 +88,22 @@ def test_a_mention_of_someone_who_cannot_see_the_task_is_refused_and_nothing_is_
     users, _org, ids = team
     task = _task(client, users["alice"])  # Alice's own: Bob cannot see it
     for ref in (ids["bob"], ids["eve"], "nobody@example.com", "no-such-id"):
-        refused = client.post(f"{TASKS}/{task['id']}/comments", headers=users["alice"],
-                              json={"content": "hi", "mentions": [ref]})  # fmt: skip
+        refused = client.post(
+            f"{TASKS}/{task['id']}/comments", headers=users["alice"], json={"content": "hi", "mentions": [ref]}
+        )
         error = assert_error(refused, 422, "VALIDATION_ERROR")
         assert error["details"][0]["field"] == "mentions[0]"
     assert client.get(f"{TASKS}/{task['id']}/comments", headers=users["alice"]).json()["comments"] == []
     assert client.get(NOTIFICATIONS, headers=users["bob"]).json()["unread_count"] == 0
     # Someone who cannot see the task cannot comment on it either.
-    assert_error(client.post(f"{TASKS}/{task['id']}/comments", headers=users["eve"], json={"content": "x"}), 404,
-                 "NOT_FOUND")  # fmt: skip
-    assert_error(client.post(f"{TASKS}/{task['id']}/comments", headers=users["alice"], json={"content": ""}), 422,
-                 "VALIDATION_ERROR")  # fmt: skip
+    assert_error(
+        client.post(f"{TASKS}/{task['id']}/comments", headers=users["eve"], json={"content": "x"}), 404, "NOT_FOUND"
+    )
+    assert_error(
+        client.post(f"{TASKS}/{task['id']}/comments", headers=users["alice"], json={"content": ""}),
+        422,
+        "VALIDATION_ERROR",
+    )
 
 
 def test_files_are_stored_checked_and_downloaded_as_attachments(client, settings, team) -> None:
@@ -100,8 +111,12 @@ def test_files_are_stored_checked_and_downloaded_as_attachments(client, settings
     alice = users["alice"]
     task = _task(client, alice)
     url = f"{TASKS}/{task['id']}/files"
-    uploaded = client.post(url, headers=alice, files={"file": ("../../etc/mock-up.png", PNG, "image/png")},
-                           data={"description": "UI mockup"})  # fmt: skip
+    uploaded = client.post(
+        url,
+        headers=alice,
+        files={"file": ("../../etc/mock-up.png", PNG, "image/png")},
+        data={"description": "UI mockup"},
+    )
     assert uploaded.status_code == 201, uploaded.text
     record = uploaded.json()
     assert record["name"] == "mock-up.png" and record["size"] == len(PNG) and record["mime_type"] == "image/png"
@@ -162,8 +177,11 @@ def test_an_upload_over_the_limit_answers_413_and_keeps_nothing(tmp_path, databa
         fits = client.post(url, headers=alice, files={"file": ("small.png", PNG[:2048], "image/png")})
         assert fits.status_code == 201, fits.text
         # Only upload routes take bodies over the 1 MiB limit.
-        big_json = client.post(TASKS, headers={**alice, "Content-Type": "application/json"},
-                               content=b'{"type": "x", "pad": "' + b" " * (2 * 1024 * 1024) + b'"}')  # fmt: skip
+        big_json = client.post(
+            TASKS,
+            headers={**alice, "Content-Type": "application/json"},
+            content=b'{"type": "x", "pad": "' + b" " * (2 * 1024 * 1024) + b'"}',
+        )
         assert_error(big_json, 413, "PAYLOAD_TOO_LARGE")
     folder = settings.file_storage_dir / task["id"]
     assert [path.name for path in folder.iterdir()] == [fits.json()["id"]]

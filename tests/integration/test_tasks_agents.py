@@ -42,8 +42,14 @@ def worker(client: TestClient, db: Database) -> tuple[dict, dict]:
 
 def test_a_task_created_for_an_external_agent_is_pulled_and_reported_by_its_worker(client, db, worker) -> None:
     owner, agent = worker
-    task = _task(client, owner, agentId=agent["id"], priority="medium", payload={"issue": "123"},
-                 metadata={"repo": "orchestrator"})  # fmt: skip
+    task = _task(
+        client,
+        owner,
+        agentId=agent["id"],
+        priority="medium",
+        payload={"issue": "123"},
+        metadata={"repo": "orchestrator"},
+    )
     assert task["status"] == "assigned" and task["task_id"] == task["id"] and task["assigned_agent"] == agent["id"]
     assert task["priority"] == "P2" and task["title"] == "bugfix" and task["metadata"] == {"repo": "orchestrator"}
     assert client.get(f"{TASKS}/{task['id']}", headers=owner).json()["assigned_at"]
@@ -56,16 +62,21 @@ def test_a_task_created_for_an_external_agent_is_pulled_and_reported_by_its_work
     assert started.status_code == 200 and started.json()["status"] == "in_progress"
     assert client.get(f"{AGENTS}/{agent['id']}/tasks?status=assigned", headers=owner).json()["tasks"] == []
     assert len(client.get(f"{AGENTS}/{agent['id']}/tasks?status=active", headers=owner).json()["tasks"]) == 1
-    done = client.patch(f"{TASKS}/{task['id']}/status", headers=owner,
-                        json={"status": "COMPLETED", "result": {"pr": 42}})  # fmt: skip
+    done = client.patch(
+        f"{TASKS}/{task['id']}/status", headers=owner, json={"status": "COMPLETED", "result": {"pr": 42}}
+    )
     assert done.json()["task"]["result"] == {"pr": 42} and done.json()["task"]["progress"] == 1.0
     assert _load(client, owner, agent["id"]) == 0
 
     again = client.patch(f"{TASKS}/{task['id']}/status?status=in_progress", headers=owner)
     assert_error(again, 409, "INVALID_TRANSITION")
     with db.session() as session:
-        kinds = [e.event_type for e in session.scalars(select(Event).where(Event.subject_id == task["id"])
-                                                       .order_by(Event.created_at, Event.id))]  # fmt: skip
+        kinds = [
+            e.event_type
+            for e in session.scalars(
+                select(Event).where(Event.subject_id == task["id"]).order_by(Event.created_at, Event.id)
+            )
+        ]
     assert kinds == ["task.created", "task.assigned", "task.updated", "task.completed"]
 
 
@@ -104,9 +115,13 @@ def test_tasks_and_agents_of_other_tenants_are_invisible(client, worker) -> None
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"priority": "P7"}, "priority"), ({"type": "Not A Type!"}, "type"), ({"dueDate": "2030-01-01T00:00:00"},
-     "due_date"), ({"slaTarget": 0}, "sla_target")],
-)  # fmt: skip
+    [
+        ({"priority": "P7"}, "priority"),
+        ({"type": "Not A Type!"}, "type"),
+        ({"dueDate": "2030-01-01T00:00:00"}, "due_date"),
+        ({"slaTarget": 0}, "sla_target"),
+    ],
+)
 def test_invalid_task_input_is_named(client, worker, body, field) -> None:
     owner, _ = worker
     error = assert_error(client.post(TASKS, headers=owner, json=body), 422, "VALIDATION_ERROR")
@@ -118,15 +133,27 @@ def test_metrics_are_computed_from_the_agents_recorded_tasks(client, db, worker)
     ids = [_task(client, owner)["id"] for _ in range(5)]
     base = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
     timeline = [  # (status, assigned, started, completed) — minutes after base
-        ("completed", 0, 1, 61), ("completed", 0, 2, 122), ("failed", 0, 3, 33), ("cancelled", 0, None, 5),
+        ("completed", 0, 1, 61),
+        ("completed", 0, 2, 122),
+        ("failed", 0, 3, 33),
+        ("cancelled", 0, None, 5),
         ("in_progress", 0, 4, None),
-    ]  # fmt: skip
+    ]
     with db.transaction() as session:
         for task_id, (status, assigned, started, completed) in zip(ids, timeline, strict=True):
             at = lambda minutes: None if minutes is None else base + timedelta(minutes=minutes)  # noqa: E731
-            session.execute(update(Task).where(Task.id == task_id).values(
-                agent_id=agent["id"], status=status, created_at=base, assigned_at=at(assigned),
-                started_at=at(started), completed_at=at(completed)))  # fmt: skip
+            session.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(
+                    agent_id=agent["id"],
+                    status=status,
+                    created_at=base,
+                    assigned_at=at(assigned),
+                    started_at=at(started),
+                    completed_at=at(completed),
+                )
+            )
     period = {"startDate": "2026-11-20T00:00:00Z", "endDate": "2026-11-21T00:00:00Z"}
     metrics = client.get(f"{AGENTS}/{agent['id']}/metrics", headers=owner, params=period).json()
     tasks = metrics["task_metrics"]
@@ -160,8 +187,9 @@ def test_status_reports_are_validated_and_limited_to_what_a_worker_reports(clien
             client.patch(f"{TASKS}/{task['id']}/status{query}", headers=owner), 422, "VALIDATION_ERROR"
         )
         assert error["details"][0]["field"] == "status"
-    error = assert_error(client.patch(f"{TASKS}/{task['id']}/status?status=awaiting_approval", headers=owner), 422,
-                         "VALIDATION_ERROR")  # fmt: skip
+    error = assert_error(
+        client.patch(f"{TASKS}/{task['id']}/status?status=awaiting_approval", headers=owner), 422, "VALIDATION_ERROR"
+    )
     assert "cannot be reported" in error["message"]
     assert client.get(f"{TASKS}/{task['id']}", headers=owner).json()["status"] == "assigned"  # unchanged
 
@@ -176,7 +204,9 @@ def test_on_a_shared_agent_a_tenant_sees_only_its_own_tasks(client, db) -> None:
     seen = client.get(f"{AGENTS}/{shared['id']}/tasks", headers=alice).json()["tasks"]
     assert [task["id"] for task in seen] == [mine["id"]]
     assert {task["id"] for task in client.get(f"{AGENTS}/{shared['id']}/tasks", headers=admin).json()["tasks"]} == {
-        mine["id"], theirs["id"]}  # fmt: skip
+        mine["id"],
+        theirs["id"],
+    }
     assert_error(client.get(f"{AGENTS}/{shared['id']}/container/logs", headers=alice), 403, "AUTHORIZATION_ERROR")
 
 
@@ -186,8 +216,16 @@ def test_the_task_list_filters_searches_and_sorts(client, db, worker) -> None:
     agent = _agent(client, owner, max_concurrent_tasks=2)
     _active(db, agent["id"])
     login_fix = _task(client, owner, title="Fix login", priority="low", tags=["auth"], type="bugfix")
-    dashboard = _task(client, owner, title="Build dashboard", description="analytics", priority="P2",
-                      tags=["frontend", "analytics"], type="feature", agentId=agent["id"])  # fmt: skip
+    dashboard = _task(
+        client,
+        owner,
+        title="Build dashboard",
+        description="analytics",
+        priority="P2",
+        tags=["frontend", "analytics"],
+        type="feature",
+        agentId=agent["id"],
+    )
     docs = _task(client, owner, title="Write docs", priority=5, type="documentation")
     others = _task(client, stranger, title="Not yours")
 
@@ -212,22 +250,28 @@ def test_the_task_list_filters_searches_and_sorts(client, db, worker) -> None:
 def test_tasks_update_assign_history_and_delete(client, db, worker) -> None:
     owner, agent = worker
     task = _task(client, owner, title="Draft")
-    updated = client.patch(f"{TASKS}/{task['id']}", headers=owner, json={"title": "Final", "priority": "critical",
-                                                                          "metadata": {"k": 1}})  # fmt: skip
+    updated = client.patch(
+        f"{TASKS}/{task['id']}", headers=owner, json={"title": "Final", "priority": "critical", "metadata": {"k": 1}}
+    )
     assert updated.status_code == 200 and updated.json()["title"] == "Final" and updated.json()["priority"] == "P0"
     assert updated.json()["metadata"] == {"k": 1}
     assert_error(client.put(f"{TASKS}/{task['id']}", headers=owner, json={"title": None}), 422, "VALIDATION_ERROR")
     assigned = client.post(f"{TASKS}/{task['id']}/assign", headers=owner, json={"agentId": agent["id"]})
     assert assigned.status_code == 200 and assigned.json()["status"] == "assigned"
-    assert_error(client.post(f"{TASKS}/{task['id']}/assign", headers=owner, json={"agentId": agent["id"]}), 409,
-                 "CONFLICT")  # fmt: skip
+    assert_error(
+        client.post(f"{TASKS}/{task['id']}/assign", headers=owner, json={"agentId": agent["id"]}), 409, "CONFLICT"
+    )
     assert_error(client.patch(f"{TASKS}/{task['id']}", headers=owner, json={"payload": {"x": 1}}), 409, "CONFLICT")
     done = client.put(f"{TASKS}/{task['id']}", headers=owner, json={"status": "done", "actualHours": 2})
     assert done.json()["status"] == "completed" and done.json()["actual_hours"] == 2
     detail = client.get(f"{TASKS}/{task['id']}?include=history,metrics", headers=owner).json()
     actions = [(entry["action"], entry["from"], entry["to"]) for entry in detail["history"]]
-    assert actions == [("created", None, "pending"), ("updated", None, "pending"), ("assigned", "pending", "assigned"),
-                       ("completed", "assigned", "completed")]  # fmt: skip
+    assert actions == [
+        ("created", None, "pending"),
+        ("updated", None, "pending"),
+        ("assigned", "pending", "assigned"),
+        ("completed", "assigned", "completed"),
+    ]
     assert detail["metrics"]["completion_rate"] == 1.0 and detail["metrics"]["wait_time"] is not None
     assert_error(client.get(f"{TASKS}/{task['id']}?include=bogus", headers=owner), 422, "VALIDATION_ERROR")
     assert client.delete(f"{TASKS}/{task['id']}?reason=obsolete", headers=owner).json()["message"]
@@ -242,8 +286,11 @@ def test_routing_rules_show_the_defaults_and_admins_replace_them(client) -> None
     rules = client.get("/api/v1/routing/rules", headers=admin).json()
     assert rules["rules"]["bugfix"]["types"] == ["coding", "dev"] and rules["rules"]["incident"]["types"] == ["ops"]
     assert_error(client.put("/api/v1/routing/rules", headers=writer, json={"rules": {}}), 403, "AUTHORIZATION_ERROR")
-    replaced = client.put("/api/v1/routing/rules", headers=admin, json={"rules": {
-        "bugfix": {"types": ["Frontend"], "capabilities": ["react"]}, "triage": {"tags": ["oncall"]}}})  # fmt: skip
+    replaced = client.put(
+        "/api/v1/routing/rules",
+        headers=admin,
+        json={"rules": {"bugfix": {"types": ["Frontend"], "capabilities": ["react"]}, "triage": {"tags": ["oncall"]}}},
+    )
     assert replaced.status_code == 200, replaced.text
     after = client.get("/api/v1/routing/rules", headers=admin).json()["rules"]
     assert after["bugfix"] == {"types": ["frontend"], "capabilities": ["react"], "tags": []}

@@ -47,10 +47,19 @@ ANNOUNCEMENTS = ("user.registered", "agent.created")
 @pytest.fixture
 def settings(tmp_path: Path, db: Database, database_url: str) -> Settings:
     # Loopback receivers are allow-listed; fast backoff so that retries are due within the test.
-    return resolve_secrets(make_settings(tmp_path, database_url, webhooks={
-        "webhook_allowed_hosts": ["127.0.0.1"], "webhook_max_attempts": 3, "webhook_backoff_base_s": 1.0,
-        "webhook_backoff_max_s": 60.0, "webhook_timeout_s": 5.0,
-    }))  # fmt: skip
+    return resolve_secrets(
+        make_settings(
+            tmp_path,
+            database_url,
+            webhooks={
+                "webhook_allowed_hosts": ["127.0.0.1"],
+                "webhook_max_attempts": 3,
+                "webhook_backoff_base_s": 1.0,
+                "webhook_backoff_max_s": 60.0,
+                "webhook_timeout_s": 5.0,
+            },
+        )
+    )
 
 
 class Receiver:
@@ -126,8 +135,11 @@ def _relay(db: Database) -> int:
 def _make_due(db: Database) -> None:
     """As if the backoff had elapsed."""
     with db.transaction() as session:
-        session.execute(update(WebhookDelivery).where(WebhookDelivery.status == "failed")
-                        .values(next_attempt_at=utcnow() - timedelta(seconds=1)))  # fmt: skip
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.status == "failed")
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
 
 
 def _deliveries(db: Database) -> list[WebhookDelivery]:
@@ -156,8 +168,15 @@ def _verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
 def test_crud_shows_a_generated_secret_once_and_keeps_it_encrypted(client: TestClient, db: Database) -> None:
     _user(client, "root")
     alice = _user(client, "alice")
-    created = _webhook(client, alice, url="http://127.0.0.1:9/hook", events=["task.created", "Task.Completed"],
-                       active=False, headers={"User-Agent": "Acme/2"}, name="CI")  # fmt: skip
+    created = _webhook(
+        client,
+        alice,
+        url="http://127.0.0.1:9/hook",
+        events=["task.created", "Task.Completed"],
+        active=False,
+        headers={"User-Agent": "Acme/2"},
+        name="CI",
+    )
     assert created["is_active"] is False and created["events"] == ["task.created", "task.completed"]
     secret = created["secret"]
     assert len(secret) == 64 and created["has_secret"] is True
@@ -228,35 +247,61 @@ def test_custom_header_values_are_encrypted_at_rest_and_sent_in_clear(
 def test_invalid_fields_answer_422_naming_each_field(client: TestClient) -> None:
     _user(client, "root")
     alice = _user(client, "alice")
-    error = assert_error(client.post(WEBHOOKS, headers=alice, json={
-        "url": "ftp://example.com/x", "events": ["Task Created", "task.created"], "secret": "short",
-        "headers": {"X-Orchestrator-Signature": "forged", "Content-Type": "text/plain", "X-Trace": "ok"},
-    }), 422, "VALIDATION_ERROR")  # fmt: skip
+    error = assert_error(
+        client.post(
+            WEBHOOKS,
+            headers=alice,
+            json={
+                "url": "ftp://example.com/x",
+                "events": ["Task Created", "task.created"],
+                "secret": "short",
+                "headers": {"X-Orchestrator-Signature": "forged", "Content-Type": "text/plain", "X-Trace": "ok"},
+            },
+        ),
+        422,
+        "VALIDATION_ERROR",
+    )
     assert {d["field"] for d in error["details"]} == {
-        "url", "events", "secret", "headers.X-Orchestrator-Signature", "headers.Content-Type"
-    }  # fmt: skip
-    missing = assert_error(client.post(WEBHOOKS, headers=alice, json={"url": "http://127.0.0.1/x"}), 422,
-                           "VALIDATION_ERROR")  # fmt: skip
+        "url",
+        "events",
+        "secret",
+        "headers.X-Orchestrator-Signature",
+        "headers.Content-Type",
+    }
+    missing = assert_error(
+        client.post(WEBHOOKS, headers=alice, json={"url": "http://127.0.0.1/x"}), 422, "VALIDATION_ERROR"
+    )
     assert [d["field"] for d in missing["details"]] == ["events"]
-    assert [d["field"] for d in assert_error(client.post(WEBHOOKS, headers=alice, json={
-        "url": "http://127.0.0.1/x", "events": []}), 422, "VALIDATION_ERROR")["details"]] == ["events"]  # fmt: skip
+    assert [
+        d["field"]
+        for d in assert_error(
+            client.post(WEBHOOKS, headers=alice, json={"url": "http://127.0.0.1/x", "events": []}),
+            422,
+            "VALIDATION_ERROR",
+        )["details"]
+    ] == ["events"]
     hook = _webhook(client, alice, url="http://127.0.0.1/x")
-    error = assert_error(client.patch(f"{WEBHOOKS}/{hook['id']}", headers=alice, json={"events": ["deploy.*", "*."]}),
-                         422, "VALIDATION_ERROR")  # fmt: skip
+    error = assert_error(
+        client.patch(f"{WEBHOOKS}/{hook['id']}", headers=alice, json={"events": ["deploy.*", "*."]}),
+        422,
+        "VALIDATION_ERROR",
+    )
     assert [d["field"] for d in error["details"]] == ["events"] and "'*.'" in error["details"][0]["message"]
     assert_error(client.patch(f"{WEBHOOKS}/{hook['id']}", headers=alice, json={"url": None}), 422, "VALIDATION_ERROR")
 
 
-def test_private_addresses_are_refused_unless_allow_listed(client: TestClient, settings: Settings, db: Database,
-                                                           receiver: Receiver) -> None:  # fmt: skip
+def test_private_addresses_are_refused_unless_allow_listed(
+    client: TestClient, settings: Settings, db: Database, receiver: Receiver
+) -> None:
     _user(client, "root")
     alice = _user(client, "alice")
     allowed = _webhook(client, alice, url=receiver.url)  # 127.0.0.1 is allow-listed in these tests
     strict = settings.with_overrides(webhooks={"webhook_allowed_hosts": []})
     with TestClient(create_app(strict), raise_server_exceptions=False) as other:
         for url in ("http://127.0.0.1:8000/hook", "http://169.254.169.254/latest/meta-data", "http://10.0.0.5/x"):
-            error = assert_error(other.post(WEBHOOKS, headers=alice, json={"url": url, "events": ["*"]}), 422,
-                                 "VALIDATION_ERROR")  # fmt: skip
+            error = assert_error(
+                other.post(WEBHOOKS, headers=alice, json={"url": url, "events": ["*"]}), 422, "VALIDATION_ERROR"
+            )
             assert (
                 error["details"][0]["field"] == "url"
                 and "ORCHESTRATOR_WEBHOOK_ALLOWED_HOSTS" in (error["details"][0]["message"])
@@ -264,8 +309,9 @@ def test_private_addresses_are_refused_unless_allow_listed(client: TestClient, s
         public = other.post(WEBHOOKS, headers=alice, json={"url": "https://93.184.216.34/hook", "events": ["*"]})
         assert public.status_code == 201
         other.delete(f"{WEBHOOKS}/{public.json()['id']}", headers=alice)  # nothing is sent to the internet
-        error = assert_error(other.put(f"{WEBHOOKS}/{allowed['id']}", headers=alice, json={"url": receiver.url}),
-                             422, "VALIDATION_ERROR")  # fmt: skip
+        error = assert_error(
+            other.put(f"{WEBHOOKS}/{allowed['id']}", headers=alice, json={"url": receiver.url}), 422, "VALIDATION_ERROR"
+        )
         assert error["details"][0]["field"] == "url"
 
     # Checked again at delivery: once the allow-list no longer has it, the delivery fails with the reason.
@@ -309,9 +355,14 @@ def test_other_tenants_webhooks_answer_404(client: TestClient) -> None:
     alice, bob = _user(client, "alice"), _user(client, "bob")
     hook = _webhook(client, alice, url="http://127.0.0.1:9/hook")
     url = f"{WEBHOOKS}/{hook['id']}"
-    attempts = [client.get(url, headers=bob), client.put(url, headers=bob, json={"name": "x"}),
-                client.patch(url, headers=bob, json={"name": "x"}), client.delete(url, headers=bob),
-                client.get(f"{url}/deliveries", headers=bob), client.post(f"{url}/test", headers=bob)]  # fmt: skip
+    attempts = [
+        client.get(url, headers=bob),
+        client.put(url, headers=bob, json={"name": "x"}),
+        client.patch(url, headers=bob, json={"name": "x"}),
+        client.delete(url, headers=bob),
+        client.get(f"{url}/deliveries", headers=bob),
+        client.post(f"{url}/test", headers=bob),
+    ]
     for response in attempts:
         assert_error(response, 404, "NOT_FOUND")
     assert client.get(WEBHOOKS, headers=bob).json()["webhooks"] == []
@@ -333,16 +384,23 @@ def test_events_are_enqueued_for_the_webhooks_whose_owners_may_see_them(client: 
     everything = _webhook(client, alice, url="http://127.0.0.1:9/all")
     tasks_only = _webhook(client, alice, url="http://127.0.0.1:9/tasks", events=["task.*"])
     inactive = _webhook(client, alice, url="http://127.0.0.1:9/off", isActive=False)
-    org_hook = _webhook(client, alice, url="http://127.0.0.1:9/org", ownerType="organization", ownerId=org["id"],
-                        events=["project.created"])  # fmt: skip
+    org_hook = _webhook(
+        client,
+        alice,
+        url="http://127.0.0.1:9/org",
+        ownerType="organization",
+        ownerId=org["id"],
+        events=["project.created"],
+    )
     bobs = _webhook(client, bob, url="http://127.0.0.1:9/bob")
     _relay(db)  # events from setting up (registrations, the organization) are not what this test is about
     with db.transaction() as session:
         session.execute(WebhookDelivery.__table__.delete())
 
     task = client.post("/api/v1/tasks", headers=alice, json={"type": "feature", "title": "Checkout"}).json()
-    project = client.post("/api/v1/projects", headers=alice, json={"name": "Shop", "ownerType": "organization",
-                                                                   "ownerId": org["id"]}).json()  # fmt: skip
+    project = client.post(
+        "/api/v1/projects", headers=alice, json={"name": "Shop", "ownerType": "organization", "ownerId": org["id"]}
+    ).json()
     _publish(client, bob, "deploy.finished", {"ok": True})
     with db.transaction() as session:  # a platform event: no owner, admins only
         events.emit(session, "system.health", {"status": "healthy"}, source="test")
@@ -404,8 +462,12 @@ const req = {body: JSON.parse(require('fs').readFileSync(0, 'utf8'))};
 const payload = JSON.stringify(req.body);
 process.stdout.write(String(verifyWebhookSignature(payload, process.argv[1], process.argv[2])));
 """
-        result = subprocess.run(["node", "-e", script, headers["x-orchestrator-signature"], hook["secret"]],
-                                input=raw, capture_output=True, check=True)  # fmt: skip
+        result = subprocess.run(
+            ["node", "-e", script, headers["x-orchestrator-signature"], hook["secret"]],
+            input=raw,
+            capture_output=True,
+            check=True,
+        )
         assert result.stdout == b"true"
 
     assert delivery.status == "delivered" and delivery.last_status_code == 200 and delivery.delivered_at
@@ -484,15 +546,19 @@ def test_a_delivery_is_dead_after_the_last_attempt_and_can_be_redelivered(
         assert webhooks.next_due_in(db) is None
         dead = client.get(f"{WEBHOOKS}/{hook['id']}/deliveries?status=DEAD", headers=alice).json()["deliveries"]
         assert [d["id"] for d in dead] == [delivery.id] and dead[0]["last_status_code"] == 500
-        assert_error(client.get(f"{WEBHOOKS}/{hook['id']}/deliveries?status=lost", headers=alice), 422,
-                     "VALIDATION_ERROR")  # fmt: skip
+        assert_error(
+            client.get(f"{WEBHOOKS}/{hook['id']}/deliveries?status=lost", headers=alice), 422, "VALIDATION_ERROR"
+        )
 
         receiver.statuses = [200]
         retried = client.post(f"{WEBHOOKS}/{hook['id']}/deliveries/{delivery.id}/retry", headers=alice)
         assert retried.status_code == 200 and retried.json()["status"] == "pending" and retried.json()["attempts"] == 0
         assert _deliver(db, settings)["delivered"] == 1
-        assert_error(client.post(f"{WEBHOOKS}/{hook['id']}/deliveries/{delivery.id}/retry", headers=alice), 409,
-                     "INVALID_TRANSITION")  # fmt: skip
+        assert_error(
+            client.post(f"{WEBHOOKS}/{hook['id']}/deliveries/{delivery.id}/retry", headers=alice),
+            409,
+            "INVALID_TRANSITION",
+        )
         assert_error(client.post(f"{WEBHOOKS}/{hook['id']}/deliveries/nope/retry", headers=alice), 404, "NOT_FOUND")
     finally:
         receiver.stop()
@@ -510,8 +576,12 @@ def test_concurrent_senders_never_send_a_delivery_twice(client: TestClient, db: 
 
         async def race() -> list[dict[str, int]]:
             async with httpx.AsyncClient() as client_a, httpx.AsyncClient() as client_b:
-                return await asyncio.gather(*(webhooks.deliver_due(db, settings, http, limit=10)
-                                              for http in (client_a, client_b, client_a, client_b)))  # fmt: skip
+                return await asyncio.gather(
+                    *(
+                        webhooks.deliver_due(db, settings, http, limit=10)
+                        for http in (client_a, client_b, client_a, client_b)
+                    )
+                )
 
         results = asyncio.run(race())
         while sum(r["delivered"] for r in results) < 30:  # bounded: every call delivers at least one

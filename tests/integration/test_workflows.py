@@ -26,8 +26,12 @@ FIX = "tests.fixtures.workflow_nodes"
 
 @pytest.fixture
 def settings(tmp_path, db, database_url):
-    return make_settings(tmp_path, database_url, agents={"agent_code_modules": "tests.fixtures"},
-                         workflows={"http_allowed_hosts": "127.0.0.1"})  # fmt: skip
+    return make_settings(
+        tmp_path,
+        database_url,
+        agents={"agent_code_modules": "tests.fixtures"},
+        workflows={"http_allowed_hosts": "127.0.0.1"},
+    )
 
 
 @pytest.fixture
@@ -44,9 +48,11 @@ def owner(client) -> dict:
 
 def _workflow(client: TestClient, headers: dict, nodes: list, edges: list, settings: dict | None = None) -> dict:
     agent = _agent(client, headers)
-    response = client.post(f"/api/v1/agents/{agent['id']}/workflows", headers=headers,
-                           json={"name": "Flow", "workflow_data": {"nodes": nodes, "edges": edges,
-                                                                   "settings": settings or {}}})  # fmt: skip
+    response = client.post(
+        f"/api/v1/agents/{agent['id']}/workflows",
+        headers=headers,
+        json={"name": "Flow", "workflow_data": {"nodes": nodes, "edges": edges, "settings": settings or {}}},
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -80,12 +86,18 @@ def test_a_workflow_is_validated_with_every_problem_named(client, owner) -> None
         ],
         "edges": [{"source": "a", "target": "zz"}, {"source": "a", "target": "c", "condition": "state.x ** 2"}],
     }
-    response = client.post(f"/api/v1/agents/{agent['id']}/workflows", headers=owner,
-                           json={"name": "Bad", "workflowData": bad})  # fmt: skip
+    response = client.post(
+        f"/api/v1/agents/{agent['id']}/workflows", headers=owner, json={"name": "Bad", "workflowData": bad}
+    )
     fields = {d["field"] for d in assert_error(response, 422, "VALIDATION_ERROR")["details"]}
-    assert {"workflow_data.nodes[1].id", "workflow_data.nodes[2].type", "workflow_data.nodes[3].config.function",
-            "workflow_data.nodes[4].config.expression", "workflow_data.edges[0].target",
-            "workflow_data.edges[1].condition"} <= fields  # fmt: skip
+    assert {
+        "workflow_data.nodes[1].id",
+        "workflow_data.nodes[2].type",
+        "workflow_data.nodes[3].config.function",
+        "workflow_data.nodes[4].config.expression",
+        "workflow_data.edges[0].target",
+        "workflow_data.edges[1].condition",
+    } <= fields
     cyclic = {
         "nodes": [
             {"id": "a", "type": "input"},
@@ -137,8 +149,12 @@ def test_updates_make_versions_and_a_run_keeps_the_version_it_started_with(clien
     listed = client.get(f"/api/v1/executions?workflowId={workflow['id']}&status=COMPLETED", headers=owner).json()
     assert listed["pagination"]["total"] == 2
     with db.session() as session:
-        kinds = [e.event_type for e in session.scalars(select(Event).where(Event.subject_id == second["id"])
-                                                       .order_by(Event.created_at, Event.id))]  # fmt: skip
+        kinds = [
+            e.event_type
+            for e in session.scalars(
+                select(Event).where(Event.subject_id == second["id"]).order_by(Event.created_at, Event.id)
+            )
+        ]
     assert kinds[0] == "execution.started" and kinds[-1] == "execution.completed"
 
 
@@ -165,9 +181,17 @@ def test_conditions_branch_and_templates_read_the_state(client, settings, db, ow
 
 
 def test_a_failing_node_is_retried_and_a_broken_one_fails_the_run(client, settings, db, owner) -> None:
-    nodes, edges = _chain({"id": "in", "type": "input"},
-                          {"id": "flaky", "type": "python", "retry_count": 2, "retry_backoff_s": 0.01,
-                           "config": {"function": f"{FIX}:flaky"}}, {"id": "out", "type": "output"})  # fmt: skip
+    nodes, edges = _chain(
+        {"id": "in", "type": "input"},
+        {
+            "id": "flaky",
+            "type": "python",
+            "retry_count": 2,
+            "retry_backoff_s": 0.01,
+            "config": {"function": f"{FIX}:flaky"},
+        },
+        {"id": "out", "type": "output"},
+    )
     run = _run(client, settings, db, owner, _workflow(client, owner, nodes, edges))
     assert run["status"] == "completed" and run["output"]["flaky_attempts"] == 2
     assert [(s["node_id"], s["attempt"], s["status"]) for s in run["steps"]][1:3] == [
@@ -194,8 +218,9 @@ def test_a_run_killed_after_its_side_effect_resumes_without_applying_it_twice(
     )
     workflow = _workflow(client, owner, nodes, edges)
     effects = tmp_path / "effects"
-    started = client.post(f"/api/v1/workflows/{workflow['id']}/execute", headers=owner,
-                          json={"input_data": {"effects_dir": str(effects)}}).json()  # fmt: skip
+    started = client.post(
+        f"/api/v1/workflows/{workflow['id']}/execute", headers=owner, json={"input_data": {"effects_dir": str(effects)}}
+    ).json()
 
     class Crash(BaseException):
         pass
@@ -362,8 +387,14 @@ def test_llm_http_and_map_nodes(client, settings, db, owner, fake_llm) -> None:
         },
         {"id": "out", "type": "output"},
     )
-    run = _run(client, settings, db, owner, _workflow(client, owner, nodes, edges),
-               {"input_data": {"name": "Ada", "numbers": [1, 2, 3]}})  # fmt: skip
+    run = _run(
+        client,
+        settings,
+        db,
+        owner,
+        _workflow(client, owner, nodes, edges),
+        {"input_data": {"name": "Ada", "numbers": [1, 2, 3]}},
+    )
     assert run["status"] == "completed", run["error"]
     assert run["output"]["answer"] == "Hello from the model" and run["tokens_used"] == 16
     assert _FakeLLM.seen[0]["messages"][-1]["content"] == "Say hi to Ada" and _FakeLLM.seen[0]["stream"] is True
@@ -413,8 +444,9 @@ def test_the_stream_sends_steps_and_ends(client, settings, db, owner) -> None:
         text = "".join(stream.iter_text())
     events = [line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event: ")]
     assert events.count("step") == 3 and events[-1] == "end"
-    with client.stream("GET", f"/api/v1/executions/{run['id']}/stream",
-                       headers={**owner, "Last-Event-ID": "2:0"}) as stream:  # fmt: skip
+    with client.stream(
+        "GET", f"/api/v1/executions/{run['id']}/stream", headers={**owner, "Last-Event-ID": "2:0"}
+    ) as stream:
         resumed = "".join(stream.iter_text())
     assert resumed.count("event: step") == 1
 
@@ -427,7 +459,10 @@ def test_bad_execution_input_is_refused(client, owner) -> None:
         {"execution_options": {"timeout": -1}},
         {"execution_options": {"resources": {"cpu": -2}}},
     ):
-        assert_error(client.post(f"/api/v1/workflows/{workflow['id']}/execute", headers=owner, json=body), 422,
-                     "VALIDATION_ERROR")  # fmt: skip
+        assert_error(
+            client.post(f"/api/v1/workflows/{workflow['id']}/execute", headers=owner, json=body),
+            422,
+            "VALIDATION_ERROR",
+        )
     assert_error(client.post("/api/v1/executions", headers=owner, json={"agentId": "nope"}), 404, "NOT_FOUND")
     assert_error(client.get("/api/v1/executions?status=sleeping", headers=owner), 422, "VALIDATION_ERROR")

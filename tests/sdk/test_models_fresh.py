@@ -19,8 +19,9 @@ def test_checked_in_models_match_the_apps_openapi() -> None:
     generator = _generator()
     fresh = generator.render(generator.openapi_spec())
     checked_in = generator.MODELS_PATH.read_text()
-    assert generator.same_code(checked_in, fresh), "sdk/orchestrator_sdk/models.py is stale: run " \
-        "python sdk/scripts/generate_models.py"  # fmt: skip
+    assert generator.same_code(checked_in, fresh), (
+        "sdk/orchestrator_sdk/models.py is stale: run python sdk/scripts/generate_models.py"
+    )
 
 
 def test_a_schema_change_is_detected() -> None:

@@ -37,8 +37,10 @@ def test_list_iterates_over_every_page_with_the_filters() -> None:
     client, _ = _clients(fake)
     ids = [t.id for t in client.tasks.list(status="pending", tags=["a", "b"], limit=3)]
     assert ids == [f"t{i}" for i in range(7)]
-    pages = [(r.url.params["page"], r.url.params["limit"], r.url.params["status"], r.url.params["tags"])
-             for r in fake.requests]  # fmt: skip
+    pages = [
+        (r.url.params["page"], r.url.params["limit"], r.url.params["status"], r.url.params["tags"])
+        for r in fake.requests
+    ]
     assert pages == [("1", "3", "pending", "a,b"), ("2", "3", "pending", "a,b"), ("3", "3", "pending", "a,b")]
 
 
@@ -99,8 +101,9 @@ def _streaming_platform(drops_after: list[int], honours_last_event_id: bool = Tr
         connections[0] += 1
         cut = drops_after[k] if k < len(drops_after) else len(events)
         chunks = [sse(*event) for event in events[:cut]]
-        return httpx.Response(200, headers={"Content-Type": "text/event-stream"},
-                              stream=DroppingStream(chunks, drop=cut < len(events)))  # fmt: skip
+        return httpx.Response(
+            200, headers={"Content-Type": "text/event-stream"}, stream=DroppingStream(chunks, drop=cut < len(events))
+        )
 
     fake.route("GET", "/executions/r1")(lambda r: httpx.Response(200, json=execution(steps=[step(1, "in")])))
     return fake
@@ -147,8 +150,12 @@ def _watch_platform(states: list[dict]) -> FakePlatform:
 
 
 def test_task_watch_maps_status_onto_progress_completed_and_error() -> None:
-    states = [{"status": "pending"}, {"status": "pending"}, {"status": "in_progress", "progress": 0.5},
-              {"status": "completed", "progress": 1.0, "result": {"ok": True}}]  # fmt: skip
+    states = [
+        {"status": "pending"},
+        {"status": "pending"},
+        {"status": "in_progress", "progress": 0.5},
+        {"status": "completed", "progress": 1.0, "result": {"ok": True}},
+    ]
     client, _ = _clients(_watch_platform(states))
     updates = list(client.tasks.watch("t1", interval=0))
     assert [(u["type"], u["progress"]) for u in updates] == [("progress", 0.0), ("progress", 0.5), ("completed", 1.0)]
@@ -195,11 +202,21 @@ def test_a_failed_run_raises_run_failed_with_the_step_and_error() -> None:
     fake.route("GET", "/executions/r1/stream")(
         lambda r: httpx.Response(200, content=sse("end", {"status": "failed"}, "2:0"))
     )
-    failed = execution(status="failed", steps=[step(1, "in"), step(2, "boom", "failed", "ValueError: no")],
-                       error="node boom failed: ValueError: no",
-                       logs=[{"id": "l", "level": "ERROR", "message": "x", "node_id": "boom",
-                              "metadata": {"traceback": "Traceback ...\nValueError: no"},
-                              "timestamp": "2026-01-01T00:00:00Z"}])  # fmt: skip
+    failed = execution(
+        status="failed",
+        steps=[step(1, "in"), step(2, "boom", "failed", "ValueError: no")],
+        error="node boom failed: ValueError: no",
+        logs=[
+            {
+                "id": "l",
+                "level": "ERROR",
+                "message": "x",
+                "node_id": "boom",
+                "metadata": {"traceback": "Traceback ...\nValueError: no"},
+                "timestamp": "2026-01-01T00:00:00Z",
+            }
+        ],
+    )
     fake.route("GET", "/executions/r1")(lambda r: httpx.Response(200, json=failed))
     client, _ = _clients(fake)
     with pytest.raises(RunFailed) as caught:

@@ -152,8 +152,16 @@ def _login_platform(expire_after: int) -> tuple[FakePlatform, list[str]]:
     def issue(refresh: str | None = None) -> httpx.Response:
         token = f"t{len(issued) + 1}"
         issued.append(token)
-        return httpx.Response(200, json={"access_token": token, "refresh_token": f"r{len(issued)}",
-                                         "expires_in": 900, "token_type": "bearer", "user": user()})  # fmt: skip
+        return httpx.Response(
+            200,
+            json={
+                "access_token": token,
+                "refresh_token": f"r{len(issued)}",
+                "expires_in": 900,
+                "token_type": "bearer",
+                "user": user(),
+            },
+        )
 
     fake.route("POST", "/auth/login")(lambda r: issue())
     fake.route("POST", "/auth/refresh")(

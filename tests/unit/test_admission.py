@@ -19,8 +19,10 @@ def test_limits_become_rays_resource_request_without_zero_amounts() -> None:
 
 def test_actor_options_name_rays_keyword_arguments() -> None:
     assert actor_options({"CPU": 2.0, "memory": 1.0 * MB, "GPU": 1.0}) == {
-        "num_cpus": 2.0, "memory": MB, "num_gpus": 1.0,
-    }  # fmt: skip
+        "num_cpus": 2.0,
+        "memory": MB,
+        "num_gpus": 1.0,
+    }
     assert actor_options({}) == {"num_cpus": 0.0}
 
 

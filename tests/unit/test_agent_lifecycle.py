@@ -42,9 +42,16 @@ def test_the_table_is_the_documented_lifecycle() -> None:
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("ACTIVE", S.active), ("Draft", S.draft), ("IDLE", S.active), ("available", S.active), ("offline", S.inactive),
-     ("STOPPED", S.inactive), ("deploying", S.deploying)],
-)  # fmt: skip
+    [
+        ("ACTIVE", S.active),
+        ("Draft", S.draft),
+        ("IDLE", S.active),
+        ("available", S.active),
+        ("offline", S.inactive),
+        ("STOPPED", S.inactive),
+        ("deploying", S.deploying),
+    ],
+)
 def test_status_input_accepts_any_case_and_the_seeds_synonyms(given: str, expected: AgentStatus) -> None:
     assert parse_status(given) is expected
 

@@ -19,14 +19,20 @@ def test_log_lines_parse_back_into_timestamped_entries(capfd) -> None:
 
 
 def test_lines_that_are_not_log_records_continue_the_previous_entry() -> None:
-    entries = parse_log_lines([
-        "stray print before any record",
-        "2026-11-23T10:00:00.123Z ERROR orchestrator.agent [cid-1] task failed",
-        "Traceback (most recent call last):",
-        "ValueError: boom",
-    ])  # fmt: skip
-    assert entries[0] == {"timestamp": None, "level": "INFO", "message": "stray print before any record",
-                          "source": "stderr"}  # fmt: skip
+    entries = parse_log_lines(
+        [
+            "stray print before any record",
+            "2026-11-23T10:00:00.123Z ERROR orchestrator.agent [cid-1] task failed",
+            "Traceback (most recent call last):",
+            "ValueError: boom",
+        ]
+    )
+    assert entries[0] == {
+        "timestamp": None,
+        "level": "INFO",
+        "message": "stray print before any record",
+        "source": "stderr",
+    }
     assert entries[1]["timestamp"] == datetime(2026, 11, 23, 10, 0, 0, 123000, tzinfo=UTC)
     assert entries[1]["message"] == "task failed\nTraceback (most recent call last):\nValueError: boom"
 

@@ -162,8 +162,14 @@ def test_readme_opens_with_the_install_and_test_commands() -> None:
 def test_readme_stays_a_front_door() -> None:
     assert len(README.read_bytes()) <= 15_000, "README.md is the front door: reference material goes to docs/"
     text = README.read_text()
-    for page in ("docs/api.md", "docs/architecture.md", "docs/configuration.md", "docs/workflows.md",
-                 "docs/webhooks.md", "bench/README.md"):  # fmt: skip
+    for page in (
+        "docs/api.md",
+        "docs/architecture.md",
+        "docs/configuration.md",
+        "docs/workflows.md",
+        "docs/webhooks.md",
+        "bench/README.md",
+    ):
         assert f"]({page}" in text, f"README.md's contents list lacks {page}"
 
 

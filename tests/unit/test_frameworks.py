@@ -11,8 +11,15 @@ from runtime.nodes import NODE_TYPES, NodeContext, NodeFailed
 
 
 def _spec(framework: str, **configuration) -> AgentSpec:
-    return AgentSpec(id="a1", name="Bot", framework=framework, mode="hosted", version="1.0.0",
-                     configuration=configuration, code_modules=("tests.fixtures",))  # fmt: skip
+    return AgentSpec(
+        id="a1",
+        name="Bot",
+        framework=framework,
+        mode="hosted",
+        version="1.0.0",
+        configuration=configuration,
+        code_modules=("tests.fixtures",),
+    )
 
 
 def test_builtin_adapters_are_discovered_through_the_entry_point_group() -> None:
@@ -44,9 +51,12 @@ def test_langgraph_runs_a_real_graph_with_a_fake_chat_model() -> None:
 
 @pytest.mark.parametrize(
     ("configuration", "message"),
-    [({}, "configuration.graph is required"), ({"graph": "tests.fixtures.graphs:NOT_A_GRAPH"}, "not a LangGraph"),
-     ({"graph": "no such path"}, "package.module:attribute")],
-)  # fmt: skip
+    [
+        ({}, "configuration.graph is required"),
+        ({"graph": "tests.fixtures.graphs:NOT_A_GRAPH"}, "not a LangGraph"),
+        ({"graph": "no such path"}, "package.module:attribute"),
+    ],
+)
 def test_langgraph_refuses_a_configuration_that_names_no_graph(configuration: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         adapter_for("langgraph").load(_spec("langgraph", **configuration))

@@ -29,18 +29,37 @@ E, A, D = ExecutionStatus, ApprovalStatus, DeliveryStatus
 
 # module, its enum, its named sets that split the enum (each status in exactly one), its final statuses
 LIFECYCLES: dict[str, tuple[ModuleType, type[StrEnum], tuple[frozenset, ...], frozenset]] = {
-    "agent": (agent_lifecycle, agent_lifecycle.AgentStatus,
-              (agent_lifecycle.DEPLOYED, agent_lifecycle.UNDEPLOYED), frozenset()),
-    "task": (task_lifecycle, task_lifecycle.TaskStatus,
-             (task_lifecycle.WAITING, task_lifecycle.ACTIVE, task_lifecycle.TERMINAL), task_lifecycle.TERMINAL),
-    "execution": (execution_lifecycle, ExecutionStatus,
-                  (execution_lifecycle.ACTIVE, execution_lifecycle.FINISHED), execution_lifecycle.FINISHED),
-    "approval": (approval_lifecycle, ApprovalStatus,
-                 (approval_lifecycle.WAITING, approval_lifecycle.TERMINAL), approval_lifecycle.TERMINAL),
-    "webhook delivery": (webhook_delivery_lifecycle, DeliveryStatus,
-                         (webhook_delivery_lifecycle.DUE, webhook_delivery_lifecycle.FINISHED),
-                         frozenset({DeliveryStatus.delivered})),
-}  # fmt: skip
+    "agent": (
+        agent_lifecycle,
+        agent_lifecycle.AgentStatus,
+        (agent_lifecycle.DEPLOYED, agent_lifecycle.UNDEPLOYED),
+        frozenset(),
+    ),
+    "task": (
+        task_lifecycle,
+        task_lifecycle.TaskStatus,
+        (task_lifecycle.WAITING, task_lifecycle.ACTIVE, task_lifecycle.TERMINAL),
+        task_lifecycle.TERMINAL,
+    ),
+    "execution": (
+        execution_lifecycle,
+        ExecutionStatus,
+        (execution_lifecycle.ACTIVE, execution_lifecycle.FINISHED),
+        execution_lifecycle.FINISHED,
+    ),
+    "approval": (
+        approval_lifecycle,
+        ApprovalStatus,
+        (approval_lifecycle.WAITING, approval_lifecycle.TERMINAL),
+        approval_lifecycle.TERMINAL,
+    ),
+    "webhook delivery": (
+        webhook_delivery_lifecycle,
+        DeliveryStatus,
+        (webhook_delivery_lifecycle.DUE, webhook_delivery_lifecycle.FINISHED),
+        frozenset({DeliveryStatus.delivered}),
+    ),
+}
 
 PAIRS = [
     pytest.param(name, current, target, id=f"{name}:{current.value}->{target.value}")
@@ -91,19 +110,30 @@ def test_an_incomplete_lifecycle_is_refused_at_import() -> None:
 # What services/executions.py and services/run_waits.py do: create pending; a run actor claims it (a running
 # one too, when its lease ran out); a node waits; the wait's end makes it pending; it ends, or is cancelled.
 EXECUTION_MOVES = {
-    (E.pending, E.running), (E.pending, E.cancelled),
-    (E.running, E.running), (E.running, E.waiting), (E.running, E.completed), (E.running, E.failed),
-    (E.running, E.timeout), (E.running, E.cancelled),
-    (E.waiting, E.pending), (E.waiting, E.cancelled),
-}  # fmt: skip
+    (E.pending, E.running),
+    (E.pending, E.cancelled),
+    (E.running, E.running),
+    (E.running, E.waiting),
+    (E.running, E.completed),
+    (E.running, E.failed),
+    (E.running, E.timeout),
+    (E.running, E.cancelled),
+    (E.waiting, E.pending),
+    (E.waiting, E.cancelled),
+}
 # services/approvals.py: a decision or the expiry (an escalation keeps it pending).
 APPROVAL_MOVES = {(A.pending, A.approved), (A.pending, A.rejected), (A.pending, A.expired)}
 # services/webhooks.py: an attempt of a due delivery; a manual redelivery of a failed or dead one.
 DELIVERY_MOVES = {
-    (D.pending, D.delivered), (D.pending, D.failed), (D.pending, D.dead),
-    (D.failed, D.delivered), (D.failed, D.failed), (D.failed, D.dead), (D.failed, D.pending),
+    (D.pending, D.delivered),
+    (D.pending, D.failed),
+    (D.pending, D.dead),
+    (D.failed, D.delivered),
+    (D.failed, D.failed),
+    (D.failed, D.dead),
+    (D.failed, D.pending),
     (D.dead, D.pending),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(

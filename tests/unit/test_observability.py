@@ -15,6 +15,7 @@ from actors.agent_handles import parse_log_lines
 from actors.system_info import actor_kind, level_threshold, select_entries
 from core import metrics, telemetry_setup, tracing
 from core.context import correlation_id_var
+from schedulers.execution_lifecycle import ExecutionStatus
 from serve_app.request_stats import RequestStats
 
 LINES = [
@@ -37,7 +38,10 @@ def test_levels_keep_that_level_and_above_newest_first() -> None:
     assert [entry["level"] for entry in errors] == ["CRITICAL", "ERROR"]
     assert errors[1]["message"].endswith("RuntimeError: boom")  # the traceback stays with its record
     assert [e["level"] for e in select_entries(entries, level="WARN", since=None, limit=100)] == [
-        "CRITICAL", "ERROR", "WARNING"]  # fmt: skip
+        "CRITICAL",
+        "ERROR",
+        "WARNING",
+    ]
     assert len(select_entries(entries, level="info", since=None, limit=100)) == 4
     assert len(select_entries(entries, level=None, since=None, limit=100)) == 5
 
@@ -46,7 +50,10 @@ def test_since_and_limit_cut_the_newest_entries() -> None:
     entries = parse_log_lines(LINES)
     since = datetime(2026, 11, 23, 10, 0, 2, tzinfo=UTC)
     assert [e["level"] for e in select_entries(entries, level=None, since=since, limit=100)] == [
-        "CRITICAL", "ERROR", "WARNING"]  # fmt: skip
+        "CRITICAL",
+        "ERROR",
+        "WARNING",
+    ]
     [newest] = select_entries(entries, level=None, since=None, limit=1)
     assert newest["message"] == "giving up"
 
@@ -54,7 +61,8 @@ def test_since_and_limit_cut_the_newest_entries() -> None:
 def test_lines_without_a_timestamp_are_left_out() -> None:
     entries = parse_log_lines(["ray's own warning line", *LINES[1:2]])
     assert [e["message"] for e in select_entries(entries, level=None, since=None, limit=10)] == [
-        "router started: 0 pending task(s), 1 agent(s)"]  # fmt: skip
+        "router started: 0 pending task(s), 1 agent(s)"
+    ]
 
 
 def test_an_unknown_level_is_refused() -> None:
@@ -96,8 +104,13 @@ def test_the_request_window_forgets_what_is_older_than_a_minute() -> None:
     assert snapshot["scope"] == "replica" and snapshot["requests"] == 3 and snapshot["server_errors"] == 1
     assert snapshot["rate_per_s"] == 0.1  # 3 requests over the 30 s observed so far
     assert snapshot["latency_ms"] == {"p50": 20.0, "p95": 30.0, "max": 30.0}
-    assert snapshot["routes"][0] == {"route": "GET /api/v1/tasks", "requests": 2, "server_errors": 1,
-                                     "mean_ms": 20.0, "max_ms": 30.0}  # fmt: skip
+    assert snapshot["routes"][0] == {
+        "route": "GET /api/v1/tasks",
+        "requests": 2,
+        "server_errors": 1,
+        "mean_ms": 20.0,
+        "max_ms": 30.0,
+    }
 
     now[0] += 45  # the first two are now 75 s old
     snapshot = stats.snapshot()
@@ -132,7 +145,7 @@ def _record_every_metric() -> None:
     metrics.count_tasks_routed({"assigned": 2, "stale": 0})
     metrics.observe_step_latency(12.5, "completed")
     metrics.record_webhook_deliveries({"delivered": 3})
-    metrics.set_platform_state({"running": 1}, 2)
+    metrics.set_platform_state({"running": 1}, 2, every_status=ExecutionStatus)
 
 
 def test_metrics_do_nothing_until_a_backend_is_installed(monkeypatch) -> None:
@@ -179,8 +192,9 @@ def test_every_metric_is_recorded_through_the_installed_backend(monkeypatch) -> 
     _record_every_metric()
     assert ("orchestrator_queue_depth", "set", 0, {"priority": "P3"}) in recorded
     assert ("orchestrator_tasks_routed", "inc", 2, {"outcome": "assigned"}) in recorded
-    assert not any(name == "orchestrator_tasks_routed" and tags == {"outcome": "stale"}
-                   for name, _, _, tags in recorded)  # fmt: skip
+    assert not any(
+        name == "orchestrator_tasks_routed" and tags == {"outcome": "stale"} for name, _, _, tags in recorded
+    )
     assert ("orchestrator_step_latency_ms", "observe", 12.5, {"status": "completed"}) in recorded
     assert ("orchestrator_webhook_deliveries", "inc", 3, {"outcome": "delivered"}) in recorded
     assert ("orchestrator_runs", "set", 0, {"status": "failed"}) in recorded

@@ -9,9 +9,14 @@ from services.rate_limit import MemoryRateLimiter
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("1000/3600", Limit(1000, 3600)), ("1000/h", Limit(1000, 3600)), ("10/15m", Limit(10, 900)),
-     ("30/minute", Limit(30, 60)), ("5/s", Limit(5, 1))],
-)  # fmt: skip
+    [
+        ("1000/3600", Limit(1000, 3600)),
+        ("1000/h", Limit(1000, 3600)),
+        ("10/15m", Limit(10, 900)),
+        ("30/minute", Limit(30, 60)),
+        ("5/s", Limit(5, 1)),
+    ],
+)
 def test_limits_parse_from_settings_text(text: str, expected: Limit) -> None:
     assert Limit.parse(text) == expected
 

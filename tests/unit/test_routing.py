@@ -9,13 +9,28 @@ from schedulers.routing import PRIORITY_LEVELS, AgentSelector, AgentSlot, Queued
 ALICE, BOB = "user:alice", "user:bob"
 
 
-def _task(task_id: str, priority: int = 2, *, tenant: str = ALICE, at: float = 0.0, type_: str = "general",
-          selector: AgentSelector | None = None) -> QueuedTask:  # fmt: skip
+def _task(
+    task_id: str,
+    priority: int = 2,
+    *,
+    tenant: str = ALICE,
+    at: float = 0.0,
+    type_: str = "general",
+    selector: AgentSelector | None = None,
+) -> QueuedTask:
     return QueuedTask(task_id, priority, type_, tenant, at, frozenset({tenant}), selector)
 
 
-def _agent(agent_id: str, *, owner: str = ALICE, type_: str | None = None, slots: int = 1, busy: int = 0,
-           capabilities: tuple[str, ...] = (), public: bool = False) -> AgentSlot:  # fmt: skip
+def _agent(
+    agent_id: str,
+    *,
+    owner: str = ALICE,
+    type_: str | None = None,
+    slots: int = 1,
+    busy: int = 0,
+    capabilities: tuple[str, ...] = (),
+    public: bool = False,
+) -> AgentSlot:
     return AgentSlot(agent_id, owner, public, type_, frozenset(capabilities), frozenset(), slots, busy)
 
 
@@ -63,8 +78,12 @@ def test_tenants_take_turns_within_a_priority() -> None:
     flood = [_task(f"alice-{i}", tenant=ALICE, at=i) for i in range(100)]
     queues = _queues(*flood, _task("bob-0", tenant=BOB, at=500), _task("bob-1", tenant=BOB, at=501))
     shared = _agent("shared", public=True, slots=4)
-    assert _assigned(queues, [shared]) == [("alice-0", "shared"), ("bob-0", "shared"), ("alice-1", "shared"),
-                                           ("bob-1", "shared")]  # fmt: skip
+    assert _assigned(queues, [shared]) == [
+        ("alice-0", "shared"),
+        ("bob-0", "shared"),
+        ("alice-1", "shared"),
+        ("bob-1", "shared"),
+    ]
 
 
 def test_rules_route_by_type_to_the_matching_role_and_requirements() -> None:
@@ -108,8 +127,9 @@ def test_aging_is_exact_although_the_queues_are_scanned_only_when_a_task_is_due(
     rng = random.Random(7)
     step = 10.0
     queues = TaskQueues(RoutingPolicy(aging_step_s=step))
-    tasks = [_task(f"t{i}", rng.randrange(4), tenant=rng.choice((ALICE, BOB)), at=rng.uniform(0, 100))
-             for i in range(200)]  # fmt: skip
+    tasks = [
+        _task(f"t{i}", rng.randrange(4), tenant=rng.choice((ALICE, BOB)), at=rng.uniform(0, 100)) for i in range(200)
+    ]
     for task in tasks:
         queues.push(task)
     for now in sorted(rng.uniform(0, 150) for _ in range(60)):
@@ -130,8 +150,11 @@ def test_a_queued_task_pushed_with_new_owners_takes_them_and_keeps_its_place() -
     queues.push(older)  # the same owners: nothing changes
     assert len(queues) == 2
     for task in (newer, older):  # the periodic re-read, after alice joined (in any order)
-        queues.push(QueuedTask(task.task_id, task.priority, task.task_type, task.tenant, task.enqueued_at,
-                               frozenset({ALICE, org})))  # fmt: skip
+        queues.push(
+            QueuedTask(
+                task.task_id, task.priority, task.task_type, task.tenant, task.enqueued_at, frozenset({ALICE, org})
+            )
+        )
     assert len(queues) == 2
     assert _assigned(queues, [org_agent]) == [("older", "org-agent"), ("newer", "org-agent")]
     assert len(queues) == 0

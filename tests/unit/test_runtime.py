@@ -53,8 +53,12 @@ def test_anything_else_is_refused(source) -> None:
 
 
 def test_templates_fill_values_and_keep_types() -> None:
-    config = {"prompt": "Hello {{ state.name }}, {{ state.customer }}", "items": "{{ state.customer.tags }}",
-              "n": 3, "nested": ["{{ state.amount }}"]}  # fmt: skip
+    config = {
+        "prompt": "Hello {{ state.name }}, {{ state.customer }}",
+        "items": "{{ state.customer.tags }}",
+        "n": 3,
+        "nested": ["{{ state.amount }}"],
+    }
     rendered = templates.render(config, STATE)
     assert rendered["prompt"] == 'Hello Ada, {"tier": "gold", "tags": ["a", "b"]}'
     assert rendered["items"] == ["a", "b"] and rendered["n"] == 3 and rendered["nested"] == [150]
@@ -68,12 +72,19 @@ def _graph(nodes, edges):
 
 
 def test_validation_names_each_problem() -> None:
-    problems = dict(validate(_graph(
-        [{"id": "a", "type": "input"}, {"id": "b", "type": "map", "config": {"function": "m:f", "max_parallel": 0}},
-         {"id": "c", "type": "http", "config": {"url": "ftp://x"}}, {"id": "d", "type": "approval",
-                                                                    "config": {"timeout_s": -1}}],
-        [{"source": "a", "target": "b", "branch": "maybe"}],
-    )))  # fmt: skip
+    problems = dict(
+        validate(
+            _graph(
+                [
+                    {"id": "a", "type": "input"},
+                    {"id": "b", "type": "map", "config": {"function": "m:f", "max_parallel": 0}},
+                    {"id": "c", "type": "http", "config": {"url": "ftp://x"}},
+                    {"id": "d", "type": "approval", "config": {"timeout_s": -1}},
+                ],
+                [{"source": "a", "target": "b", "branch": "maybe"}],
+            )
+        )
+    )
     assert problems == {
         "workflow_data.nodes[1].config.items": "a list, or a template naming one",
         "workflow_data.nodes[1].config.max_parallel": "an integer from 1 to 256",
@@ -82,19 +93,31 @@ def test_validation_names_each_problem() -> None:
         "workflow_data.edges[0].branch": "true or false",
     }
     assert validate({"nodes": []}) == [("workflow_data.nodes", "at least one node is required")]
-    loop = _graph([{"id": "a", "type": "input"}, {"id": "b", "type": "output"}],
-                  [{"source": "a", "target": "b"}, {"source": "b", "target": "a"}])  # fmt: skip
+    loop = _graph(
+        [{"id": "a", "type": "input"}, {"id": "b", "type": "output"}],
+        [{"source": "a", "target": "b"}, {"source": "b", "target": "a"}],
+    )
     assert any("no start node" in message for _, message in validate(loop))
 
 
 def test_the_walk_follows_conditions_and_branches() -> None:
-    graph = Graph.parse(_graph(
-        [{"id": "in", "type": "input"}, {"id": "check", "type": "condition", "config": {"expression": "state.x"}},
-         {"id": "yes", "type": "output"}, {"id": "no", "type": "output"}, {"id": "big", "type": "output"}],
-        [{"source": "in", "target": "check"}, {"source": "check", "target": "yes", "branch": "true"},
-         {"source": "check", "target": "no", "branch": "false"},
-         {"source": "in", "target": "big", "condition": "state.amount > 100"}],
-    ))  # fmt: skip
+    graph = Graph.parse(
+        _graph(
+            [
+                {"id": "in", "type": "input"},
+                {"id": "check", "type": "condition", "config": {"expression": "state.x"}},
+                {"id": "yes", "type": "output"},
+                {"id": "no", "type": "output"},
+                {"id": "big", "type": "output"},
+            ],
+            [
+                {"source": "in", "target": "check"},
+                {"source": "check", "target": "yes", "branch": "true"},
+                {"source": "check", "target": "no", "branch": "false"},
+                {"source": "in", "target": "big", "condition": "state.amount > 100"},
+            ],
+        )
+    )
     assert graph.starts() == ["in"]
     assert graph.successors("in", {"amount": 5}) == ["check"]
     assert graph.successors("in", {"amount": 500}) == ["check", "big"]
@@ -102,9 +125,19 @@ def test_the_walk_follows_conditions_and_branches() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://127.0.0.1/", "http://10.1.2.3/", "http://169.254.169.254/latest", "http://[::1]/",
-            "http://0.0.0.0/", "http://192.168.1.1/", "http://100.64.1.1/", "http://[fd00::1]/", "file:///etc/passwd"],
-)  # fmt: skip
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://10.1.2.3/",
+        "http://169.254.169.254/latest",
+        "http://[::1]/",
+        "http://0.0.0.0/",
+        "http://192.168.1.1/",
+        "http://100.64.1.1/",
+        "http://[fd00::1]/",
+        "file:///etc/passwd",
+    ],
+)
 def test_private_addresses_are_refused(url) -> None:
     with pytest.raises(NodeFailed):
         check_url(url, ())

@@ -35,10 +35,16 @@ def test_filters_narrow_by_ids_project_type_event_names_and_status() -> None:
 
 @pytest.mark.parametrize(
     ("channel", "filters", "field"),
-    [("weather", None, "channel"), (None, None, "channel"), ("tasks", [], "filters"),
-     ("tasks", {"colour": "red"}, "filters.colour"), ("tasks", {"events": ["Task.Created"]}, "filters.events"),
-     ("tasks", {"ids": [1]}, "filters.ids"), ("tasks", {"ids": ["x"] * 101}, "filters.ids")],
-)  # fmt: skip
+    [
+        ("weather", None, "channel"),
+        (None, None, "channel"),
+        ("tasks", [], "filters"),
+        ("tasks", {"colour": "red"}, "filters.colour"),
+        ("tasks", {"events": ["Task.Created"]}, "filters.events"),
+        ("tasks", {"ids": [1]}, "filters.ids"),
+        ("tasks", {"ids": ["x"] * 101}, "filters.ids"),
+    ],
+)
 def test_bad_subscriptions_name_the_field(channel: object, filters: object, field: str) -> None:
     with pytest.raises(ValidationFailed) as error:
         parse(channel, filters)

@@ -11,13 +11,24 @@ from schedulers.task_lifecycle import ALLOWED, TERMINAL, TaskStatus, parse_prior
 
 S = TaskStatus
 EXPECTED_MOVES = {
-    (S.pending, S.awaiting_approval), (S.pending, S.assigned), (S.pending, S.failed), (S.pending, S.cancelled),
-    (S.awaiting_approval, S.pending), (S.awaiting_approval, S.assigned), (S.awaiting_approval, S.failed),
+    (S.pending, S.awaiting_approval),
+    (S.pending, S.assigned),
+    (S.pending, S.failed),
+    (S.pending, S.cancelled),
+    (S.awaiting_approval, S.pending),
+    (S.awaiting_approval, S.assigned),
+    (S.awaiting_approval, S.failed),
     (S.awaiting_approval, S.cancelled),
-    (S.assigned, S.in_progress), (S.assigned, S.completed), (S.assigned, S.failed), (S.assigned, S.cancelled),
+    (S.assigned, S.in_progress),
+    (S.assigned, S.completed),
+    (S.assigned, S.failed),
+    (S.assigned, S.cancelled),
     (S.assigned, S.pending),
-    (S.in_progress, S.completed), (S.in_progress, S.failed), (S.in_progress, S.cancelled), (S.in_progress, S.pending),
-}  # fmt: skip
+    (S.in_progress, S.completed),
+    (S.in_progress, S.failed),
+    (S.in_progress, S.cancelled),
+    (S.in_progress, S.pending),
+}
 
 
 @pytest.mark.parametrize(("current", "target"), list(itertools.product(TaskStatus, TaskStatus)))
@@ -37,9 +48,15 @@ def test_the_table_is_the_documented_lifecycle_and_terminal_states_are_final() -
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("IN_PROGRESS", S.in_progress), ("active", S.in_progress), ("Completed", S.completed), ("done", S.completed),
-     ("canceled", S.cancelled), ("error", S.failed)],
-)  # fmt: skip
+    [
+        ("IN_PROGRESS", S.in_progress),
+        ("active", S.in_progress),
+        ("Completed", S.completed),
+        ("done", S.completed),
+        ("canceled", S.cancelled),
+        ("error", S.failed),
+    ],
+)
 def test_status_accepts_any_case_and_synonyms(given: str, expected: TaskStatus) -> None:
     assert parse_status(given) is expected
     with pytest.raises(ValueError, match="unknown task status"):
@@ -48,9 +65,24 @@ def test_status_accepts_any_case_and_synonyms(given: str, expected: TaskStatus) 
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("P0", "P0"), ("p2", "P2"), ("critical", "P0"), ("HIGH", "P1"), ("medium", "P2"), ("low", "P3"),
-     (10, "P0"), (9, "P0"), (8, "P1"), (7, "P1"), (6, "P2"), (4, "P2"), (3, "P3"), (1, "P3"), ("5", "P2")],
-)  # fmt: skip
+    [
+        ("P0", "P0"),
+        ("p2", "P2"),
+        ("critical", "P0"),
+        ("HIGH", "P1"),
+        ("medium", "P2"),
+        ("low", "P3"),
+        (10, "P0"),
+        (9, "P0"),
+        (8, "P1"),
+        (7, "P1"),
+        (6, "P2"),
+        (4, "P2"),
+        (3, "P3"),
+        (1, "P3"),
+        ("5", "P2"),
+    ],
+)
 def test_priority_accepts_every_spelling_of_the_seeds(given, expected: str) -> None:
     assert parse_priority(given) == expected
 

@@ -18,8 +18,9 @@ UNPUBLISHED = sa.text("published_at IS NULL")
 
 
 def upgrade() -> None:
-    op.create_index("ix_events_unpublished", "events", ["created_at", "id"], postgresql_where=UNPUBLISHED,
-                    sqlite_where=UNPUBLISHED)  # fmt: skip
+    op.create_index(
+        "ix_events_unpublished", "events", ["created_at", "id"], postgresql_where=UNPUBLISHED, sqlite_where=UNPUBLISHED
+    )
     op.create_index("ix_execution_steps_started_at", "execution_steps", ["started_at"])
 
 

@@ -37,13 +37,18 @@ FROM executions
 GROUP BY owner_type, owner_id, {start}, coalesce(agent_id, '')
 """
 _DIALECTS = {
-    "postgresql": {"hour": "date_trunc('hour', created_at, 'UTC')", "day": "date_trunc('day', created_at, 'UTC')",
-                   "latency": "extract(epoch FROM started_at - created_at)"},
+    "postgresql": {
+        "hour": "date_trunc('hour', created_at, 'UTC')",
+        "day": "date_trunc('day', created_at, 'UTC')",
+        "latency": "extract(epoch FROM started_at - created_at)",
+    },
     # SQLAlchemy stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff' text; the start must match that.
-    "sqlite": {"hour": "strftime('%Y-%m-%d %H:00:00.000000', created_at)",
-               "day": "strftime('%Y-%m-%d 00:00:00.000000', created_at)",
-               "latency": "(julianday(started_at) - julianday(created_at)) * 86400.0"},
-}  # fmt: skip
+    "sqlite": {
+        "hour": "strftime('%Y-%m-%d %H:00:00.000000', created_at)",
+        "day": "strftime('%Y-%m-%d 00:00:00.000000', created_at)",
+        "latency": "(julianday(started_at) - julianday(created_at)) * 86400.0",
+    },
+}
 
 
 def _measures() -> list[sa.Column]:

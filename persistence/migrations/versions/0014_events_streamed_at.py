@@ -24,8 +24,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("streamed_at", sa.DateTime(timezone=True), nullable=True))
     # Everything relayed so far went to the stream (or there was none) with its fan-out.
     op.execute("UPDATE events SET streamed_at = published_at WHERE published_at IS NOT NULL")
-    op.create_index("ix_events_unstreamed", "events", ["created_at", "id"], postgresql_where=UNSTREAMED,
-                    sqlite_where=UNSTREAMED)  # fmt: skip
+    op.create_index(
+        "ix_events_unstreamed", "events", ["created_at", "id"], postgresql_where=UNSTREAMED, sqlite_where=UNSTREAMED
+    )
 
 
 def downgrade() -> None:
