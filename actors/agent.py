@@ -1,4 +1,4 @@
-"""`AgentActor`: one per deployed agent, named `agent:<id>` (ARCHITECTURE.md "The actors").
+"""`AgentActor`: one per deployed agent, named `agent:<id>` (docs/architecture.md "The actors").
 
 Hosted mode: the agent's framework runtime lives here and its work runs here (`invoke`). External mode:
 the actor is the remote worker's mailbox and watches its heartbeat. Either way the actor holds no state

@@ -29,7 +29,7 @@ from services.ports import ActorReady
 log = logging.getLogger("orchestrator.agents")
 
 
-# Ray's actor states, in seed 000's container words.
+# Ray's actor states, in the words of an agent's container (`GET /agents/{id}/container`, docs/api.md "Agents").
 CONTAINER_STATUS = {
     "ALIVE": "running",
     "RESTARTING": "restarting",

@@ -1,4 +1,4 @@
-"""`ApprovalActor`: one per approval being decided, named `approval:<id>` (ARCHITECTURE.md "The actors").
+"""`ApprovalActor`: one per approval being decided, named `approval:<id>` (docs/architecture.md "The actors").
 
 A pending approval holds no process: it is a row, and its expiry is a timer the reconciler fires from the
 database. A decision activates the actor by name; it applies the decision through the store (row lock,

@@ -1,4 +1,5 @@
-"""The Ray calls about approvals' actors, behind one function (STYLE.md: thin wrappers around `ray.*`)."""
+"""The Ray calls about approvals' actors, behind one function: a thin wrapper around `ray.*`, like every Ray
+call of the platform (docs/architecture.md "Layers, and which way calls go")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`EventHub`: one per cluster; takes every event out of the outbox and fans it out (ARCHITECTURE.md, point 4).
+"""`EventHub`: one per cluster; takes every event out of the outbox and fans it out (docs/architecture.md
+"How a request flows", step 4).
 
 The outbox relay: each batch of new events is mirrored to the Redis stream `<prefix>events` when Redis is
 configured, becomes one pending delivery per matching webhook, and is marked published, the last two in one

@@ -1,4 +1,4 @@
-"""Names of the platform's actors, as the Ray dashboard lists them (ARCHITECTURE.md "Observability")."""
+"""Names of the platform's actors, as the Ray dashboard lists them (docs/architecture.md "The actors")."""
 
 from __future__ import annotations
 

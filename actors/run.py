@@ -1,7 +1,7 @@
 """Workflow runs on Ray: `WorkflowRunActor` executes one run at a time; `RunPool` (named `runs`, one per
 cluster) binds runs to actors.
 
-Starting a process costs ~0.5 s of CPU (ARCHITECTURE.md, cost model), so short runs bind to warm actors
+Starting a process costs ~0.5 s of CPU (docs/architecture.md "The cost model"), so short runs bind to warm actors
 (`run-pool:<n>`, `ORCHESTRATOR_RUN_POOL_SIZE` of them, `ORCHESTRATOR_RUN_POOL_CPU` each): a run holds its
 actor for its whole active life, one run per actor. A run asking for more than that shape (its execution
 options' `resources`, else its agent's `resource_limits`) gets an actor of its own, `run:<execution id>`,

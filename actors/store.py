@@ -1,4 +1,4 @@
-"""`Store`: the one database gateway of the platform's actors (ARCHITECTURE.md "cost model").
+"""`Store`: the one database gateway of the platform's actors (docs/architecture.md "The cost model").
 
 Agent actors (and later runs and approvals) do not open database pools of their own: they read and write
 through this actor, whose pool is bounded by `ORCHESTRATOR_ACTOR_DATABASE_POOL_SIZE`, so that the number of

@@ -63,7 +63,8 @@ def find_haproxy() -> str | None:
 
 def configure_http_proxy(mode: str) -> bool:
     """Enable Serve's HAProxy ingress when asked for and available (~6x the default proxy's throughput
-    here, README "Performance"; and the WebSocket slow-consumer rule holds only there, README "Real time").
+    here, bench/README.md "Ray Serve vs plain uvicorn"; and the WebSocket slow-consumer rule holds only there,
+    docs/api.md "Real time: WebSocket").
     Must run before Ray starts: Serve reads these flags at import."""
     mode = mode.lower()
     if mode == "off":

@@ -10,5 +10,5 @@ def utcnow() -> datetime:
 
 
 def isoformat_z(value: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z`` suffix (API.md, "time")."""
+    """ISO 8601 in UTC with a ``Z`` suffix (docs/api.md "Conventions")."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,6 +1,6 @@
 """Domain exceptions: the only errors that layers below the routes raise.
 
-Each carries the API error code and HTTP status of API.md's error envelope; `serve_app.errors` renders
+Each carries the API error code and HTTP status of the error envelope (docs/api.md "Errors"); `serve_app.errors` renders
 them. Nothing here knows about HTTP frameworks.
 """
 

@@ -1,4 +1,4 @@
-"""The platform's own metrics (README.md "System and observability"): their definitions and the functions
+"""The platform's own metrics (docs/api.md "Health and system", Metrics): their definitions and the functions
 that record them.
 
 Recording goes to the backend the process installed (`actors.metrics`: `ray.util.metrics`, which Ray exports

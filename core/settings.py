@@ -47,7 +47,7 @@ def _config() -> SettingsConfigDict:
 
 
 class EnvApiKey(BaseModel):
-    """A key from ``ORCHESTRATOR_API_KEY_<NAME>=<key>:<role>`` (seed 002); only its hash is kept."""
+    """A key from ``ORCHESTRATOR_API_KEY_<NAME>=<key>:<role>``; only its hash is kept."""
 
     model_config = {"frozen": True}
 

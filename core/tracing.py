@@ -1,5 +1,5 @@
 """OpenTelemetry traces from an HTTP request to the actors it messages and their database statements, every
-span carrying the request's correlation id (README.md "System and observability").
+span carrying the request's correlation id (docs/api.md "Health and system", Traces).
 
 Only the OpenTelemetry API is used here, so every layer may call these helpers: until a process installs a
 tracer provider (`core.telemetry_setup`, called where the process starts), nothing is traced and every

@@ -61,8 +61,9 @@ class TimestampMixin:
 
 
 class OwnedMixin:
-    """Tenancy columns of every owned resource (API.md "tenancy"): a user or an organization owns it;
-    `is_public` items are visible to everyone. `services.ownership` filters and checks on these."""
+    """Tenancy columns of every owned resource (docs/api.md "Authentication and authorization"): a user or an
+    organization owns it; `is_public` items are visible to everyone. `services.ownership` filters and checks
+    on these."""
 
     owner_type: Mapped[str] = mapped_column(String(16), nullable=False)  # "user" | "organization"
     owner_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)

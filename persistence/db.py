@@ -3,7 +3,7 @@
 `Database.session()` is a read unit of work; `Database.transaction()` a write one that commits on
 success. On SQLite, writers in one process queue on a lock and open their transaction with
 ``BEGIN IMMEDIATE``: writers wait their turn instead of failing with "database is locked" half-way
-through a transaction (the Prefect failure ARCHITECTURE.md warns about). Read sessions run in autocommit
+through a transaction (the failure Prefect users know from SQLite). Read sessions run in autocommit
 on both backends: a one-statement read is one statement, not BEGIN, the query and ROLLBACK (on Postgres,
 one round trip instead of three); a read of several statements gets no common snapshot.
 """

@@ -21,7 +21,7 @@ class User(IdMixin, TimestampMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
-    # Platform role: admin > agent > user (API.md "auth").
+    # Platform role: admin > agent > user (docs/api.md "Authentication and authorization").
     role: Mapped[str] = mapped_column(String(16), nullable=False, default="user")
     subscription_tier: Mapped[str] = mapped_column(String(16), nullable=False, default="free")
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
@@ -114,7 +114,7 @@ class OrganizationMember(Base):
 
 
 class Configuration(IdMixin, TimestampMixin, OwnedMixin, Base):
-    """A saved agent configuration or template (seed 001); `usage_count` counts agents created from it."""
+    """A saved agent configuration or template; `usage_count` counts agents created from it."""
 
     __tablename__ = "configurations"
     __table_args__ = (Index("ix_configurations_owner", "owner_type", "owner_id"),)
@@ -144,7 +144,7 @@ class Agent(IdMixin, TimestampMixin, OwnedMixin, Base):
     framework: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
     agent_type: Mapped[str] = mapped_column(String(16), nullable=False, default="code")  # visual | code
     mode: Mapped[str] = mapped_column(String(16), nullable=False, default="hosted")  # hosted | external
-    # The agent's role in routing (seed 002/003 "type": coding, analysis, ops …).
+    # The agent's role in routing ("type": coding, analysis, ops …).
     type: Mapped[str | None] = mapped_column(String(32), index=True)
     capabilities: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
     specializations: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
@@ -171,7 +171,7 @@ class Agent(IdMixin, TimestampMixin, OwnedMixin, Base):
     undeployed_at: Mapped[datetime | None] = mapped_column()
     # Why the agent is `deploying` (waiting for resources) or in `error`; None otherwise.
     status_message: Mapped[str | None] = mapped_column(Text)
-    # The Ray actor id of the current incarnation (seed 000 "container_id").
+    # The Ray actor id of the current incarnation (the API's `container_id`).
     container_id: Mapped[str | None] = mapped_column(String(64))
     # Set when the idle actor released its process; cleared when it is re-activated (status stays active).
     passivated_at: Mapped[datetime | None] = mapped_column()
@@ -186,7 +186,7 @@ UNSTREAMED = "streamed_at IS NULL AND published_at IS NOT NULL"
 
 
 class Event(IdMixin, Base):
-    """The outbox: every domain event (API.md "Event names"), written in the transaction of its change.
+    """The outbox: every domain event (docs/api.md "Events"), written in the transaction of its change.
 
     `published_at` is set once the event has been fanned out (webhooks, live subscribers); until then a
     relay delivers it. `streamed_at` is set once it is in the Redis stream (or at once without Redis): a
@@ -223,7 +223,7 @@ class Event(IdMixin, Base):
 
 
 class MarketplaceListing(IdMixin, TimestampMixin, OwnedMixin, Base):
-    """An agent published to the built-in marketplace (seed 000 "integration"). One per agent.
+    """An agent published to the built-in marketplace (some clients call it an "integration"). One per agent.
 
     Ownership columns are the publisher's; the listing is visible to everyone while `published`.
     """
@@ -257,7 +257,7 @@ class MarketplaceInstall(IdMixin, Base):
 
 
 class Task(IdMixin, TimestampMixin, OwnedMixin, Base):
-    """A unit of work (seeds 002, 003): routed to an agent by type and priority, or assigned directly.
+    """A unit of work: routed to an agent by type and priority, or assigned directly.
 
     Status changes go through `schedulers.task_lifecycle`. Hosted agents run their tasks in their actor;
     external agents' workers pull them (`GET /agents/{id}/tasks`) and report (`PATCH /tasks/{id}/status`).
@@ -274,7 +274,7 @@ class Task(IdMixin, TimestampMixin, OwnedMixin, Base):
 
     title: Mapped[str] = mapped_column(String(300), nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
-    # Routing type (seed 002: bugfix, feature, deployment, incident, faq_update …).
+    # Routing type (e.g. bugfix, feature, deployment, incident, faq_update …).
     type: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     priority: Mapped[str] = mapped_column(String(2), nullable=False)  # P0 (critical) … P3 (low)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
@@ -304,7 +304,7 @@ class Task(IdMixin, TimestampMixin, OwnedMixin, Base):
 
 
 class Approval(IdMixin, OwnedMixin, Base):
-    """A human decision (seed 002 HITL): a P0/P1 task waits `awaiting_approval` until it is approved,
+    """A human decision (a human in the loop): a P0/P1 task waits `awaiting_approval` until it is approved,
     rejected or expires. Pending approvals are rows; their actor (`approval:<id>`) lives only while it
     acts. Ownership columns are the task's (or the requester's), so approvers of that tenant see it."""
 
@@ -333,7 +333,7 @@ class Approval(IdMixin, OwnedMixin, Base):
 
 
 class RoutingRule(Base):
-    """A task type's agent selector (`GET/PUT /routing/rules`), overriding seed 002's default for that type."""
+    """A task type's agent selector (`GET/PUT /routing/rules`), overriding the built-in default for that type."""
 
     __tablename__ = "routing_rules"
 
@@ -345,7 +345,7 @@ class RoutingRule(Base):
 
 
 class TaskComment(IdMixin, Base):
-    """A comment on a task (seed 003); `mentions` are user ids, each notified."""
+    """A comment on a task; `mentions` are user ids, each notified."""
 
     __tablename__ = "task_comments"
     __table_args__ = (Index("ix_task_comments_task_created", "task_id", "created_at"),)
@@ -358,7 +358,7 @@ class TaskComment(IdMixin, Base):
 
 
 class TaskFile(IdMixin, Base):
-    """A file attached to a task (seed 003). The bytes live in the file store under `storage_key`
+    """A file attached to a task. The bytes live in the file store under `storage_key`
     (never a name the client chose); `name` is only what downloads are called."""
 
     __tablename__ = "task_files"
@@ -376,7 +376,7 @@ class TaskFile(IdMixin, Base):
 
 
 class Notification(IdMixin, Base):
-    """Something a user should know (seed 003): a mention, their task assigned, their approval decided."""
+    """Something a user should know: a mention, their task assigned, their approval decided."""
 
     __tablename__ = "notifications"
     __table_args__ = (Index("ix_notifications_user_created", "user_id", "created_at"),)
@@ -391,7 +391,7 @@ class Notification(IdMixin, Base):
 
 
 class Project(IdMixin, TimestampMixin, OwnedMixin, Base):
-    """A project (seed 003): tasks grouped under it; counts and progress are derived from them."""
+    """A project: tasks grouped under it; counts and progress are derived from them."""
 
     __tablename__ = "projects"
     __table_args__ = (Index("ix_projects_owner", "owner_type", "owner_id"),)
@@ -404,7 +404,7 @@ class Project(IdMixin, TimestampMixin, OwnedMixin, Base):
     end_date: Mapped[datetime | None] = mapped_column()
     budget: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     tags: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
-    # Agents planned for the project (seed 003 `agents`); those working its tasks are counted too.
+    # Agents planned for the project (the API's `agents`); those working its tasks are counted too.
     agent_ids: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
     created_by: Mapped[str | None] = mapped_column(String(64))
     completed_at: Mapped[datetime | None] = mapped_column()
@@ -429,7 +429,7 @@ class ProjectMember(Base):
 
 
 class Workflow(IdMixin, TimestampMixin, OwnedMixin, Base):
-    """An agent's workflow (seed 000): a graph `workflow_data = {nodes, edges, settings}`, validated on save.
+    """An agent's workflow: a graph `workflow_data = {nodes, edges, settings}`, validated on save.
     Every update bumps `version` (1.0.0 → 1.1.0) and keeps the previous graph in `workflow_versions`.
     Ownership columns are the agent's."""
 
@@ -465,7 +465,7 @@ class WorkflowVersion(IdMixin, Base):
 
 
 class Execution(IdMixin, TimestampMixin, OwnedMixin, Base):
-    """One run of a workflow (seeds 000, 001). The graph it runs is the version it started with, copied
+    """One run of a workflow. The graph it runs is the version it started with, copied
     here; `state` and `frontier` are its checkpoint after the last recorded step, from which a new actor
     resumes. `lease_owner`/`lease_until` fence the actor executing it: only the lease holder writes steps."""
 
@@ -600,7 +600,7 @@ class ExecutionLog(IdMixin, Base):
 
 
 class Webhook(IdMixin, TimestampMixin, OwnedMixin, Base):
-    """An HTTP endpoint that receives the events its owner may see (seeds 001, 003), signed with its secret.
+    """An HTTP endpoint that receives the events its owner may see, signed with its secret (docs/webhooks.md).
 
     The secret is stored encrypted (`core.crypto`): deliveries need it back to sign, the API never shows it.
     """

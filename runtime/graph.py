@@ -1,4 +1,4 @@
-"""A workflow's graph (`workflow_data = {nodes, edges, settings}`, API.md): validation on save, and the
+"""A workflow's graph (`workflow_data = {nodes, edges, settings}`, docs/workflows.md): validation on save, and the
 walk a run takes through it.
 
 Validation answers every problem at once, each naming its field (`nodes[2].config.function`): ids unique,

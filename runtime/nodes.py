@@ -1,4 +1,4 @@
-"""Node types of a workflow (API.md "Workflows and executions"). Each checks its configuration on save
+"""Node types of a workflow (docs/workflows.md "Node types"). Each checks its configuration on save
 (`validate`, problems as (field, message)) and runs with the run's state (`run`), returning the updates to
 merge into the state. `approval` and `task` nodes make the run wait (`NodeResult.wait`); when the
 decision or the task's outcome arrives, `resume` gives their updates. Examples of every type are in

@@ -33,8 +33,8 @@ ALLOWED: dict[AgentStatus, frozenset[AgentStatus]] = {
 }
 require_complete(AgentStatus, ALLOWED, DEPLOYED, UNDEPLOYED)
 
-# Seeds' words for agent states (seed 001 IDLE/RUNNING/…, seed 003 available/busy/offline), accepted in
-# filters and mapped onto the lifecycle (API.md: synonyms are accepted on input).
+# Other words clients use for agent states (IDLE/RUNNING/… from some, available/busy/offline from others),
+# accepted in filters and mapped onto the lifecycle (docs/api.md "Agents", `GET /agents`).
 SYNONYMS: dict[str, AgentStatus] = {
     "idle": AgentStatus.active,
     "running": AgentStatus.active,

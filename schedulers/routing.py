@@ -1,10 +1,11 @@
-"""Task routing policy (seeds 002, 003): pure Python, no Ray and no I/O, so that it is tested alone.
+"""Task routing policy (docs/api.md "Approvals, routing rules and events"): pure Python, no Ray and no I/O,
+so that it is tested alone.
 
 - Priority queues P0 > P1 > P2 > P3, FIFO within a priority.
 - Aging: a task waiting `aging_step_s` moves up one priority, so low priorities cannot starve.
 - Fairness: within a priority, tenants (owners) take turns, so one tenant's flood does not starve
   another's tasks of the same priority.
-- Rules map a task type to an agent selector (role/type, capabilities, tags); seed 002's defaults.
+- Rules map a task type to an agent selector (role/type, capabilities, tags); defaults below.
 - Among eligible agents with free capacity (`max_concurrent_tasks`), the one with the most free slots,
   then the lowest load, then the longest idle, takes the task.
 """
@@ -45,8 +46,8 @@ class AgentSelector:
         )
 
 
-# Seed 002: dev work to the Dev Agent, operations to the Ops Agent, knowledge to the FAQ Agent. Types are
-# matched against the agent's `type` (role); seed 003's words for the same roles are included.
+# The defaults: dev work to a dev agent, operations to an ops agent, knowledge to an FAQ agent. Types are
+# matched against the agent's `type` (role); other words clients use for the same roles are included.
 DEFAULT_RULES: dict[str, AgentSelector] = {
     **dict.fromkeys(("bugfix", "feature", "refactor"), AgentSelector(types=frozenset({"dev", "coding"}))),
     **dict.fromkeys(("deployment", "monitoring", "incident"), AgentSelector(types=frozenset({"ops"}))),
@@ -63,9 +64,10 @@ class QueuedTask:
     task_type: str
     tenant: str  # "user:<id>" or "organization:<id>": fairness is between these
     enqueued_at: float  # seconds, the router's clock
-    # Agents the task's owner may use (API.md): the owner's own, its organizations', public ones.
+    # Agents the task's owner may use (docs/api.md "Authentication and authorization"): the owner's own, its
+    # organizations', public ones.
     allowed_owners: frozenset[str] = frozenset()
-    selector: AgentSelector | None = None  # overrides the rule of its type (seed 003 requirements)
+    selector: AgentSelector | None = None  # overrides its type's rule (for the planned `POST /requirements`)
 
 
 @dataclass(slots=True)

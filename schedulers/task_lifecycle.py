@@ -1,4 +1,5 @@
-"""Tasks' status and priority as data (API.md "Tasks"): one state machine, the seeds' spellings mapped.
+"""Tasks' status and priority as data (docs/api.md "Tasks, projects and notifications"): one state machine,
+and the other spellings clients use mapped onto it.
 
 `pending → (awaiting_approval) → assigned → in_progress → completed | failed | cancelled`. A task goes
 back to `pending` when its agent gives it up (so that it is routed again). Every change goes through
@@ -24,7 +25,7 @@ class TaskStatus(StrEnum):
 
 # No agent holds it yet: waiting to be routed, or for a human decision first.
 WAITING = frozenset({TaskStatus.pending, TaskStatus.awaiting_approval})
-# Seed 003's filter `active`: work an agent holds.
+# The filter word `active`: work an agent holds.
 ACTIVE = frozenset({TaskStatus.assigned, TaskStatus.in_progress})
 # Ended: no move leaves these.
 TERMINAL = frozenset({TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled})
@@ -48,7 +49,7 @@ ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
 }
 require_complete(TaskStatus, ALLOWED, WAITING, ACTIVE, TERMINAL)
 
-# Spellings of seeds 003/004 accepted on input (API.md: synonyms are accepted and mapped).
+# Other spellings that different client generations use, accepted on input and mapped.
 SYNONYMS: dict[str, TaskStatus] = {
     "active": TaskStatus.in_progress,
     "running": TaskStatus.in_progress,
@@ -83,8 +84,8 @@ _PRIORITY_WORDS = {"critical": "P0", "urgent": "P0", "high": "P1", "medium": "P2
 
 
 def parse_priority(value: str | int) -> str:
-    """`P0`…`P3`, seed 003's words (critical/high/medium/low) and seed 004's 1–10 (9–10 → P0, 7–8 → P1,
-    4–6 → P2, 1–3 → P3)."""
+    """`P0`…`P3`, and what other clients send: the words critical/high/medium/low and the numbers 1–10
+    (9–10 → P0, 7–8 → P1, 4–6 → P2, 1–3 → P3)."""
     if isinstance(value, bool):
         raise ValueError("priority is P0-P3, critical/high/medium/low, or 1-10")
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):

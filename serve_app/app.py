@@ -128,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.service, prefix=API_PREFIX)
     app.include_router(auth.keys, prefix=API_PREFIX)
     app.include_router(oauth.public, prefix=API_PREFIX)
-    # Seed 003 documents the token endpoint at the root; same route, public alias.
+    # Some clients call the token endpoint at the root (docs/api.md "Conventions"); same route, public alias.
     app.include_router(oauth.public, include_in_schema=False)
     app.include_router(oauth.clients, prefix=API_PREFIX)
     app.include_router(users.router, prefix=API_PREFIX)
@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(ws.router, prefix=API_PREFIX)
-    app.include_router(ws.router, include_in_schema=False)  # seed 003/004's `/ws`
+    app.include_router(ws.router, include_in_schema=False)  # `/ws`, the path some clients use
     install_error_handlers(app)
     assert_routes_protected(app)
     document_errors(app)
@@ -171,7 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Starlette runs the last added outermost: correlation id, query case, rate-limit headers, body limit,
     # request timing (GET /system/metrics).
-    # Multipart uploads (seed 003's task files) may be larger than JSON bodies; the file limit itself is the
+    # Multipart uploads (task files) may be larger than JSON bodies; the file limit itself is the
     # route's, this only lets such a body through (with room for the multipart framing).
     uploads = (UPLOAD_PATHS, max(settings.api.max_request_bytes, settings.files.max_upload_bytes + 64 * 1024))
     app.state.request_stats = RequestStats()

@@ -49,7 +49,7 @@ async def principal_for(context: AppContext, credential: str) -> Principal:
     """Who a credential names. A JWT is checked on the event loop (its signature is verified once per
     token) and its revocation with the other requests' of the moment (`AppContext.revocations`); an API
     key's lookup runs in a worker thread."""
-    # Environment keys may have any format (seed 002 shows 'admin-key-here'); the check is a hash compare.
+    # Environment keys may have any format (e.g. 'admin-key-here'); the check is a hash compare.
     env_principal = api_keys.authenticate_env_key(context.settings.auth.env_api_keys, credential)
     if env_principal is not None:
         return env_principal

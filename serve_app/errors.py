@@ -1,4 +1,4 @@
-"""The error envelope of API.md and the one table that maps exceptions onto it.
+"""The error envelope (docs/api.md "Errors") and the one table that maps exceptions onto it.
 
 Every error leaves the API as ``{"error": {code, message, details, timestamp, correlation_id}}``:
 domain errors, unknown routes, wrong methods, malformed JSON, validation errors and crashes alike.

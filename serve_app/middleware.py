@@ -125,8 +125,8 @@ _NAMES_AS_VALUES = frozenset({"sort_by"})
 
 class QueryCaseMiddleware:
     """Accept camelCase query parameters (`sortBy`, `createdAfter`) by rewriting them to snake_case,
-    so that every route declares its parameters once (API.md, "JSON names"). The field a list is sorted
-    by is a name too: `sortBy=createdAt` (seed 003) is `sort_by=created_at`."""
+    so that every route declares its parameters once (docs/api.md "Conventions"). The field a list is sorted
+    by is a name too: `sortBy=createdAt`, as camelCase clients send it, is `sort_by=created_at`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -1,5 +1,5 @@
-"""List parameters every list uses: `page`/`limit` in, API.md's envelope out; comma-separated filters,
-task status filters and time-zoned timestamps."""
+"""List parameters every list uses: `page`/`limit` in, the list envelope (docs/api.md "Pagination") out;
+comma-separated filters, task status filters and time-zoned timestamps."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def csv_param(value: str | None) -> list[str]:
 
 
 def require_time_zones(**values: datetime | None) -> None:
-    """Query timestamps must say their zone (API.md: times are UTC with `Z`); a naive one is ambiguous."""
+    """Query timestamps must say their zone (docs/api.md "Conventions": times are UTC with `Z`); a naive one
+    is ambiguous."""
     naive = [name for name, value in values.items() if value is not None and value.tzinfo is None]
     if naive:
         raise ValidationFailed(
@@ -76,7 +77,7 @@ def require_time_zones(**values: datetime | None) -> None:
 
 
 def task_status_filter(value: str | None) -> set[TaskStatus]:
-    """`status=a,b` over tasks; `active` (seed 003) is assigned or in_progress. 422 naming a wrong word."""
+    """`status=a,b` over tasks; the filter word `active` is assigned or in_progress. 422 naming a wrong word."""
     statuses: set[TaskStatus] = set()
     try:
         for word in csv_param(value):

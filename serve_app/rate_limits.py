@@ -3,7 +3,7 @@
 Routes count through `RateLimitPolicy.check_principal` (protected routes, per caller) or `check_client`
 (public ones, per client IP);
 a response that no route counted (an unknown path, a malformed body) is counted per client IP by
-`RateLimitHeadersMiddleware`, so every response carries X-RateLimit-* (API.md "rate limits").
+`RateLimitHeadersMiddleware`, so every response carries X-RateLimit-* (docs/api.md "Rate limits").
 """
 
 from __future__ import annotations

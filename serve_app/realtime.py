@@ -1,5 +1,5 @@
 """Live events in an API replica: one feed from the `EventHub`, fanned out to this replica's WebSocket
-connections (ARCHITECTURE.md, point 4).
+connections (docs/architecture.md "How a request flows", step 4).
 
 The replica holds one long poll on the hub while it has connections (none costs nothing) and offers each
 event to every connection. A connection keeps what its caller may see and its subscriptions match in a
@@ -8,7 +8,7 @@ bounded queue; its sender writes the queue to the socket. A consumer that falls 
 else's events back or growing the replica's memory. "Behind" needs a socket that pushes back: under
 uvicorn, and behind Serve's HAProxy ingress (each replica serves its WebSockets on its own uvicorn, cluster/
 runtime.py) it does; behind Serve's default proxy a replica's sends are queued without bound on Serve's
-side, so there the rule only catches a replica that cannot keep up itself (README, "Real time").
+side, so there the rule only catches a replica that cannot keep up itself (docs/api.md "Real time: WebSocket").
 """
 
 from __future__ import annotations

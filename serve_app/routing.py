@@ -62,7 +62,8 @@ def protected_router(
 
 
 def count_principal(route_class: str):
-    """A further rate-limit class for some routes of a protected router (runs started: seed 001's 100/h)."""
+    """A further rate-limit class for some routes of a protected router (`executions`: runs started, 100/h by
+    default; docs/api.md "Rate limits")."""
 
     async def dependency(request: Request, principal: Annotated[Principal, Depends(authenticate)]) -> None:
         await request.app.state.context.rate_limits.check_principal(request, route_class, principal)
@@ -146,9 +147,9 @@ _UNAVAILABLE = _error("SERVICE_UNAVAILABLE (e.g. the database is unreachable)")
 
 
 def document_errors(app: FastAPI) -> None:
-    """Add the error statuses every route of a kind can answer to its OpenAPI responses (API.md: each code
-    with its HTTP status in the spec): 404 where the path names a resource, 400/409/413 for writes, 503
-    everywhere. What a route declares itself is kept."""
+    """Add the error statuses every route of a kind can answer to its OpenAPI responses (docs/api.md
+    "Errors": each code with its HTTP status in the spec): 404 where the path names a resource, 400/409/413
+    for writes, 503 everywhere. What a route declares itself is kept."""
     for context, route in _route_contexts(app):
         added: dict[int, dict[str, Any]] = {503: _UNAVAILABLE}
         if "{" in context.path:

@@ -1,4 +1,4 @@
-"""The agent registry: creating, listing, changing and removing agent records (seeds 000, 001, 003).
+"""The agent registry: creating, listing, changing and removing agent records (docs/api.md "Agents").
 
 Deploying an agent (its Ray actor) builds on this in `actors/`; status changes go through
 `schedulers.agent_lifecycle`.
@@ -20,7 +20,7 @@ from schedulers.agent_lifecycle import AgentStatus
 from services import configurations, events, ownership
 from services.principal import Principal
 
-# Frameworks an agent may name (API.md and seeds 000/001). Deploying needs an installed adapter.
+# Frameworks an agent may name (docs/api.md "Agents", Frameworks). Deploying needs an installed adapter.
 FRAMEWORKS = (
     "native",
     "langgraph",
@@ -158,7 +158,7 @@ def validate_framework(value: str) -> str:
 
 
 def _check_public(principal: Principal, is_public: bool | None) -> None:
-    # Platform-wide agents receive other tenants' tasks (API.md): only admins make them; users share
+    # Platform-wide agents receive other tenants' tasks (docs/api.md "Agents"): only admins make them; users share
     # through the marketplace instead.
     if is_public and not principal.is_admin:
         raise PermissionDenied("Only platform admins can make an agent public; publish it to the marketplace")

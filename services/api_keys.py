@@ -1,8 +1,8 @@
-"""API keys: `ao_` + 64 hex (seed 001), stored as SHA-256, scoped, expiring, revocable.
+"""API keys: `ao_` + 64 hex, stored as SHA-256, scoped, expiring, revocable.
 
 Keys carry 256 bits of randomness, so a fast hash is enough (no dictionary to attack) and lets a key be
 found by an indexed lookup on every request. Environment keys `ORCHESTRATOR_API_KEY_<NAME>=<key>:<role>`
-(seed 002) bootstrap machine access without a database row.
+bootstrap machine access without a database row.
 """
 
 from __future__ import annotations

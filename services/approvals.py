@@ -1,4 +1,4 @@
-"""Human approvals (seed 002 HITL): P0/P1 tasks wait `awaiting_approval` until a person decides.
+"""Human approvals (a human in the loop): P0/P1 tasks wait `awaiting_approval` until a person decides.
 
 An approval is a row while it waits (ten thousand pending approvals are rows, not processes); its actor
 (`approval:<id>`, actors/approval.py) is started only to apply a decision. Expiry is a timer the

@@ -1,4 +1,4 @@
-"""Saved agent configurations and templates (seed 001)."""
+"""Saved agent configurations and templates."""
 
 from __future__ import annotations
 

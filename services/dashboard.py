@@ -1,4 +1,4 @@
-"""The dashboard (seed 001 DashboardMetrics), computed from recorded data for a timeframe and the one
+"""The dashboard (docs/api.md "Dashboard"), computed from recorded data for a timeframe and the one
 before it, over what the caller may see. Whole days and hours are summed from the rollups and their
 unfolded deltas (`persistence.execution_rollups`), the partial hours at either end from the runs
 themselves (owner+created index), so each figure is exact and its cost does not grow with the runs stored."""

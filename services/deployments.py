@@ -1,4 +1,4 @@
-"""Deploying agents: the durable side of an agent's actor (API.md "Agents"; seed 000).
+"""Deploying agents: the durable side of an agent's actor (docs/api.md "Agents").
 
 The database is written first and the actor told second, so that a failed actor call leaves a record the
 reconciler finishes from. Every status change goes through `set_status`, which applies
@@ -181,7 +181,8 @@ def restart(
 def container(
     db: Database, settings: Settings, agents: AgentActors, principal: Principal, agent_id: str
 ) -> dict[str, Any]:
-    """The agent's actor as seed 000's container: Ray's view of it plus a health ping of the actor."""
+    """The agent's actor as the API's "container" (`GET /agents/{id}/container`): Ray's view of it plus a
+    health ping of the actor."""
     with db.session() as session:
         agent = ownership.get_visible(session, Agent, agent_id, principal)
     limits = agent.resource_limits or {}

@@ -25,7 +25,7 @@ from persistence.repositories.statements import prepared_insert
 from services.organizations import member_organization_ids
 from services.principal import Principal
 
-# API.md "Event names": dotted lowercase words.
+# Event names (docs/api.md "Events"): dotted lowercase words.
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 # An event pattern: "*", or dotted lowercase words followed by ".*" ("task.*", "execution.*").
 _PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.\*$")
@@ -45,7 +45,7 @@ def event_matches(patterns: Iterable[str], event_type: str) -> bool:
 
 
 # Names only the platform emits: a published custom event may not pass for a system health report, a
-# notification or a webhook test. (Seed 002's agents publish task and deployment events of their own.)
+# notification or a webhook test. (Agents may publish task and deployment events of their own.)
 RESERVED_PREFIXES = frozenset({"system", "notification", "webhook"})
 
 
@@ -56,7 +56,7 @@ _NOT_ABOUT_A_TASK = frozenset({"execution", "agent", "approval", "marketplace", 
 
 
 def task_id_of(event: Event | Row) -> str | None:
-    """The task an event is about (API.md's `task_id`), or None."""
+    """The task an event is about (the `task_id` of `GET /events`), or None."""
     if event.event_type.partition(".")[0] in _NOT_ABOUT_A_TASK:
         task_id = event.data.get("task_id") if isinstance(event.data, dict) else None
         return task_id if isinstance(task_id, str) else None
@@ -147,7 +147,7 @@ _INSERT_EVENT = prepared_insert(
 
 
 def publish(session: Session, principal: Principal, data: dict[str, Any]) -> Event:
-    """A custom event from an agent or client (seed 002 `POST /events/publish`), owned by the caller."""
+    """A custom event from an agent or client (`POST /events/publish`), owned by the caller."""
     event_type = data["event_type"]
     payload = {**(data.get("payload") or {})}
     if data.get("priority"):

@@ -1,4 +1,4 @@
-"""Executions (API.md "Workflows and executions"; seeds 000, 001): starting a run, reading it, cancelling
+"""Executions (docs/api.md "Workflows and executions"): starting a run, reading it, cancelling
 it, and `RunStore`, the database side of the step loop (`runtime.engine`).
 
 A run is a row first: `POST /workflows/{id}/execute` stores it `pending` with a copy of the graph of the
@@ -242,7 +242,7 @@ def _finish_task(session: Session, run: Execution) -> None:
 
 
 def _count_for_agent(session: Session, run: Execution) -> None:
-    """The agent's execution counters (seed 000): totals, successes, the running mean duration."""
+    """The agent's execution counters: totals, successes, the running mean duration."""
     agent = session.get(Agent, run.agent_id, with_for_update=True)
     if agent is None:
         return

@@ -1,4 +1,4 @@
-"""The built-in agent marketplace (seed 000 "Marketplace Integration"): publishing an agent as a listing,
+"""The built-in agent marketplace (docs/api.md "Agents"): publishing an agent as a listing,
 browsing everyone's published listings, and installing a listing as a copy in the caller's account.
 
 Usage metrics are counted from install rows and execution counters, never stored, so they cannot drift.

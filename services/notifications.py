@@ -1,4 +1,4 @@
-"""Notifications (seed 003): what a user should know about, written in the transaction of the change that
+"""Notifications: what a user should know about, written in the transaction of the change that
 caused it: a mention in a comment, their task assigned to an agent, their approval request decided.
 
 Only user accounts receive them; machine identities (service tokens, OAuth clients, environment keys)

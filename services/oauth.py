@@ -1,4 +1,4 @@
-"""OAuth 2.0 client credentials (RFC 6749 §4.4) for machine clients an admin registers (seed 003)."""
+"""OAuth 2.0 client credentials (RFC 6749 §4.4) for machine clients an admin registers."""
 
 from __future__ import annotations
 

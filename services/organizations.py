@@ -1,4 +1,4 @@
-"""Organizations and their members (seed 000): slugs unique, roles owner > admin > member.
+"""Organizations and their members: slugs unique, roles owner > admin > member.
 
 Only owners and admins manage members; only owners grant or take the owner role; an organization always
 keeps at least one owner.

@@ -1,4 +1,5 @@
-"""Tenancy in one place: who may see and change an owned resource (API.md "tenancy").
+"""Tenancy in one place: who may see and change an owned resource (docs/api.md "Authentication and
+authorization").
 
 A caller sees what they own, what their organizations own, and public items; platform admins see all.
 Anything else is 404, never 403, so that ids do not reveal what exists. Resources use it in one line:

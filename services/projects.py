@@ -1,4 +1,4 @@
-"""Projects (seed 003): tasks grouped under a project, a team of members, and figures derived from the tasks.
+"""Projects: tasks grouped under a project, a team of members, and figures derived from the tasks.
 
 A project is owned like every resource (a user or an organization). Its members see it and its tasks
 even when they are outside the owning organization; changing it, or its team, is for its owners.
@@ -38,7 +38,7 @@ def parse_status(value: str) -> str:
 
 @dataclass(slots=True)
 class Figures:
-    """What seed 003 shows of a project's tasks."""
+    """What a project shows of its tasks (`task_count`, `progress`, `team_size`, `assigned_agents`)."""
 
     total: int = 0
     completed: int = 0

@@ -244,7 +244,7 @@ def _allowed(
 
 
 def rules(session: Session) -> dict[str, AgentSelector]:
-    """The effective rules: seed 002's defaults, overridden per task type by the stored ones."""
+    """The effective rules: the built-in defaults (`DEFAULT_RULES`), overridden per task type by the stored ones."""
     effective = dict(DEFAULT_RULES)
     for row in session.scalars(select(RoutingRule)):
         effective[row.task_type] = AgentSelector.from_dict(row.selector)

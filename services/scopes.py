@@ -1,4 +1,5 @@
-"""API key / OAuth scopes: `resource:action`, narrowing what a role may do (seed 003)."""
+"""API key / OAuth scopes: `resource:action`, narrowing what a role may do (docs/api.md "Authentication and
+authorization")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Comments on tasks (seed 003). Each mention notifies the mentioned user, who must be able to see the
+"""Comments on tasks. Each mention notifies the mentioned user, who must be able to see the
 task: a mention never tells anyone about a task they could not open."""
 
 from __future__ import annotations

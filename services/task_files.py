@@ -1,4 +1,4 @@
-"""Files attached to tasks (seed 003): checked, stored in the file store, recorded, downloaded.
+"""Files attached to tasks: checked, stored in the file store, recorded, downloaded.
 
 An upload is accepted when its media type is in `ORCHESTRATOR_UPLOAD_CONTENT_TYPES`, its bytes agree with
 that type (the signature of images, PDF and archives; UTF-8 without NUL bytes for text) and it is within

@@ -1,4 +1,4 @@
-"""Tasks (seeds 002, 003): creating, assigning to an agent, status reports, an agent's queue and metrics.
+"""Tasks: creating, assigning to an agent, status reports, an agent's queue and metrics.
 
 Status changes go through `set_status` (the task state machine of `schedulers.task_lifecycle`, the row
 locked, the agent's load counter kept, the event written to the outbox). Routing of unassigned tasks by
@@ -301,7 +301,7 @@ def list_agent_tasks(
 def agent_metrics(
     session: Session, principal: Principal, agent_id: str, *, start: datetime, end: datetime
 ) -> dict[str, Any]:
-    """Seed 003's agent metrics, computed from the agent's recorded tasks in [start, end)."""
+    """An agent's metrics (`GET /agents/{id}/metrics`), computed from the agent's recorded tasks in [start, end)."""
     agent = ownership.get_visible(session, Agent, agent_id, principal)
     dialect = session.get_bind().dialect.name
     in_period = (Task.agent_id == agent.id, Task.created_at >= start, Task.created_at < end)
@@ -560,7 +560,7 @@ def _hours(seconds: float | None) -> float | None:
 
 
 def queue_stats(session: Session) -> dict[str, Any]:
-    """Seed 002's `GET /stats`, counted from the tasks table (platform-wide, no tenant detail)."""
+    """`GET /stats`, counted from the tasks table (platform-wide, no tenant detail)."""
     by_status = dict(session.execute(select(Task.status, func.count()).group_by(Task.status)).all())
     pending_by_priority = dict(
         session.execute(
@@ -607,7 +607,7 @@ def list_tasks(
     sort_by: str = "created_at",
     sort_order: str = "desc",
 ) -> Page[Task]:
-    """Seed 003's task list: what the caller may see, every filter, sorted (newest first by default)."""
+    """The task list: what the caller may see, every filter, sorted (newest first by default)."""
     dialect = session.get_bind().dialect.name
     query = select(Task)
     if not (whole_project and project_id):  # (the caller was checked to see the project: all of its tasks)
@@ -742,7 +742,7 @@ def history(session: Session, task_id: str) -> list[dict[str, Any]]:
 
 
 def task_metrics(task: Task) -> dict[str, Any]:
-    """Seed 003's per-task metrics that the platform records (quality scores it does not)."""
+    """The per-task metrics the platform records (quality scores it does not)."""
     end = task.completed_at or utcnow()
     spent = (end - task.started_at).total_seconds() / 3600 if task.started_at else None
     waited = (task.assigned_at - task.created_at).total_seconds() / 3600 if task.assigned_at else None

@@ -75,7 +75,7 @@ class TokenService:
         """Verify signature, algorithm, expiry, issuer and type; any failure is a 401.
 
         Tokens this platform issues carry `type`, `jti` and `iss`. A token without `type` is read as an
-        access token minted by its key holder with seed 002's recipe (`sub`, `role`, `exp`, `iat`); it
+        access token minted by its key holder with only `sub`, `role`, `exp` and `iat`; it
         cannot be revoked individually. A token whose `type` or `iss` is wrong is always refused.
 
         A token verified before is not verified again until it expires: the same string with the same key

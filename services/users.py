@@ -65,7 +65,7 @@ def register_user(
     role: Role | None = None,
     bypass_policy: bool = False,
 ) -> User:
-    """Create an account. The first account on an empty platform becomes admin (API.md)."""
+    """Create an account. The first account on an empty platform becomes admin (docs/api.md "Identity and access")."""
     if not (policy.allow_registration or bypass_policy):
         raise PermissionDenied("Self-registration is disabled on this platform")
     email = email.strip().lower()

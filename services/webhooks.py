@@ -1,4 +1,4 @@
-"""Webhooks (seeds 001, 003): endpoints that receive the events their owner may see, signed, retried, recorded.
+"""Webhooks (docs/webhooks.md): endpoints that receive the events their owner may see, signed, retried, recorded.
 
 Owned like every resource. The relay of the event outbox calls `enqueue_deliveries` in its transaction,
 which writes one `pending` delivery per (event, matching webhook) with the exact body to send; a sender
@@ -6,7 +6,8 @@ loop calls `deliver_due` (claims due deliveries under a lease, POSTs them, recor
 `next_due_in`. A failed delivery is retried with exponential backoff and is `dead` after the last attempt.
 
 Bodies are serialised the way JavaScript's `JSON.stringify` would re-serialise them once parsed, so that a
-receiver signing `JSON.stringify(req.body)` (seed 003's example) computes the same bytes as the raw body.
+JavaScript receiver signing `JSON.stringify(req.body)` computes the same bytes as the raw body (docs/webhooks.md
+"Verifying the signature").
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def _js_number(value: float) -> str:
 
 
 def signature(secret: str, body: bytes) -> str:
-    """`X-Orchestrator-Signature`: ``sha256=`` + hex HMAC-SHA256 of the raw body (seed 003)."""
+    """`X-Orchestrator-Signature`: ``sha256=`` + hex HMAC-SHA256 of the raw body (docs/webhooks.md)."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
@@ -159,8 +160,8 @@ def payload_body(
     correlation_id: str | None,
     organization: dict[str, str] | None = None,
 ) -> str:
-    """Seed 003's payload `{"event", "timestamp", "data", "organization"}`, with the event id (receivers
-    de-duplicate by it) and the correlation id."""
+    """The payload `{"event", "timestamp", "data", "organization"}`, with the event id (receivers de-duplicate
+    by it) and the correlation id (docs/webhooks.md "What a delivery looks like")."""
     body: dict[str, Any] = {
         "id": event_id,
         "event": event_type,

@@ -1,4 +1,4 @@
-"""Workflows (seed 000): an agent's graphs, validated on save, versioned on every update.
+"""Workflows: an agent's graphs, validated on save, versioned on every update.
 
 A workflow belongs to its agent's tenant. Creating or changing one needs write access to the agent;
 reading needs sight of it. Every save of the graph writes a `workflow_versions` row, so each version a
@@ -29,7 +29,7 @@ def check_graph(data: Any) -> None:
 
 
 def next_version(version: str) -> str:
-    """1.0.0 → 1.1.0 (seed 000): each update is a minor version."""
+    """1.0.0 → 1.1.0: each update is a minor version."""
     try:
         major, minor, *_ = (int(part) for part in version.split("."))
     except ValueError:

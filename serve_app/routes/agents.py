@@ -1,7 +1,7 @@
-"""Agents (API.md "Agents"): the registry with every list filter, enable/disable, deploy/undeploy, the
+"""Agents (docs/api.md "Agents"): the registry with every list filter, enable/disable, deploy/undeploy, the
 container (the agent's Ray actor: status, restart, logs) and external workers' heartbeats.
 
-Reads need the `user` role, writes `agent` (API.md).
+Reads need the `user` role, writes `agent`.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _update(agent_id: str, body: AgentUpdate, principal: CurrentPrincipal, conte
 
 @router.put("/{agent_id}", response_model=AgentOut)
 def replace_agent(agent_id: str, body: AgentUpdate, principal: CurrentPrincipal, context: Context) -> AgentOut:
-    """Update the fields given (seed 000 sends only the ones that change)."""
+    """Update the fields given (clients may send only the ones that change)."""
     return _update(agent_id, body, principal, context)
 
 
@@ -221,7 +221,7 @@ def container_logs(
 
 @router.post("/{agent_id}/heartbeat", response_model=HeartbeatResponse)
 def heartbeat(agent_id: str, principal: CurrentPrincipal, context: Context) -> HeartbeatResponse:
-    """An external agent's worker reports that it is alive (seed 002's remote agents)."""
+    """An external agent's worker, running outside the platform, reports that it is alive."""
     agent = deployments.record_heartbeat(context.db, context.settings, context.actors.agents, principal, agent_id)
     assert agent.last_heartbeat_at is not None
     return HeartbeatResponse(id=agent.id, online=True, last_heartbeat_at=agent.last_heartbeat_at)
@@ -257,8 +257,8 @@ def agent_metrics(
     start_date: Annotated[datetime | None, Query(description="ISO timestamp; default 30 days before end")] = None,
     end_date: Annotated[datetime | None, Query(description="ISO timestamp; default now")] = None,
 ) -> dict:
-    """Seed 003's metrics, computed from the agent's recorded tasks in the period (null where the platform
-    records nothing to compute from)."""
+    """Task, performance and utilization metrics, computed from the agent's recorded tasks in the period
+    (null where the platform records nothing to compute from)."""
     require_time_zones(start_date=start_date, end_date=end_date)
     start, end = tasks.default_period(start_date, end_date)
     if start >= end:

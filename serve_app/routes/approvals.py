@@ -1,6 +1,6 @@
-"""Human approvals (API.md "approvals"; seed 002 HITL): pending list, history, get, approve, reject.
+"""Human approvals (docs/api.md "Approvals, routing rules and events"): pending list, history, get, approve, reject.
 
-P0/P1 tasks wait for one before routing. Reads need `user`, decisions `agent` (seed 002); approvers see
+P0/P1 tasks wait for one before routing. Reads need `user`, decisions `agent`; approvers see
 the approvals of what they (or their organizations) own; the requester cannot approve their own request.
 A decision is applied by the approval's actor (`approval:<id>`), started for it and released after.
 """
@@ -51,7 +51,7 @@ def history(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> dict:
-    """Decided and expired approvals, newest first (seed 002: `limit`, default 100; `count` is this page's)."""
+    """Decided and expired approvals, newest first (`limit`, default 100; `count` is this page's)."""
     with context.db.session() as session:
         found = approvals.list_approvals(session, principal, pending=False, page=page, limit=limit)
         items = [ApprovalOut.model_validate(item) for item in found.items]
@@ -90,5 +90,5 @@ def reject(
     context: Context,
     reason: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> DecisionOut:
-    """Reject (seed 002: `?reason=`): the waiting task fails with the reason."""
+    """Reject (`?reason=`): the waiting task fails with the reason."""
     return _decide(approval_id, principal, context, False, reason)

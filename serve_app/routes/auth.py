@@ -1,4 +1,5 @@
-"""Identity: registration, login, refresh, logout, service tokens and API keys (seeds 000-003)."""
+"""Identity: registration, login, refresh, logout, service tokens and API keys (docs/api.md
+"Identity and access")."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def logout(principal: CurrentPrincipal, context: Context, body: LogoutRequest | 
 
 @service.post("/token", response_model=AccessTokenResponse)
 def service_token(body: ServiceTokenRequest, context: Context) -> AccessTokenResponse:
-    """Mint an access token for a service identity `{user_id, role}` (seed 002)."""
+    """Mint an access token for a service identity `{user_id, role}`."""
     ttl = body.expires_in or context.tokens.access_ttl_s
     if ttl > context.settings.auth.service_token_max_ttl_s:
         raise ValidationFailed(

@@ -1,4 +1,4 @@
-"""Saved agent configurations and templates (seed 001 /configurations)."""
+"""Saved agent configurations and templates (`/configurations`, docs/api.md "Agents")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The dashboard (API.md "Integration, monitoring, real time"; seed 001 DashboardMetrics): figures for a
-timeframe against the one before it, computed from recorded executions, agents and configurations, over
-what the caller may see. `GET /dashboard/real-time` streams the same overview as Server-Sent Events."""
+"""The dashboard (docs/api.md "Dashboard"): figures for a timeframe against the one before it, computed from
+recorded executions, agents and configurations, over what the caller may see. `GET /dashboard/real-time`
+streams the same overview as Server-Sent Events."""
 
 from __future__ import annotations
 

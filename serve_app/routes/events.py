@@ -1,4 +1,4 @@
-"""The event bus (API.md "events"; seed 002): publish a custom event, list the events you may see, and the
+"""The event bus (docs/api.md "Events"): publish a custom event, list the events you may see, and the
 public queue statistics of `GET /stats`. Domain events are written by the changes that cause them; the
 reconciler's relay mirrors every event to the Redis stream `orchestrator:events` when Redis is configured.
 """
@@ -41,7 +41,7 @@ def event_out(event: Event) -> EventOut:
 
 @router.post("/publish", status_code=status.HTTP_201_CREATED, response_model=PublishedEvent)
 def publish_event(body: EventPublish, principal: CurrentPrincipal, context: Context, response: Response) -> dict:
-    """Publish an event for other agents and subscribers (seed 002); `trace_id` defaults to the request's
+    """Publish an event for other agents and subscribers; `trace_id` defaults to the request's
     correlation id."""
     with context.db.transaction() as session:
         event = events.publish(session, principal, body.model_dump())
@@ -57,7 +57,9 @@ def list_events(
     context: Context,
     params: Annotated[PageParams, Depends(page_params)],
     type: Annotated[str | None, Query(max_length=100, description="event type, e.g. task.assigned")] = None,
-    event_type: Annotated[str | None, Query(max_length=100, description="the same as `type` (seed 002's name)")] = None,
+    event_type: Annotated[
+        str | None, Query(max_length=100, description="the same as `type` (the name some clients use)")
+    ] = None,
     source: Annotated[str | None, Query(max_length=100)] = None,
     source_agent: Annotated[str | None, Query(max_length=100, description="the same as `source`")] = None,
     task_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -90,7 +92,7 @@ def _stats(context: Context) -> dict:
 
 
 _STATS_DOC = {
-    "summary": "Queue statistics (public, seed 002)",
+    "summary": "Queue statistics (public)",
     "description": "Task counts by state from the database, and the live router's queues when it answers.",
 }
 stats_root.add_api_route("/stats", _stats, methods=["GET"], **_STATS_DOC)

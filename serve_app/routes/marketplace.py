@@ -1,7 +1,7 @@
-"""The built-in marketplace (seed 000 "Marketplace Integration"): publish/unpublish an agent, its listing
+"""The built-in marketplace (docs/api.md "Agents"): publish/unpublish an agent, its listing
 status, the catalog of everyone's published listings, and installing a listing as a copy.
 
-Every route needs the `agent` role (API.md), reads included; API keys need the `marketplace:read|write` scope.
+Every route needs the `agent` role, reads included; API keys need the `marketplace:read|write` scope.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from serve_app.schemas.marketplace import (
 from services import marketplace
 from services.principal import Role
 
-# API.md: the marketplace routes need the `agent` role, reads included.
+# docs/api.md "Agents": the marketplace routes need the `agent` role, reads included.
 router = protected_router(tags=["marketplace"], resource="marketplace", min_role=Role.agent)
 
 

@@ -1,4 +1,5 @@
-"""OAuth 2.0 client credentials (seed 003): the token endpoint and client registration for admins."""
+"""OAuth 2.0 client credentials: the token endpoint and client registration for admins (docs/api.md
+"Identity and access")."""
 
 from __future__ import annotations
 

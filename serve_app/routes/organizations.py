@@ -1,4 +1,4 @@
-"""Organizations and members (seed 000). Non-members get 404 for an organization, never 403."""
+"""Organizations and members (docs/api.md "Identity and access"). Non-members get 404 for an organization, never 403."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Projects (API.md "Tasks, routing, approvals, events, projects"; seed 003).
+"""Projects (docs/api.md "Tasks, projects and notifications").
 
 Reads are for whoever can see the project (its tenant and its members); writes for its owners. Task counts,
 progress, team size and agents at work are derived from the project's tasks on every read.
@@ -112,7 +112,7 @@ def _update(project_id: str, body: ProjectUpdate, principal: CurrentPrincipal, c
 
 @router.put("/{project_id}", response_model=ProjectOut)
 def replace_project(project_id: str, body: ProjectUpdate, principal: CurrentPrincipal, context: Context) -> ProjectOut:
-    """Update the fields given (seed 003); `status: completed` fires `project.completed`."""
+    """Update the fields given; `status: completed` fires `project.completed`."""
     return _update(project_id, body, principal, context)
 
 

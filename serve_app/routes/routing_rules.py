@@ -1,6 +1,6 @@
-"""Routing rules (API.md "Tasks, routing …"; seed 002): which agents each task type goes to. Admins only.
+"""Routing rules (docs/api.md "Approvals, routing rules and events"): which agents each task type goes to. Admins only.
 
-`GET /routing/rules` shows the effective rules (seed 002's defaults, overridden per type by stored ones);
+`GET /routing/rules` shows the effective rules (the built-in defaults, overridden per type by stored ones);
 `PUT /routing/rules` replaces the stored overrides, and the task router uses them at once.
 """
 
@@ -33,7 +33,7 @@ class Selector(RequestModel):
     @model_validator(mode="before")
     @classmethod
     def _role_or_type(cls, value: Any) -> Any:
-        """API.md's "role/type": `type`, `role` or `roles` (one name or a list) are the agent types."""
+        """An agent's role is its type: `type`, `role` or `roles` (one name or a list) are the agent types."""
         if not isinstance(value, dict):
             return value
         value = dict(value)

@@ -1,7 +1,7 @@
-"""System routes for operators (API.md "Integration, monitoring, real time"; seed 003 System Endpoints), admin
-only: `/system/status` (Ray nodes, resources, the platform's actors, Serve), `/system/metrics` (this replica's
-requests, queues, runs, steps, approvals, webhook deliveries) and `/system/logs` (the platform's own log
-lines). `/system/health` is public, in health.py."""
+"""System routes for operators (docs/api.md "Health and system"), admin only: `/system/status` (Ray nodes,
+resources, the platform's actors, Serve), `/system/metrics` (this replica's requests, queues, runs, steps,
+approvals, webhook deliveries) and `/system/logs` (the platform's own log lines). `/system/health` is public,
+in health.py."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Tasks (API.md "Tasks"; seeds 002, 003): create (assigning directly when `agent_id` is given), read,
+"""Tasks (docs/api.md "Tasks, projects and notifications"): create (assigning directly when `agent_id` is given), read,
 and status reports from the agent working on it. Routing of unassigned tasks by type and priority is the
 task router actor's: an unassigned task is stored `pending` and the router is told.
 
-Reads need the `user` role, writes `agent` (seed 002).
+Reads need the `user` role, writes `agent`.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def list_tasks(
     sort_by: Annotated[str, Query(pattern="^(created_at|updated_at|priority|due_date|title|status)$")] = "created_at",
     sort_order: Annotated[str, Query(pattern="(?i)^(asc|desc)$")] = "desc",
 ) -> dict:
-    """Tasks you may see, with seed 003's filters, search and sort (newest first by default)."""
+    """Tasks you may see, with every filter, search and sort (newest first by default)."""
     return list_task_page(
         request,
         principal,
@@ -236,7 +236,7 @@ def _update(task_id: str, body: TaskUpdate, principal: CurrentPrincipal, context
 
 @router.put("/{task_id}", response_model=TaskOut)
 def replace_task(task_id: str, body: TaskUpdate, principal: CurrentPrincipal, context: Context) -> TaskOut:
-    """Update the fields given (seed 003)."""
+    """Update the fields given."""
     return _update(task_id, body, principal, context)
 
 
@@ -281,7 +281,7 @@ def update_task_status(
     error: Annotated[str | None, Query(max_length=10_000)] = None,
     body: TaskStatusUpdate | None = None,
 ) -> TaskStatusOut:
-    """Seed 002: `?status=in_progress|completed|failed[&error=…]`, or the same fields (plus `result`,
+    """`?status=in_progress|completed|failed[&error=…]` as query parameters, or the same fields (plus `result`,
     `progress`) as JSON. Checked by the task state machine (409 INVALID_TRANSITION)."""
     if body is None:
         try:

@@ -1,4 +1,4 @@
-"""Users: the caller's profile, and the user directory for admins (seeds 000, 003)."""
+"""Users: the caller's profile, and the user directory for admins (docs/api.md "Identity and access")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Webhooks (API.md "Integration"; seeds 001, 003): CRUD, the delivery log, a test delivery, redelivery.
+"""Webhooks (docs/api.md "Webhooks", docs/webhooks.md): CRUD, the delivery log, a test delivery, redelivery.
 
 Reads are for the webhook's tenant (role user); writes need the agent role. Deliveries themselves are sent
 by the EventHub's loop (`services.webhooks.deliver_due`); `POST /webhooks/{id}/test` sends one right away.
@@ -20,7 +20,7 @@ from serve_app.schemas.common import MessageResponse
 from serve_app.schemas.webhooks import DeliveryList, DeliveryOut, WebhookCreate, WebhookList, WebhookOut, WebhookUpdate
 from services import webhooks
 
-# API.md: role `user` for every webhook route (a user wires their own events to their own systems).
+# docs/api.md "Webhooks": role `user` for every webhook route (a user wires their own events to their own systems).
 router = protected_router(prefix="/webhooks", tags=["webhooks"], resource="webhooks")
 
 

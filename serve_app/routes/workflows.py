@@ -1,4 +1,4 @@
-"""Workflows and executions (API.md "Workflows and executions"; seeds 000, 001).
+"""Workflows and executions (docs/api.md "Workflows and executions").
 
 A run is stored `pending` first and then handed to the run pool (`actors/run.py`); its progress is read
 back from the database, which is what `GET /executions/{id}/stream` streams as Server-Sent Events.
@@ -193,7 +193,7 @@ def execute_workflow(
 def start_execution(
     body: StartExecution, principal: CurrentPrincipal, context: Context, response: Response
 ) -> ExecutionStarted:
-    """Seed 001: run the agent's active workflow with `input`."""
+    """Run the agent's active workflow with `input`."""
     return _start(context, principal, None, body.agent_id, body.model_dump(), response)
 
 
@@ -259,7 +259,7 @@ def _cancel(execution_id: str, principal: CurrentPrincipal, context: Context) ->
 
 @runs.delete("/{execution_id}", response_model=ExecutionOut)
 def delete_execution(execution_id: str, principal: CurrentPrincipal, context: Context) -> ExecutionOut:
-    """Cancel a pending, running or waiting run (seed 001); the record stays."""
+    """Cancel a pending, running or waiting run; the record stays."""
     return _cancel(execution_id, principal, context)
 
 

@@ -1,4 +1,4 @@
-"""WebSocket `/api/v1/ws` (alias `/ws`): live events (API.md "Integration, monitoring, real time").
+"""WebSocket `/api/v1/ws` (alias `/ws`): live events (docs/api.md "Real time: WebSocket").
 
 Protocol (JSON text messages):
 - authenticate with `Authorization: Bearer …` / `X-API-Key` on the upgrade request, or with the first
@@ -7,7 +7,7 @@ Protocol (JSON text messages):
 - `{"type": "subscribe", "channel": "tasks", "filters": {"project_id": "…"}}` → `{"type": "subscribed", …}`;
   `{"type": "unsubscribe", "channel": "tasks"}` → `{"type": "unsubscribed", …}`. Channels and filters:
   `services.subscriptions`. A bad message gets `{"type": "error", "error": {code, message, details, …}}`
-  (API.md's envelope) and the connection stays open.
+  (the error envelope, docs/api.md "Errors") and the connection stays open.
 - events: `{"type": <event name>, "id", "data", "timestamp", "correlation_id"}`, in the order they were
   relayed (one resource's events in the order of its changes). Subscribing again to a channel replaces its
   filters.

@@ -1,4 +1,5 @@
-"""Agents and configurations: one superset schema (API.md "Agents"; seeds 000, 001, 003)."""
+"""Agents and configurations: one superset schema, taking the fields that different clients send
+(docs/api.md "Agents")."""
 
 from __future__ import annotations
 
@@ -118,7 +119,7 @@ class AgentOut(ResponseModel):
     undeployed_at: datetime | None
     # Why it is `deploying` (waiting for resources) or in `error`.
     status_message: str | None
-    # Its Ray actor (seed 000 container); while idle it holds no process (`passivated_at`).
+    # Its Ray actor (the agent's "container"); while idle it holds no process (`passivated_at`).
     container_id: str | None
     passivated_at: datetime | None
     # External agents: the worker's last heartbeat and whether it is recent enough (None: hosted).
@@ -134,7 +135,7 @@ class AgentOut(ResponseModel):
 
 
 class DeployResponse(ResponseModel):
-    """Seed 000's deploy answer, plus the agent."""
+    """The answer of `POST /agents/{id}/deploy`, plus the agent."""
 
     id: str
     status: str
@@ -164,7 +165,8 @@ class ContainerUsage(ResponseModel):
 
 
 class ContainerOut(ResponseModel):
-    """Seed 000's container: the agent's Ray actor as Ray's state API and the actor itself report it."""
+    """An agent's container (the agents API's word): its Ray actor as Ray's state API and the actor itself
+    report it."""
 
     container_id: str | None
     actor_name: str

@@ -1,4 +1,4 @@
-"""Human approvals (seed 002 HITL)."""
+"""Human approvals, a human in the loop (docs/api.md "Approvals, routing rules and events")."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class ApprovalOut(ResponseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def approval_id(self) -> str:
-        """Seed 002's name for the id."""
+        """The id, under the name some clients use."""
         return self.id
 
     @computed_field  # type: ignore[prop-decorator]

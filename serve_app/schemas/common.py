@@ -1,4 +1,4 @@
-"""Base models: requests accept snake_case and camelCase; responses are snake_case (API.md)."""
+"""Base models: requests accept snake_case and camelCase; responses are snake_case (docs/api.md "Conventions")."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class RequestModel(BaseModel):
     @model_validator(mode="after")
     def _times_in_utc(self) -> Self:
         """A time given with an offset is kept as the same instant in UTC, so that what is stored, and
-        echoed back at once, is what API.md promises: UTC, written with `Z`."""
+        echoed back at once, is what docs/api.md "Conventions" promises: UTC, written with `Z`."""
         for name in type(self).model_fields:
             value = self.__dict__.get(name)
             if isinstance(value, datetime) and value.tzinfo is not None:

@@ -1,4 +1,4 @@
-"""The event bus (seed 002 `POST /events/publish`, `GET /events`)."""
+"""The event bus: `POST /events/publish`, `GET /events` (docs/api.md "Approvals, routing rules and events")."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class EventOut(ResponseModel):
     id: str
     event_type: str
     source: str
-    source_agent: str = Field(description="the same as `source` (seed 002's name)")
+    source_agent: str = Field(description="the same as `source` (the name some clients use)")
     payload: dict[str, Any]
     task_id: str | None = Field(description="the task the event is about, if any")
     trace_id: str | None

@@ -1,4 +1,4 @@
-"""Tokens, API keys, OAuth clients and organizations (seeds 000, 001, 002, 003)."""
+"""Tokens, API keys, OAuth clients and organizations (docs/api.md "Identity and access")."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class ApiKeyCreate(RequestModel):
     @field_validator("expires_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        # A time without a zone is read as UTC (API.md: times are UTC), never compared naive.
+        # A time without a zone is read as UTC (docs/api.md "Conventions": times are UTC), never compared naive.
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 

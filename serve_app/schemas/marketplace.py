@@ -1,6 +1,6 @@
-"""Marketplace requests and responses (seed 000 "Marketplace Integration"; API.md "Agents").
+"""Marketplace requests and responses (docs/api.md "Agents").
 
-Seed 000 calls a listing an "integration": `integration_id` and `marketplace_agent_id` are the listing id.
+Some clients call a listing an "integration": `integration_id` and `marketplace_agent_id` are the listing id.
 """
 
 from __future__ import annotations

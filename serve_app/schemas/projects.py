@@ -1,4 +1,4 @@
-"""Projects (seed 003): a team, tasks, and figures derived from the tasks."""
+"""Projects (docs/api.md "Tasks, projects and notifications"): a team, tasks, and figures derived from the tasks."""
 
 from __future__ import annotations
 

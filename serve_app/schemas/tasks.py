@@ -1,4 +1,5 @@
-"""Tasks: seed 002's routing fields and seed 003's project fields in one schema (API.md "Tasks")."""
+"""Tasks: the routing fields and the project fields that different clients send, in one schema (docs/api.md
+"Tasks, projects and notifications")."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class TaskCreate(RequestModel):
 
 
 class TaskStatusUpdate(RequestModel):
-    """Seed 002 sends these as query parameters; a JSON body works too."""
+    """Some clients send these as query parameters; a JSON body works too."""
 
     status: TaskStatus
     error: str | None = Field(None, max_length=10_000)
@@ -101,13 +102,13 @@ class TaskOut(ResponseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def task_id(self) -> str:
-        """Seed 002's name for the id."""
+        """The id, under the name some clients use."""
         return self.id
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def assigned_agent(self) -> str | None:
-        """Seed 002's name for the agent."""
+        """The agent's id, under the name some clients use."""
         return self.agent_id
 
 
@@ -133,7 +134,7 @@ class AgentMetrics(ResponseModel):
 
 
 class TaskUpdate(RequestModel):
-    """PUT and PATCH change the fields given (seed 003); `status` goes through the state machine."""
+    """PUT and PATCH change the fields given; `status` goes through the state machine."""
 
     title: str | None = Field(None, min_length=1, max_length=300)
     description: str | None = Field(None, max_length=20_000)

@@ -1,4 +1,4 @@
-"""Users, registration and login bodies (seed 000 shapes)."""
+"""Users, registration and login bodies (docs/api.md "Identity and access")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Webhooks and their deliveries (seeds 001, 003). The signing secret is never returned, only masked."""
+"""Webhooks and their deliveries (docs/api.md "Webhooks"). The signing secret is never returned, only masked."""
 
 from __future__ import annotations
 

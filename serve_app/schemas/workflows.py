@@ -1,4 +1,5 @@
-"""Workflows and executions (seeds 000, 001): one schema each, snake_case out, camelCase accepted in."""
+"""Workflows and executions (docs/api.md "Workflows and executions"): one schema each, snake_case out,
+camelCase accepted in."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ class ExecuteRequest(RequestModel):
 
 
 class StartExecution(RequestModel):
-    """Seed 001: run the agent's active workflow."""
+    """`POST /executions`: run the agent's active workflow."""
 
     agent_id: str = Field(max_length=64)
     input: dict[str, Any] = Field(default_factory=dict)
@@ -183,7 +184,7 @@ class ExecutionDetail(ExecutionOut):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def execution_data(self) -> dict[str, Any]:
-        """Seed 000's grouping of the same values."""
+        """Input, output and steps grouped in one object, the shape some clients read."""
         return {"input": self.input, "output": self.output, "steps": [step.model_dump() for step in self.steps]}
 
 

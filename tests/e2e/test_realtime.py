@@ -201,7 +201,7 @@ def _sse_ids(stream: httpx.Response, count: int) -> list[int]:
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    """A webhook receiver that checks each signature as seed 003's receiver does and records event ids."""
+    """A webhook receiver that checks each signature as docs/webhooks.md shows and records event ids."""
 
     secret = ""
     received: ClassVar[list[str]] = []

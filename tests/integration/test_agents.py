@@ -130,7 +130,7 @@ def test_every_list_filter(client: TestClient, admin, db: Database) -> None:
     assert ids("framework=LANGGRAPH") == {react["id"]}
     assert ids("status=ACTIVE") == {react["id"], busy["id"]}
     assert ids("status=draft") == {ops["id"]}
-    assert ids("status=available") == ids("status=active")  # seed 003's word for it
+    assert ids("status=available") == ids("status=active")  # another word clients use for it
     assert ids("available=true") == {react["id"]}  # busy is at its task limit, ops is not deployed
     assert ids("available=false") == {ops["id"], busy["id"]}
     assert ids("search=react") == {react["id"], ops["id"]}  # name or description

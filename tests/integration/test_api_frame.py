@@ -93,7 +93,7 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert "/api/v1/auth/login" in spec["paths"]
     assert "/api/v1/users/me" in spec["paths"]
-    # Each error status a route can answer is in its responses (API.md: "each with its HTTP status").
+    # Each error status a route can answer is in its responses (docs/api.md "Errors").
     status_report = spec["paths"]["/api/v1/tasks/{task_id}/status"]["patch"]["responses"]
     assert {"400", "401", "403", "404", "409", "413", "422", "429", "503"} <= set(status_report)
     assert "INVALID_TRANSITION" in status_report["409"]["description"]

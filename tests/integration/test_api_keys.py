@@ -1,4 +1,4 @@
-"""API keys (seed 001/003) and environment keys (seed 002)."""
+"""API keys and environment keys (`ORCHESTRATOR_API_KEY_<NAME>`)."""
 
 from __future__ import annotations
 

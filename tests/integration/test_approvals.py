@@ -76,7 +76,7 @@ def test_p0_and_p1_tasks_wait_for_a_human_and_approval_releases_them(client, tea
     assert_error(client.post(f"{APPROVALS}/{approval['id']}/reject", headers=team["approver"]), 409, "CONFLICT")
     history = client.get(f"{APPROVALS}/history", headers=team["approver"]).json()
     assert [h["id"] for h in history["history"]] == [approval["id"]] and history["count"] == 1
-    assert history["pagination"]["total"] == 1 and history["links"]["next"] is None  # API.md's list envelope
+    assert history["pagination"]["total"] == 1 and history["links"]["next"] is None  # the list envelope
 
 
 def test_rejection_fails_the_task_with_the_reason(client, team) -> None:

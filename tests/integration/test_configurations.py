@@ -1,4 +1,4 @@
-"""Saved configurations and templates (seed 001): CRUD, filters, public sharing, counted uses."""
+"""Saved configurations and templates: CRUD, filters, public sharing, counted uses."""
 
 from __future__ import annotations
 

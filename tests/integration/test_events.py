@@ -34,7 +34,7 @@ def test_published_events_are_listed_with_every_filter(client: TestClient) -> No
 
     assert event["source_agent"] == "ops_agent" and event["priority"] == "P2" and event["task_id"] == "task-1"
     assert ids(type="deployment.completed") == ids(event_type="deployment.completed") == [event["id"]]
-    assert ids(eventType="deployment.completed") == ids(source_agent="ops_agent") == [event["id"]]  # seed 002's names
+    assert ids(eventType="deployment.completed") == ids(source_agent="ops_agent") == [event["id"]]  # older names
     assert ids(source="ops_agent") == ids(task_id="task-1") == ids(trace_id="trace-9") == [event["id"]]
     # An event about something other than a task has no task_id (its subject is the account, not a task).
     [registered] = client.get(EVENTS, headers=owner, params={"type": "user.registered"}).json()["events"]

@@ -272,7 +272,7 @@ def test_agents_the_caller_cannot_see_are_404_and_public_ones_are_403(client: Te
 
 
 def test_read_only_users_cannot_use_the_marketplace(tmp_path: Path, db: Database, database_url: str) -> None:
-    """API.md: every marketplace route needs the `agent` role, browsing included."""
+    """docs/api.md "Agents": every marketplace route needs the `agent` role, browsing included."""
     settings = make_settings(tmp_path, database_url, auth={"default_role": "user"})
     with TestClient(create_app(settings)) as client:
         admin = _user(client, "first-admin")

@@ -1,4 +1,4 @@
-"""OAuth 2.0 client credentials (seed 003)."""
+"""OAuth 2.0 client credentials."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_client_credentials_grant_issues_a_scoped_token(client: TestClient) -> N
         "client_id": registered["client_id"],
         "client_secret": registered["client_secret"],
     }
-    response = client.post("/oauth/token", data=form)  # seed 003's path
+    response = client.post("/oauth/token", data=form)  # the root path some clients use
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["token_type"] == "Bearer" and body["scope"] == "organizations:read"

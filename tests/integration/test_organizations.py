@@ -1,4 +1,4 @@
-"""Organizations and their members over HTTP (seed 000), on every database backend.
+"""Organizations and their members over HTTP, on every database backend.
 
 Non-members get 404 for an organization and its members (never 403); members who may see it but not
 change it get 403. The first account of each test is the platform admin, so tenancy tests register a

@@ -1,7 +1,7 @@
 """Tenancy helpers (services.ownership) against each real database, on a table that exists only here.
 
 A caller sees what they own, what their organizations own and public items; platform admins see all.
-What a caller cannot see is NotFound, never PermissionDenied (API.md "tenancy").
+What a caller cannot see is NotFound, never PermissionDenied (docs/api.md "Authentication and authorization").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Projects (seed 003), on each real database: CRUD, a team whose members see the project and its tasks,
+"""Projects, on each real database: CRUD, a team whose members see the project and its tasks,
 figures derived from the tasks, and tenancy."""
 
 from __future__ import annotations

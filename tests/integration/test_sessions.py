@@ -1,4 +1,4 @@
-"""Refresh rotation with theft detection, logout, service tokens and seed 002's self-minted tokens."""
+"""Refresh rotation with theft detection, logout, service tokens and tokens minted by the key holder."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_refresh_rotates_both_tokens(client: TestClient) -> None:
     assert second["token_type"] == "Bearer" and second["expires_in"] == 3600
     assert second["refresh_token"] != first["refresh_token"]
     assert _me(client, second["access_token"]).status_code == 200
-    # camelCase spelling of seed 003 is accepted as well.
+    # The camelCase spelling some clients send is accepted as well.
     third = client.post("/api/v1/auth/refresh", json={"refreshToken": second["refresh_token"]})
     assert third.status_code == 200
 

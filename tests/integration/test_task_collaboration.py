@@ -73,7 +73,7 @@ def test_a_mention_notifies_the_mentioned_member_who_marks_it_read(client, team)
 
     detail = client.get(f"{TASKS}/{task['id']}?include=comments,history", headers=users["bob"]).json()
     assert [c["content"] for c in detail["comments"]] == ["Bob, please review"]
-    # The list has API.md's envelope, and a new comment's Location is where it is read back.
+    # The list has the list envelope (docs/api.md "Pagination"), and a new comment's Location is where it is read back.
     second = client.post(f"{TASKS}/{task['id']}/comments", headers=users["bob"], json={"content": "done"})
     assert second.status_code == 201, second.text
     assert client.get(second.headers["Location"], headers=users["alice"]).json() == second.json()

@@ -282,7 +282,7 @@ def test_tasks_update_assign_history_and_delete(client, db, worker) -> None:
 def test_routing_rules_show_the_defaults_and_admins_replace_them(client) -> None:
     admin = _user(client, "rules-admin")
     writer = _user(client, "rules-writer")
-    assert_error(client.get("/api/v1/routing/rules", headers=writer), 403, "AUTHORIZATION_ERROR")  # API.md: admin
+    assert_error(client.get("/api/v1/routing/rules", headers=writer), 403, "AUTHORIZATION_ERROR")  # admin only
     rules = client.get("/api/v1/routing/rules", headers=admin).json()
     assert rules["rules"]["bugfix"]["types"] == ["coding", "dev"] and rules["rules"]["incident"]["types"] == ["ops"]
     assert_error(client.put("/api/v1/routing/rules", headers=writer, json={"rules": {}}), 403, "AUTHORIZATION_ERROR")
@@ -298,7 +298,7 @@ def test_routing_rules_show_the_defaults_and_admins_replace_them(client) -> None
     bad = client.put("/api/v1/routing/rules", headers=admin, json={"rules": {"Not A Type": {}}})
     assert_error(bad, 422, "VALIDATION_ERROR")
     assert client.get("/api/v1/routing/rules", headers=admin).json()["rules"]["bugfix"]["types"] == ["frontend"]
-    # API.md's selector is "role/type, capabilities, tags": a role or type given alone is the type list; a key
+    # A selector is "role/type, capabilities, tags": a role or type given alone is the type list; a key
     # the selector does not know is refused rather than read as "any agent".
     selectors = {"bugfix": {"type": "Dev"}, "incident": {"role": ["ops"]}}
     single = client.put("/api/v1/routing/rules", headers=admin, json={"rules": selectors})

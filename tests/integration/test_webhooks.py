@@ -1,4 +1,4 @@
-"""Webhooks (seeds 001, 003), on each real database: CRUD and validation, tenancy, SSRF refusal, secrets
+"""Webhooks (docs/webhooks.md), on each real database: CRUD and validation, tenancy, SSRF refusal, secrets
 masked and encrypted at rest, deliveries enqueued from real events, signed POSTs to a real HTTP receiver,
 retries with backoff, dead letters, redelivery, concurrent senders, and the test route."""
 
@@ -451,7 +451,7 @@ def test_deliveries_are_signed_over_the_raw_body_as_seed_003_verifies(
     assert parsed["id"] == published["event_id"] and parsed["data"]["amount"] == 1 and b'"amount":1,' in raw
     # A receiver that re-serialises the parsed body the way JSON.stringify does signs the same bytes.
     assert _verify(hook["secret"], headers, webhooks.js_json(parsed).encode())
-    if shutil.which("node"):  # seed 003's receiver code, verbatim, in JavaScript
+    if shutil.which("node"):  # a JavaScript receiver signing JSON.stringify(req.body) (docs/webhooks.md)
         script = """
 const crypto = require('crypto');
 function verifyWebhookSignature(payload, signature, secret) {

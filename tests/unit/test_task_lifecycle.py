@@ -1,4 +1,4 @@
-"""The task state machine over every pair of states, and the seeds' spellings of status and priority."""
+"""The task state machine over every pair of states, and the other spellings of status and priority that clients use."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_status_accepts_any_case_and_synonyms(given: str, expected: TaskStatus) 
         ("5", "P2"),
     ],
 )
-def test_priority_accepts_every_spelling_of_the_seeds(given, expected: str) -> None:
+def test_priority_accepts_every_spelling(given, expected: str) -> None:
     assert parse_priority(given) == expected
 
 
