@@ -1,6 +1,6 @@
 """Webhooks (docs/api.md "Webhooks", docs/webhooks.md): CRUD, the delivery log, a test delivery, redelivery.
 
-Reads are for the webhook's tenant (role user); writes need the agent role. Deliveries themselves are sent
+Every route is for the webhook's tenant, with the role user. Deliveries themselves are sent
 by the EventHub's loop (`services.webhooks.deliver_due`); `POST /webhooks/{id}/test` sends one right away.
 """
 
