@@ -1,6 +1,7 @@
 """The event bus (docs/api.md "Events"): publish a custom event, list the events you may see, and the
 public queue statistics of `GET /stats`. Domain events are written by the changes that cause them; the
-event hub's relay (actors/event_hub.py) mirrors every event to the Redis stream `orchestrator:events` when Redis is configured.
+event hub's relay (actors/event_hub.py) mirrors every event to the Redis stream `orchestrator:events`
+when Redis is configured.
 """
 
 from __future__ import annotations
