@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
-import time
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -97,8 +96,11 @@ def test_sync_and_async_clients_share_one_api(platform, sdk) -> None:
         legacy.submit_requirement("Create a simple calculator web app")
 
 
-def _drive_task(platform, sdk: Client, approver: dict, project_id: str, agent_id: str, errors: list) -> None:
-    """The other side of the example: approve its P1 task, hand it to an agent, report progress, finish."""
+def _drive_task(
+    platform, sdk: Client, approver: dict, project_id: str, agent_id: str, printed: list[str], errors: list
+) -> None:
+    """The other side of the example: approve its P1 task, hand it to an agent, report progress, and finish
+    once the example has printed the progress (its watcher reads the task every 0.5 s)."""
     try:
         admin = Client(platform.base_url, token=approver["Authorization"].removeprefix("Bearer "))
         task = _eventually(lambda: next(iter(sdk.projects.tasks(project_id)), None), timeout_s=30, what="task")
@@ -110,9 +112,12 @@ def _drive_task(platform, sdk: Client, approver: dict, project_id: str, agent_id
         admin.approvals.approve(approval.id)
         if sdk.tasks.get(task.id).status == "pending":
             sdk.tasks.assign(task.id, agent_id)
-        time.sleep(1.2)
         sdk.tasks.set_status(task.id, "in_progress", progress=0.5)
-        time.sleep(1.5)  # the watcher reads the task every 0.5 s
+        _eventually(
+            lambda: any(line.startswith("Progress: 50.0%") for line in printed),
+            timeout_s=60,
+            what="the example printing the progress",
+        )
         sdk.tasks.set_status(task.id, "completed", result={"done": True})
     except Exception as exc:  # reported by the test
         errors.append(exc)
@@ -129,9 +134,15 @@ def test_the_api_guides_python_example_runs_as_written(platform, sdk, approver, 
         .replace("proj-123", project.id)
     )
     errors: list[Exception] = []
-    driver = threading.Thread(target=_drive_task, args=(platform, sdk, approver, project.id, agent.id, errors))
+    printed: list[str] = []
+
+    def print_(*args, **kwargs) -> None:  # the example's print, seen by the driver too
+        printed.append(" ".join(str(arg) for arg in args))
+        print(*args, **kwargs)
+
+    driver = threading.Thread(target=_drive_task, args=(platform, sdk, approver, project.id, agent.id, printed, errors))
     driver.start()
-    exec(compile(code, "api-guide-example.py", "exec"), {"__name__": "__example__"})  # noqa: S102
+    exec(compile(code, "api-guide-example.py", "exec"), {"__name__": "__example__", "print": print_})  # noqa: S102
     driver.join(timeout=60)
     assert not errors, errors
     out = capsys.readouterr().out
