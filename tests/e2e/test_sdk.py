@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import time
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -113,11 +114,9 @@ def _drive_task(
         if sdk.tasks.get(task.id).status == "pending":
             sdk.tasks.assign(task.id, agent_id)
         sdk.tasks.set_status(task.id, "in_progress", progress=0.5)
-        _eventually(
-            lambda: any(line.startswith("Progress: 50.0%") for line in printed),
-            timeout_s=60,
-            what="the example printing the progress",
-        )
+        deadline = time.monotonic() + 30  # then finish anyway: the test's assertions say what was missed
+        while not any(line.startswith("Progress: 50.0%") for line in printed) and time.monotonic() < deadline:
+            time.sleep(0.1)
         sdk.tasks.set_status(task.id, "completed", result={"done": True})
     except Exception as exc:  # reported by the test
         errors.append(exc)
