@@ -39,6 +39,7 @@ _TITLES = {
     "observability": "Tracing",
     "webhooks": "Webhooks",
     "realtime": "Live events and WebSockets",
+    "workspaces": "Workspaces and the sandbox",
 }
 
 _INTRO = """\

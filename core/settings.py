@@ -454,6 +454,51 @@ class FileSettings(BaseSettings):
     )
 
 
+class WorkspaceSettings(BaseSettings):
+    """Project workspaces: the files requirement pipelines write, the sandbox that runs them, and
+    the archives a reset makes."""
+
+    model_config = _config()
+
+    workspace_dir: str = Field(
+        "",
+        description="Directory of project workspaces and their archives; empty: `<data dir>/workspaces`. Every "
+        "API replica and every node that runs sandboxes must see the same directory (one node, or a shared mount).",
+    )
+    workspace_max_file_bytes: int = Field(
+        1024 * 1024, ge=1024, le=1024**3, description="Largest file a workspace holds."
+    )
+    workspace_max_files: int = Field(500, ge=1, le=100_000, description="Most files one workspace holds.")
+    workspace_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, le=64 * 1024**3, description="Most bytes one workspace holds in all."
+    )
+    sandbox_min_tier: str = Field(
+        "rlimits",
+        description="The weakest sandbox a workspace run may use: `bubblewrap` (namespaces, read-only system, no "
+        "network), `namespaces` (`unshare`: no network, own PID space) or `rlimits` (resource limits and a clean "
+        "environment only). A host that offers nothing as strong refuses runs (`orchestrator doctor` says why).",
+    )
+    sandbox_cpu_s: int = Field(30, ge=1, le=3600, description="CPU seconds a sandboxed run may use.")
+    sandbox_memory_mb: int = Field(512, ge=16, le=65536, description="Address space of a sandboxed run (MB).")
+    sandbox_processes: int = Field(64, ge=1, le=4096, description="Processes a sandboxed run may have at once.")
+    sandbox_file_size_mb: int = Field(16, ge=1, le=4096, description="Largest file a sandboxed run may write (MB).")
+    sandbox_wall_clock_s: float = Field(
+        60.0, gt=0, le=86_400, description="Wall-clock limit of a sandboxed run; a server is stopped after it."
+    )
+    sandbox_output_bytes: int = Field(
+        1024 * 1024, ge=1024, le=256 * 1024**2, description="Output of a run kept and streamed; the rest is dropped."
+    )
+    sandbox_cpu: float = Field(0.5, ge=0, description="CPU a sandboxed run reserves on the Ray cluster.")
+
+    @field_validator("sandbox_min_tier")
+    @classmethod
+    def _tier(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"bubblewrap", "namespaces", "rlimits"}:
+            raise ValueError("sandbox_min_tier must be bubblewrap, namespaces or rlimits")
+        return value
+
+
 class RealtimeSettings(BaseSettings):
     """Live events: the EventHub's outbox relay and the WebSocket connections of the API replicas."""
 
@@ -599,6 +644,7 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
 
     @field_validator("data_dir")
     @classmethod
