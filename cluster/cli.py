@@ -291,6 +291,22 @@ def docs_config(
     typer.echo(f"{'wrote' if changed else 'unchanged'} {output}")
 
 
+@app.command()
+def doctor() -> None:
+    """Say which workspace sandbox tiers work on this host and which one runs would use; exit 1 if refused."""
+    from runtime import sandbox
+
+    minimum = _settings().workspaces.sandbox_min_tier
+    for check in sandbox.probe():
+        typer.echo(f"{check.tier:<11} {'yes' if check.available else 'no':<4} {check.reason}")
+    try:
+        tier = sandbox.choose_tier(minimum)
+    except sandbox.SandboxUnavailable as exc:
+        typer.secho(f"runs refused (ORCHESTRATOR_SANDBOX_MIN_TIER={minimum}): {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"runs use {tier} (ORCHESTRATOR_SANDBOX_MIN_TIER={minimum})")
+
+
 def _housekeeping(settings: Settings) -> None:
     from core.crypto import SecretBox
     from persistence.db import Database

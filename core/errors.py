@@ -92,6 +92,18 @@ class DeploymentFailed(DomainError):
     code, status, default_message = "DEPLOYMENT_FAILED", 422, "The agent could not be deployed"
 
 
+class WorkspaceError(DomainError):
+    """A workspace path that leaves the workspace, or a file or workspace past its limits (seed 004)."""
+
+    code, status, default_message = "WORKSPACE_ERROR", 422, "Workspace operation refused"
+
+
+class SandboxUnavailable(DomainError):
+    """No sandbox as strong as settings require works on this host (`orchestrator doctor` says why)."""
+
+    code, status, default_message = "SANDBOX_UNAVAILABLE", 503, "No sandbox is available to run this file"
+
+
 # Every code the API can answer with, for the OpenAPI description and the docs.
 ERROR_CODES: dict[str, int] = {
     cls.code: cls.status
@@ -109,6 +121,8 @@ ERROR_CODES: dict[str, int] = {
         FrameworkUnavailable,
         InsufficientResources,
         DeploymentFailed,
+        WorkspaceError,
+        SandboxUnavailable,
         DomainError,
     )
 }

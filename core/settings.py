@@ -177,6 +177,13 @@ class RateLimitSettings(BaseSettings):
     rate_limit_health: str = Field(
         "600/m", description="Health endpoints, per client IP: generous, so that load balancers never trip it."
     )
+    rate_limit_requirements: str = Field("10/m", description="`POST /requirements`, per caller.")
+    rate_limit_files: str = Field(
+        "100/m", description="Workspace file operations (list, read, run), per caller, besides the general limit."
+    )
+    rate_limit_archives: str = Field(
+        "20/m", description="Resets and archive operations (list, browse, restore), per caller."
+    )
     rate_limit_tiers: dict[str, float] = Field(
         default_factory=lambda: {"free": 1, "pro": 10, "enterprise": 100},
         description="Multipliers of every limit by the caller's subscription tier (JSON).",
@@ -199,6 +206,9 @@ class RateLimitSettings(BaseSettings):
             self.rate_limit_register,
             self.rate_limit_executions,
             self.rate_limit_health,
+            self.rate_limit_requirements,
+            self.rate_limit_files,
+            self.rate_limit_archives,
         )
         for value in (*classes, *self.rate_limit_routes.values()):
             Limit.parse(value)

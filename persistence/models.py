@@ -657,3 +657,16 @@ class WebhookDelivery(IdMixin, Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
     delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+class OwnerSettings(TimestampMixin, Base):
+    """A user's or an organization's settings (`GET/POST /settings`): plain preferences in `values`, provider
+    keys in `secrets`, each encrypted (`core.crypto.SecretBox`) and never returned in clear."""
+
+    __tablename__ = "owner_settings"
+
+    owner_type: Mapped[str] = mapped_column(String(16), primary_key=True)  # "user" | "organization"
+    owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    values: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    # name -> {"ciphertext", "hint"}
+    secrets: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)

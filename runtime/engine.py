@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ from typing import Any, Protocol
 from runtime import templates
 from runtime.expressions import ExpressionError
 from runtime.graph import Graph
-from runtime.nodes import NODE_TYPES, FrameworkLoader, NodeContext, NodeFailed, NodeResult
+from runtime.nodes import NODE_TYPES, FrameworkLoader, NodeContext, NodeFailed, NodeResult, WorkspaceAccess
 from schedulers.execution_lifecycle import ExecutionStatus
 
 log = logging.getLogger("orchestrator.runs")
@@ -57,6 +58,9 @@ class ClaimedRun:
     # A resumed wait: {"node_id", "status", …} of the approval's decision or the task's outcome.
     outcome: dict[str, Any] | None = None
     llm: dict[str, Any] = field(default_factory=dict)
+    # The project workspace of a run that has one (requirement pipelines, workspace runs): NodeContext.workspace.
+    workspace: WorkspaceAccess | None = None
+    task_id: str | None = None  # the task the run works (it ends with the run)
 
 
 @dataclass(slots=True)
@@ -265,7 +269,7 @@ class _Runner:
         visit = self.run.visits.get(node_id, 0) + 1
         key = f"{self.run.id}:{node_id}:{attempt}" + (f"@{visit}" if visit > 1 else "")
         pending_output: list[str] = []
-        last_flush = [time.monotonic()]
+        last_flush = [time.monotonic() - OUTPUT_FLUSH_S]  # the first piece goes out at once
 
         def output(text: str) -> None:
             pending_output.append(text)
@@ -295,6 +299,9 @@ class _Runner:
             usage=usage,
             map_runner=self.env.map_runner,
             load_framework=self.env.load_framework,
+            workspace=self.run.workspace,
+            stopping=threading.Event(),
+            visit=visit,
         )
 
     def _run_node(self, node: dict[str, Any], ctx: NodeContext, config: dict[str, Any]) -> NodeResult:
@@ -311,14 +318,17 @@ class _Runner:
             now = time.monotonic()
             if node_deadline is not None and now > node_deadline:
                 self.leaked = True
+                ctx.stopping.set()
                 raise TimeoutError(f"node timed out after {node['timeout_s']}s")
             if self.deadline is not None and time.time() > self.deadline:
                 self.leaked = True
+                ctx.stopping.set()
                 raise _Stop(ExecutionStatus.timeout, f"execution timed out during {ctx.node_id}")
             if now - last_renew >= RENEW_EVERY_S:
                 last_renew = now
                 if not self.store.renew(self.run.id, self.token):  # cancelled, or the lease is gone
                     self.leaked = True
+                    ctx.stopping.set()
                     raise _Stop(ExecutionStatus.cancelled, f"cancelled during {ctx.node_id}")
 
     def _record(

@@ -12,15 +12,18 @@ import inspect
 import ipaddress
 import json
 import socket
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from core.imports import check_allowed, import_object
+from runtime import roles, sandbox
 from runtime.expressions import ExpressionError, compile_expression, evaluate
 from schedulers.approval_lifecycle import ApprovalStatus
 from schedulers.task_lifecycle import TaskStatus
@@ -65,6 +68,17 @@ class FrameworkLoader(Protocol):
     ) -> FrameworkRuntime: ...
 
 
+class WorkspaceAccess(Protocol):
+    """A project's workspace as nodes see it (`services.workspaces.Workspace`): paths are confined to it."""
+
+    @property
+    def files(self) -> Path: ...
+
+    def write(self, path: str, content: bytes | str) -> dict[str, Any]: ...
+
+    def resolve(self, path: str) -> Path: ...
+
+
 @dataclass(slots=True)
 class NodeContext:
     """What a node may use besides the state. `idempotency_key` (`execution_id:node_id:attempt`) is the
@@ -83,6 +97,10 @@ class NodeContext:
     usage: Callable[[int, float], None] = lambda tokens, cost: None
     map_runner: Callable[[Callable[..., Any], list[Any], int], list[Any]] | None = None
     load_framework: FrameworkLoader | None = None
+    workspace: WorkspaceAccess | None = None
+    # Set when the engine gives up on the node (its timeout, the run's deadline, a cancel): stop what it started.
+    stopping: threading.Event = field(default_factory=threading.Event)
+    visit: int = 1  # which completed visit of this node this will be (loops run a node more than once)
 
 
 class NodeType(Protocol):
@@ -240,54 +258,60 @@ class LlmNode:
         return problems
 
     def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
-        base_url = str(config.get("base_url") or ctx.llm.get("base_url") or "")
-        model = config.get("model") or ctx.llm.get("model")
-        if not base_url or not model:
-            raise NodeFailed(
-                "no LLM provider: set ORCHESTRATOR_LLM_BASE_URL and ORCHESTRATOR_LLM_MODEL, or "
-                "the agent's configuration.llm {base_url, model, api_key}"
-            )
-        checked = check_url(base_url.rstrip("/") + "/chat/completions", ctx.http_allowed)
         messages = list(config.get("messages") or [])
         if config.get("system"):
             messages.insert(0, {"role": "system", "content": str(config["system"])})
         if config.get("prompt"):
             messages.append({"role": "user", "content": str(config["prompt"])})
-        body: dict[str, Any] = {"model": model, "messages": messages}
-        for name in ("temperature", "max_tokens"):
-            if config.get(name) is not None:
-                body[name] = config[name]
-        stream = config.get("stream", True)
-        headers = {"Idempotency-Key": ctx.idempotency_key, **checked.headers}
-        if ctx.llm.get("api_key"):
-            headers["Authorization"] = f"Bearer {ctx.llm['api_key']}"
-        url, extensions = checked.url, checked.extensions
-        text, usage = "", {}
-        with httpx.Client(timeout=float(config.get("timeout_s", 120))) as client:
-            if stream:
-                body["stream"], body["stream_options"] = True, {"include_usage": True}
-                with client.stream("POST", url, json=body, headers=headers, extensions=extensions) as response:
-                    _raise_for(response)
-                    for line in response.iter_lines():
-                        if not line.startswith("data:") or line[5:].strip() == "[DONE]":
-                            continue
-                        chunk = json.loads(line[5:])
-                        usage = chunk.get("usage") or usage
-                        for choice in chunk.get("choices") or []:
-                            piece = (choice.get("delta") or {}).get("content") or ""
-                            if piece:
-                                text += piece
-                                ctx.output(piece)
-            else:
-                response = client.post(url, json=body, headers=headers, extensions=extensions)
+        return NodeResult(updates={config.get("output_key") or ctx.node_id: chat(ctx, config, messages)})
+
+
+def chat(ctx: NodeContext, config: Mapping[str, Any], messages: list[dict[str, Any]]) -> str:
+    """One chat completion from the OpenAI-compatible provider (the node's, else the run's): the answer's
+    text, streamed to the run's output as it arrives; its tokens are added to the run's usage."""
+    base_url = str(config.get("base_url") or ctx.llm.get("base_url") or "")
+    model = config.get("model") or ctx.llm.get("model")
+    if not base_url or not model:
+        raise NodeFailed(
+            "no LLM provider: set ORCHESTRATOR_LLM_BASE_URL and ORCHESTRATOR_LLM_MODEL, the agent's "
+            "configuration.llm {base_url, model, api_key}, or openai_base_url and llm_model in /settings"
+        )
+    checked = check_url(base_url.rstrip("/") + "/chat/completions", ctx.http_allowed)
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    for name in ("temperature", "max_tokens"):
+        if config.get(name) is not None:
+            body[name] = config[name]
+    stream = config.get("stream", True)
+    headers = {"Idempotency-Key": ctx.idempotency_key, **checked.headers}
+    if ctx.llm.get("api_key"):
+        headers["Authorization"] = f"Bearer {ctx.llm['api_key']}"
+    url, extensions = checked.url, checked.extensions
+    text, usage = "", {}
+    with httpx.Client(timeout=float(config.get("timeout_s", 120))) as client:
+        if stream:
+            body["stream"], body["stream_options"] = True, {"include_usage": True}
+            with client.stream("POST", url, json=body, headers=headers, extensions=extensions) as response:
                 _raise_for(response)
-                answer = response.json()
-                text = answer["choices"][0]["message"]["content"] or ""
-                usage = answer.get("usage") or {}
-                ctx.output(text)
-        tokens = int(usage.get("total_tokens") or (usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)))
-        ctx.usage(tokens, tokens / 1000 * float(ctx.llm.get("cost_per_1k_tokens") or 0))
-        return NodeResult(updates={config.get("output_key") or ctx.node_id: text})
+                for line in response.iter_lines():
+                    if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+                        continue
+                    chunk = json.loads(line[5:])
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or []:
+                        piece = (choice.get("delta") or {}).get("content") or ""
+                        if piece:
+                            text += piece
+                            ctx.output(piece)
+        else:
+            response = client.post(url, json=body, headers=headers, extensions=extensions)
+            _raise_for(response)
+            answer = response.json()
+            text = answer["choices"][0]["message"]["content"] or ""
+            usage = answer.get("usage") or {}
+            ctx.output(text)
+    tokens = int(usage.get("total_tokens") or (usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)))
+    ctx.usage(tokens, tokens / 1000 * float(ctx.llm.get("cost_per_1k_tokens") or 0))
+    return text
 
 
 class ApprovalNode:
@@ -401,6 +425,139 @@ class LangGraphNode:
             runtime.close()
 
 
+class RoleNode:
+    """One stage of a requirement pipeline, done by a role (`role`: analyst, implementer, validator,
+    integrator; runtime/roles.py). With `delegate: true` the stage is a task for the tenant's agents of that
+    type, through the task router; otherwise the built-in role agent asks the run's LLM provider. The
+    implementer's files are written to the project's workspace; the validator's verdict picks the edge
+    (`branch` "true": approved, "false": back to the implementer), and its `max_rejections`-th rejection
+    fails the run."""
+
+    def validate(self, config: Mapping[str, Any]) -> Problems:
+        problems: Problems = []
+        if config.get("role") not in roles.ROLES:
+            problems.append(("role", "one of " + ", ".join(roles.ROLES)))
+        limit = config.get("max_rejections", 2)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= 10:
+            problems.append(("max_rejections", "an integer from 0 to 10"))
+        return problems
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
+        role = config["role"]
+        stage = roles.STAGES[role]
+        if config.get("delegate"):
+            return NodeResult(
+                wait={
+                    "kind": "task",
+                    "type": f"requirement_{stage}",
+                    "title": f"{stage.capitalize()}: {str(state.get('requirement', ''))[:150]}",
+                    "payload": {"role": role, "stage": stage, "prompt": roles.prompt(role, state)},
+                    "priority": str(config.get("priority") or "P2"),
+                }
+            )
+        messages = [
+            {"role": "system", "content": roles.SYSTEM[role]},
+            {"role": "user", "content": roles.prompt(role, state)},
+        ]
+        return self._answered(ctx, config, chat(ctx, config, messages))
+
+    def resume(self, ctx: NodeContext, config: Mapping[str, Any], outcome: Mapping[str, Any]) -> NodeResult:
+        if outcome["status"] != TaskStatus.completed:
+            raise NodeFailed(f"task {outcome.get('task_id')} {outcome['status']}: {outcome.get('error') or ''}")
+        result = outcome.get("result")
+        text = result.get("text") or result.get("output") or json.dumps(result) if isinstance(result, dict) else result
+        answered = self._answered(ctx, config, str(text or ""))
+        if isinstance(result, dict) and isinstance(result.get("files"), list):  # an agent may hand files over
+            answered.updates["files"] = _write_files(
+                ctx, [(str(f.get("path")), str(f.get("content", ""))) for f in result["files"] if isinstance(f, dict)]
+            )
+        return answered
+
+    def _answered(self, ctx: NodeContext, config: Mapping[str, Any], text: str) -> NodeResult:
+        role = config["role"]
+        stage = roles.STAGES[role]
+        updates: dict[str, Any] = {stage: text, "stage": stage}
+        if role == "implementer":
+            updates["files"] = _write_files(ctx, roles.files_in(text))
+        if role != "validator":
+            return NodeResult(updates=updates)
+        approved, reason = roles.verdict(text)
+        if approved:
+            return NodeResult(updates={**updates, "feedback": None}, branch="true")
+        limit = int(config.get("max_rejections", 2))
+        if ctx.visit > limit:
+            raise NodeFailed(f"the validator rejected the implementation {ctx.visit} times; last: {reason}")
+        return NodeResult(updates={**updates, "feedback": reason, "rejections": ctx.visit}, branch="false")
+
+
+def _write_files(ctx: NodeContext, files: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    if ctx.workspace is None:
+        raise NodeFailed("this run has no project workspace to write files to")
+    written = []
+    for path, content in files:
+        try:
+            written.append(ctx.workspace.write(f"{roles.FILES_DIR}/{path}", content))
+        except Exception as exc:  # a refused path or a full workspace: the stage fails with the reason
+            raise NodeFailed(f"cannot write {path!r} to the workspace: {exc}") from exc
+    return written
+
+
+class SandboxNode:
+    """Runs a file of the project's workspace (`path`) in the sandbox (runtime/sandbox.py) at least as
+    strong as `min_tier`, with `limits`; its output streams as the run's output. The exit code, duration,
+    CPU time and memory go under `output_key`; a non-zero exit, a limit or the wall clock fails the node."""
+
+    def validate(self, config: Mapping[str, Any]) -> Problems:
+        problems = _output_key(config)
+        if not isinstance(config.get("path"), str) or not config.get("path"):
+            problems.append(("path", "the workspace path of the file to run"))
+        if config.get("min_tier") is not None and config["min_tier"] not in {t.value for t in sandbox.Tier}:
+            problems.append(("min_tier", "bubblewrap, namespaces or rlimits"))
+        return problems
+
+    def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
+        if ctx.workspace is None:
+            raise NodeFailed("this run has no project workspace")
+        try:
+            tier = sandbox.choose_tier(str(config.get("min_tier") or "rlimits"))
+        except sandbox.SandboxUnavailable as exc:
+            raise NodeFailed(str(exc)) from exc
+        limits = sandbox.Limits(**dict(config.get("limits") or {}))
+        try:
+            process = sandbox.SandboxProcess(ctx.workspace.files, str(config["path"]), tier=tier, limits=limits)
+            process.start()
+        except ValueError as exc:
+            raise NodeFailed(str(exc)) from exc
+        ctx.log("INFO", f"started pid {process.pid} in the {tier} sandbox", pid=process.pid, tier=str(tier))
+        stopper = threading.Thread(target=_stop_when, args=(ctx.stopping, process), daemon=True)
+        stopper.start()
+        for piece in process.lines():
+            ctx.output(piece)
+        result = process.wait()
+        ctx.stopping.set()  # ends the stopper thread
+        ctx.usage(0, 0.0)  # flushes the output still held back
+        summary = {
+            "pid": process.pid,
+            "exit_code": result.exit_code,
+            "status": result.status,
+            "duration_ms": result.duration_ms,
+            "cpu_time_s": result.cpu_time_s,
+            "max_rss_mb": result.max_rss_mb,
+            "output_truncated": result.output_truncated,
+            "tier": str(result.tier),
+        }
+        ctx.log("INFO" if result.status == "completed" else "ERROR", f"sandbox ended: {result.status}", **summary)
+        if result.status != "completed":
+            why = f" ({result.reason})" if result.reason else ""
+            raise NodeFailed(f"{config['path']} {result.status} with exit code {result.exit_code}{why}")
+        return NodeResult(updates={config.get("output_key") or ctx.node_id: summary})
+
+
+def _stop_when(stopping: threading.Event, process: sandbox.SandboxProcess) -> None:
+    stopping.wait()
+    process.stop()
+
+
 NODE_TYPES: dict[str, Any] = {
     "input": InputNode(),
     "output": OutputNode(),
@@ -412,6 +569,8 @@ NODE_TYPES: dict[str, Any] = {
     "task": TaskNode(),
     "map": MapNode(),
     "langgraph": LangGraphNode(),
+    "role": RoleNode(),
+    "sandbox": SandboxNode(),
 }
 
 

@@ -52,6 +52,11 @@ DEFAULT_RULES: dict[str, AgentSelector] = {
     **dict.fromkeys(("bugfix", "feature", "refactor"), AgentSelector(types=frozenset({"dev", "coding"}))),
     **dict.fromkeys(("deployment", "monitoring", "incident"), AgentSelector(types=frozenset({"ops"}))),
     **dict.fromkeys(("faq_update", "documentation", "knowledge_sync"), AgentSelector(types=frozenset({"faq"}))),
+    # A requirement pipeline's stages (services/requirements.py) go to agents of the stage's role.
+    "requirement_analysis": AgentSelector(types=frozenset({"analyst"})),
+    "requirement_implementation": AgentSelector(types=frozenset({"implementer"})),
+    "requirement_validation": AgentSelector(types=frozenset({"validator"})),
+    "requirement_integration": AgentSelector(types=frozenset({"integrator"})),
 }
 # A type without a rule may go to any agent (the tenant and capacity still apply).
 ANY_AGENT = AgentSelector()

@@ -40,6 +40,7 @@ from serve_app.routes import (
     users,
     webhooks,
     workflows,
+    workspaces,
     ws,
 )
 from serve_app.routing import assert_routes_protected, document_errors
@@ -148,6 +149,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dashboard.router, prefix=API_PREFIX)
     app.include_router(system.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
+    app.include_router(workspaces.requirement_routes, prefix=API_PREFIX)
+    app.include_router(workspaces.files, prefix=API_PREFIX)
+    app.include_router(workspaces.archives, prefix=API_PREFIX)
+    app.include_router(workspaces.settings_routes, prefix=API_PREFIX)
     app.include_router(ws.router, prefix=API_PREFIX)
     app.include_router(ws.router, include_in_schema=False)  # `/ws`, the path some clients use
     install_error_handlers(app)

@@ -18,7 +18,7 @@ from services.principal import Principal
 from services.rate_limit import Decision, RateLimiter
 
 DECISION_KEY = "orchestrator.rate_limit"
-CLASSES = ("general", "auth", "register", "executions", "health")
+CLASSES = ("general", "auth", "register", "executions", "health", "requirements", "files", "archives")
 
 
 class RateLimitPolicy:

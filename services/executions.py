@@ -16,23 +16,26 @@ from sqlalchemy import DateTime, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from core.clock import utcnow
+from core.clock import isoformat_z, utcnow
 from core.context import correlation_id_var
+from core.crypto import SecretBox
 from core.errors import Conflict
 from core.ids import new_id
 from core.settings import Settings
 from persistence.db import Database
-from persistence.models import Agent, Execution, ExecutionLog, ExecutionStep, Task, Workflow
+from persistence.models import Agent, Event, Execution, ExecutionLog, ExecutionStep, Task, Workflow
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.statements import prepared_insert
+from runtime import roles
 from runtime.engine import ClaimedRun, Step
 from runtime.graph import Graph
 from schedulers import admission
 from schedulers.execution_lifecycle import CLAIMABLE, FINISHED, ExecutionStatus, transition
 from schedulers.task_lifecycle import TaskStatus
-from services import approvals, events, ownership, tasks
+from services import approvals, events, owner_settings, ownership, tasks
 from services.ports import RouterChannel, TaskSubmitted
 from services.principal import Principal
+from services.workspaces import Workspace
 
 LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 EVENT_OF_STATUS = {
@@ -60,25 +63,56 @@ def start(
 ) -> Execution:
     """Store a run of the workflow's current version, `pending`; the caller tells the run pool after commit."""
     owner = workflow if ownership.can_write(session, workflow, principal) else None
+    return start_graph(
+        session,
+        graph=workflow.workflow_data,
+        owner=(owner.owner_type, owner.owner_id) if owner else ("user", principal.user_id),
+        created_by=principal.user_id,
+        input_data=input_data,
+        trigger=trigger,
+        environment=environment,
+        configuration=configuration or {},
+        options=options,
+        task_id=task_id,
+        workflow=workflow,
+    )
+
+
+def start_graph(
+    session: Session,
+    *,
+    graph: dict[str, Any],
+    owner: tuple[str, str],
+    created_by: str,
+    input_data: dict[str, Any],
+    trigger: str,
+    configuration: dict[str, Any],
+    options: dict[str, Any] | None = None,
+    task_id: str | None = None,
+    environment: str = "production",
+    workflow: Workflow | None = None,
+) -> Execution:
+    """Store a run, `pending`, of a workflow's graph or of one the platform built (a requirement pipeline, a
+    workspace run: no `workflow`). The caller tells the run pool after commit."""
     correlation_id = correlation_id_var.get()
     run = Execution(
-        workflow_id=workflow.id,
-        workflow_version=workflow.version,
-        agent_id=workflow.agent_id,
+        workflow_id=workflow.id if workflow else None,
+        workflow_version=workflow.version if workflow else "-",
+        agent_id=workflow.agent_id if workflow else None,
         task_id=task_id,
-        graph=workflow.workflow_data,
+        graph=graph,
         status=ExecutionStatus.pending.value,
         input=input_data,
         state={},
         frontier=[],
-        options=options,
-        configuration=configuration or {},
+        options=options or {},
+        configuration=configuration,
         trigger=trigger,
         environment=environment,
         correlation_id=None if correlation_id == "-" else correlation_id,
-        owner_type=owner.owner_type if owner else "user",
-        owner_id=owner.owner_id if owner else principal.user_id,
-        created_by=principal.user_id,
+        owner_type=owner[0],
+        owner_id=owner[1],
+        created_by=created_by,
     )
     session.add(run)
     session.flush()
@@ -161,6 +195,26 @@ def logs(
     total = (session.scalar(select(func.count()).select_from(query.subquery())) or 0) if with_total else None
     rows = session.scalars(query.order_by(ExecutionLog.created_at, ExecutionLog.id).limit(limit).offset(offset))
     return list(rows), total
+
+
+def output_since(session: Session, execution_id: str, offset: int, limit: int = 1000) -> list[dict[str, Any]]:
+    """The run's output pieces (`execution.output` events) after the first `offset`, in order."""
+    rows = session.execute(
+        select(Event.data, Event.created_at)
+        .where(Event.subject_id == execution_id, Event.event_type == "execution.output")
+        .order_by(Event.created_at, Event.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return [
+        {
+            "execution_id": execution_id,
+            "node_id": data.get("node_id"),
+            "output": data.get("text", ""),
+            "timestamp": isoformat_z(created_at),
+        }
+        for data, created_at in rows
+    ]
 
 
 def request_cancel(session: Session, principal: Principal, execution_id: str) -> Execution:
@@ -332,6 +386,15 @@ class DatabaseRunStore:
             if run.agent_id:
                 agent = session.get(Agent, run.agent_id)
                 llm = dict((agent.configuration or {}).get("llm") or {}) if agent is not None else {}
+            elif (run.configuration or {}).get("provider") == "owner_settings":
+                llm = owner_settings.provider_for(
+                    session,
+                    SecretBox.from_settings(self.settings),
+                    user_id=run.created_by,
+                    owner=(run.owner_type, run.owner_id),
+                    platform={},
+                )
+            project_id = (run.configuration or {}).get("project_id")
             return ClaimedRun(
                 id=run.id,
                 graph=run.graph,
@@ -346,6 +409,8 @@ class DatabaseRunStore:
                 next_seq=next_seq,
                 outcome=outcome,
                 llm=llm,
+                workspace=Workspace.of(self.settings, project_id) if project_id else None,
+                task_id=run.task_id,
             )
 
     def _history(self, session: Session, run: Execution) -> tuple[int, dict[str, int], int]:
@@ -407,6 +472,53 @@ class DatabaseRunStore:
         )
 
     def checkpoint(
+        self,
+        claimed: ClaimedRun,
+        token: str,
+        step: Step,
+        *,
+        progress: float,
+        current_step: str | None,
+        logs: list[dict[str, Any]],
+        usage: tuple[int, float],
+        resources: dict[str, Any],
+    ) -> str:
+        written = self._checkpoint(
+            claimed,
+            token,
+            step,
+            progress=progress,
+            current_step=current_step,
+            logs=logs,
+            usage=usage,
+            resources=resources,
+        )
+        if written != "lost" and claimed.task_id and step.node_type == "role":
+            self._stage_reached(claimed.task_id, current_step, progress, claimed.state)
+        return written
+
+    def _stage_reached(self, task_id: str, current_step: str | None, progress: float, state: dict[str, Any]) -> None:
+        """A requirement pipeline's stage ended: its task shows the next stage and the progress
+        (`task.updated`, which live clients see as seed 004's `task_update`)."""
+        with self.db.transaction() as session:
+            task = tasks.lock_task(session, task_id)
+            if task is None or task.status != TaskStatus.in_progress.value:
+                return
+            task.progress = round(progress, 4)
+            stage = roles.STAGES.get(current_step or "", "integration")
+            results = {name: state[name] for name in roles.STAGES.values() if state.get(name) is not None}
+            pipeline = {**(task.meta or {}).get("pipeline", {}), "stage": stage, "results": tasks.json_safe(results)}
+            task.meta = {**(task.meta or {}), "pipeline": pipeline}
+            events.emit(
+                session,
+                "task.updated",
+                {**tasks.summary(task), "stage": stage, "progress": round(progress * 100)},
+                source="executions",
+                owner=task,
+                subject_id=task.id,
+            )
+
+    def _checkpoint(
         self,
         claimed: ClaimedRun,
         token: str,

@@ -300,7 +300,8 @@ async def stream_execution(
     context: Context,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    """Server-Sent Events until the run ends: `step` (each recorded step), `log`, `status` (status,
+    """Server-Sent Events until the run ends: `step` (each recorded step), `log`, `execution_output` (what
+    the run printed or an LLM streamed: `{execution_id, node_id, output, timestamp}`), `status` (status,
     progress, current step), and a final `end`. Reconnect with `Last-Event-ID` to continue after the last
     event received."""
     db = context.db
@@ -309,8 +310,11 @@ async def stream_execution(
         with db.session() as session:
             executions.get(session, principal, execution_id)
 
-    def read(after_step: int, after_log: int) -> tuple[dict[str, Any], list[ExecutionStep], list[ExecutionLog]]:
-        """What changed since the cursors: the run's status columns (not its graph or state), new steps, new logs."""
+    def read(
+        after_step: int, after_log: int, after_output: int
+    ) -> tuple[dict[str, Any], list[ExecutionStep], list[ExecutionLog], list[dict[str, Any]]]:
+        """What changed since the cursors: the run's status columns (not its graph or state), new steps, new
+        logs, new output."""
         with db.session() as session:
             status, progress, current_step, error, output = session.execute(
                 select(
@@ -319,6 +323,7 @@ async def stream_execution(
             ).one()
             steps = executions.steps(session, execution_id, after_seq=after_step)
             logs, _ = executions.logs(session, execution_id, level=None, limit=1000, offset=after_log, with_total=False)
+            outputs = executions.output_since(session, execution_id, after_output)
             ended = status in FINISHED
             view = {
                 "status": status,
@@ -329,44 +334,50 @@ async def stream_execution(
             }
             for item in (*steps, *logs):
                 session.expunge(item)
-            return view, steps, logs
+            return view, steps, logs, outputs
 
-    step_cursor, log_cursor = _cursor(last_event_id)
+    cursor = list(_cursor(last_event_id))  # steps, logs, outputs seen
     await asyncio.to_thread(visible)
-    first = await asyncio.to_thread(read, step_cursor, log_cursor)
+    first = await asyncio.to_thread(read, *cursor)
 
     async def events() -> AsyncIterator[bytes]:
-        nonlocal step_cursor, log_cursor
-        view, steps, logs = first
+        view, steps, logs, outputs = first
         last_view: dict[str, Any] | None = None
         while True:
             for step in steps:
-                step_cursor = step.seq
-                yield _sse("step", StepOut.model_validate(step).model_dump(mode="json"), step_cursor, log_cursor)
+                cursor[0] = step.seq
+                yield _sse("step", StepOut.model_validate(step).model_dump(mode="json"), cursor)
             for entry in logs:
-                log_cursor += 1
-                yield _sse("log", LogOut.model_validate(entry).model_dump(mode="json"), step_cursor, log_cursor)
+                cursor[1] += 1
+                yield _sse("log", LogOut.model_validate(entry).model_dump(mode="json"), cursor)
+            for piece in outputs:
+                cursor[2] += 1
+                yield _sse("execution_output", piece, cursor)
             if view != last_view:
                 last_view = view
-                yield _sse("status", view, step_cursor, log_cursor)
+                yield _sse("status", view, cursor)
             if view["status"] in FINISHED:
-                yield _sse("end", view, step_cursor, log_cursor)
+                yield _sse("end", view, cursor)
                 return
             await asyncio.sleep(STREAM_POLL_S)
-            view, steps, logs = await asyncio.to_thread(read, step_cursor, log_cursor)
+            view, steps, logs, outputs = await asyncio.to_thread(read, *cursor)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
-def _cursor(last_event_id: str | None) -> tuple[int, int]:
-    """`Last-Event-ID` is `<steps seen>:<logs seen>`."""
+def _cursor(last_event_id: str | None) -> tuple[int, int, int]:
+    """`Last-Event-ID` is `<steps seen>:<logs seen>:<outputs seen>` (the output count may be absent)."""
     try:
-        steps_seen, logs_seen = (int(part) for part in (last_event_id or "0:0").split(":", 1))
+        parts = [int(part) for part in (last_event_id or "0:0").split(":")]
     except ValueError:
-        return 0, 0
-    return max(steps_seen, 0), max(logs_seen, 0)
+        return 0, 0, 0
+    if len(parts) not in (2, 3):
+        return 0, 0, 0
+    steps_seen, logs_seen, outputs_seen = (*parts, 0)[:3]
+    return max(steps_seen, 0), max(logs_seen, 0), max(outputs_seen, 0)
 
 
-def _sse(event: str, data: dict[str, Any], steps_seen: int, logs_seen: int) -> bytes:
-    return f"id: {steps_seen}:{logs_seen}\nevent: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+def _sse(event: str, data: dict[str, Any], cursor: list[int]) -> bytes:
+    seen = ":".join(str(n) for n in cursor)
+    return f"id: {seen}\nevent: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()

@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -39,7 +40,7 @@ from serve_app.deps import principal_for
 from serve_app.errors import error_payload
 from serve_app.realtime import CLOSE_SLOW_CONSUMER, Connection, EventFeed
 from serve_app.request_context import correlation_id_of
-from services import subscriptions
+from services import executions, subscriptions
 from services.organizations import member_organization_ids
 from services.principal import Principal
 from services.subscriptions import Viewer
@@ -48,6 +49,7 @@ log = logging.getLogger("orchestrator.realtime")
 
 router = APIRouter()
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
 MAX_MESSAGE_BYTES = 64 * 1024
 # Organizations a connection's caller belongs to are read again this often (a removed member stops
 # receiving the organization's events within it).
@@ -56,6 +58,17 @@ VIEWER_REFRESH_S = 30.0
 
 @router.websocket("/ws")
 async def websocket_events(websocket: WebSocket) -> None:
+    await _serve(websocket, execution_id=None)
+
+
+@router.websocket("/ws/execution/{execution_id}")
+async def websocket_execution(websocket: WebSocket, execution_id: str) -> None:
+    """Seed 004's per-run stream: subscribed at once to the run's events (404 closes with 4404); its output
+    arrives as `{"type": "execution_output", "execution_id", "output", "timestamp"}`."""
+    await _serve(websocket, execution_id=execution_id)
+
+
+async def _serve(websocket: WebSocket, *, execution_id: str | None) -> None:
     context: AppContext = websocket.app.state.context
     feed: EventFeed = websocket.app.state.event_feed
     settings = context.settings.realtime
@@ -77,8 +90,19 @@ async def websocket_events(websocket: WebSocket) -> None:
     await _send(
         websocket, {"type": "authenticated", "data": {"user_id": principal.user_id, "role": principal.role.value}}
     )
+    if execution_id is not None:
+        try:
+            await run_in_threadpool(_visible_run, context, principal, execution_id)
+        except DomainError as exc:
+            await _send(websocket, {"type": "error", **error_payload(exc.code, exc.message, correlation_id)})
+            await _close(websocket, CLOSE_NOT_FOUND, "execution not found")
+            return
+        subscription = subscriptions.parse("executions", {"ids": [execution_id]})
+        connection.subscriptions[subscription.channel] = subscription
+        await _send(websocket, {"type": "subscribed", "data": subscription.describe()})
     await feed.attach(connection)
-    sender = asyncio.create_task(_send_events(websocket, connection, settings.ws_ping_interval_s))
+    shape = _seed_message if execution_id is not None else _client_message
+    sender = asyncio.create_task(_send_events(websocket, connection, settings.ws_ping_interval_s, shape))
     refresher = asyncio.create_task(_refresh_viewer(context, credential, connection))
     expiry = asyncio.create_task(_expire(principal))
     receiver = asyncio.create_task(_receive(websocket, connection, principal))
@@ -227,14 +251,38 @@ def _authorize(principal: Principal, channel: str) -> None:
     principal.require_scope(channel, "read")
 
 
-async def _send_events(websocket: WebSocket, connection: Connection, ping_interval_s: float) -> None:
+async def _send_events(
+    websocket: WebSocket,
+    connection: Connection,
+    ping_interval_s: float,
+    shape: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
     while True:
         try:
             message = await asyncio.wait_for(connection.queue.get(), ping_interval_s)
         except TimeoutError:
             await _send(websocket, {"type": "ping", "timestamp": isoformat_z(utcnow())})
             continue
-        await _send(websocket, _client_message(message))
+        await _send(websocket, shape(message))
+
+
+def _visible_run(context: AppContext, principal: Principal, execution_id: str) -> None:
+    with context.db.session() as session:
+        executions.get(session, principal, execution_id)
+
+
+def _seed_message(message: dict[str, Any]) -> dict[str, Any]:
+    """On `/ws/execution/{id}`, output in seed 004's shape; the run's other events as everywhere."""
+    if message["type"] != "execution.output":
+        return _client_message(message)
+    data = message["data"]
+    return {
+        "type": "execution_output",
+        "execution_id": data.get("execution_id"),
+        "node_id": data.get("node_id"),
+        "output": data.get("text", ""),
+        "timestamp": message["timestamp"],
+    }
 
 
 def _client_message(message: dict[str, Any]) -> dict[str, Any]:

@@ -111,6 +111,29 @@ class TaskOut(ResponseModel):
         """The agent's id, under the name some clients use."""
         return self.agent_id
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def agents(self) -> dict[str, str] | None:
+        """A requirement's pipeline: who does each role (an agent's name, or `builtin-<role>`)."""
+        return (self.metadata.get("pipeline") or {}).get("agents")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def results(self) -> dict[str, Any] | None:
+        """A requirement's pipeline: each finished stage's answer (analysis, implementation, validation,
+        integration)."""
+        pipeline = self.metadata.get("pipeline")
+        return pipeline.get("results", {}) if pipeline else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def stage(self) -> str | None:
+        """A requirement's pipeline: the stage at work (`completed` once it ended)."""
+        pipeline = self.metadata.get("pipeline")
+        if not pipeline:
+            return None
+        return "completed" if self.status == "completed" else pipeline.get("stage")
+
 
 class TaskList(ResponseModel):
     tasks: list[TaskOut]
