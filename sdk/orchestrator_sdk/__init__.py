@@ -35,7 +35,7 @@ from orchestrator_sdk.errors import (
 )
 from orchestrator_sdk.runs import AsyncRun, Run
 
-REQUIREMENTS_UNAVAILABLE = "requirements are not available on this platform yet"
+REQUIREMENTS_UNAVAILABLE = "requirements are not available on this platform"
 
 
 class OrchestratorClient(AsyncClient):
@@ -43,11 +43,12 @@ class OrchestratorClient(AsyncClient):
     `async for update in client.tasks.watch(task_id)`).
 
     It also keeps the synchronous calls of the requirements pipeline's example (`submit_requirement`,
-    `get_task_status`, `list_workspace_files`). The platform has no requirements or workspace routes yet:
-    those calls raise `NotAvailable` saying so when the platform answers 404 for the route itself."""
+    `get_task_status`, `list_workspace_files`), answering the platform's JSON as mappings. Against a
+    platform without those routes they raise `NotAvailable` saying so."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, **options: Any) -> None:
         super().__init__(base_url, api_key=api_key, **options)
+        self._last_project: str | None = None
 
     def _sync_call(self, method: str, path: str, feature: str, **kwargs: Any) -> Any:
         headers = {**self._headers, **self._credentials.headers()}
@@ -70,16 +71,26 @@ class OrchestratorClient(AsyncClient):
     def submit_requirement(self, requirement: str, priority: int = 5, metadata: dict[str, Any] | None = None) -> Any:
         """POST /requirements: a requirement worked by a pipeline of role agents."""
         body = {"requirement": requirement, "priority": priority, "metadata": metadata or {}}
-        return self._sync_call("POST", "/requirements", REQUIREMENTS_UNAVAILABLE, json=body)
+        accepted = self._sync_call("POST", "/requirements", REQUIREMENTS_UNAVAILABLE, json=body)
+        self._last_project = accepted.get("project_id")
+        return accepted
 
     def get_task_status(self, task_id: str) -> Any:
         """The task of a requirement (GET /tasks/{id}); a plain task works too."""
         return self._sync_call("GET", f"/tasks/{task_id}", REQUIREMENTS_UNAVAILABLE)
 
     def list_workspace_files(self, project_id: str | None = None) -> Any:
-        """Files a requirement's run produced: GET /projects/{id}/workspace/files."""
-        path = f"/projects/{project_id}/workspace/files" if project_id else "/workspace/files"
-        return self._sync_call("GET", path, "workspace files are not available on this platform yet")
+        """Files a requirement's run produced (GET /projects/{id}/workspace/files): of `project_id`, else of
+        the project of the last `submit_requirement`, else of your default `Workspace` project."""
+        project_id = project_id or self._last_project or self._default_project()
+        if project_id is None:
+            return {"files": []}
+        path = f"/projects/{project_id}/workspace/files"
+        return self._sync_call("GET", path, "workspace files are not available on this platform")
+
+    def _default_project(self) -> str | None:
+        found = self._sync_call("GET", "/projects", REQUIREMENTS_UNAVAILABLE, params={"search": "Workspace"})
+        return next((p["id"] for p in found.get("projects", []) if p.get("name") == "Workspace"), None)
 
 
 def _route_missing(response: httpx.Response) -> bool:

@@ -139,6 +139,9 @@ class _Base:
         self.webhooks = resources.Webhooks(self)
         self.users = resources.Users(self)
         self.auth = resources.Auth(self)
+        self.requirements = resources.Requirements(self)
+        self.workspaces = resources.Workspaces(self)
+        self.settings = resources.Settings(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r})"

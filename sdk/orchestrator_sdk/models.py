@@ -102,7 +102,7 @@ class AgentOut(ApiModel):
     online: bool | None = Field(default=None)
     created_at: datetime
     updated_at: datetime
-    success_rate: float | None
+    success_rate: float | None = Field(default=None)
 
 
 class AgentToggle(ApiModel):
@@ -205,8 +205,34 @@ class ApprovalOut(ApiModel):
     escalations: int
     created_at: datetime
     approval_id: str
-    approved_by: str | None
-    approved_at: datetime | None
+    approved_by: str | None = Field(default=None)
+    approved_at: datetime | None = Field(default=None)
+
+
+class ArchiveFile(ApiModel):
+    path: str
+    size: int
+    sha256: str
+
+
+class ArchiveFiles(ApiModel):
+    name: str
+    created: str
+    files: list[ArchiveFile]
+    requirements: list[dict[str, Any]] | None = Field(default=None)
+    runs: list[dict[str, Any]] | None = Field(default=None)
+
+
+class ArchiveList(ApiModel):
+    archives: list[ArchiveOut]
+
+
+class ArchiveOut(ApiModel):
+    name: str
+    created: str
+    files: int
+    size: str
+    size_bytes: int
 
 
 class Budget(ApiModel):
@@ -846,6 +872,30 @@ class RegisterRequest(ApiModel):
     last_name: str | None = Field(default=None, alias="lastName")
 
 
+class RequirementAccepted(ApiModel):
+    task_id: str
+    status: str
+    agents_assigned: list[str]
+    agents: dict[str, str]
+    estimated_completion: str
+    execution_id: str
+    project_id: str
+
+
+class RequirementIn(ApiModel):
+    requirement: str
+    priority: str = Field(default="5")
+    metadata: dict[str, Any] | None = Field(default=None)
+
+
+class ResetResult(ApiModel):
+    status: str
+    archive_path: str
+    archive_name: str
+    files_archived: int
+    workspace_cleared: bool
+
+
 class ResourceLimits(ApiModel):
     cpu: float = Field(default=1.0)
     memory: int = Field(default=512)
@@ -884,6 +934,25 @@ class ServiceTokenRequest(ApiModel):
     user_id: str = Field(alias="userId")
     role: str
     expires_in: int | None = Field(default=None, alias="expiresIn")
+
+
+class SettingsIn(ApiModel):
+    openai_api_key: str | None = Field(default=None, alias="openaiApiKey")
+    anthropic_api_key: str | None = Field(default=None, alias="anthropicApiKey")
+    openai_base_url: str | None = Field(default=None, alias="openaiBaseUrl")
+    llm_model: str | None = Field(default=None, alias="llmModel")
+    default_priority: int | None = Field(default=None, alias="defaultPriority")
+    auto_save: bool | None = Field(default=None, alias="autoSave")
+
+
+class SettingsOut(ApiModel):
+    openai_api_key: str | None
+    anthropic_api_key: str | None
+    openai_base_url: str | None
+    llm_model: str | None
+    default_priority: int
+    auto_save: bool
+    updated_at: Any = Field(default=None)
 
 
 class StartExecution(ApiModel):
@@ -979,7 +1048,10 @@ class TaskDetail(ApiModel):
     history: list[TaskHistoryEntry] | None = Field(default=None)
     metrics: TaskMetrics | None = Field(default=None)
     task_id: str
-    assigned_agent: str | None
+    assigned_agent: str | None = Field(default=None)
+    agents: dict[str, str] | None = Field(default=None)
+    results: dict[str, Any] | None = Field(default=None)
+    stage: str | None = Field(default=None)
 
 
 class TaskHistoryEntry(ApiModel):
@@ -1035,7 +1107,10 @@ class TaskOut(ApiModel):
     created_at: datetime
     updated_at: datetime
     task_id: str
-    assigned_agent: str | None
+    assigned_agent: str | None = Field(default=None)
+    agents: dict[str, str] | None = Field(default=None)
+    results: dict[str, Any] | None = Field(default=None)
+    stage: str | None = Field(default=None)
 
 
 class TaskStatus(ApiModel):
@@ -1235,6 +1310,27 @@ class WorkflowVersionOut(ApiModel):
     created_at: datetime
 
 
+class WorkspaceFile(ApiModel):
+    name: str
+    path: str
+    size: int
+    created: str
+    runnable: bool
+    metadata: dict[str, Any]
+
+
+class WorkspaceFileList(ApiModel):
+    files: list[WorkspaceFile]
+
+
+class WorkspaceRunStarted(ApiModel):
+    execution_id: str
+    status: str
+    process_id: int | None
+    output_stream: str
+    stream_url: str
+
+
 AccessTokenResponse.model_rebuild()
 AgentCreate.model_rebuild()
 AgentList.model_rebuild()
@@ -1250,6 +1346,10 @@ ApprovalCreate.model_rebuild()
 ApprovalHistory.model_rebuild()
 ApprovalList.model_rebuild()
 ApprovalOut.model_rebuild()
+ArchiveFile.model_rebuild()
+ArchiveFiles.model_rebuild()
+ArchiveList.model_rebuild()
+ArchiveOut.model_rebuild()
 Budget.model_rebuild()
 CommentCreate.model_rebuild()
 CommentList.model_rebuild()
@@ -1321,6 +1421,9 @@ PublishedEvent.model_rebuild()
 RefreshRequest.model_rebuild()
 RefreshResponse.model_rebuild()
 RegisterRequest.model_rebuild()
+RequirementAccepted.model_rebuild()
+RequirementIn.model_rebuild()
+ResetResult.model_rebuild()
 ResourceLimits.model_rebuild()
 Resources.model_rebuild()
 RestartResponse.model_rebuild()
@@ -1328,6 +1431,8 @@ RulesIn.model_rebuild()
 RulesOut.model_rebuild()
 Selector.model_rebuild()
 ServiceTokenRequest.model_rebuild()
+SettingsIn.model_rebuild()
+SettingsOut.model_rebuild()
 StartExecution.model_rebuild()
 StepOut.model_rebuild()
 TaskAssign.model_rebuild()
@@ -1360,6 +1465,9 @@ WorkflowOut.model_rebuild()
 WorkflowUpdate.model_rebuild()
 WorkflowVersionList.model_rebuild()
 WorkflowVersionOut.model_rebuild()
+WorkspaceFile.model_rebuild()
+WorkspaceFileList.model_rebuild()
+WorkspaceRunStarted.model_rebuild()
 
 __all__ = [
     "AccessTokenResponse",
@@ -1377,6 +1485,10 @@ __all__ = [
     "ApprovalHistory",
     "ApprovalList",
     "ApprovalOut",
+    "ArchiveFile",
+    "ArchiveFiles",
+    "ArchiveList",
+    "ArchiveOut",
     "Budget",
     "CommentCreate",
     "CommentList",
@@ -1448,6 +1560,9 @@ __all__ = [
     "RefreshRequest",
     "RefreshResponse",
     "RegisterRequest",
+    "RequirementAccepted",
+    "RequirementIn",
+    "ResetResult",
     "ResourceLimits",
     "Resources",
     "RestartResponse",
@@ -1455,6 +1570,8 @@ __all__ = [
     "RulesOut",
     "Selector",
     "ServiceTokenRequest",
+    "SettingsIn",
+    "SettingsOut",
     "StartExecution",
     "StepOut",
     "TaskAssign",
@@ -1487,4 +1604,7 @@ __all__ = [
     "WorkflowUpdate",
     "WorkflowVersionList",
     "WorkflowVersionOut",
+    "WorkspaceFile",
+    "WorkspaceFileList",
+    "WorkspaceRunStarted",
 ]

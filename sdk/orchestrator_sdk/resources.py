@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from orchestrator_sdk import models as m
 from orchestrator_sdk.runs import AsyncRun, Run
@@ -418,3 +419,74 @@ class Auth(_Resource):
         return self._c._call(
             "POST", "/auth/logout", json={"refresh_token": creds.refresh_token} if creds.refresh_token else None
         )
+
+
+class Requirements(_Resource):
+    def submit(self, requirement: str, priority: int | str = 5, metadata: dict[str, Any] | None = None) -> Any:
+        """Start a requirement's pipeline (analyst → implementer → validator → integrator). Follow it with
+        `tasks.watch(result.task_id)` or `executions.get(result.execution_id)`; its files land in the
+        workspace of `result.project_id`."""
+        body = {"requirement": requirement, "priority": priority, "metadata": metadata or {}}
+        return self._c._call("POST", "/requirements", m.RequirementAccepted.model_validate, json=body)
+
+
+class Workspaces(_Resource):
+    """A project's workspace: the files its requirement pipelines wrote, runs in the sandbox, archives."""
+
+    def files(self, project_id: str) -> Any:
+        return self._c._call(
+            "GET",
+            f"/projects/{project_id}/workspace/files",
+            lambda body: [m.WorkspaceFile.model_validate(f) for f in body["files"]],
+        )
+
+    def read(self, project_id: str, path: str) -> Any:
+        """The file's content as text."""
+        url = f"/projects/{project_id}/workspace/files/{quote(path)}"
+        if self._c.is_async:
+            return self._read_async(url)
+        return self._c._request("GET", url).text
+
+    async def _read_async(self, url: str) -> str:
+        return (await self._c._request("GET", url)).text
+
+    def run(self, project_id: str, path: str) -> Any:
+        """Run the file in the sandbox: a `Run` (`.wait()`, `.stream()`); the sandbox's exit code, duration
+        and usage are its output's `run`, what the file printed is its `execution_output` stream."""
+        return _run(self._c, self._c._call("POST", f"/projects/{project_id}/workspace/run/{quote(path)}"))
+
+    def reset(self, project_id: str) -> Any:
+        """Archive the workspace, then clear it."""
+        return self._c._call("POST", f"/projects/{project_id}/reset", m.ResetResult.model_validate)
+
+    def archives(self, project_id: str) -> Any:
+        return self._c._call(
+            "GET",
+            f"/projects/{project_id}/archives",
+            lambda body: [m.ArchiveOut.model_validate(a) for a in body["archives"]],
+        )
+
+    def archive(self, project_id: str, name: str) -> Any:
+        """An archive's manifest: files with sizes and hashes, the requirements and runs it recorded."""
+        return self._c._call(
+            "GET", f"/projects/{project_id}/archives/{quote(name)}/files", m.ArchiveFiles.model_validate
+        )
+
+    def restore(self, project_id: str, name: str, path: str) -> Any:
+        return self._c._call(
+            "POST",
+            f"/projects/{project_id}/archives/{quote(name)}/restore/{quote(path)}",
+            m.WorkspaceFile.model_validate,
+        )
+
+
+class Settings(_Resource):
+    """Your settings (or an organization's, with `organization_id`): provider keys are shown masked."""
+
+    def get(self, organization_id: str | None = None) -> Any:
+        params = {"organization_id": organization_id} if organization_id else None
+        return self._c._call("GET", "/settings", m.SettingsOut.model_validate, params=params)
+
+    def save(self, body: Any = None, organization_id: str | None = None, **fields: Any) -> Any:
+        params = {"organization_id": organization_id} if organization_id else None
+        return self._c._call("POST", "/settings", m.SettingsOut.model_validate, json=_body(body, fields), params=params)

@@ -146,7 +146,10 @@ def render_model(schema_name: str, schema: dict[str, Any]) -> str:
         annotation = type_of(prop)
         python = field_name(name)
         arguments: list[str] = []
-        if name in required:
+        # A computed field that may be null is required in the spec, but a platform of an earlier release does not
+        # send it: it defaults to None.
+        derived_optional = prop.get("readOnly") and "None" in annotation.split(" | ")
+        if name in required and not derived_optional:
             pass
         elif "default" in prop and prop["default"] is not None:
             default = prop["default"]

@@ -121,6 +121,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory, platform_database_url: st
         "ORCHESTRATOR_WS_BUFFER_MESSAGES": str(E2E_WS_BUFFER),
         # Webhook receivers in the tests listen on 127.0.0.1; retries come quickly.
         "ORCHESTRATOR_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        # The requirement pipelines' LLM is a server the tests start on 127.0.0.1.
+        "ORCHESTRATOR_HTTP_ALLOWED_HOSTS": "127.0.0.1",
         "ORCHESTRATOR_WEBHOOK_BACKOFF_BASE_S": "0.5",
         "ORCHESTRATOR_WEBHOOK_BACKOFF_MAX_S": "2",
         "ORCHESTRATOR_WEBHOOK_MAX_ATTEMPTS": "30",

@@ -223,13 +223,13 @@ def test_sync_client_works_inside_a_running_event_loop() -> None:
     assert asyncio.run(cell()) == "a@example.com"
 
 
-def test_requirements_say_they_are_not_available_yet() -> None:
-    fake = FakePlatform()
+def test_requirements_on_a_platform_without_them_say_so() -> None:
+    fake = FakePlatform()  # an older platform: no requirement or workspace routes
     client = OrchestratorClient("http://fake", transport=fake.transport())
-    with pytest.raises(NotAvailable, match="requirements are not available on this platform yet"):
+    with pytest.raises(NotAvailable, match="requirements are not available on this platform"):
         client.submit_requirement("Create a simple calculator web app")
     with pytest.raises(NotAvailable, match="workspace files are not available"):
-        client.list_workspace_files()
+        client.list_workspace_files("some-project")
     fake.route("GET", "/tasks/missing")(lambda r: envelope(404, "NOT_FOUND", "Task not found"))
     with pytest.raises(NotFound):  # the route exists; the task does not
         client.get_task_status("missing")
