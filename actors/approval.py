@@ -21,9 +21,15 @@ class ApprovalActor:
         self._approval_id = approval_id
         self._store = ray.get_actor(STORE_NAME, namespace=namespace)
 
-    def decide(self, decider_id: str, approve: bool, reason: str | None) -> dict[str, Any]:
+    def decide(
+        self, decider_id: str, approve: bool, reason: str | None, decision_input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         try:
-            return ray.get(self._store.decide_approval.remote(self._approval_id, decider_id, approve, reason))
+            return ray.get(
+                self._store.decide_approval.remote(
+                    self._approval_id, decider_id, approve, reason, decision_input=decision_input
+                )
+            )
         except RayTaskError as exc:  # the store's domain error (409, 403 …), not Ray's wrapper
             raise exc.cause from None
 

@@ -28,13 +28,21 @@ def _approval_class() -> Any:
 
 
 def decide(
-    db: Database, settings: Settings, approval_id: str, decider_id: str, approve: bool, reason: str | None
+    db: Database,
+    settings: Settings,
+    approval_id: str,
+    decider_id: str,
+    approve: bool,
+    reason: str | None,
+    decision_input: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Apply a decision through the approval's actor, activated for it and released after. Outside a Ray
     cluster (an in-process app: tests, tools) the same decision is applied directly."""
     if not ray.is_initialized():
         with db.transaction() as session:
-            outcome = approvals.decide(session, approval_id, decider_id, approve, reason, settings)
+            outcome = approvals.decide(
+                session, approval_id, decider_id, approve, reason, settings, decision_input=decision_input
+            )
         outcome.pop("assigned")
         return outcome
     agent_handles.ensure_store(settings)
@@ -51,7 +59,9 @@ def decide(
             .remote(approval_id, settings.ray.ray_namespace)
         )
         try:
-            return ray.get(handle.decide.remote(decider_id, approve, reason), timeout=DECISION_TIMEOUT_S)
+            return ray.get(
+                handle.decide.remote(decider_id, approve, reason, decision_input), timeout=DECISION_TIMEOUT_S
+            )
         except RayTaskError as exc:
             if isinstance(exc.cause, DomainError):
                 raise exc.cause from None

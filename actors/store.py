@@ -74,11 +74,20 @@ class Store:
             self._router.send(AgentsChanged())  # the agent has a free slot
         return finished
 
-    def decide_approval(self, approval_id: str, decider_id: str, approve: bool, reason: str | None) -> dict[str, Any]:
+    def decide_approval(
+        self,
+        approval_id: str,
+        decider_id: str,
+        approve: bool,
+        reason: str | None,
+        decision_input: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """An approval's decision; an approved task created for a given agent is assigned to it if it can
         take it now (else the router routes it)."""
         with self._db.transaction() as session:
-            outcome = approvals.decide(session, approval_id, decider_id, approve, reason, self._settings)
+            outcome = approvals.decide(
+                session, approval_id, decider_id, approve, reason, self._settings, decision_input=decision_input
+            )
             run_request = executions.request_of(session, outcome["execution_id"]) if outcome["execution_id"] else None
         if run_request is not None:  # a run waiting at an approval node resumes now
             self._runs.submit(outcome["execution_id"], run_request)

@@ -498,7 +498,13 @@ class WorkspaceSettings(BaseSettings):
     sandbox_output_bytes: int = Field(
         1024 * 1024, ge=1024, le=256 * 1024**2, description="Output of a run kept and streamed; the rest is dropped."
     )
-    sandbox_cpu: float = Field(0.5, ge=0, description="CPU a sandboxed run reserves on the Ray cluster.")
+    sandbox_cpu: float = Field(
+        0.0,
+        ge=0,
+        description="CPU a sandboxed run reserves on the Ray cluster. Up to `ORCHESTRATOR_RUN_POOL_CPU` it runs in "
+        "a warm run actor like any short run (starts in milliseconds); more gives it an actor of its own with this "
+        "CPU and `ORCHESTRATOR_SANDBOX_MEMORY_MB`, placed by Ray where they are free (a process start, ~1 s).",
+    )
 
     @field_validator("sandbox_min_tier")
     @classmethod

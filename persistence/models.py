@@ -324,6 +324,15 @@ class Approval(IdMixin, OwnedMixin, Base):
     assign_to: Mapped[str | None] = mapped_column(String(36))
     # A workflow run waiting at an approval node: resumed when this is decided or expires.
     execution_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    node_id: Mapped[str | None] = mapped_column(String(100))
+    # The agent whose work it gates (the task's, the run's).
+    agent_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # What the approver sees: {"description": markdown, "preview": state or arguments (secrets masked),
+    # "truncated": bool}.
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # A JSON Schema of the input an approval must carry; the input given goes to the resumed run.
+    input_schema: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    decision_input: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     decided_by: Mapped[str | None] = mapped_column(String(64))
     decided_at: Mapped[datetime | None] = mapped_column()
     decision_reason: Mapped[str | None] = mapped_column(Text)

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from core.imports import check_allowed, import_object
 from runtime import roles, sandbox
@@ -315,8 +317,10 @@ def chat(ctx: NodeContext, config: Mapping[str, Any], messages: list[dict[str, A
 
 
 class ApprovalNode:
-    """Asks a person (`reason`, `priority` P0–P3, `timeout_s`); the run waits holding no process. Approved,
-    it goes on; rejected, it fails, or with `on_reject: <node id>` continues there."""
+    """Asks a person (`reason`, `priority` P0–P3, `timeout_s`; `description`: markdown the approver reads
+    beside a preview of the state; `input_schema`: a JSON Schema of input the approver must give); the run
+    waits holding no process. Approved, it goes on with the decision (and its `input`) under `output_key`;
+    rejected, it fails, or with `on_reject: <node id>` continues there."""
 
     def validate(self, config: Mapping[str, Any]) -> Problems:
         problems: Problems = []
@@ -325,6 +329,15 @@ class ApprovalNode:
             problems.append(("timeout_s", "a number of seconds > 0"))
         if config.get("on_reject") is not None and not isinstance(config["on_reject"], str):
             problems.append(("on_reject", "'fail' or a node id"))
+        schema = config.get("input_schema")
+        if schema is not None:
+            if not isinstance(schema, dict):
+                problems.append(("input_schema", "a JSON Schema object"))
+            else:
+                try:
+                    Draft202012Validator.check_schema(schema)
+                except SchemaError as exc:
+                    problems.append(("input_schema", exc.message))
         return problems
 
     def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
@@ -332,6 +345,8 @@ class ApprovalNode:
             wait={
                 "kind": "approval",
                 "reason": str(config.get("reason") or f"Approve {ctx.node_id}"),
+                "description": config.get("description"),
+                "input_schema": config.get("input_schema"),
                 "priority": str(config.get("priority") or "P1"),
                 "timeout_s": config.get("timeout_s"),
             }
@@ -342,6 +357,7 @@ class ApprovalNode:
             "status": outcome["status"],
             "decided_by": outcome.get("decided_by"),
             "reason": outcome.get("reason"),
+            "input": outcome.get("input"),
         }
         updates = {config.get("output_key") or ctx.node_id: decision}
         if outcome["status"] == ApprovalStatus.approved:

@@ -8,14 +8,17 @@ deadline, per `ORCHESTRATOR_APPROVAL_ON_EXPIRY`.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.clock import utcnow
-from core.errors import Conflict, NotFound, PermissionDenied
+from core.clock import isoformat_z, utcnow
+from core.errors import Conflict, FieldIssue, NotFound, PermissionDenied, ValidationFailed
+from core.previews import preview
 from core.settings import Settings
 from persistence.models import Approval, Execution, Task
 from persistence.repositories.pages import Page, fetch_page
@@ -42,6 +45,7 @@ def request_for_task(
     """Gate a pending task: it waits `awaiting_approval` until the decision (same transaction)."""
     approval = Approval(
         task_id=task.id,
+        agent_id=assign_to or task.agent_id,
         priority=task.priority,
         reason=reason or task.title,
         status=ApprovalStatus.pending.value,
@@ -49,6 +53,7 @@ def request_for_task(
         owner_type=task.owner_type,
         owner_id=task.owner_id,
         assign_to=assign_to,
+        context=context_of(task.description or task.title, {"type": task.type, "payload": task.payload}),
         expires_at=utcnow() + timedelta(seconds=ttl_s or settings.agents.approval_ttl_s),
     )
     session.add(approval)
@@ -59,13 +64,24 @@ def request_for_task(
 
 
 def request_for_execution(
-    session: Session, run: Execution, node_id: str, request: dict[str, Any], settings: Settings
+    session: Session,
+    run: Execution,
+    node_id: str,
+    request: dict[str, Any],
+    settings: Settings,
+    state: dict[str, Any] | None = None,
 ) -> Approval:
-    """An `approval` node: the run waits until a person decides (same transaction as the run's wait)."""
+    """An `approval` node: the run waits until a person decides (same transaction as the run's wait). The
+    approver sees the node's description and a preview of the run's state."""
     priority = request.get("priority") if request.get("priority") in ("P0", "P1", "P2", "P3") else "P1"
+    description = request.get("description") or request.get("reason") or f"Approve step {node_id}"
     approval = Approval(
         task_id=None,
         execution_id=run.id,
+        node_id=node_id,
+        agent_id=run.agent_id,
+        context=context_of(str(description), state if state is not None else run.state),
+        input_schema=request.get("input_schema"),
         priority=priority,
         reason=request.get("reason"),
         status=ApprovalStatus.pending.value,
@@ -76,7 +92,7 @@ def request_for_execution(
     )
     session.add(approval)
     session.flush()
-    _emit(session, approval, "approval.requested", execution_id=run.id, node_id=node_id)
+    _emit(session, approval, "approval.requested")
     return approval
 
 
@@ -93,8 +109,13 @@ def create(session: Session, principal: Principal, data: dict[str, Any], setting
             session, task, principal.user_id, settings, reason=data.get("reason"), ttl_s=data.get("expires_in")
         )
     owner_type, owner_id = ownership.resolve_owner(session, principal, data.get("owner_type"), data.get("owner_id"))
+    schema = data.get("input_schema")
+    if schema is not None:
+        check_schema(schema)
     approval = Approval(
         task_id=None,
+        context=context_of(data.get("description") or data.get("reason") or "", data.get("preview")),
+        input_schema=schema,
         priority=data.get("priority") or "P1",
         reason=data.get("reason"),
         status=ApprovalStatus.pending.value,
@@ -113,11 +134,34 @@ def get(session: Session, principal: Principal, approval_id: str) -> Approval:
     return ownership.get_visible(session, Approval, approval_id, principal)
 
 
-def list_approvals(session: Session, principal: Principal, *, pending: bool, page: int, limit: int) -> Page[Approval]:
+FILTERS = ("execution_id", "task_id", "agent_id", "priority")
+
+
+def list_approvals(
+    session: Session,
+    principal: Principal,
+    *,
+    pending: bool,
+    page: int,
+    limit: int,
+    filters: dict[str, Any] | None = None,
+    expires_before: datetime | None = None,
+    sort: str = "priority",
+) -> Page[Approval]:
+    """`filters`: equality on execution_id, task_id, agent_id, priority. Pending ones come P0 first and
+    oldest first, or with `sort="expires_at"` soonest to expire first."""
     query = select(Approval).where(ownership.visible_to(Approval, principal))
+    for name, value in (filters or {}).items():
+        if name in FILTERS and value is not None:
+            query = query.where(getattr(Approval, name) == value)
+    if expires_before is not None:
+        query = query.where(Approval.expires_at <= expires_before)
     if pending:
         query = query.where(Approval.status == ApprovalStatus.pending.value)
-        query = query.order_by(Approval.priority, Approval.created_at, Approval.id)  # P0 first, oldest first
+        if sort == "expires_at":
+            query = query.order_by(Approval.expires_at, Approval.id)
+        else:
+            query = query.order_by(Approval.priority, Approval.created_at, Approval.id)  # P0 first, oldest first
     else:
         query = query.where(Approval.status != ApprovalStatus.pending.value)
         query = query.order_by(Approval.decided_at.desc(), Approval.id.desc())
@@ -125,20 +169,32 @@ def list_approvals(session: Session, principal: Principal, *, pending: bool, pag
 
 
 def decide(
-    session: Session, approval_id: str, decider_id: str, approve: bool, reason: str | None, settings: Settings
+    session: Session,
+    approval_id: str,
+    decider_id: str,
+    approve: bool,
+    reason: str | None,
+    settings: Settings,
+    decision_input: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Apply a decision (called by the approval's actor through the store): the row locked, the state
-    checked, the requester kept from approving their own request, the waiting task released."""
+    checked, the requester kept from approving their own request, the input checked against the approval's
+    schema, the waiting task released. The first decision wins; a later one is a 409 saying who decided."""
     approval = session.get(Approval, approval_id, with_for_update=True, populate_existing=True)
     if approval is None:
         raise NotFound("Approval not found")
     if approval.status != ApprovalStatus.pending.value:
-        raise Conflict(f"This approval is already {approval.status}")
+        by = f" by {approval.decided_by}" if approval.decided_by else ""
+        when = f" at {isoformat_z(approval.decided_at)}" if approval.decided_at else ""
+        raise Conflict(f"This approval is already {approval.status}{by}{when}")
     if approval.expires_at <= utcnow():
         _expire(session, approval, settings)
         raise Conflict("This approval has expired")
     if approve and approval.requested_by == decider_id and not settings.agents.allow_self_approval:
         raise PermissionDenied("You cannot approve your own request")
+    if approve and approval.input_schema is not None:
+        check_input(approval.input_schema, decision_input)
+    approval.decision_input = decision_input if approve else None
     decision = ApprovalStatus.approved if approve else ApprovalStatus.rejected
     approval.status = transition(approval.status, decision).value
     approval.decided_by, approval.decided_at, approval.decision_reason = decider_id, utcnow(), reason
@@ -208,6 +264,7 @@ def _resume_run(session: Session, approval: Approval) -> bool:
             "status": approval.status,
             "decided_by": approval.decided_by,
             "reason": approval.decision_reason,
+            "input": approval.decision_input,
         },
     )
 
@@ -238,9 +295,40 @@ def _emit(session: Session, approval: Approval, event_type: str, **extra: Any) -
             "requested_by": approval.requested_by,
             "decided_by": approval.decided_by,
             "reason": approval.decision_reason or approval.reason,
+            "execution_id": approval.execution_id,
+            "node_id": approval.node_id,
+            "agent_id": approval.agent_id,
+            "expires_at": isoformat_z(approval.expires_at),
             **extra,
         },
         source="approvals",
         owner=approval,
         subject_id=approval.task_id or approval.id,
     )
+
+
+def context_of(description: str, subject: Any) -> dict[str, Any]:
+    """What an approver is shown: the markdown description, and a preview of the state or arguments."""
+    shown, truncated = preview(subject) if subject is not None else (None, False)
+    return {"description": description[:10_000], "preview": shown, "truncated": truncated}
+
+
+def check_schema(schema: Any) -> None:
+    """422 unless `schema` is a JSON Schema (an object of Draft 2020-12)."""
+    if not isinstance(schema, dict):
+        raise ValidationFailed("Invalid input_schema", details=[FieldIssue("input_schema", "a JSON Schema object")])
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise ValidationFailed("Invalid input_schema", details=[FieldIssue("input_schema", exc.message)]) from None
+
+
+def check_input(schema: dict[str, Any], value: Any) -> None:
+    """422 naming each problem of a decision's input against the approval's schema."""
+    problems = sorted(Draft202012Validator(schema).iter_errors(value if value is not None else {}), key=str)
+    if problems:
+        details = [
+            FieldIssue("input" + "".join(f".{part}" for part in problem.absolute_path), problem.message)
+            for problem in problems[:20]
+        ]
+        raise ValidationFailed("The approval's input does not match its schema", details=details)

@@ -636,7 +636,9 @@ class DatabaseRunStore:
             if run is None:
                 return False
             if request["kind"] == "approval":
-                waited = approvals.request_for_execution(session, run, node_id, request, self.settings).id
+                waited = approvals.request_for_execution(
+                    session, run, node_id, request, self.settings, state=claimed.state
+                ).id
             else:
                 task = Task(
                     title=request["title"][:300],

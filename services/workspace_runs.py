@@ -51,7 +51,8 @@ def start(session: Session, principal: Principal, settings: Settings, project: P
             },
         },
     }
-    resources = {"cpu": limits.sandbox_cpu} if limits.sandbox_cpu > 0 else {}
+    dedicated = limits.sandbox_cpu > settings.workflows.run_pool_cpu
+    resources = {"cpu": limits.sandbox_cpu, "memory": limits.sandbox_memory_mb} if dedicated else {}
     return executions.start_graph(
         session,
         graph={"nodes": [node], "edges": [], "settings": {}},

@@ -166,6 +166,12 @@ class ApiKeyOut(ApiModel):
     created_at: datetime
 
 
+class ApprovalContext(ApiModel):
+    description: str
+    preview: Any = Field(default=None)
+    truncated: bool = Field(default=False)
+
+
 class ApprovalCreate(ApiModel):
     task_id: str | None = Field(default=None, alias="taskId")
     reason: str | None = Field(default=None)
@@ -173,6 +179,9 @@ class ApprovalCreate(ApiModel):
     expires_in: float | None = Field(default=None, alias="expiresIn")
     owner_type: str | None = Field(default=None, alias="ownerType")
     owner_id: str | None = Field(default=None, alias="ownerId")
+    description: str | None = Field(default=None)
+    preview: Any = Field(default=None)
+    input_schema: dict[str, Any] | None = Field(default=None, alias="inputSchema")
 
 
 class ApprovalHistory(ApiModel):
@@ -194,6 +203,12 @@ class ApprovalList(ApiModel):
 class ApprovalOut(ApiModel):
     id: str
     task_id: str | None
+    execution_id: str | None = Field(default=None)
+    node_id: str | None = Field(default=None)
+    agent_id: str | None = Field(default=None)
+    context: ApprovalContext | None = Field(default=None)
+    input_schema: dict[str, Any] | None = Field(default=None)
+    decision_input: dict[str, Any] | None = Field(default=None)
     priority: str
     reason: str | None
     status: str
@@ -325,6 +340,11 @@ class ContainerUsage(ApiModel):
     cpu_percent: float | None
     memory_usage: float | None
     memory_limit: int | float | None = Field(default=None)
+
+
+class DecisionIn(ApiModel):
+    input: dict[str, Any] | None = Field(default=None)
+    reason: str | None = Field(default=None)
 
 
 class DecisionOut(ApiModel):
@@ -1342,6 +1362,7 @@ ApiKeyCreate.model_rebuild()
 ApiKeyCreated.model_rebuild()
 ApiKeyList.model_rebuild()
 ApiKeyOut.model_rebuild()
+ApprovalContext.model_rebuild()
 ApprovalCreate.model_rebuild()
 ApprovalHistory.model_rebuild()
 ApprovalList.model_rebuild()
@@ -1360,6 +1381,7 @@ ConfigurationOut.model_rebuild()
 ConfigurationUpdate.model_rebuild()
 ContainerOut.model_rebuild()
 ContainerUsage.model_rebuild()
+DecisionIn.model_rebuild()
 DecisionOut.model_rebuild()
 DeliveryList.model_rebuild()
 DeliveryOut.model_rebuild()
@@ -1481,6 +1503,7 @@ __all__ = [
     "ApiKeyCreated",
     "ApiKeyList",
     "ApiKeyOut",
+    "ApprovalContext",
     "ApprovalCreate",
     "ApprovalHistory",
     "ApprovalList",
@@ -1499,6 +1522,7 @@ __all__ = [
     "ConfigurationUpdate",
     "ContainerOut",
     "ContainerUsage",
+    "DecisionIn",
     "DecisionOut",
     "DeliveryList",
     "DeliveryOut",

@@ -7,15 +7,25 @@ A decision is applied by the approval's actor (`approval:<id>`), started for it 
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request, Response, status
 
 from actors import approval_handles
+from core.errors import FieldIssue, ValidationFailed
+from schedulers.task_lifecycle import parse_priority
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, page_params, paginated
+from serve_app.pagination import PageParams, page_params, paginated, require_time_zones
 from serve_app.routing import protected_router
-from serve_app.schemas.approvals import ApprovalCreate, ApprovalHistory, ApprovalList, ApprovalOut, DecisionOut
+from serve_app.schemas.approvals import (
+    ApprovalCreate,
+    ApprovalHistory,
+    ApprovalList,
+    ApprovalOut,
+    DecisionIn,
+    DecisionOut,
+)
 from services import approvals
 from services.principal import Role
 
@@ -34,11 +44,37 @@ def create_approval(
 
 @router.get("/pending", response_model=ApprovalList)
 def pending(
-    request: Request, principal: CurrentPrincipal, context: Context, params: Annotated[PageParams, Depends(page_params)]
+    request: Request,
+    principal: CurrentPrincipal,
+    context: Context,
+    params: Annotated[PageParams, Depends(page_params)],
+    execution_id: Annotated[str | None, Query(max_length=64)] = None,
+    task_id: Annotated[str | None, Query(max_length=64)] = None,
+    agent_id: Annotated[str | None, Query(max_length=64)] = None,
+    priority: Annotated[str | None, Query(max_length=10)] = None,
+    expires_before: Annotated[datetime | None, Query()] = None,
+    sort_by: Annotated[Literal["priority", "expires_at"], Query()] = "priority",
 ) -> dict:
-    """Pending approvals you may decide or watch, most urgent (P0) and oldest first."""
+    """Pending approvals you may decide or watch: most urgent (P0) and oldest first, or soonest to expire
+    first (`sort_by=expires_at`); filters `execution_id`, `task_id`, `agent_id`, `priority`,
+    `expires_before`."""
+    require_time_zones(expires_before=expires_before)
+    try:
+        wanted = parse_priority(priority) if priority else None
+    except ValueError as exc:
+        raise ValidationFailed("Invalid priority", details=[FieldIssue("priority", str(exc))]) from exc
+    filters = {"execution_id": execution_id, "task_id": task_id, "agent_id": agent_id, "priority": wanted}
     with context.db.session() as session:
-        page = approvals.list_approvals(session, principal, pending=True, page=params.page, limit=params.limit)
+        page = approvals.list_approvals(
+            session,
+            principal,
+            pending=True,
+            page=params.page,
+            limit=params.limit,
+            filters=filters,
+            expires_before=expires_before,
+            sort=sort_by,
+        )
         items = [ApprovalOut.model_validate(item) for item in page.items]
     return {**paginated(request, "approvals", items, page), "count": page.total}
 
@@ -64,10 +100,14 @@ def get_approval(approval_id: str, principal: CurrentPrincipal, context: Context
         return ApprovalOut.model_validate(approvals.get(session, principal, approval_id))
 
 
-def _decide(approval_id: str, principal, context, approve: bool, reason: str | None) -> DecisionOut:
+def _decide(
+    approval_id: str, principal, context, approve: bool, reason: str | None, decision_input: dict | None = None
+) -> DecisionOut:
     with context.db.session() as session:
         approvals.get(session, principal, approval_id)  # 404 for another tenant's, before any actor starts
-    outcome = approval_handles.decide(context.db, context.settings, approval_id, principal.user_id, approve, reason)
+    outcome = approval_handles.decide(
+        context.db, context.settings, approval_id, principal.user_id, approve, reason, decision_input
+    )
     verb = "Approved" if approve else "Rejected"
     return DecisionOut(
         approval_id=outcome["approval_id"],
@@ -78,9 +118,14 @@ def _decide(approval_id: str, principal, context, approve: bool, reason: str | N
 
 
 @router.post("/{approval_id}/approve", response_model=DecisionOut)
-def approve(approval_id: str, principal: CurrentPrincipal, context: Context) -> DecisionOut:
-    """Approve: the waiting task is released to routing. 403 for your own request; 409 once decided."""
-    return _decide(approval_id, principal, context, True, None)
+def approve(
+    approval_id: str, principal: CurrentPrincipal, context: Context, body: DecisionIn | None = None
+) -> DecisionOut:
+    """Approve (optional body `{input, reason}`; `input` must match the approval's `input_schema`, and the
+    resumed run receives it): the waiting task is released to routing, the waiting run resumes. 403 for your
+    own request; 409 once decided, naming who decided."""
+    body = body or DecisionIn()
+    return _decide(approval_id, principal, context, True, body.reason, body.input)
 
 
 @router.post("/{approval_id}/reject", response_model=DecisionOut)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field, computed_field, field_validator
 
@@ -20,6 +21,11 @@ class ApprovalCreate(RequestModel):
     expires_in: float | None = Field(None, gt=0, le=30 * 86400, description="seconds; default from settings")
     owner_type: str | None = Field(None, pattern="(?i)^(user|organization)$")
     owner_id: str | None = Field(None, max_length=64)
+    description: str | None = Field(None, max_length=10_000, description="markdown shown to the approver")
+    preview: Any = Field(None, description="what is being approved (shown size-limited, secrets masked)")
+    input_schema: dict[str, Any] | None = Field(
+        None, description="a JSON Schema of the input an approval must carry (given to the requester)"
+    )
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -27,9 +33,21 @@ class ApprovalCreate(RequestModel):
         return parse_priority(value) if isinstance(value, str | int) else value
 
 
+class ApprovalContext(ResponseModel):
+    description: str = Field(description="markdown; render it escaped")
+    preview: Any = Field(None, description="the run's state or the task's arguments, size-limited, secrets masked")
+    truncated: bool = False
+
+
 class ApprovalOut(ResponseModel):
     id: str
     task_id: str | None
+    execution_id: str | None = Field(None, description="the run waiting at an approval node")
+    node_id: str | None = Field(None, description="that node")
+    agent_id: str | None = Field(None, description="the agent whose work this gates")
+    context: ApprovalContext | None = None
+    input_schema: dict[str, Any] | None = Field(None, description="JSON Schema of the input an approval must carry")
+    decision_input: dict[str, Any] | None = Field(None, description="the input given with the approval")
     priority: str
     reason: str | None
     status: str
@@ -72,6 +90,13 @@ class ApprovalHistory(ResponseModel):
     history: list[ApprovalOut]
     pagination: PaginationInfo
     links: PaginationLinks
+
+
+class DecisionIn(RequestModel):
+    """An approval's optional body: `input` (required when the approval has an `input_schema`) and a note."""
+
+    input: dict[str, Any] | None = Field(None, description="checked against the approval's input_schema")
+    reason: str | None = Field(None, max_length=2000)
 
 
 class DecisionOut(ResponseModel):
