@@ -27,6 +27,7 @@ from serve_app.routes import (
     approvals,
     auth,
     configurations,
+    console,
     dashboard,
     events,
     health,
@@ -155,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workspaces.settings_routes, prefix=API_PREFIX)
     app.include_router(ws.router, prefix=API_PREFIX)
     app.include_router(ws.router, include_in_schema=False)  # `/ws`, the path some clients use
+    app.include_router(console.router)  # the web console at `/console` (docs/console.md)
     install_error_handlers(app)
     assert_routes_protected(app)
     document_errors(app)

@@ -143,10 +143,21 @@ def test_the_api_guides_python_example_runs_as_written(platform, sdk, approver, 
         printed.append(" ".join(str(arg) for arg in args))
         print(*args, **kwargs)
 
+    def example() -> None:
+        try:
+            exec(compile(code, "api-guide-example.py", "exec"), {"__name__": "__example__", "print": print_})  # noqa: S102
+        except Exception as exc:  # reported by the test
+            errors.append(exc)
+
     driver = threading.Thread(target=_drive_task, args=(platform, sdk, approver, project.id, agent.id, printed, errors))
     driver.start()
-    exec(compile(code, "api-guide-example.py", "exec"), {"__name__": "__example__", "print": print_})  # noqa: S102
+    # The example watches its task until it ends, with no timeout of its own: it runs in a thread so that a
+    # task that never ends fails this test instead of hanging the session.
+    runner = threading.Thread(target=example, daemon=True)
+    runner.start()
+    runner.join(timeout=120)
     driver.join(timeout=60)
+    assert not runner.is_alive(), f"the example still watches its task; it printed {printed}"
     assert not errors, errors
     out = capsys.readouterr().out
     assert out.startswith("Task created: ") and "Progress: 50.0%" in out and out.rstrip().endswith("Task completed!")
