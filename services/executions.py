@@ -38,6 +38,9 @@ from services.principal import Principal
 from services.workspaces import Workspace
 
 LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+# The part of a run's configuration only the platform writes: {"project_id": its workspace, "provider":
+# "owner_settings" for the LLM provider of its creator's settings}.
+PLATFORM_KEY = "platform"
 EVENT_OF_STATUS = {
     ExecutionStatus.completed: "execution.completed",
     ExecutionStatus.failed: "execution.failed",
@@ -61,8 +64,11 @@ def start(
     configuration: dict[str, Any] | None = None,
     task_id: str | None = None,
 ) -> Execution:
-    """Store a run of the workflow's current version, `pending`; the caller tells the run pool after commit."""
+    """Store a run of the workflow's current version, `pending`; the caller tells the run pool after commit.
+    What the platform itself keeps in a run's configuration (`PLATFORM_KEY`: its workspace, whose provider
+    settings it uses) cannot be given by a caller."""
     owner = workflow if ownership.can_write(session, workflow, principal) else None
+    configuration = {key: value for key, value in (configuration or {}).items() if key != PLATFORM_KEY}
     return start_graph(
         session,
         graph=workflow.workflow_data,
@@ -71,7 +77,7 @@ def start(
         input_data=input_data,
         trigger=trigger,
         environment=environment,
-        configuration=configuration or {},
+        configuration=configuration,
         options=options,
         task_id=task_id,
         workflow=workflow,
@@ -386,7 +392,8 @@ class DatabaseRunStore:
             if run.agent_id:
                 agent = session.get(Agent, run.agent_id)
                 llm = dict((agent.configuration or {}).get("llm") or {}) if agent is not None else {}
-            elif (run.configuration or {}).get("provider") == "owner_settings":
+            platform = (run.configuration or {}).get(PLATFORM_KEY) or {}
+            if not run.agent_id and platform.get("provider") == "owner_settings":
                 llm = owner_settings.provider_for(
                     session,
                     SecretBox.from_settings(self.settings),
@@ -394,7 +401,7 @@ class DatabaseRunStore:
                     owner=(run.owner_type, run.owner_id),
                     platform={},
                 )
-            project_id = (run.configuration or {}).get("project_id")
+            project_id = platform.get("project_id")
             return ClaimedRun(
                 id=run.id,
                 graph=run.graph,

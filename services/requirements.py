@@ -68,7 +68,7 @@ def submit(
         created_by=principal.user_id,
         input_data={"requirement": requirement, "project_id": project.id},
         trigger=TASK_TYPE,
-        configuration={"project_id": project.id, "provider": "owner_settings"},
+        configuration={executions.PLATFORM_KEY: {"project_id": project.id, "provider": "owner_settings"}},
         task_id=task.id,
     )
     task.meta = {**task.meta, "pipeline": {**task.meta["pipeline"], "execution_id": run.id}}

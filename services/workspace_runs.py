@@ -60,7 +60,7 @@ def start(session: Session, principal: Principal, settings: Settings, project: P
         created_by=principal.user_id,
         input_data={"path": relative},
         trigger=TRIGGER,
-        configuration={"project_id": project.id},
+        configuration={executions.PLATFORM_KEY: {"project_id": project.id}},
         options={"resources": resources} if resources else {},
     )
 
@@ -73,9 +73,10 @@ def archive_context(session: Session, project_id: str) -> dict[str, Any]:
         .order_by(Task.created_at.desc())
         .limit(RECORDED)
     ).all()
+    of_project = Execution.configuration[(executions.PLATFORM_KEY, "project_id")].as_string() == project_id
     runs = session.execute(
         select(Execution.id, Execution.status, Execution.input, Execution.created_at)
-        .where(Execution.trigger == TRIGGER, Execution.configuration["project_id"].as_string() == project_id)
+        .where(Execution.trigger == TRIGGER, of_project)
         .order_by(Execution.created_at.desc())
         .limit(RECORDED)
     ).all()

@@ -328,8 +328,12 @@ class Approvals(_Resource):
         """Decided and expired approvals, newest first."""
         return self._c._paginate("/approvals/history", "history", {}, m.ApprovalOut.model_validate)
 
-    def approve(self, approval_id: str) -> Any:
-        return self._c._call("POST", f"/approvals/{approval_id}/approve", m.DecisionOut.model_validate)
+    def approve(self, approval_id: str, input: dict[str, Any] | None = None, reason: str | None = None) -> Any:
+        """Approve; `input` is required when the approval has an `input_schema` (the resumed run gets it)."""
+        body = {key: value for key, value in (("input", input), ("reason", reason)) if value is not None}
+        return self._c._call(
+            "POST", f"/approvals/{approval_id}/approve", m.DecisionOut.model_validate, json=body or None
+        )
 
     def reject(self, approval_id: str, reason: str | None = None) -> Any:
         return self._c._call(

@@ -249,3 +249,31 @@ def test_an_approval_between_stages_holds_the_pipeline(client, settings, db, own
         "/api/v1/requirements", headers=owner, json={"requirement": "x", "metadata": {"approve_after": ["nope"]}}
     )
     assert_error(bad, 422, "VALIDATION_ERROR")
+
+
+def test_a_caller_cannot_point_a_run_at_another_projects_workspace(client, db, owner, llm) -> None:
+    _configure(client, owner, llm)
+    accepted = _submit(client, owner)
+    _drive(client, db, accepted["execution_id"])
+    mallory = _user(client, "mallory")
+    agent = client.post("/api/v1/agents", headers=mallory, json={"name": "M"}).json()
+    graph = {
+        "nodes": [{"id": "run", "type": "sandbox", "config": {"path": "implementation/hello_world.py"}}],
+        "edges": [],
+    }
+    workflow = client.post(
+        f"/api/v1/agents/{agent['id']}/workflows", headers=mallory, json={"name": "W", "workflow_data": graph}
+    ).json()
+    stolen = {"platform": {"project_id": accepted["project_id"], "provider": "owner_settings"}}
+    started = client.post(
+        f"/api/v1/workflows/{workflow['id']}/execute", headers=mallory, json={"input_data": {}, "configuration": stolen}
+    )
+    if started.status_code == 422:  # the execute body has no configuration: nothing to steal through it
+        started = client.post(
+            "/api/v1/executions", headers=mallory, json={"agent_id": agent["id"], "input": {}, "configuration": stolen}
+        )
+    assert started.status_code == 201, started.text
+    _drive(client, db, started.json()["execution_id"])
+    run = client.get(f"/api/v1/executions/{started.json()['execution_id']}", headers=mallory).json()
+    assert run["status"] == "failed" and "no project workspace" in run["error"]
+    assert "platform" not in (run.get("configuration") or {})
