@@ -277,3 +277,32 @@ def test_a_caller_cannot_point_a_run_at_another_projects_workspace(client, db, o
     run = client.get(f"/api/v1/executions/{started.json()['execution_id']}", headers=mallory).json()
     assert run["status"] == "failed" and "no project workspace" in run["error"]
     assert "platform" not in (run.get("configuration") or {})
+
+
+def test_a_role_the_tenant_has_agents_of_is_handed_to_them_through_the_router(client, db, owner, llm) -> None:
+    from persistence.models import Agent, Task
+
+    _configure(client, owner, llm)
+    agent = client.post("/api/v1/agents", headers=owner, json={"name": "Ana", "type": "analyst"}).json()
+    with db.transaction() as session:  # deployed (its actor is the e2e suite's business)
+        session.get(Agent, agent["id"]).status = "active"
+    accepted = _submit(client, owner)
+    assert accepted["agents"]["analyst"] == "Ana" and accepted["agents"]["implementer"] == "builtin-implementer"
+    _drive(client, db, accepted["execution_id"])
+    assert client.get(f"/api/v1/executions/{accepted['execution_id']}", headers=owner).json()["status"] == "waiting"
+    with db.session() as session:
+        [stage] = session.scalars(select(Task).where(Task.type == "requirement_analysis")).all()
+        assert stage.payload["role"] == "analyst" and "Hello World" in stage.payload["prompt"]
+    assigned = client.post(f"/api/v1/tasks/{stage.id}/assign", headers=owner, json={"agent_id": agent["id"]})
+    assert assigned.status_code == 200, assigned.text
+    client.patch(f"/api/v1/tasks/{stage.id}/status?status=in_progress", headers=owner)
+    done = client.patch(
+        f"/api/v1/tasks/{stage.id}/status",
+        headers=owner,
+        json={"status": "completed", "result": {"text": "Analysis by Ana: one file."}},
+    )
+    assert done.status_code == 200, done.text
+    _drive(client, db, accepted["execution_id"])
+    task = client.get(f"/api/v1/tasks/{accepted['task_id']}", headers=owner).json()
+    assert task["status"] == "completed" and task["results"]["analysis"] == "Analysis by Ana: one file."
+    assert llm.count("analyst") == 0 and llm.count("implementer") == 2
