@@ -44,7 +44,7 @@ from serve_app.routes import (
     workspaces,
     ws,
 )
-from serve_app.routing import assert_routes_protected, document_errors
+from serve_app.routing import assert_routes_protected, document_openapi
 
 log = logging.getLogger("orchestrator.api")
 
@@ -159,7 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console.router)  # the web console at `/console` (docs/console.md)
     install_error_handlers(app)
     assert_routes_protected(app)
-    document_errors(app)
+    document_openapi(app)
 
     if settings.api.cors_origins:
         app.add_middleware(

@@ -133,32 +133,45 @@ def _route_contexts(app: FastAPI) -> Iterator[tuple[Any, APIRoute]]:
             yield context, original
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorResponse, "description": description}
-
-
-_NOT_FOUND = _error("NOT_FOUND (also another tenant's resource)")
+_ERROR_SCHEMA = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_NOT_FOUND = "NOT_FOUND (also another tenant's resource)"
 _WRITE_ERRORS = {
-    400: _error("VALIDATION_ERROR: malformed JSON"),
-    409: _error("CONFLICT, or INVALID_TRANSITION for a change the current state does not allow"),
-    413: _error("PAYLOAD_TOO_LARGE"),
+    "400": "VALIDATION_ERROR: malformed JSON",
+    "409": "CONFLICT, or INVALID_TRANSITION for a change the current state does not allow",
+    "413": "PAYLOAD_TOO_LARGE",
 }
-_UNAVAILABLE = _error("SERVICE_UNAVAILABLE (e.g. the database is unreachable)")
+_UNAVAILABLE = "SERVICE_UNAVAILABLE (e.g. the database is unreachable)"
+_WRITES = frozenset({"post", "put", "patch", "delete"})
+_METHODS = _WRITES | {"get", "head", "options"}
 
 
-def document_errors(app: FastAPI) -> None:
-    """Add the error statuses every route of a kind can answer to its OpenAPI responses (docs/api.md
+def document_openapi(app: FastAPI) -> None:
+    """Add to the OpenAPI description the error statuses every route of a kind can answer (docs/api.md
     "Errors": each code with its HTTP status in the spec): 404 where the path names a resource, 400/409/413
-    for writes, 503 everywhere. What a route declares itself is kept."""
-    for context, route in _route_contexts(app):
-        added: dict[int, dict[str, Any]] = {503: _UNAVAILABLE}
-        if "{" in context.path:
-            added[404] = _NOT_FOUND
-        if any(action_for_method(method) == "write" for method in context.methods or ()):
-            added.update(_WRITE_ERRORS)
-        for code, response in added.items():
-            if code not in route.responses and str(code) not in route.responses:
-                route.responses[code] = response
+    for writes, 503 everywhere. What a route declares itself is kept. Done on the generated document, as
+    FastAPI copies a route's responses when routers are included."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = generate()
+        for path, item in spec.get("paths", {}).items():
+            for method, operation in item.items():
+                if method not in _METHODS:
+                    continue
+                added = {"503": _UNAVAILABLE}
+                if "{" in path:
+                    added["404"] = _NOT_FOUND
+                if method in _WRITES:
+                    added.update(_WRITE_ERRORS)
+                responses = operation.setdefault("responses", {})
+                for code, description in added.items():
+                    responses.setdefault(code, {"description": description, "content": _ERROR_SCHEMA})
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def is_public(route: RouteInfo | APIRoute) -> bool:
