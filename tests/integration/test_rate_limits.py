@@ -127,3 +127,24 @@ def test_an_unreachable_redis_falls_back_instead_of_failing(tmp_path: Path, db: 
     with app_client(tmp_path, database_url, f"redis://127.0.0.1:{free_port()}/0", rate_limit_auth="2/15m") as client:
         statuses = [_wrong_login(client, "down@example.com").status_code for _ in range(3)]
         assert statuses == [401, 401, 429]
+
+
+def test_seed_004s_profile_limits_requirements_files_and_archives(
+    tmp_path: Path, db: Database, database_url: str
+) -> None:
+    limits = {"rate_limit_requirements": "2/m", "rate_limit_files": "3/m", "rate_limit_archives": "1/m"}
+    with app_client(tmp_path, database_url, **limits) as client:
+        register(client, "root@example.com")  # the platform's admin
+        register(client, "seed4@example.com")
+        token = bearer(login(client, "seed4@example.com")["access_token"])
+        submitted = [
+            client.post("/api/v1/requirements", headers=token, json={"requirement": "Hello"}) for _ in range(3)
+        ]
+        assert [r.status_code for r in submitted] == [201, 201, 429]
+        assert submitted[2].json()["error"]["code"] == "RATE_LIMIT_EXCEEDED" and "Retry-After" in submitted[2].headers
+        project = submitted[0].json()["project_id"]
+        listed = [client.get(f"/api/v1/projects/{project}/workspace/files", headers=token) for _ in range(4)]
+        assert [r.status_code for r in listed] == [200, 200, 200, 429]
+        archives = [client.get(f"/api/v1/projects/{project}/archives", headers=token) for _ in range(2)]
+        assert [r.status_code for r in archives] == [200, 429]
+        assert client.get("/api/v1/users/me", headers=token).status_code == 200  # the general budget is apart
