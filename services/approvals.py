@@ -20,7 +20,7 @@ from core.clock import isoformat_z, utcnow
 from core.errors import Conflict, FieldIssue, NotFound, PermissionDenied, ValidationFailed
 from core.previews import preview
 from core.settings import Settings
-from persistence.models import Approval, Execution, Task
+from persistence.models import Approval, Execution, OrganizationMember, Task
 from persistence.repositories.pages import Page, fetch_page
 from schedulers.approval_lifecycle import ApprovalStatus, transition
 from schedulers.task_lifecycle import TaskStatus
@@ -60,6 +60,7 @@ def request_for_task(
     session.flush()
     tasks.set_status(session, task, TaskStatus.awaiting_approval)
     _emit(session, approval, "approval.requested")
+    _notify_approvers(session, approval)
     return approval
 
 
@@ -93,6 +94,7 @@ def request_for_execution(
     session.add(approval)
     session.flush()
     _emit(session, approval, "approval.requested")
+    _notify_approvers(session, approval)
     return approval
 
 
@@ -127,6 +129,7 @@ def create(session: Session, principal: Principal, data: dict[str, Any], setting
     session.add(approval)
     session.flush()
     _emit(session, approval, "approval.requested")
+    _notify_approvers(session, approval)
     return approval
 
 
@@ -267,6 +270,40 @@ def _resume_run(session: Session, approval: Approval) -> bool:
             "input": approval.decision_input,
         },
     )
+
+
+MAX_NOTIFIED = 50
+
+
+def _notify_approvers(session: Session, approval: Approval) -> None:
+    """An in-app notification for those who may decide it: the owning user, or the owning organization's
+    owners and admins (at most `MAX_NOTIFIED`), never the requester."""
+    if approval.owner_type == "organization":
+        query = (
+            select(OrganizationMember.user_id)
+            .where(
+                OrganizationMember.organization_id == approval.owner_id,
+                OrganizationMember.role.in_(("owner", "admin")),
+            )
+            .limit(MAX_NOTIFIED)
+        )
+        approvers = list(session.scalars(query))
+    else:
+        approvers = [approval.owner_id]
+    for user_id in approvers:
+        if user_id != approval.requested_by:
+            notifications.notify(
+                session,
+                user_id,
+                "approval_requested",
+                f"Approval requested: {approval.reason or 'a decision'}"[:300],
+                message=(approval.context or {}).get("description"),
+                approval_id=approval.id,
+                task_id=approval.task_id,
+                execution_id=approval.execution_id,
+                priority=approval.priority,
+                expires_at=isoformat_z(approval.expires_at),
+            )
 
 
 def _notify_requester(session: Session, approval: Approval) -> None:

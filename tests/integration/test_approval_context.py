@@ -90,3 +90,42 @@ def test_task_approvals_name_the_task_and_agent_and_pending_lists_filter(client,
     assert_error(bad_schema, 422, "VALIDATION_ERROR")
     bad_filter = client.get("/api/v1/approvals/pending?expires_before=2026-01-01T00:00:00", headers=owner)
     assert_error(bad_filter, 422, "VALIDATION_ERROR")
+
+
+def test_an_organizations_approval_notifies_its_owners_and_admins(client, owner) -> None:
+    from tests.integration.test_agents import _user
+
+    org = client.post("/api/v1/organizations", headers=owner, json={"name": "Payments"}).json()
+    bob = _user(client, "bob")
+    bob_id = client.get("/api/v1/users/me", headers=bob).json()["id"]
+    carol = _user(client, "carol")
+    carol_id = client.get("/api/v1/users/me", headers=carol).json()["id"]
+    for user_id, role in ((bob_id, "admin"), (carol_id, "member")):
+        added = client.post(
+            f"/api/v1/organizations/{org['id']}/members", headers=owner, json={"user_id": user_id, "role": role}
+        )
+        assert added.status_code == 201, added.text
+    created = client.post(
+        "/api/v1/approvals",
+        headers=owner,
+        json={
+            "reason": "Refund 40 EUR",
+            "owner_type": "organization",
+            "owner_id": org["id"],
+            "description": "A *refund*",
+        },
+    )
+    assert created.status_code == 201, created.text
+    inbox = client.get("/api/v1/users/me/notifications", headers=bob).json()["notifications"]
+    [note] = [n for n in inbox if n["type"] == "approval_requested"]
+    assert note["title"] == "Approval requested: Refund 40 EUR" and note["data"]["approval_id"] == created.json()["id"]
+    assert not [
+        n
+        for n in client.get("/api/v1/users/me/notifications", headers=carol).json()["notifications"]
+        if n["type"] == "approval_requested"
+    ]
+    assert not [
+        n
+        for n in client.get("/api/v1/users/me/notifications", headers=owner).json()["notifications"]
+        if n["type"] == "approval_requested"
+    ]
