@@ -123,6 +123,10 @@ def test_public_routes_are_exactly_the_declared_ones(secured) -> None:
         ("POST", "/api/v1/auth/refresh"),
         ("POST", "/api/v1/oauth/token"),
         ("POST", "/oauth/token"),
+        # The console's page and assets: its calls to the API authenticate as any client's do.
+        ("GET", "/console"),
+        ("GET", "/console/"),
+        ("GET", "/console/assets/{name}"),
     }
 
 
