@@ -103,7 +103,10 @@ class WorkflowRunActor:
         install_ray_metrics()
         self._name = name
         self._db = Database(settings.database_url, pool_size=1, max_overflow=1, application_name="orchestrator:run")
-        self._store = DatabaseRunStore(self._db, settings, router=RouterOnRay(settings))
+        # Shipped code is loaded only by an actor of one run (`run:<id>`), never by a pooled one.
+        self._store = DatabaseRunStore(
+            self._db, settings, router=RouterOnRay(settings), load_code=name.startswith(run_actor_name(""))
+        )
         self._env = environment(settings, ray_map)
         self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="node")
 

@@ -1,4 +1,4 @@
-"""Seed 004 through the platform as `orchestrator up` runs it, in one run:
+"""Requirements and workspace runs through the platform as `orchestrator up` runs it, in one run:
 
 1. the platform's own overhead of a 4-stage requirement: requirements submitted one at a time, each through
    analyst → implementer → validator → integrator against a local OpenAI-compatible server that answers at

@@ -93,7 +93,7 @@ class DeploymentFailed(DomainError):
 
 
 class WorkspaceError(DomainError):
-    """A workspace path that leaves the workspace, or a file or workspace past its limits (seed 004)."""
+    """A workspace path that leaves the workspace, or a file or workspace past its limits."""
 
     code, status, default_message = "WORKSPACE_ERROR", 422, "Workspace operation refused"
 

@@ -395,6 +395,10 @@ class WorkflowSettings(BaseSettings):
     def http_allowed(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.http_allowed_hosts.split(",") if part.strip())
 
+    @property
+    def code_roles(self) -> frozenset[str]:
+        return frozenset(part.strip().lower() for part in self.code_submission_roles.split(",") if part.strip())
+
     run_pool_size: int = Field(
         2,
         ge=0,
@@ -427,6 +431,15 @@ class WorkflowSettings(BaseSettings):
     llm_model: str = Field("", description="Model `llm` nodes use unless they name one.")
     llm_cost_per_1k_tokens: float = Field(
         0.0, ge=0, description="Price used for an execution's `cost` from its `tokens_used`."
+    )
+    code_submission_roles: str = Field(
+        "admin",
+        description="Platform roles (comma-separated) that may ship their own code with a workflow (the SDK's "
+        "Python-defined steps). Default `admin` only: submitted code runs in a run actor of its own, which holds "
+        "the platform's database credentials, so whoever may submit code is trusted with them.",
+    )
+    code_bundle_max_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024, description="Largest code bundle a client may ship."
     )
     http_allowed_hosts: str = Field(
         "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.clock import utcnow
@@ -679,3 +679,21 @@ class OwnerSettings(TimestampMixin, Base):
     values: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     # name -> {"ciphertext", "hint"}
     secrets: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+
+
+class CodeBundle(Base):
+    """Code a client shipped with a Python-defined workflow (the SDK's notebook steps): cloudpickle bytes,
+    content-addressed by SHA-256 per owner, stored as given. The API never deserializes it; only a run
+    actor of that owner's run does (docs/sdk.md "Python-defined workflows")."""
+
+    __tablename__ = "code_bundles"
+
+    owner_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    python: Mapped[str] = mapped_column(String(20), nullable=False)  # the client's major.minor
+    functions: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)

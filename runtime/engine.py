@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -61,6 +61,8 @@ class ClaimedRun:
     # The project workspace of a run that has one (requirement pipelines, workspace runs): NodeContext.workspace.
     workspace: WorkspaceAccess | None = None
     task_id: str | None = None  # the task the run works (it ends with the run)
+    # Shipped code's functions by bundle SHA-256 (NodeContext.load_code); None: this run names no bundle.
+    load_code: Callable[[str], Mapping[str, Callable[..., Any]]] | None = None
 
 
 @dataclass(slots=True)
@@ -300,6 +302,7 @@ class _Runner:
             map_runner=self.env.map_runner,
             load_framework=self.env.load_framework,
             workspace=self.run.workspace,
+            load_code=self.run.load_code,
             stopping=threading.Event(),
             visit=visit,
         )

@@ -100,6 +100,8 @@ class NodeContext:
     map_runner: Callable[[Callable[..., Any], list[Any], int], list[Any]] | None = None
     load_framework: FrameworkLoader | None = None
     workspace: WorkspaceAccess | None = None
+    # The functions of shipped code by bundle SHA-256 (runs of graphs that name a bundle, in their own process).
+    load_code: Callable[[str], Mapping[str, Callable[..., Any]]] | None = None
     # Set when the engine gives up on the node (its timeout, the run's deadline, a cancel): stop what it started.
     stopping: threading.Event = field(default_factory=threading.Event)
     visit: int = 1  # which completed visit of this node this will be (loops run a node more than once)
@@ -166,14 +168,15 @@ class OutputNode:
 
 
 class PythonNode:
-    """`function` ('package.module:function' in ORCHESTRATOR_AGENT_CODE_MODULES), sync or async, takes the
-    state (and a context, if it accepts a second argument) and returns a mapping merged into the state."""
+    """`function` ('package.module:function' in ORCHESTRATOR_AGENT_CODE_MODULES), or `bundle` (the SHA-256 of
+    code the client shipped, docs/sdk.md) and `function` (a name in it); sync or async, it takes the state
+    (and a context, if it accepts a second argument) and returns a mapping merged into the state."""
 
     def validate(self, config: Mapping[str, Any]) -> Problems:
-        return _import_path(config, "function")
+        return _bundle_function(config) if config.get("bundle") is not None else _import_path(config, "function")
 
     def run(self, ctx: NodeContext, state: Mapping[str, Any], config: Mapping[str, Any]) -> NodeResult:
-        function = _code(ctx, config["function"])
+        function = _code(ctx, config["function"], config.get("bundle"))
         result = _call(function, dict(state), ctx)
         if result is None:
             return NodeResult()
@@ -400,7 +403,8 @@ class MapNode:
     Ray tasks, at most `max_parallel` at once; the results, in order, go under `output_key`."""
 
     def validate(self, config: Mapping[str, Any]) -> Problems:
-        problems = _import_path(config, "function") + _output_key(config)
+        function = _bundle_function(config) if config.get("bundle") is not None else _import_path(config, "function")
+        problems = function + _output_key(config)
         if config.get("items") is None:
             problems.append(("items", "a list, or a template naming one"))
         parallel = config.get("max_parallel", 4)
@@ -412,8 +416,13 @@ class MapNode:
         items = config["items"]
         if not isinstance(items, list):
             raise NodeFailed(f"items is {type(items).__name__}, not a list")
-        check_allowed(config["function"], ctx.code_modules)
         parallel = int(config.get("max_parallel", 4))
+        if config.get("bundle") is not None:  # shipped code stays in this run's own process: threads
+            function = _code(ctx, config["function"], config["bundle"])
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                results = list(pool.map(function, items))
+            return NodeResult(updates={config.get("output_key") or ctx.node_id: results})
+        check_allowed(config["function"], ctx.code_modules)
         runner = ctx.map_runner or _threads
         results = runner(config["function"], items, parallel) if items else []
         return NodeResult(updates={config.get("output_key") or ctx.node_id: results})
@@ -665,11 +674,28 @@ def _raise_for(response: httpx.Response) -> None:
         raise NodeFailed(message)
 
 
-def _code(ctx: NodeContext, path: str) -> Callable[..., Any]:
+def _code(ctx: NodeContext, path: str, bundle: str | None = None) -> Callable[..., Any]:
+    if bundle is not None:
+        if ctx.load_code is None:
+            raise NodeFailed("this process does not load shipped code: such runs get a run actor of their own")
+        functions = ctx.load_code(bundle)
+        if path not in functions:
+            raise NodeFailed(f"the shipped code has no function {path!r} (it has {', '.join(sorted(functions))})")
+        return functions[path]
     try:
         return import_object(path, ctx.code_modules)
     except (ValueError, ImportError, AttributeError) as exc:
         raise NodeFailed(str(exc)) from None
+
+
+def _bundle_function(config: Mapping[str, Any]) -> Problems:
+    problems: Problems = []
+    bundle = config.get("bundle")
+    if not isinstance(bundle, str) or len(bundle) != 64 or any(c not in "0123456789abcdef" for c in bundle):
+        problems.append(("bundle", "the SHA-256 (64 hex digits) of code shipped with PUT /code-bundles/{sha256}"))
+    if not isinstance(config.get("function"), str) or not config.get("function"):
+        problems.append(("function", "the name of a function in the shipped code"))
+    return problems
 
 
 def _call(function: Callable[..., Any], state: dict[str, Any], ctx: NodeContext) -> Any:

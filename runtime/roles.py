@@ -1,4 +1,4 @@
-"""The built-in role agents of a requirement pipeline (seed 004): what each role is asked, and how its
+"""The built-in role agents of a requirement pipeline: what each role is asked, and how its
 answer is read.
 
 analyst → implementer → validator → integrator. The implementer's files are fenced code blocks whose info

@@ -57,8 +57,12 @@ def agent_actor_options(request: Mapping[str, float], max_concurrent_tasks: int)
     return {**actor_options(request), "max_concurrency": max_concurrent_tasks + AGENT_CONTROL_CALLS}
 
 
+# Not a Ray resource: a run that must have a process of its own (shipped code); admission ignores it.
+ISOLATED = "isolated_process"
+
+
 def fits(request: Mapping[str, float], node: Mapping[str, float]) -> bool:
-    return all(node.get(name, 0.0) + 1e-9 >= amount for name, amount in request.items())
+    return all(node.get(name, 0.0) + 1e-9 >= amount for name, amount in request.items() if name != ISOLATED)
 
 
 def place(request: Mapping[str, float], shape: ClusterShape) -> Placement:

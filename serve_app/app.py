@@ -26,6 +26,7 @@ from serve_app.routes import (
     agents,
     approvals,
     auth,
+    code_bundles,
     configurations,
     console,
     dashboard,
@@ -49,7 +50,7 @@ from serve_app.routing import assert_routes_protected, document_openapi
 log = logging.getLogger("orchestrator.api")
 
 API_PREFIX = "/api/v1"
-UPLOAD_PATHS = re.compile(rf"^{API_PREFIX}/tasks/[^/]+/files/?$")
+UPLOAD_PATHS = re.compile(rf"^{API_PREFIX}/(tasks/[^/]+/files/?|code-bundles/[0-9a-f]{{64}})$")
 
 _DESCRIPTION = f"""
 Deploy, run and supervise AI agents on a Ray cluster.
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workspaces.files, prefix=API_PREFIX)
     app.include_router(workspaces.archives, prefix=API_PREFIX)
     app.include_router(workspaces.settings_routes, prefix=API_PREFIX)
+    app.include_router(code_bundles.router, prefix=API_PREFIX)
     app.include_router(ws.router, prefix=API_PREFIX)
     app.include_router(ws.router, include_in_schema=False)  # `/ws`, the path some clients use
     app.include_router(console.router)  # the web console at `/console` (docs/console.md)
@@ -180,7 +182,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # request timing (GET /system/metrics).
     # Multipart uploads (task files) may be larger than JSON bodies; the file limit itself is the
     # route's, this only lets such a body through (with room for the multipart framing).
-    uploads = (UPLOAD_PATHS, max(settings.api.max_request_bytes, settings.files.max_upload_bytes + 64 * 1024))
+    upload_limit = max(settings.files.max_upload_bytes, settings.workflows.code_bundle_max_bytes) + 64 * 1024
+    uploads = (UPLOAD_PATHS, max(settings.api.max_request_bytes, upload_limit))
     app.state.request_stats = RequestStats()
     app.add_middleware(RequestStatsMiddleware, stats=app.state.request_stats)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_request_bytes, uploads=uploads)

@@ -8,6 +8,7 @@ workflow's current version, then tells the run pool. Every write of the loop is 
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +33,7 @@ from runtime.graph import Graph
 from schedulers import admission
 from schedulers.execution_lifecycle import CLAIMABLE, FINISHED, ExecutionStatus, transition
 from schedulers.task_lifecycle import TaskStatus
-from services import approvals, events, owner_settings, ownership, tasks
+from services import approvals, code_bundles, events, owner_settings, ownership, tasks
 from services.ports import RouterChannel, TaskSubmitted
 from services.principal import Principal
 from services.workspaces import Workspace
@@ -101,6 +102,7 @@ def start_graph(
     """Store a run, `pending`, of a workflow's graph or of one the platform built (a requirement pipeline, a
     workspace run: no `workflow`). The caller tells the run pool after commit."""
     correlation_id = correlation_id_var.get()
+    options = isolated_if_shipped(graph, options or {})
     run = Execution(
         workflow_id=workflow.id if workflow else None,
         workflow_version=workflow.version if workflow else "-",
@@ -111,7 +113,7 @@ def start_graph(
         input=input_data,
         state={},
         frontier=[],
-        options=options or {},
+        options=options,
         configuration=configuration,
         trigger=trigger,
         environment=environment,
@@ -138,7 +140,7 @@ def start_for_task(session: Session, task: Task, workflow: Workflow) -> Executio
         input=dict(task.payload or {}),
         state={},
         frontier=[],
-        options={},
+        options=isolated_if_shipped(workflow.workflow_data, {}),
         trigger="task",
         environment="production",
         correlation_id=task.correlation_id,
@@ -268,8 +270,18 @@ def request_of(session: Session, execution_id: str) -> dict[str, float]:
 
 
 def resources_of(options: dict[str, Any] | None, agent_limits: dict[str, Any] | None) -> dict[str, float]:
-    """A run's Ray request: its execution options' resources, else its agent's limits."""
-    return admission.ray_resources((options or {}).get("resources") or agent_limits or {})
+    """A run's Ray request: its execution options' resources, else its agent's limits; a run of shipped code
+    asks for a process of its own (`admission.ISOLATED`)."""
+    request = admission.ray_resources((options or {}).get("resources") or agent_limits or {})
+    if (options or {}).get("isolated"):
+        request[admission.ISOLATED] = 1.0
+    return request
+
+
+def isolated_if_shipped(graph: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """A graph that runs shipped code runs in a process of its own: no other run, and no other owner's code,
+    shares the process that loaded it."""
+    return {**options, "isolated": True} if code_bundles.uses_bundles(graph) else options
 
 
 def _end(
@@ -333,12 +345,16 @@ def _summary(run: Execution) -> dict[str, Any]:
 class DatabaseRunStore:
     """`runtime.engine.RunStore` on the platform's database. Every write checks the lease first."""
 
-    def __init__(self, db: Database, settings: Settings, router: RouterChannel | None = None) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, router: RouterChannel | None = None, *, load_code: bool = False
+    ) -> None:
         """`router`: told of the tasks a run waits on (None: nobody is, as in a process without a cluster;
-        the router's periodic re-read finds them)."""
+        the router's periodic re-read finds them). `load_code`: this process may load shipped code (a run
+        actor of a single run; never a pooled one or the API)."""
         self.db = db
         self.settings = settings
         self.router = router
+        self.load_code = load_code
         self.lease = timedelta(seconds=settings.workflows.run_lease_s)
 
     def claim(self, execution_id: str, token: str, takeover: str | None) -> ClaimedRun | None:
@@ -418,7 +434,26 @@ class DatabaseRunStore:
                 llm=llm,
                 workspace=Workspace.of(self.settings, project_id) if project_id else None,
                 task_id=run.task_id,
+                load_code=self._code_loader(run) if self.load_code and code_bundles.uses_bundles(run.graph) else None,
             )
+
+    def _code_loader(self, run: Execution) -> Any:
+        """Shipped code's functions for this run, each bundle read once and unpickled in this process only."""
+        owner, created_by, loaded = (run.owner_type, run.owner_id), run.created_by, {}
+
+        def load(sha256: str) -> dict[str, Any]:
+            if sha256 not in loaded:
+                import cloudpickle  # only run actors of shipped code import it
+
+                with self.db.session() as session:
+                    data, python = code_bundles.load(session, owner, created_by, sha256)
+                here = f"{sys.version_info.major}.{sys.version_info.minor}"
+                if python != here:
+                    raise RuntimeError(f"the code was shipped from Python {python}; this cluster runs {here}")
+                loaded[sha256] = dict(cloudpickle.loads(data)["functions"])
+            return loaded[sha256]
+
+        return load
 
     def _history(self, session: Session, run: Execution) -> tuple[int, dict[str, int], int]:
         rows = session.execute(
@@ -506,7 +541,7 @@ class DatabaseRunStore:
 
     def _stage_reached(self, task_id: str, current_step: str | None, progress: float, state: dict[str, Any]) -> None:
         """A requirement pipeline's stage ended: its task shows the next stage and the progress
-        (`task.updated`, which live clients see as seed 004's `task_update`)."""
+        (`task.updated`: the `task_update` of requirement clients)."""
         with self.db.transaction() as session:
             task = tasks.lock_task(session, task_id)
             if task is None or task.status != TaskStatus.in_progress.value:

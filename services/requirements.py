@@ -1,4 +1,4 @@
-"""Requirements (seed 004): a sentence of what someone wants, worked by a pipeline of role agents into
+"""Requirements: a sentence of what someone wants, worked by a pipeline of role agents into
 files of a project's workspace.
 
 `submit` stores a task (type `requirement`) and a durable run of a graph built here: analyst →

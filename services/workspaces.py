@@ -1,4 +1,4 @@
-"""Project workspaces (seed 004): the files a requirement pipeline writes, run in a sandbox, archived by a
+"""Project workspaces: the files a requirement pipeline writes, run in a sandbox, archived by a
 reset and restored from archives.
 
 A project's workspace is a directory `<workspace dir>/<project id>/` holding `files/` (the workspace) and

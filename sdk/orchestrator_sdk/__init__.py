@@ -34,6 +34,7 @@ from orchestrator_sdk.errors import (
     error_from_response,
 )
 from orchestrator_sdk.runs import AsyncRun, Run
+from orchestrator_sdk.workflow import Workflow
 
 REQUIREMENTS_UNAVAILABLE = "requirements are not available on this platform"
 
@@ -132,6 +133,7 @@ __all__ = [
     "ServiceUnavailable",
     "StreamEvent",
     "ValidationError",
+    "Workflow",
     "__version__",
     "api_url",
     "models",

@@ -256,6 +256,14 @@ class Budget(ApiModel):
     currency: str | None = Field(default=None)
 
 
+class CodeBundleOut(ApiModel):
+    sha256: str
+    size: int
+    python: str
+    functions: list[str]
+    created_at: datetime
+
+
 class CommentCreate(ApiModel):
     content: str
     mentions: list[str] | None = Field(default=None)
@@ -1372,6 +1380,7 @@ ArchiveFiles.model_rebuild()
 ArchiveList.model_rebuild()
 ArchiveOut.model_rebuild()
 Budget.model_rebuild()
+CodeBundleOut.model_rebuild()
 CommentCreate.model_rebuild()
 CommentList.model_rebuild()
 CommentOut.model_rebuild()
@@ -1513,6 +1522,7 @@ __all__ = [
     "ArchiveList",
     "ArchiveOut",
     "Budget",
+    "CodeBundleOut",
     "CommentCreate",
     "CommentList",
     "CommentOut",

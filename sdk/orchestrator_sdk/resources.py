@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from orchestrator_sdk import models as m
+from orchestrator_sdk.errors import NotFound
 from orchestrator_sdk.runs import AsyncRun, Run
 
 if TYPE_CHECKING:
@@ -137,6 +138,66 @@ class Workflows(_Resource):
         """Start a run; returns a `Run` (`AsyncRun`) to `wait()`, `stream()`, `logs()` or `cancel()`."""
         body = _body({"input_data": input_data or {}}, {"execution_options": execution_options, **fields})
         return _run(self._c, self._c._call("POST", f"/workflows/{workflow_id}/execute", json=body))
+
+    def submit(self, workflow: Any, input: dict[str, Any] | None = None, *, agent_id: str | None = None) -> Any:
+        """Run a Python-defined `Workflow` (orchestrator_sdk.workflow): its functions are shipped (once: the
+        same code is found by its hash), the workflow is stored under `agent_id` (default: your agent named
+        "notebook", made on first use) and started. Returns a `Run`."""
+        if self._c.is_async:
+            return _submit_async(self, workflow, agent_id, input or {})
+        return _submit_sync(self, workflow, agent_id, input or {})
+
+
+# The agent that holds Python-defined workflows submitted without one (every workflow belongs to an agent).
+NOTEBOOK_AGENT = "notebook"
+
+
+def _submit_sync(workflows: Workflows, workflow: Any, agent_id: str | None, input: dict[str, Any]) -> Any:
+    client = workflows._c
+    data, sha256, names = workflow.bundle()
+    try:
+        client._call("GET", f"/code-bundles/{sha256}")
+    except NotFound:
+        client._request(
+            "PUT",
+            f"/code-bundles/{sha256}",
+            content=data,
+            params={"python": workflow.python(), "functions": ",".join(names)},
+            headers={"Content-Type": "application/octet-stream"},
+        )
+    if agent_id is None:
+        found = next((a for a in client.agents.list(search=NOTEBOOK_AGENT) if a.name == NOTEBOOK_AGENT), None)
+        agent_id = (found or client.agents.create(name=NOTEBOOK_AGENT, description="Python-defined workflows")).id
+    created = workflows.create(
+        agent_id, name=workflow.name, description=workflow.description, workflow_data=workflow.graph(sha256)
+    )
+    return workflows.execute(created.id, input)
+
+
+async def _submit_async(workflows: Workflows, workflow: Any, agent_id: str | None, input: dict[str, Any]) -> Any:
+    client = workflows._c
+    data, sha256, names = workflow.bundle()
+    try:
+        await client._call("GET", f"/code-bundles/{sha256}")
+    except NotFound:
+        await client._request(
+            "PUT",
+            f"/code-bundles/{sha256}",
+            content=data,
+            params={"python": workflow.python(), "functions": ",".join(names)},
+            headers={"Content-Type": "application/octet-stream"},
+        )
+    if agent_id is None:
+        found = None
+        async for agent in client.agents.list(search=NOTEBOOK_AGENT):
+            if agent.name == NOTEBOOK_AGENT:
+                found = agent
+                break
+        agent_id = (found or await client.agents.create(name=NOTEBOOK_AGENT, description="Python-defined workflows")).id
+    created = await workflows.create(
+        agent_id, name=workflow.name, description=workflow.description, workflow_data=workflow.graph(sha256)
+    )
+    return await workflows.execute(created.id, input)
 
 
 def _run(client: Any, started: Any) -> Any:

@@ -144,7 +144,8 @@ def _start(
             else workflows.active_for_agent(session, principal, agent_id or "")
         )
         agent = session.get(Agent, workflow.agent_id)
-        request = executions.resources_of(options, agent.resource_limits if agent is not None else None)
+        limits = agent.resource_limits if agent is not None else None
+        request = executions.resources_of(options, limits)
     _admit(request, context)
     with context.db.transaction() as session:
         workflow = workflows.get(session, principal, workflow.id)
@@ -158,6 +159,7 @@ def _start(
             environment=body["environment"].lower(),
             configuration=body.get("configuration"),
         )
+        request = executions.resources_of(run.options, limits)  # with what the run's graph asks (isolation)
         out = ExecutionStarted(
             execution_id=run.id,
             status=run.status,

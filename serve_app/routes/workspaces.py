@@ -29,7 +29,7 @@ from serve_app.schemas.workspaces import (
     WorkspaceFileList,
     WorkspaceRunStarted,
 )
-from services import owner_settings, projects, requirements, workspace_runs
+from services import executions, owner_settings, projects, requirements, workspace_runs
 from services.principal import Principal, Role
 from services.workspaces import Workspace
 
@@ -123,8 +123,8 @@ def run_workspace_file(
     with context.db.transaction() as session:
         project = projects.get_visible(session, principal, project_id)
         run = workspace_runs.start(session, principal, context.settings, project, path)
-        execution_id, run_status, resources = run.id, run.status, dict(run.options.get("resources") or {})
-    context.actors.runs.submit(execution_id, resources)
+        execution_id, run_status, request = run.id, run.status, executions.resources_of(run.options, None)
+    context.actors.runs.submit(execution_id, request)
     base = str(request.base_url).rstrip("/")
     ws_base = "wss" + base[5:] if base.startswith("https") else "ws" + base[4:]
     response.headers["Location"] = f"/api/v1/executions/{execution_id}"

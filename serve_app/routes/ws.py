@@ -63,8 +63,9 @@ async def websocket_events(websocket: WebSocket) -> None:
 
 @router.websocket("/ws/execution/{execution_id}")
 async def websocket_execution(websocket: WebSocket, execution_id: str) -> None:
-    """Seed 004's per-run stream: subscribed at once to the run's events (404 closes with 4404); its output
-    arrives as `{"type": "execution_output", "execution_id", "output", "timestamp"}`."""
+    """A run's own stream (the path requirement clients use): subscribed at once to the run's events (404
+    closes with 4404); its output arrives as `{"type": "execution_output", "execution_id", "output",
+    "timestamp"}`."""
     await _serve(websocket, execution_id=execution_id)
 
 
@@ -272,7 +273,7 @@ def _visible_run(context: AppContext, principal: Principal, execution_id: str) -
 
 
 def _seed_message(message: dict[str, Any]) -> dict[str, Any]:
-    """On `/ws/execution/{id}`, output in seed 004's shape; the run's other events as everywhere."""
+    """On `/ws/execution/{id}`, output as `execution_output` messages; the run's other events as everywhere."""
     if message["type"] != "execution.output":
         return _client_message(message)
     data = message["data"]

@@ -197,3 +197,11 @@ class ExecutionList(ResponseModel):
 class LogPage(ResponseModel):
     logs: list[LogOut]
     pagination: dict[str, Any]
+
+
+class CodeBundleOut(ResponseModel):
+    sha256: str
+    size: int
+    python: str = Field(description="the Python (major.minor) it was pickled with; run actors need the same")
+    functions: list[str]
+    created_at: datetime

@@ -1,4 +1,4 @@
-"""Requirements, workspaces, archives and settings (seed 004)."""
+"""Requirements, workspaces, archives and settings."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from serve_app.schemas.tasks import any_priority
 
 class RequirementIn(RequestModel):
     requirement: str = Field(min_length=1, max_length=20_000, description="What is wanted, in words.")
-    priority: str = Field("5", description="1-10 (seed 004), P0-P3 or critical/high/medium/low")
+    priority: str = Field("5", description="1-10, P0-P3 or critical/high/medium/low")
     metadata: dict[str, Any] = Field(
         default_factory=dict,
         description="kept on the task; `project_id`: the project whose workspace gets the files (default: "
