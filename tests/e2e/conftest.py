@@ -175,10 +175,9 @@ def platform_db(platform_database_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-@pytest.fixture(scope="session")
-def approver(platform: Platform) -> dict[str, str]:
-    """A platform admin made with `orchestrator admin create`: it may decide any tenant's approvals."""
-    email = f"approver-{secrets.token_hex(4)}@example.com"
+def make_admin(platform: Platform, name: str = "approver") -> dict[str, str]:
+    """A platform admin made with `orchestrator admin create`; its bearer header."""
+    email = f"{name}-{secrets.token_hex(4)}@example.com"
     password = "approver password 1"
     result = subprocess.run(
         [_cli(), "admin", "create", "--email", email, "--role", "admin"],
@@ -192,3 +191,9 @@ def approver(platform: Platform) -> dict[str, str]:
     with httpx.Client(base_url=platform.base_url, timeout=30) as client:
         login = client.post("/api/v1/auth/login", json={"email": email, "password": password})
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+@pytest.fixture(scope="session")
+def approver(platform: Platform) -> dict[str, str]:
+    """A platform admin made with `orchestrator admin create`: it may decide any tenant's approvals."""
+    return make_admin(platform)
