@@ -22,8 +22,8 @@ from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent, Execution, Project, Task
 from runtime.roles import ROLES, STAGES
 from schedulers.agent_lifecycle import AgentStatus
-from schedulers.task_lifecycle import TaskStatus
-from services import executions, ownership, projects, tasks
+from schedulers.task_lifecycle import TaskStatus, parse_priority
+from services import executions, owner_settings, ownership, projects, tasks
 from services.principal import Principal
 
 TASK_TYPE = "requirement"
@@ -33,10 +33,12 @@ ESTIMATE = "2-5 minutes"
 
 
 def submit(
-    session: Session, principal: Principal, *, requirement: str, priority: str, metadata: dict[str, Any]
+    session: Session, principal: Principal, *, requirement: str, priority: str | None, metadata: dict[str, Any]
 ) -> tuple[Task, Execution]:
     """The requirement's task (`in_progress`) and its pipeline run (`pending`); the caller tells the run pool
-    after commit."""
+    after commit. Without a priority, the caller's settings' `default_priority` applies."""
+    if priority is None:
+        priority = parse_priority(int(owner_settings.read(session, ("user", principal.user_id))["default_priority"]))
     metadata = {key: value for key, value in metadata.items() if key != "pipeline"}
     project = _project(session, principal, metadata.get("project_id") or metadata.get("projectId"))
     staffed = _staffed_roles(session, principal)

@@ -123,8 +123,8 @@ def run_workspace_file(
     with context.db.transaction() as session:
         project = projects.get_visible(session, principal, project_id)
         run = workspace_runs.start(session, principal, context.settings, project, path)
-        execution_id, run_status, request = run.id, run.status, executions.resources_of(run.options, None)
-    context.actors.runs.submit(execution_id, request)
+        execution_id, run_status, needs = run.id, run.status, executions.resources_of(run.options, None)
+    context.actors.runs.submit(execution_id, needs)
     base = str(request.base_url).rstrip("/")
     ws_base = "wss" + base[5:] if base.startswith("https") else "ws" + base[4:]
     response.headers["Location"] = f"/api/v1/executions/{execution_id}"

@@ -12,7 +12,9 @@ from serve_app.schemas.tasks import any_priority
 
 class RequirementIn(RequestModel):
     requirement: str = Field(min_length=1, max_length=20_000, description="What is wanted, in words.")
-    priority: str = Field("5", description="1-10, P0-P3 or critical/high/medium/low")
+    priority: str | None = Field(
+        None, description="1-10, P0-P3 or critical/high/medium/low; default: your settings' default_priority (5)"
+    )
     metadata: dict[str, Any] = Field(
         default_factory=dict,
         description="kept on the task; `project_id`: the project whose workspace gets the files (default: "

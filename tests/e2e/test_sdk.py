@@ -357,3 +357,12 @@ def test_a_python_defined_workflow_ships_a_main_function_to_the_cluster(platform
 
 def _local_step(state):
     return {"value": state["value"] + 1}
+
+
+def test_a_429_from_the_platform_is_waited_out(sdk) -> None:
+    """Requirements are limited to 10 a minute per caller: the 11th answers 429 with Retry-After, which the
+    client waits out and then succeeds (the pipelines themselves fail at once here: no LLM is configured)."""
+    started = time.monotonic()
+    accepted = [sdk.requirements.submit(f"Requirement {n}").task_id for n in range(11)]
+    waited = time.monotonic() - started
+    assert len(set(accepted)) == 11 and waited >= 2.0, waited

@@ -90,6 +90,10 @@ def test_a_requirement_goes_through_four_roles_to_a_file_that_runs(client, setti
 
     task = client.get(f"/api/v1/tasks/{accepted['task_id']}", headers=owner).json()
     assert task["status"] == "completed" and task["stage"] == "completed" and task["type"] == "requirement"
+    assert task["priority"] == "P2"  # 5 on the 1-10 scale
+    unprioritized = client.post("/api/v1/requirements", headers=owner, json={"requirement": "Another"}).json()
+    # the settings' default_priority (7 here) applies
+    assert client.get(f"/api/v1/tasks/{unprioritized['task_id']}", headers=owner).json()["priority"] == "P1"
     assert task["agents"]["validator"] == "builtin-validator"
     assert set(task["results"]) == {"analysis", "implementation", "validation", "integration"}
     assert task["results"]["validation"].startswith("APPROVED")
@@ -306,3 +310,39 @@ def test_a_role_the_tenant_has_agents_of_is_handed_to_them_through_the_router(cl
     task = client.get(f"/api/v1/tasks/{accepted['task_id']}", headers=owner).json()
     assert task["status"] == "completed" and task["results"]["analysis"] == "Analysis by Ana: one file."
     assert llm.count("analyst") == 0 and llm.count("implementer") == 2
+
+
+def test_a_running_workspace_file_is_stopped_by_cancelling_its_run(client, settings, db, owner) -> None:
+    import threading
+    import time
+
+    import psutil
+
+    from services.workspaces import Workspace
+
+    project = client.post("/api/v1/projects", headers=owner, json={"name": "Server"}).json()["id"]
+    Workspace.of(settings, project).write("server.py", "import time\nprint('serving', flush=True)\ntime.sleep(60)\n")
+    started = client.post(f"/api/v1/projects/{project}/workspace/run/server.py", headers=owner).json()
+    execution_id = started["execution_id"]
+    runner = threading.Thread(target=_drive, args=(client, db, execution_id), daemon=True)
+    runner.start()
+
+    def serving() -> list:
+        return [
+            p for p in psutil.process_iter(["cmdline"]) if any("server.py" in part for part in p.info["cmdline"] or [])
+        ]
+
+    deadline = time.monotonic() + 20
+    while not serving() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert serving(), "the file did not start"
+    cancelled = client.delete(f"/api/v1/executions/{execution_id}", headers=owner)
+    assert cancelled.status_code == 200, cancelled.text
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    run = client.get(f"/api/v1/executions/{execution_id}", headers=owner).json()
+    assert run["status"] == "cancelled"
+    deadline = time.monotonic() + 10
+    while serving() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not serving(), "the sandboxed process outlived its run"
