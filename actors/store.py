@@ -40,7 +40,13 @@ class Store:
 
     def activate_agent(self, agent_id: str, container_id: str) -> AgentSpec | None:
         with self._db.transaction() as session:
-            return deployments.load_for_activation(session, agent_id, container_id, self._settings.agents.code_modules)
+            return deployments.load_for_activation(
+                session,
+                agent_id,
+                container_id,
+                self._settings.agents.code_modules,
+                self._settings.workflows.http_allowed,
+            )
 
     def passivate_agent(self, agent_id: str, container_id: str) -> bool:
         with self._db.transaction() as session:

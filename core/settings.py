@@ -444,7 +444,8 @@ class WorkflowSettings(BaseSettings):
     http_allowed_hosts: str = Field(
         "",
         description="Hosts or networks (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`) that `http`/`llm` nodes "
-        "may reach although private; all private, loopback and link-local addresses are refused otherwise.",
+        "and the LLM providers of `pydantic-ai`/`openai-agents` agents may reach although private; all private, "
+        "loopback and link-local addresses are refused otherwise.",
     )
 
 

@@ -2,7 +2,8 @@
 
 Adapters are discovered through the `orchestrator.frameworks` entry-point group, so another package adds
 one by declaring `[project.entry-points."orchestrator.frameworks"] name = "pkg.module:Adapter"`.
-Built in: `native` and `langgraph` (the `langgraph` extra). Deploying an agent whose framework has no
+Built in: `native`, `langgraph`, `pydantic-ai` and `openai-agents` (each of the last three behind the extra of
+its name; docs/frameworks.md). Deploying an agent whose framework has no
 usable adapter answers FRAMEWORK_UNAVAILABLE naming what to install.
 """
 
@@ -34,20 +35,31 @@ class AgentSpec:
     configuration: dict[str, Any] = field(default_factory=dict)
     # Modules the agent's configuration may name (handlers, graphs): ORCHESTRATOR_AGENT_CODE_MODULES.
     code_modules: tuple[str, ...] = ()
+    # Private hosts or networks the agent's LLM provider may be on: ORCHESTRATOR_HTTP_ALLOWED_HOSTS.
+    http_allowed: tuple[str, ...] = ()
 
 
-# Configuration keys that name code by import path, checked against the allowed modules.
-CODE_KEYS = ("handler", "graph")
+# Configuration keys that name code by import path, checked against the allowed modules. `agent` is either a
+# path or a declarative agent whose `tools` are paths; top-level `tools` are a declarative agent's too.
+CODE_KEYS = ("handler", "graph", "agent")
 
 
 def check_code_paths(configuration: dict[str, Any], code_modules: tuple[str, ...]) -> None:
     """ValueError naming the key if the configuration names code outside the allowed modules."""
+    named: list[tuple[str, Any]] = []
     for key in CODE_KEYS:
-        if configuration.get(key) is not None:
-            try:
-                check_allowed(configuration[key], code_modules)
-            except ValueError as exc:
-                raise ValueError(f"configuration.{key}: {exc}") from exc
+        value = configuration.get(key)
+        if isinstance(value, dict) and key == "agent":
+            named += [(f"agent.tools[{i}]", tool) for i, tool in enumerate(value.get("tools") or [])]
+        elif value is not None:
+            named.append((key, value))
+    if isinstance(configuration.get("tools"), list) and not isinstance(configuration.get("agent"), str):
+        named += [(f"tools[{i}]", tool) for i, tool in enumerate(configuration["tools"])]
+    for key, path in named:
+        try:
+            check_allowed(path, code_modules)
+        except ValueError as exc:
+            raise ValueError(f"configuration.{key}: {exc}") from exc
 
 
 class AgentRuntime(Protocol):

@@ -25,6 +25,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from core.imports import check_allowed, import_object
+from core.net import PrivateAddress, resolve_public
 from runtime import roles, sandbox
 from runtime.expressions import ExpressionError, compile_expression, evaluate
 from schedulers.approval_lifecycle import ApprovalStatus
@@ -620,25 +621,15 @@ def check_url(url: str, allowed: tuple[str, ...]) -> CheckedUrl:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NodeFailed(f"not an http(s) URL: {url!r}")
     host = parts.hostname
-    if host in allowed:
-        return CheckedUrl(url, {}, {})
     try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80))
+        addresses = resolve_public(host, parts.port or (443 if parts.scheme == "https" else 80), allowed)
     except socket.gaierror as exc:
         raise RuntimeError(f"cannot resolve {host}: {exc}") from None  # retried: DNS may recover
-    networks = [ipaddress.ip_network(item, strict=False) for item in allowed if _is_network(item)]
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if any(address in network for network in networks):
-            continue
-        # Not global: private, loopback, link-local, reserved, unspecified, and shared (carrier-grade NAT,
-        # 100.64.0.0/10), which `is_private` misses.
-        if not address.is_global or address.is_multicast:
-            raise NodeFailed(
-                f"{host} resolves to {address}, a private address: refused (allow-list it in "
-                "ORCHESTRATOR_HTTP_ALLOWED_HOSTS)"
-            )
-    pinned = ipaddress.ip_address(infos[0][4][0])
+    except PrivateAddress as exc:
+        raise NodeFailed(str(exc)) from None
+    if addresses is None:
+        return CheckedUrl(url, {}, {})
+    pinned = ipaddress.ip_address(addresses[0])
     if _is_address(host):
         return CheckedUrl(url, {}, {})
     literal = f"[{pinned}]" if pinned.version == 6 else str(pinned)
@@ -652,14 +643,6 @@ def check_url(url: str, allowed: tuple[str, ...]) -> CheckedUrl:
 def _is_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_network(value: str) -> bool:
-    try:
-        ipaddress.ip_network(value, strict=False)
     except ValueError:
         return False
     return True

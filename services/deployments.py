@@ -43,7 +43,7 @@ def resources_of(agent: Agent, settings: Settings) -> dict[str, float]:
     return admission.ray_resources(agent.resource_limits or {}, default_cpu=settings.agents.agent_default_cpu)
 
 
-def spec_of(agent: Agent, code_modules: tuple[str, ...] = ()) -> AgentSpec:
+def spec_of(agent: Agent, code_modules: tuple[str, ...] = (), http_allowed: tuple[str, ...] = ()) -> AgentSpec:
     return AgentSpec(
         id=agent.id,
         name=agent.name,
@@ -54,6 +54,7 @@ def spec_of(agent: Agent, code_modules: tuple[str, ...] = ()) -> AgentSpec:
         provider=agent.provider,
         configuration=dict(agent.configuration or {}),
         code_modules=code_modules,
+        http_allowed=http_allowed,
     )
 
 
@@ -256,7 +257,11 @@ def is_online(agent: Agent, settings: Settings) -> bool | None:
 
 
 def load_for_activation(
-    session: Session, agent_id: str, container_id: str, code_modules: tuple[str, ...]
+    session: Session,
+    agent_id: str,
+    container_id: str,
+    code_modules: tuple[str, ...],
+    http_allowed: tuple[str, ...] = (),
 ) -> AgentSpec | None:
     """An actor starts (first deploy, restart, crash, re-activation): the agent as stored now, or None if
     it should not run (undeployed or deleted meanwhile). Marks a `deploying` agent `active`. A hosted
@@ -272,7 +277,7 @@ def load_for_activation(
         agent.deployed_at = utcnow()
     agent.container_id = container_id
     agent.passivated_at = None
-    return spec_of(agent, code_modules)
+    return spec_of(agent, code_modules, http_allowed)
 
 
 def mark_passivated(session: Session, agent_id: str, container_id: str) -> bool:

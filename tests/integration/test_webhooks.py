@@ -24,12 +24,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 
+from core import net
 from core.clock import utcnow
 from core.crypto import SecretBox
 from core.settings import Settings, resolve_secrets
 from persistence.db import Database
 from persistence.models import Event, Webhook, WebhookDelivery
-from runtime import nodes
 from serve_app.app import create_app
 from serve_app.routing import api_routes, minimum_role
 from services import events, webhooks
@@ -337,7 +337,7 @@ def test_a_delivery_goes_to_the_address_that_was_checked_not_to_a_second_lookup(
 
         return getaddrinfo
 
-    monkeypatch.setattr(nodes, "socket", SimpleNamespace(getaddrinfo=answering("127.0.0.1"), gaierror=socket.gaierror))
+    monkeypatch.setattr(net, "socket", SimpleNamespace(getaddrinfo=answering("127.0.0.1"), gaierror=socket.gaierror))
     monkeypatch.setattr(socket, "getaddrinfo", answering("127.0.0.2"))  # any other lookup: nothing listens there
     networks = settings.with_overrides(webhooks={"webhook_allowed_hosts": ["127.0.0.1/32"]})
     with TestClient(create_app(networks), raise_server_exceptions=False) as other:

@@ -1,0 +1,101 @@
+"""The `openai-agents` framework: runs an OpenAI Agents SDK agent (the `openai-agents` extra).
+
+`{"agent": "package.module:agent"}` names an `agents.Agent` (or a function that takes the agent's
+configuration and returns one); or a declarative agent, `{"instructions": "...", "tools":
+["package.module:function"]}` (also as `{"agent": {...}}`), is built here with `function_tool`.
+`configuration.llm {base_url, api_key, model}` (the model defaulting to the agent's `model`) runs it on the
+Chat Completions API of any OpenAI-compatible server, for every agent of the run (handoffs too). Tracing is
+off: nothing is sent to OpenAI's trace exporter. A task's input is `payload["input"]` (or `"prompt"`, or
+the payload as JSON); the result is `{"output", "usage", "tool_calls"}`. `configuration.max_turns` bounds
+the model calls of a task. The SDK is imported when the runtime is built, never before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.imports import import_object
+from frameworks import AgentSpec
+from frameworks._llm import EventLoopThread, Provider, agent_source, arguments, plain, provider_of, task_input, usage
+
+
+class OpenAIAgentsRuntime:
+    def __init__(self, agent: Any, model: Any, client: Any, max_turns: int | None) -> None:
+        self._agent = agent
+        self._model = model  # None: each agent's own
+        self._client = client
+        self._max_turns = max_turns
+        self._loop = EventLoopThread("openai-agents")
+
+    def invoke(self, payload: dict[str, Any]) -> dict[str, Any]:
+        from agents import RunConfig, Runner
+
+        config = RunConfig(model=self._model, tracing_disabled=True)
+        options: dict[str, Any] = {"run_config": config}
+        if self._max_turns is not None:
+            options["max_turns"] = self._max_turns
+        result = self._loop.run(Runner.run(self._agent, task_input(payload), **options))
+        calls = []
+        for item in result.new_items:
+            if getattr(item, "type", None) != "tool_call_item":
+                continue
+            raw = item.raw_item
+            name = raw.get("name") if isinstance(raw, dict) else getattr(raw, "name", None)
+            args = raw.get("arguments") if isinstance(raw, dict) else getattr(raw, "arguments", None)
+            calls.append({"name": name or getattr(raw, "type", "tool"), "args": arguments(args)})
+        spent = result.context_wrapper.usage
+        return {
+            "output": plain(result.final_output),
+            "usage": usage(spent.input_tokens, spent.output_tokens),
+            "tool_calls": calls,
+        }
+
+    def close(self) -> None:
+        self._loop.close(self._client.close if self._client is not None else None)
+
+
+class OpenAIAgentsAdapter:
+    name = "openai-agents"
+    requires: tuple[str, ...] = ("agents", "openai")
+    extra = "openai-agents"
+
+    def load(self, spec: AgentSpec) -> OpenAIAgentsRuntime:
+        from agents import Agent, function_tool
+
+        path, declared = agent_source(spec)
+        provider = provider_of(spec)
+        model, client = _model(provider) if provider is not None else (None, None)
+        if path is not None:
+            agent = import_object(path, spec.code_modules)
+            if not isinstance(agent, Agent) and callable(agent):
+                agent = agent(spec.configuration)
+            if not isinstance(agent, Agent):
+                raise ValueError(f"configuration.agent {path!r} is not an OpenAI Agents SDK agent")
+        else:
+            assert declared is not None
+            if model is None:
+                raise ValueError(
+                    "a declarative agent needs a model: configuration.llm {base_url, api_key, model} or the "
+                    "agent's model"
+                )
+            tools = [function_tool(tool) for tool in declared.tools]
+            agent = Agent(name=declared.name, instructions=declared.instructions, tools=tools, model=model)
+        max_turns = spec.configuration.get("max_turns")
+        return OpenAIAgentsRuntime(agent, model, client, int(max_turns) if max_turns is not None else None)
+
+
+def _model(provider: Provider) -> tuple[Any, Any]:
+    """(the model, the client to close): a model name for the SDK's default provider (OpenAI's API), else
+    a Chat Completions model on `base_url`."""
+    if provider.base_url is None:
+        return provider.model, None
+    from agents import OpenAIChatCompletionsModel
+    from openai import AsyncOpenAI
+
+    options: dict[str, Any] = {"base_url": provider.base_url, "api_key": provider.api_key}
+    if provider.max_retries is not None:
+        options["max_retries"] = provider.max_retries
+    if provider.timeout_s is not None:
+        options["timeout"] = provider.timeout_s
+    client = AsyncOpenAI(**options)
+    return OpenAIChatCompletionsModel(model=provider.model, openai_client=client), client

@@ -1,0 +1,195 @@
+"""The Pydantic AI and OpenAI Agents SDK adapters against a local OpenAI-compatible server (tool calls,
+usage, errors). Each is skipped, saying which extra to install, when its framework is not installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from core.errors import FrameworkUnavailable
+from frameworks import AgentSpec, adapter_for, check_code_paths
+from frameworks.openai_agents import OpenAIAgentsAdapter
+from frameworks.pydantic_ai import PydanticAIAdapter
+from tests.fixtures import agent_tools
+from tests.fixtures.openai_server import USAGE, OpenAIServer, serve
+
+FRAMEWORKS = {"pydantic-ai": "pydantic_ai", "openai-agents": "agents"}
+WEATHER = "tests.fixtures.agent_tools:get_weather"
+
+
+def _installed(framework: str) -> Any:
+    module = FRAMEWORKS[framework]
+    reason = f"{module} is not installed: pip install -e '.[{framework}]'"
+    return pytest.param(
+        framework, marks=pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=reason), id=framework
+    )
+
+
+ALL = [_installed(name) for name in FRAMEWORKS]
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[OpenAIServer, str]]:
+    llm = OpenAIServer(answer="Here is the forecast:")
+    agent_tools.CALLS.clear()
+    with serve(llm) as url:
+        yield llm, url
+
+
+def _spec(
+    framework: str,
+    url: str,
+    *,
+    model: str | None = None,
+    allowed: tuple[str, ...] = ("127.0.0.1",),
+    **configuration: Any,
+) -> AgentSpec:
+    configuration.setdefault("llm", {"base_url": url, "api_key": "local-key", "model": "local-model"})
+    return AgentSpec(
+        id="a1",
+        name="Weather",
+        framework=framework,
+        mode="hosted",
+        version="1.0.0",
+        model=model,
+        configuration=configuration,
+        code_modules=("tests.fixtures",),
+        http_allowed=allowed,
+    )
+
+
+def _run(spec: AgentSpec, payload: dict[str, Any]) -> dict[str, Any]:
+    runtime = adapter_for(spec.framework).load(spec)
+    try:
+        return runtime.invoke(payload)
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize("framework", ALL)
+def test_a_declarative_agent_answers_with_the_models_text(framework: str, server) -> None:
+    llm, url = server
+    result = _run(_spec(framework, url, instructions="Answer briefly."), {"input": "Hello?"})
+    assert result == {
+        "output": "Here is the forecast:",
+        "usage": {"input_tokens": 12, "output_tokens": 7, "total_tokens": 19},
+        "tool_calls": [],
+    }
+    [asked] = llm.asked
+    assert asked["model"] == "local-model"
+    assert asked["messages"][0] == {"role": "system", "content": "Answer briefly."}
+    assert asked["messages"][-1]["role"] == "user" and "Hello?" in str(asked["messages"][-1]["content"])
+
+
+@pytest.mark.parametrize("framework", ALL)
+def test_a_tool_is_called_once_and_its_result_reaches_the_answer(framework: str, server) -> None:
+    llm, url = server
+    spec = _spec(framework, url, agent={"instructions": "Use the tool.", "tools": [WEATHER]})
+    result = _run(spec, {"prompt": "Weather in Paris?"})
+    assert agent_tools.CALLS == [{"city": "Paris"}]
+    assert result["output"] == "Here is the forecast: It is sunny in Paris."
+    assert result["tool_calls"] == [{"name": "get_weather", "args": {"city": "Paris"}}]
+    twice = USAGE["prompt_tokens"] * 2, USAGE["completion_tokens"] * 2
+    assert result["usage"] == {"input_tokens": twice[0], "output_tokens": twice[1], "total_tokens": sum(twice)}
+    assert len(llm.asked) == 2 and [tool["function"]["name"] for tool in llm.asked[0]["tools"]] == ["get_weather"]
+    # The tool's description and parameters come from its signature and docstring.
+    assert llm.asked[0]["tools"][0]["function"]["parameters"]["properties"]["city"]["type"] == "string"
+
+
+@pytest.mark.parametrize("framework", ALL)
+def test_an_agent_named_by_import_path_runs_on_the_configured_provider(framework: str, server) -> None:
+    llm, url = server
+    path = f"tests.fixtures.{framework.replace('-', '_')}_agents:agent"
+    result = _run(_spec(framework, url, agent=path), {"city": "Oslo"})
+    assert result["output"] == "Here is the forecast: It is sunny in Paris."
+    assert agent_tools.CALLS == [{"city": "Paris"}]
+    assert llm.asked[0]["model"] == "local-model"  # configuration.llm overrides the agent's own model
+    assert '{"city": "Oslo"}' in str(llm.asked[0]["messages"][-1]["content"])  # no input/prompt: the payload
+
+
+@pytest.mark.parametrize("framework", ALL)
+def test_the_agents_model_is_used_when_the_configuration_names_none(framework: str, server) -> None:
+    llm, url = server
+    _run(_spec(framework, url, model="agent-model", llm={"base_url": url}, instructions="Hi."), {"input": "x"})
+    assert llm.asked[0]["model"] == "agent-model"
+
+
+@pytest.mark.parametrize("framework", ALL)
+def test_a_server_error_becomes_the_tasks_error_message(framework: str, server) -> None:
+    llm, url = server
+    llm.fail = 500
+    spec = _spec(framework, url, instructions="Hi.", llm={"base_url": url, "model": "m", "max_retries": 0})
+    with pytest.raises(Exception, match="the model is overloaded") as caught:
+        _run(spec, {"input": "Hello?"})
+    assert "500" in str(caught.value)
+    assert len(llm.asked) == 1  # max_retries: 0 is passed to the client
+
+
+@pytest.mark.parametrize("framework", ALL)
+def test_one_runtime_runs_many_tasks_from_several_threads(framework: str, server) -> None:
+    _, url = server
+    runtime = adapter_for(framework).load(_spec(framework, url, instructions="Hi."))
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda n: runtime.invoke({"input": f"task {n}"}), range(8)))
+    finally:
+        runtime.close()
+    assert [result["output"] for result in results] == ["Here is the forecast:"] * 8
+
+
+@pytest.mark.parametrize("framework", ALL)
+@pytest.mark.parametrize(
+    ("configuration", "allowed", "message"),
+    [
+        ({"instructions": "Hi."}, (), "127.0.0.1, a private address: refused"),
+        ({"instructions": "Hi.", "tools": ["os:system"]}, None, "ORCHESTRATOR_AGENT_CODE_MODULES"),
+        ({"agent": "tests.fixtures.agent_tools:get_weather"}, None, "is not a"),
+        ({"agent": 3}, None, "configuration.agent must be an import path"),
+        ({"llm": {"base_url": "http://x.test/v1", "model": "m"}}, None, "configuration.agent is required"),
+        ({"instructions": "Hi.", "llm": {}}, None, "needs a model"),
+        ({"instructions": "Hi.", "llm": {"base_url": "ftp://x.test/", "model": "m"}}, None, "not an http"),
+    ],
+)
+def test_a_configuration_it_cannot_run_is_refused(framework: str, configuration: dict, allowed, message: str) -> None:
+    spec = _spec(
+        framework, "http://127.0.0.1:9/v1", allowed=("127.0.0.1",) if allowed is None else allowed, **configuration
+    )
+    with pytest.raises(ValueError, match=message):
+        adapter_for(framework).load(spec)
+
+
+def test_deploying_checks_the_paths_an_agent_configuration_names() -> None:
+    allowed = ("tests.fixtures",)
+    check_code_paths({"agent": WEATHER}, allowed)
+    check_code_paths({"agent": {"instructions": "x", "tools": [WEATHER]}, "llm": {"base_url": "x"}}, allowed)
+    with pytest.raises(ValueError, match=r"configuration\.agent: module 'os'"):
+        check_code_paths({"agent": "os:system"}, allowed)
+    with pytest.raises(ValueError, match=r"configuration\.agent\.tools\[1\]: module 'subprocess'"):
+        check_code_paths({"agent": {"tools": [WEATHER, "subprocess:run"]}}, allowed)
+    with pytest.raises(ValueError, match=r"configuration\.tools\[0\]: module 'os'"):
+        check_code_paths({"instructions": "x", "tools": ["os:system"]}, allowed)
+
+
+def test_importing_the_adapters_imports_no_framework() -> None:
+    code = (
+        "import sys, frameworks, frameworks.pydantic_ai, frameworks.openai_agents\n"
+        "from frameworks import available_frameworks\n"
+        "available_frameworks()\n"
+        "print(sorted({'pydantic_ai', 'agents', 'openai'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("framework", list(FRAMEWORKS))
+def test_a_missing_framework_is_unavailable_naming_its_extra(framework: str, monkeypatch) -> None:
+    adapter = {"pydantic-ai": PydanticAIAdapter, "openai-agents": OpenAIAgentsAdapter}[framework]
+    monkeypatch.setattr(adapter, "requires", ("not_installed_here",))
+    with pytest.raises(FrameworkUnavailable, match=rf"orchestrator\[{framework}\]"):
+        adapter_for(framework)
