@@ -436,6 +436,18 @@ class Events(_Resource):
         """Events you may see, newest first (`type=`, `source=`, `task_id=`, `trace_id=`, `since=`)."""
         return self._c._paginate("/events", "events", filters, m.EventOut.model_validate)
 
+    def subscribe(
+        self, channel: str = "events", filters: dict[str, Any] | None = None, *, reconnect: bool = True
+    ) -> Any:
+        """Live events of a channel (`tasks`, `executions`, `agents`, `approvals`, `projects`,
+        `notifications`, `events` for all) over the WebSocket, as an iterator that reconnects and catches up
+        on what it missed (sync client; `pip install 'orchestrator-sdk[realtime]'`)."""
+        if self._c.is_async:
+            raise NotImplementedError("subscribe() is for the synchronous Client")
+        from orchestrator_sdk.realtime import EventStream
+
+        return EventStream(self._c, channel, filters, reconnect=reconnect, max_backoff=5.0)
+
     def page(self, page: int = 1, limit: int = 20, **filters: Any) -> Any:
         return self._c._get_page("/events", "events", {**filters, "page": page}, m.EventOut.model_validate, limit=limit)
 

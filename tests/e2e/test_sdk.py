@@ -366,3 +366,32 @@ def test_a_429_from_the_platform_is_waited_out(sdk) -> None:
     accepted = [sdk.requirements.submit(f"Requirement {n}").task_id for n in range(11)]
     waited = time.monotonic() - started
     assert len(set(accepted)) == 11 and waited >= 2.0, waited
+
+
+def test_live_events_over_the_websocket_resume_after_a_drop_without_loss(sdk) -> None:
+    project = sdk.projects.create(name=f"live-{secrets.token_hex(3)}")
+    stream = sdk.events.subscribe("tasks", {"project_id": project.id})
+    received: list[dict] = []
+    done = threading.Event()
+
+    def follow() -> None:
+        for message in stream:
+            if message["type"] == "task.created":
+                received.append(message)
+            if len(received) == 3:
+                done.set()
+                return
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    time.sleep(1.0)  # subscribed
+    sdk.tasks.create(title="first", project_id=project.id)
+    _eventually(lambda: len(received) == 1, timeout_s=30, what="the first event")
+    stream.drop()  # as a network failure would
+    sdk.tasks.create(title="while down", project_id=project.id)
+    _eventually(lambda: stream.reconnects >= 1, timeout_s=30, what="a reconnect")
+    sdk.tasks.create(title="after", project_id=project.id)
+    assert done.wait(30), received
+    stream.close()
+    titles = [message["data"].get("title") or message["data"].get("task_id") for message in received]
+    assert len({message["id"] for message in received}) == 3, titles  # each once, none lost
