@@ -81,6 +81,10 @@ class Agents(_Crud):
     def undeploy(self, agent_id: str) -> Any:
         return self._c._call("POST", f"/agents/{agent_id}/undeploy")
 
+    def heartbeat(self, agent_id: str) -> Any:
+        """An external worker's sign of life (send it more often than ORCHESTRATOR_AGENT_HEARTBEAT_TIMEOUT_S)."""
+        return self._c._call("POST", f"/agents/{agent_id}/heartbeat")
+
     def enable(self, agent_id: str) -> Any:
         return self._c._call("POST", f"/agents/{agent_id}/enable", m.AgentOut.model_validate)
 
@@ -378,9 +382,10 @@ class Approvals(_Resource):
     def get(self, approval_id: str) -> Any:
         return self._c._call("GET", f"/approvals/{approval_id}", m.ApprovalOut.model_validate)
 
-    def pending(self) -> Any:
-        """Every pending approval you may decide or watch (most urgent first)."""
-        return self._c._paginate("/approvals/pending", "approvals", {}, m.ApprovalOut.model_validate)
+    def pending(self, **filters: Any) -> Any:
+        """Every pending approval you may decide or watch (most urgent first; `sort_by="expires_at"` for the
+        soonest to expire); filters `execution_id=`, `task_id=`, `agent_id=`, `priority=`, `expires_before=`."""
+        return self._c._paginate("/approvals/pending", "approvals", filters, m.ApprovalOut.model_validate)
 
     def list(self) -> Any:
         return self.pending()
