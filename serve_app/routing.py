@@ -134,7 +134,7 @@ def _route_contexts(app: FastAPI) -> Iterator[tuple[Any, APIRoute]]:
 
 
 _ERROR_SCHEMA = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
-_NOT_FOUND = "NOT_FOUND (also another tenant's resource)"
+_NOT_FOUND = "NOT_FOUND: a resource the path, body or query names (also another tenant's)"
 _WRITE_ERRORS = {
     "400": "VALIDATION_ERROR: malformed JSON",
     "409": "CONFLICT, or INVALID_TRANSITION for a change the current state does not allow",
@@ -147,9 +147,11 @@ _METHODS = _WRITES | {"get", "head", "options"}
 
 def document_openapi(app: FastAPI) -> None:
     """Add to the OpenAPI description the error statuses every route of a kind can answer (docs/api.md
-    "Errors": each code with its HTTP status in the spec): 404 where the path names a resource, 400/409/413
-    for writes, 503 everywhere. What a route declares itself is kept. Done on the generated document, as
-    FastAPI copies a route's responses when routers are included."""
+    "Errors": each code with its HTTP status in the spec): 404 where the path names a resource and on
+    authenticated writes (a body may name an agent, workflow or organization), 400/409/413 for writes, 503
+    everywhere. What a route declares itself is kept. Done on the generated document, as FastAPI copies a
+    route's responses when routers are included. tests/integration/test_openapi_conformance.py checks
+    every status answered under fuzzing is declared."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -161,7 +163,7 @@ def document_openapi(app: FastAPI) -> None:
                 if method not in _METHODS:
                     continue
                 added = {"503": _UNAVAILABLE}
-                if "{" in path:
+                if "{" in path or (method in _WRITES and operation.get("security")):
                     added["404"] = _NOT_FOUND
                 if method in _WRITES:
                     added.update(_WRITE_ERRORS)

@@ -51,7 +51,8 @@ def read(session: Session, owner: tuple[str, str]) -> dict[str, Any]:
 
 
 def save(session: Session, owner: tuple[str, str], changes: dict[str, Any], box: SecretBox) -> dict[str, Any]:
-    """Apply the fields given: a secret set to null or "" is removed; other fields keep their values."""
+    """Apply the fields given: a secret set to null or "" is removed, another field set to null is back to
+    its default; fields not given keep their values."""
     row = session.get(OwnerSettings, owner, with_for_update=True)
     if row is None:
         row = OwnerSettings(owner_type=owner[0], owner_id=owner[1], values={}, secrets={})
@@ -64,7 +65,10 @@ def save(session: Session, owner: tuple[str, str], changes: dict[str, Any], box:
             else:
                 secrets.pop(name, None)
         elif name in PLAIN_FIELDS:
-            values[name] = value
+            if value is None:  # not stored: `default_priority: null` must not make the settings unreadable
+                values.pop(name, None)
+            else:
+                values[name] = value
     row.values, row.secrets = values, secrets
     session.flush()
     return _shown(row)
@@ -98,7 +102,8 @@ def _provider(row: OwnerSettings | None, box: SecretBox) -> dict[str, Any]:
 
 
 def _shown(row: OwnerSettings | None) -> dict[str, Any]:
-    values = {**DEFAULTS, **(row.values if row else {})}
+    # A null stored before `save` dropped them reads as the default.
+    values = {**DEFAULTS, **{k: v for k, v in (row.values if row else {}).items() if v is not None}}
     shown = {name: values.get(name) for name in PLAIN_FIELDS}
     secrets = row.secrets if row else {}
     for name in SECRET_FIELDS:

@@ -15,7 +15,7 @@ from serve_app.context import AppContext
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import PageParams, page_params, paginated
 from serve_app.routing import count_client, protected_router, public_router
-from serve_app.schemas.common import MessageResponse
+from serve_app.schemas.common import ErrorResponse, MessageResponse
 from serve_app.schemas.identity import (
     AccessTokenResponse,
     ApiKeyCreate,
@@ -62,7 +62,11 @@ def register(body: RegisterRequest, context: Context, response: Response) -> Use
     return result
 
 
-@public.post("/login", response_model=TokenResponse)
+@public.post(
+    "/login",
+    response_model=TokenResponse,
+    responses={401: {"model": ErrorResponse, "description": "AUTHENTICATION_ERROR: wrong email or password"}},
+)
 async def login(body: LoginRequest, request: Request, context: Context) -> TokenResponse:
     """Exchange email and password for an access token and a refresh token.
 
@@ -86,7 +90,12 @@ def _login(body: LoginRequest, context: AppContext) -> TokenResponse:
     )
 
 
-@public.post("/refresh", response_model=RefreshResponse, dependencies=[Depends(count_client("general"))])
+@public.post(
+    "/refresh",
+    response_model=RefreshResponse,
+    responses={401: {"model": ErrorResponse, "description": "AUTHENTICATION_ERROR: unknown, expired or reused"}},
+    dependencies=[Depends(count_client("general"))],
+)
 def refresh(body: RefreshRequest, context: Context) -> RefreshResponse:
     """Rotate a refresh token. Presenting an already-used one revokes every token of its login."""
     with context.db.transaction() as session:

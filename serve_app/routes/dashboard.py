@@ -42,7 +42,11 @@ def dashboard_metrics(
     return _metrics(context, principal, timeframe)
 
 
-@router.get("/real-time", responses={200: {"content": {"text/event-stream": {}}}})
+@router.get(
+    "/real-time",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+)
 async def dashboard_real_time(
     principal: CurrentPrincipal,
     context: Context,

@@ -14,7 +14,7 @@ from core.errors import AuthenticationFailed, FieldIssue, MalformedRequest, Vali
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import PageParams, page_params, paginated
 from serve_app.routing import protected_router, public_router
-from serve_app.schemas.common import MessageResponse
+from serve_app.schemas.common import ErrorResponse, MessageResponse
 from serve_app.schemas.identity import (
     AccessTokenResponse,
     OAuthClientCreate,
@@ -29,7 +29,33 @@ public = public_router(prefix="/oauth", tags=["oauth"], route_class=None)
 clients = protected_router(prefix="/oauth/clients", tags=["oauth"], resource="system", min_role=Role.admin)
 
 
-@public.post("/token", response_model=AccessTokenResponse)
+_TOKEN_REQUEST = {
+    "type": "object",
+    "required": ["grant_type"],
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+        "client_id": {"type": "string", "description": "or HTTP Basic"},
+        "client_secret": {"type": "string", "description": "or HTTP Basic"},
+        "scope": {"type": "string", "description": "space-separated; narrows the client's scopes"},
+    },
+}
+
+
+@public.post(
+    "/token",
+    response_model=AccessTokenResponse,
+    responses={401: {"model": ErrorResponse, "description": "AUTHENTICATION_ERROR: unknown or revoked client"}},
+    # The body is read by hand (form or JSON, RFC 6749 §4.4), so FastAPI cannot describe it.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": _TOKEN_REQUEST},
+                "application/json": {"schema": _TOKEN_REQUEST},
+            },
+        }
+    },
+)
 async def token(request: Request, context: Context) -> AccessTokenResponse:
     """`grant_type=client_credentials` with `client_id`/`client_secret` in the form body (or JSON, or HTTP
     Basic); optional `scope` narrows the client's scopes."""

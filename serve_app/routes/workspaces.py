@@ -17,6 +17,7 @@ from core.crypto import SecretBox
 from runtime.roles import ROLES
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.routing import count_principal, protected_router
+from serve_app.schemas.common import ErrorResponse
 from serve_app.schemas.workspaces import (
     ArchiveFiles,
     ArchiveList,
@@ -177,7 +178,11 @@ def restore_archived_file(project_id: str, name: str, path: str, principal: Curr
     return _workspace(context, principal, project_id, write=True).restore(name, path)
 
 
-@settings_routes.get("", response_model=SettingsOut)
+@settings_routes.get(
+    "",
+    response_model=SettingsOut,
+    responses={404: {"model": ErrorResponse, "description": "NOT_FOUND: an organization you are not a member of"}},
+)
 def read_settings(
     principal: CurrentPrincipal,
     context: Context,

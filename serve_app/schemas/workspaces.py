@@ -97,8 +97,8 @@ class SettingsIn(RequestModel):
         None, max_length=500, description="any OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1"
     )
     llm_model: str | None = Field(None, max_length=200, description="the model the role agents ask")
-    default_priority: int | None = Field(None, ge=1, le=10)
-    auto_save: bool | None = None
+    default_priority: int | None = Field(None, ge=1, le=10, description="null: back to the default, 5")
+    auto_save: bool | None = Field(None, description="null: back to the default, true")
 
     @field_validator("openai_base_url")
     @classmethod

@@ -191,6 +191,15 @@ def test_settings_are_encrypted_at_rest_and_returned_masked(client, db, owner, l
     assert_error(bad, 422, "VALIDATION_ERROR")
 
 
+def test_a_setting_set_to_null_is_back_to_its_default(client, owner) -> None:
+    # Found by the OpenAPI fuzzing: a stored null made every later read of the settings a 500.
+    client.post("/api/v1/settings", headers=owner, json={"default_priority": 7, "auto_save": False})
+    reset = client.post("/api/v1/settings", headers=owner, json={"default_priority": None, "auto_save": None})
+    assert reset.status_code == 200, reset.text
+    assert reset.json()["default_priority"] == 5 and reset.json()["auto_save"] is True
+    assert client.get("/api/v1/settings", headers=owner).json()["default_priority"] == 5
+
+
 def test_workspace_paths_are_confined(client, settings, owner, llm) -> None:
     from services.workspaces import Workspace
 
