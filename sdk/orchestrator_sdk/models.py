@@ -912,7 +912,7 @@ class RequirementAccepted(ApiModel):
 
 class RequirementIn(ApiModel):
     requirement: str
-    priority: str = Field(default="5")
+    priority: str | None = Field(default=None)
     metadata: dict[str, Any] | None = Field(default=None)
 
 
