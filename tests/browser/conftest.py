@@ -73,8 +73,10 @@ class Platform:
         return self.http.get(f"/api/v1/executions/{execution_id}", headers=self.user("root")).json()["status"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped, not session-scoped: while Playwright's sync API is open its event loop counts as running
+    in this thread, and every later test's `asyncio.run` would fail."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
