@@ -153,6 +153,25 @@ class EventLoopThread:
             self._loop.close()
 
 
+def imported_agent(spec: AgentSpec, path: str, kind: type, what: str) -> Any:
+    """The agent `configuration.agent` names: the object itself, or what a factory of that name returns for
+    the agent's configuration; ValueError unless it is a `kind`."""
+    agent = import_object(path, spec.code_modules)
+    if not isinstance(agent, kind) and callable(agent):
+        agent = agent(spec.configuration)
+    if not isinstance(agent, kind):
+        raise ValueError(f"configuration.agent {path!r} is not {what}")
+    return agent
+
+
+def require_model(model: Any) -> None:
+    """A declarative agent has no model of its own."""
+    if model is None:
+        raise ValueError(
+            "a declarative agent needs a model: configuration.llm {base_url, api_key, model} or the agent's model"
+        )
+
+
 def plain(value: Any) -> Any:
     """A framework's output as a JSON-ready value: pydantic models and dataclasses as dicts."""
     if value is None or isinstance(value, str | int | float | bool):

@@ -14,9 +14,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.imports import import_object
 from frameworks import AgentSpec
-from frameworks._llm import EventLoopThread, Provider, agent_source, arguments, plain, provider_of, task_input, usage
+from frameworks._llm import (
+    EventLoopThread,
+    Provider,
+    agent_source,
+    arguments,
+    imported_agent,
+    plain,
+    provider_of,
+    require_model,
+    task_input,
+    usage,
+)
 
 
 class OpenAIAgentsRuntime:
@@ -66,18 +76,10 @@ class OpenAIAgentsAdapter:
         provider = provider_of(spec)
         model, client = _model(provider) if provider is not None else (None, None)
         if path is not None:
-            agent = import_object(path, spec.code_modules)
-            if not isinstance(agent, Agent) and callable(agent):
-                agent = agent(spec.configuration)
-            if not isinstance(agent, Agent):
-                raise ValueError(f"configuration.agent {path!r} is not an OpenAI Agents SDK agent")
+            agent = imported_agent(spec, path, Agent, "an OpenAI Agents SDK agent")
         else:
             assert declared is not None
-            if model is None:
-                raise ValueError(
-                    "a declarative agent needs a model: configuration.llm {base_url, api_key, model} or the "
-                    "agent's model"
-                )
+            require_model(model)
             tools = [function_tool(tool) for tool in declared.tools]
             agent = Agent(name=declared.name, instructions=declared.instructions, tools=tools, model=model)
         max_turns = spec.configuration.get("max_turns")

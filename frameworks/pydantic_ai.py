@@ -12,9 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.imports import import_object
 from frameworks import AgentSpec
-from frameworks._llm import EventLoopThread, Provider, agent_source, arguments, plain, provider_of, task_input, usage
+from frameworks._llm import (
+    EventLoopThread,
+    Provider,
+    agent_source,
+    arguments,
+    imported_agent,
+    plain,
+    provider_of,
+    require_model,
+    task_input,
+    usage,
+)
 
 
 class PydanticAIRuntime:
@@ -62,18 +72,10 @@ class PydanticAIAdapter:
         provider = provider_of(spec)
         model, client = _model(provider) if provider is not None else (None, None)
         if path is not None:
-            agent = import_object(path, spec.code_modules)
-            if not isinstance(agent, AbstractAgent) and callable(agent):
-                agent = agent(spec.configuration)
-            if not isinstance(agent, AbstractAgent):
-                raise ValueError(f"configuration.agent {path!r} is not a Pydantic AI agent")
+            agent = imported_agent(spec, path, AbstractAgent, "a Pydantic AI agent")
         else:
             assert declared is not None
-            if model is None:
-                raise ValueError(
-                    "a declarative agent needs a model: configuration.llm {base_url, api_key, model} or the "
-                    "agent's model"
-                )
+            require_model(model)
             agent = Agent(model, instructions=declared.instructions, tools=declared.tools, name=declared.name)
         return PydanticAIRuntime(agent, model, client)
 
