@@ -11,6 +11,7 @@ and the catch-up are de-duplicated by event id). Needs `websockets` (`pip instal
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -44,6 +45,8 @@ class EventStream:
         self.reconnects = 0
         self._ws: Any = None
         self._closed = False
+        # Set once the platform confirmed the subscription (each time it is opened again too).
+        self.subscribed = threading.Event()
         self._seen: deque[str] = deque(maxlen=5000)
         self._last_timestamp: str | None = None
 
@@ -67,6 +70,8 @@ class EventStream:
                         message = json.loads(raw)
                         if message.get("type") == "error":
                             raise RuntimeError(message.get("error", {}).get("message", "subscription refused"))
+                        if message.get("type") == "subscribed":
+                            self.subscribed.set()
                         if message.get("type") in CONTROL:
                             continue
                         if self._new(message):

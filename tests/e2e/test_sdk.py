@@ -399,7 +399,7 @@ def test_live_events_over_the_websocket_resume_after_a_drop_without_loss(sdk) ->
 
     follower = threading.Thread(target=follow, daemon=True)
     follower.start()
-    time.sleep(1.0)  # subscribed
+    assert stream.subscribed.wait(30), "not subscribed"
     sdk.tasks.create(title="first", project_id=project.id)
     _eventually(lambda: len(received) == 1, timeout_s=30, what="the first event")
     stream.drop()  # as a network failure would
