@@ -13,31 +13,18 @@ from sqlalchemy import select
 
 from persistence.models import Event, OwnerSettings
 from runtime.engine import execute
-from serve_app.app import create_app
 from services.executions import DatabaseRunStore
-from tests.conftest import make_settings
 from tests.fixtures.scripted_llm import ScriptedLLM, serve
+from tests.integration import test_workflows as flows
 from tests.integration.test_agents import _user
 from tests.integration.test_auth_flow import assert_error, bearer, login
 
 KEY = "sk-test-0123456789abcdef"
 
 
-@pytest.fixture
-def settings(tmp_path, db, database_url):
-    return make_settings(tmp_path, database_url, workflows={"http_allowed_hosts": "127.0.0.1"})
-
-
-@pytest.fixture
-def client(settings):
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def owner(client) -> dict:
-    _user(client, "root")
-    return _user(client, "alice")
+# The workflow tests' fixtures: an app whose nodes may reach 127.0.0.1 (the scripted LLM), and its first two
+# accounts (the admin, then the owner).
+settings, client, owner = flows.settings, flows.client, flows.owner
 
 
 @pytest.fixture
