@@ -7,6 +7,7 @@ domain errors, unknown routes, wrong methods, malformed JSON, validation errors 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -92,11 +93,37 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         error: DomainError = NotFound(f"No route for {request.method} {request.url.path}")
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}")
+        allowed = ", ".join(_allowed_methods(request)) or (exc.headers or {}).get("Allow", "")
+        return error_response(request, error, headers={"Allow": allowed})
     else:
         message = exc.detail if isinstance(exc.detail, str) else None
         error = error_cls(message)
         error.status = exc.status_code
     return error_response(request, error, headers=dict(exc.headers or {}))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI description documents for this path (each method is a route of its own, so
+    Starlette's `Allow` names only the first one's)."""
+    path = request.scope["path"]
+    for pattern, methods in _documented_methods(request.app):
+        if pattern.fullmatch(path):
+            return methods
+    return []
+
+
+def _documented_methods(app: FastAPI) -> list[tuple[re.Pattern[str], list[str]]]:
+    cached = getattr(app.state, "documented_methods", None)
+    if cached is None:
+        cached = [
+            (
+                re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))),
+                sorted(method.upper() for method in item if method in {"get", "post", "put", "patch", "delete"}),
+            )
+            for template, item in app.openapi().get("paths", {}).items()
+        ]
+        app.state.documented_methods = cached
+    return cached
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -21,6 +21,10 @@ def test_unknown_route_and_wrong_method_use_the_envelope(client: TestClient) -> 
     response = client.delete("/api/v1/auth/login")
     assert_error(response, 405, "METHOD_NOT_ALLOWED")
     assert response.headers["Allow"] == "POST"
+    # Every method of the path, although each is a route of its own.
+    options = client.options("/api/v1/agents/some-id")
+    assert_error(options, 405, "METHOD_NOT_ALLOWED")
+    assert options.headers["Allow"] == "DELETE, GET, PATCH, PUT"
 
 
 def test_malformed_json_is_400_and_wrong_types_are_422(client: TestClient) -> None:
