@@ -44,6 +44,7 @@ E2E_IDLE_TIMEOUT_S = 12
 E2E_HEARTBEAT_TIMEOUT_S = 3
 # A small WebSocket buffer, so that the slow-consumer rule shows within a test.
 E2E_WS_BUFFER = 20
+E2E_WEBHOOK_TIMEOUT_S = 2
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -227,6 +228,9 @@ def platform(
         "ORCHESTRATOR_WEBHOOK_BACKOFF_BASE_S": "0.5",
         "ORCHESTRATOR_WEBHOOK_BACKOFF_MAX_S": "2",
         "ORCHESTRATOR_WEBHOOK_MAX_ATTEMPTS": "30",
+        # Local receivers answer at once; a short timeout also shortens the claim lease of the deliveries a
+        # killed event hub had in flight (tests/chaos waits for it).
+        "ORCHESTRATOR_WEBHOOK_TIMEOUT_S": str(E2E_WEBHOOK_TIMEOUT_S),
         # Ray workers import the test fixtures (LangGraph graphs, native handlers) from the repository.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
         "RAY_ADDRESS": "",
