@@ -24,7 +24,7 @@ from sqlalchemy import Engine, text
 
 from actors.names import EVENT_HUB_NAME, RECONCILER_NAME, ROUTER_NAME, RUN_POOL_NAME, STORE_NAME, agent_actor_name
 from tests.chaos import conftest as chaos
-from tests.chaos.invariants import settle, stuck_in_progress, violations
+from tests.chaos.invariants import settle, stuck_in_progress, violations, websocket_probe
 from tests.chaos.load import Client, Load, StreamReader, Subscriber, WebhookReceiver, Window, World
 from tests.conftest import POSTGRES_ENV, REDIS_ENV
 from tests.platform_fixtures import E2E_WEBHOOK_TIMEOUT_S, Platform, RedisServer
@@ -39,6 +39,7 @@ PRE_FAULT_S = 2.0  # load before the fault
 AFTER_RECOVERY_S = 1.0  # load after the recovery
 RECOVERY_LIMIT_S = 60.0  # the stated bound: back, healthy, and a canary through, within this of the fault
 CANARY_WAIT_S = 15.0
+WEBSOCKET_LIMIT_S = 15.0  # after the recovery, each WebSocket subscriber gets a new event within this
 SETTLE_LIMIT_S = 45.0  # after the load stopped, every effect arrived within this
 # Webhook deliveries a killed event hub had claimed are sent again when their claim lease runs out
 # (services/webhooks.py `deliver_due`: the timeout times the batches of a 100-row claim at the default
@@ -294,6 +295,7 @@ def test_a_fault_under_load_breaks_no_invariant(
         time.sleep(AFTER_RECOVERY_S)
     finally:
         load.stop()
+    websocket_problems = websocket_probe(client, world, window, subscribers, WEBSOCKET_LIMIT_S)
     final, settle_s = settle(platform_engine, world, window, since, stream, webhook_receiver, fault.settle_limit_s)
     problems = violations(
         platform_engine,
@@ -303,9 +305,8 @@ def test_a_fault_under_load_breaks_no_invariant(
         webhook_receiver,
         subscribers,
         started,
-        None if recovery.work_s is None else fault_at + recovery.work_s,
     )
-    problems += load.crashes
+    problems += websocket_problems + load.crashes
     if fault.name == "run-actor":
         with platform_engine.connect() as conn:
             victim = conn.execute(
