@@ -1,4 +1,5 @@
-"""The `orchestrator` command: up, down, status, db upgrade/current/downgrade, admin create, docs config."""
+"""The `orchestrator` command: up, down, status, db upgrade/current/downgrade, admin create, docs config,
+deploy serve-config."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 admin_app = typer.Typer(help="Administration.", no_args_is_help=True)
 docs_app = typer.Typer(help="Documentation generated from the code.", no_args_is_help=True)
+deploy_app = typer.Typer(help="Deployment files generated from the code.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(docs_app, name="docs")
+app.add_typer(deploy_app, name="deploy")
 
 DataDir = Annotated[
     Path | None,
@@ -84,7 +87,7 @@ def up(
     typer.echo(f"database         {_redact(settings.database_url)}")
     upgrade(settings.database_url)
     typer.echo("migrations       up to date")
-    _housekeeping(settings)
+    runtime.housekeeping(settings)
 
     fast_proxy = runtime.configure_http_proxy(settings.api.fast_proxy)
     ray_address, dashboard_url, started_ray = runtime.start_or_join_ray(settings)
@@ -291,6 +294,40 @@ def docs_config(
     typer.echo(f"{'wrote' if changed else 'unchanged'} {output}")
 
 
+@deploy_app.command("serve-config")
+def deploy_serve_config(
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 when a file differs from the generated one")
+    ] = False,
+    output: Annotated[Path, typer.Option(help="Serve's config file")] = Path("deploy/serve-config.yaml"),
+    rayservice: Annotated[Path, typer.Option(help="The RayService whose serveConfigV2 carries the same text")] = Path(
+        "deploy/kubernetes/base/rayservice.yaml"
+    ),
+) -> None:
+    """Generate Serve's config (`serve deploy`, a RayService's serveConfigV2): the application builder and the
+    API deployment's replicas, CPUs and concurrency from the settings in effect (ORCHESTRATOR_API_REPLICAS …)."""
+    from cluster import serve_config
+
+    config = serve_config.render(_settings().api)
+    files = {output: config}
+    if rayservice.exists():
+        files[rayservice] = serve_config.embed(rayservice.read_text(), config)
+    stale = {path: serve_config.stale_diff(path, text) for path, text in files.items()}
+    for path, text in files.items():
+        if check and stale[path]:
+            typer.echo(stale[path], err=True)
+            typer.secho(f"{path} is stale: run `orchestrator deploy serve-config` and commit it", fg="red", err=True)
+        elif check:
+            typer.echo(f"{path} is up to date")
+        else:
+            if stale[path]:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+            typer.echo(f"{'wrote' if stale[path] else 'unchanged'} {path}")
+    if check and any(stale.values()):
+        raise typer.Exit(1)
+
+
 @app.command()
 def doctor() -> None:
     """Say which workspace sandbox tiers work on this host and which one runs would use; exit 1 if refused."""
@@ -305,19 +342,6 @@ def doctor() -> None:
         typer.secho(f"runs refused (ORCHESTRATOR_SANDBOX_MIN_TIER={minimum}): {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"runs use {tier} (ORCHESTRATOR_SANDBOX_MIN_TIER={minimum})")
-
-
-def _housekeeping(settings: Settings) -> None:
-    from core.crypto import SecretBox
-    from persistence.db import Database
-    from services.housekeeping import encrypt_webhook_headers, purge_expired_credentials
-
-    db = Database.from_settings(settings)
-    try:
-        purge_expired_credentials(db)
-        encrypt_webhook_headers(db, SecretBox.from_settings(settings))
-    finally:
-        db.dispose()
 
 
 def _redact(url: str) -> str:

@@ -107,6 +107,20 @@ def start_or_join_ray(settings: Settings, *, include_dashboard: bool = True) -> 
     return context.address_info.get("address", address or "local"), dashboard, address is None
 
 
+def housekeeping(settings: Settings) -> None:
+    """Once per start, before the actors: expired credentials purged, webhook headers stored in clear encrypted."""
+    from core.crypto import SecretBox
+    from persistence.db import Database
+    from services.housekeeping import encrypt_webhook_headers, purge_expired_credentials
+
+    db = Database.from_settings(settings)
+    try:
+        purge_expired_credentials(db)
+        encrypt_webhook_headers(db, SecretBox.from_settings(settings))
+    finally:
+        db.dispose()
+
+
 def start_platform_actors(settings: Settings) -> None:
     """The store (actors' database gateway), the reconciler, the task router and the run pool, once per cluster. The
     reconciler's first pass redeploys every agent that was live when the cluster last stopped; the router

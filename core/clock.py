@@ -12,3 +12,8 @@ def utcnow() -> datetime:
 def isoformat_z(value: datetime) -> str:
     """ISO 8601 in UTC with a ``Z`` suffix (docs/api.md "Conventions")."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def as_utc(value: datetime) -> datetime:
+    """The same instant in UTC; a time without a zone is taken to be UTC already."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

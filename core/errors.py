@@ -72,6 +72,8 @@ class RateLimited(DomainError):
 
 class ServiceUnavailable(DomainError):
     code, status, default_message = "SERVICE_UNAVAILABLE", 503, "Service temporarily unavailable"
+    # Every 503 tells the client when to try again (`Retry-After`).
+    retry_after_s = 5
 
 
 class FrameworkUnavailable(DomainError):

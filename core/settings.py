@@ -7,6 +7,7 @@ docs/configuration.md is generated from these classes (``orchestrator docs confi
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -192,11 +193,31 @@ class RateLimitSettings(BaseSettings):
         default_factory=dict,
         description='Per-route overrides (JSON), e.g. `{"POST /api/v1/tasks": "10/m"}`.',
     )
-    trust_forwarded_for: bool = Field(
-        False,
-        description="Key unauthenticated clients by the rightmost `X-Forwarded-For` address (the one your own "
-        "proxy added): only behind a proxy you control.",
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Addresses or networks (comma-separated or a JSON list) of proxies whose `X-Forwarded-For` "
+        "is believed when keying clients by address: the client is the rightmost address not in these. The "
+        "default trusts loopback, where the platform's own HAProxy runs; `[]` trusts no header.",
     )
+    login_free_failures: int = Field(
+        10, ge=1, description="Failed logins for one account, from any addresses, before each further one is delayed."
+    )
+    login_max_delay_s: int = Field(
+        900, ge=1, description="The longest delay between login attempts for an account under repeated failures."
+    )
+    login_failure_window_s: int = Field(
+        900, ge=60, description="An account's failed logins are forgotten after this long without another."
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [part for part in text.split(",") if part.strip()]
+        if isinstance(value, list):
+            return [str(ipaddress.ip_network(str(part).strip(), strict=False)) for part in value]
+        return value
 
     @model_validator(mode="after")
     def _parse_all(self) -> RateLimitSettings:

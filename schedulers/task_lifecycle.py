@@ -2,8 +2,9 @@
 and the other spellings clients use mapped onto it.
 
 `pending → (awaiting_approval) → assigned → in_progress → completed | failed | cancelled`. A task goes
-back to `pending` when its agent gives it up (so that it is routed again). Every change goes through
-`transition`.
+back to `pending` when its agent gives it up (so that it is routed again). A person may also take a pending
+task by hand, `pending → in_progress`, without an agent (then the router no longer considers it). Every
+change goes through `transition`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ TERMINAL = frozenset({TaskStatus.completed, TaskStatus.failed, TaskStatus.cancel
 
 ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.pending: frozenset(
-        {TaskStatus.awaiting_approval, TaskStatus.assigned, TaskStatus.failed, TaskStatus.cancelled}
+        {
+            TaskStatus.awaiting_approval,
+            TaskStatus.assigned,
+            TaskStatus.in_progress,  # taken by hand (services.tasks.report_status)
+            TaskStatus.failed,
+            TaskStatus.cancelled,
+        }
     ),
     TaskStatus.awaiting_approval: frozenset(
         {TaskStatus.pending, TaskStatus.assigned, TaskStatus.failed, TaskStatus.cancelled}

@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         openapi_url="/openapi.json",
-        redoc_url=None,
+        redoc_url="/redoc",
         # FastAPI's native server span per request, into our tracer provider; off when tracing is off.
         telemetry=fastapi_telemetry(),
     )

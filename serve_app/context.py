@@ -19,9 +19,10 @@ from core.settings import Settings
 from persistence.db import Database
 from persistence.group_commit import GroupCommit
 from persistence.models import Task
-from serve_app.rate_limits import RateLimitPolicy
+from serve_app.rate_limits import LoginThrottle, RateLimitPolicy, login_policy
 from services import sessions
 from services.health import PASS, WARN, Check, CheckResult, HealthService
+from services.login_throttle import MemoryLoginThrottle, RedisLoginThrottle
 from services.ports import Actors, RouterChannel
 from services.principal import Role
 from services.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -76,14 +77,14 @@ class AppContext:
             version=VERSION,
             environment=settings.environment.value,
         )
-        limiter: RateLimiter = (
-            RedisRateLimiter(
-                aioredis.Redis.from_url(settings.redis.redis_url, socket_timeout=2, socket_connect_timeout=2),
-                prefix=settings.redis.redis_key_prefix,
+        limiter: RateLimiter = MemoryRateLimiter()
+        logins: LoginThrottle = MemoryLoginThrottle(login_policy(settings.rate_limits))
+        if settings.redis.redis_url:
+            limits_redis = aioredis.Redis.from_url(settings.redis.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            limiter = RedisRateLimiter(limits_redis, prefix=settings.redis.redis_key_prefix)
+            logins = RedisLoginThrottle(
+                limits_redis, prefix=settings.redis.redis_key_prefix, policy=login_policy(settings.rate_limits)
             )
-            if settings.redis.redis_url
-            else MemoryRateLimiter()
-        )
         return cls(
             settings=settings,
             db=db,
@@ -95,7 +96,7 @@ class AppContext:
                 default_role=Role.parse(settings.auth.default_role),
                 password_min_length=settings.auth.password_min_length,
             ),
-            rate_limits=RateLimitPolicy(settings.rate_limits, limiter),
+            rate_limits=RateLimitPolicy(settings.rate_limits, limiter, logins),
             new_tasks=GroupCommit(db, create_tasks),
             revocations=Batcher(partial(_revoked, db)),
             actors=actors,

@@ -6,7 +6,7 @@ from typing import Any
 
 from ray import serve
 
-from core.settings import Settings
+from core.settings import ApiSettings, Settings
 from serve_app.app import create_app
 
 APP_NAME = "orchestrator"
@@ -25,8 +25,8 @@ class Api:
         return create_app(self._settings)
 
 
-def build_application(settings: Settings) -> serve.Application:
-    api = settings.api
+def deployment_options(api: ApiSettings) -> dict[str, Any]:
+    """The API deployment's options: what `build_application` deploys and what Serve's config file states."""
     options: dict[str, Any] = {
         "name": DEPLOYMENT_NAME,
         "max_ongoing_requests": api.api_max_ongoing_requests,
@@ -41,4 +41,8 @@ def build_application(settings: Settings) -> serve.Application:
         }
     else:
         options["num_replicas"] = api.api_replicas
-    return serve.deployment(Api).options(**options).bind(settings)
+    return options
+
+
+def build_application(settings: Settings) -> serve.Application:
+    return serve.deployment(Api).options(**deployment_options(settings.api)).bind(settings)

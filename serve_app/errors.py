@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.clock import isoformat_z, utcnow
@@ -60,8 +60,8 @@ def error_payload(code: str, message: str, correlation_id: str, details: list[Fi
 def error_response(request: Request, error: DomainError, headers: dict[str, str] | None = None) -> JSONResponse:
     correlation_id = correlation_id_of(request.scope)
     headers = dict(headers or {})
-    if isinstance(error, RateLimited):
-        headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, RateLimited) or error.status == 503:
+        headers.setdefault("Retry-After", str(getattr(error, "retry_after_s", ServiceUnavailable.retry_after_s)))
     if isinstance(error, AuthenticationFailed):
         headers.setdefault("WWW-Authenticate", "Bearer")
     return JSONResponse(
@@ -141,7 +141,23 @@ async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The database went away under the request (connections cut, a failover, a restart): nothing was
+    # committed, and the pool replaces the broken connection, so the same request can be sent again.
+    log.warning(
+        "request %s %s: the database is unavailable: %s",
+        request.method,
+        request.url.path,
+        type(getattr(exc, "orig", exc)).__name__,
+    )
+    error = ServiceUnavailable("The database is unavailable; try again shortly")
+    error.retry_after_s = 2
+    return error_response(request, error)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
     app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

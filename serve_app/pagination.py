@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 from fastapi import Query, Request
 
+from core.clock import as_utc
 from core.errors import FieldIssue, ValidationFailed
 from persistence.repositories.pages import Page
 from schedulers.task_lifecycle import ACTIVE, TaskStatus
@@ -66,14 +67,10 @@ def csv_param(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def require_time_zones(**values: datetime | None) -> None:
-    """Query timestamps must say their zone (docs/api.md "Conventions": times are UTC with `Z`); a naive one
-    is ambiguous."""
-    naive = [name for name, value in values.items() if value is not None and value.tzinfo is None]
-    if naive:
-        raise ValidationFailed(
-            "Timestamps need a time zone", details=[FieldIssue(n, "add 'Z' or an offset") for n in naive]
-        )
+def in_utc(*values: datetime | None) -> tuple[datetime | None, ...]:
+    """Query timestamps as UTC instants: one without a zone (or a date alone, its midnight) is taken as UTC,
+    one with an offset is converted (docs/api.md "Conventions")."""
+    return tuple(None if value is None else as_utc(value) for value in values)
 
 
 def task_status_filter(value: str | None) -> set[TaskStatus]:

@@ -8,12 +8,15 @@ a response that no route counted (an unknown path, a malformed body) is counted 
 
 from __future__ import annotations
 
+import ipaddress
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import RateLimited
 from core.rate_limit_spec import Limit
 from core.settings import RateLimitSettings
+from services.login_throttle import LoginPolicy, MemoryLoginThrottle, RedisLoginThrottle, account_key
 from services.principal import Principal
 from services.rate_limit import Decision, RateLimiter
 
@@ -22,11 +25,12 @@ CLASSES = ("general", "auth", "register", "executions", "health", "requirements"
 
 
 class RateLimitPolicy:
-    def __init__(self, settings: RateLimitSettings, limiter: RateLimiter) -> None:
+    def __init__(self, settings: RateLimitSettings, limiter: RateLimiter, logins: LoginThrottle | None = None) -> None:
         self.enabled = settings.rate_limit_enabled
         self._limiter = limiter
+        self.logins = logins or MemoryLoginThrottle(login_policy(settings))
         self._tiers = {tier.lower(): factor for tier, factor in settings.rate_limit_tiers.items()}
-        self._trust_forwarded_for = settings.trust_forwarded_for
+        self._trusted = [ipaddress.ip_network(network) for network in settings.trusted_proxies]
         self._classes = {name: Limit.parse(getattr(settings, f"rate_limit_{name}")) for name in CLASSES}
         self._routes = {_route_key(key): Limit.parse(value) for key, value in settings.rate_limit_routes.items()}
 
@@ -38,9 +42,9 @@ class RateLimitPolicy:
         return await self._check(request, route_class, f"p:{principal.user_id}", tier=principal.tier)
 
     async def check_client(self, request: Request, route_class: str, *, extra: str = "") -> Decision | None:
-        """Count a request per client IP (and `extra`, e.g. the account being logged into)."""
+        """Count a request per client IP (and `extra`, e.g. the account being logged into, kept as a hash)."""
         identity = f"ip:{self.client_ip(request.scope)}"
-        return await self._check(request, route_class, f"{identity}:{extra.lower()}" if extra else identity)
+        return await self._check(request, route_class, f"{identity}:{account_key(extra)}" if extra else identity)
 
     async def count_uncounted(self, scope: Scope) -> Decision | None:
         if not self.enabled or scope.get(DECISION_KEY) is not None:
@@ -50,14 +54,37 @@ class RateLimitPolicy:
         scope[DECISION_KEY] = decision
         return decision
 
+    async def check_login(self, email: str, scope: Scope) -> None:
+        """The account's ceiling on failed logins from any address (`services.login_throttle`)."""
+        if self.enabled and (retry_after_s := await self.logins.retry_after(email, self.client_ip(scope))):
+            raise RateLimited(
+                f"Too many failed logins for this account. Try again in {retry_after_s} seconds.",
+                retry_after_s=retry_after_s,
+            )
+
     def client_ip(self, scope: Scope) -> str:
-        if self._trust_forwarded_for:
-            # The rightmost address is the one our own proxy added; anything left of it the client wrote.
-            forwarded = [value for name, value in scope.get("headers", []) if name == b"x-forwarded-for"]
-            if forwarded:
-                return forwarded[-1].decode("latin-1").split(",")[-1].strip()
+        """The peer, or while the peer is a trusted proxy, the address it says it forwarded for: the rightmost
+        `X-Forwarded-For` entry that is not itself a trusted proxy (what the client wrote further left is
+        not believed)."""
         client = scope.get("client")
-        return client[0] if client else "unknown"
+        hops = [
+            part.strip()
+            for name, value in scope.get("headers", [])
+            if name == b"x-forwarded-for"
+            for part in value.decode("latin-1").split(",")
+            if part.strip()
+        ]
+        address = client[0] if client else "unknown"
+        while hops and self._is_trusted(address):
+            address = hops.pop()
+        return address
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._trusted)
 
     async def _check(self, request: Request, route_class: str, identity: str, *, tier: str = "free") -> Decision | None:
         if not self.enabled:
@@ -74,6 +101,17 @@ class RateLimitPolicy:
         if not decision.allowed:
             raise RateLimited(retry_after_s=decision.retry_after_s)
         return decision
+
+
+LoginThrottle = MemoryLoginThrottle | RedisLoginThrottle
+
+
+def login_policy(settings: RateLimitSettings) -> LoginPolicy:
+    return LoginPolicy(
+        free_failures=settings.login_free_failures,
+        max_delay_s=settings.login_max_delay_s,
+        failure_window_s=settings.login_failure_window_s,
+    )
 
 
 def route_template(scope: Scope) -> str:

@@ -8,6 +8,7 @@ start-up error rather than an open endpoint.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -141,7 +142,13 @@ _WRITE_ERRORS = {
     "413": "PAYLOAD_TOO_LARGE",
 }
 _UNAVAILABLE = "SERVICE_UNAVAILABLE (e.g. the database is unreachable)"
+_RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": {"type": "integer", "minimum": 0}}
 _WRITES = frozenset({"post", "put", "patch", "delete"})
+# Creates whose resource lives under another collection than the create's own path.
+_CREATED_UNDER = {
+    "/api/v1/agents/{agent_id}/workflows": "/api/v1/workflows",
+    "/api/v1/workflows/{workflow_id}/execute": "/api/v1/executions",
+}
 _METHODS = _WRITES | {"get", "head", "options"}
 
 
@@ -170,10 +177,38 @@ def document_openapi(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 for code, description in added.items():
                     responses.setdefault(code, {"description": description, "content": _ERROR_SCHEMA})
+                for code in ("429", "503"):
+                    if code in responses:
+                        responses[code].setdefault("headers", {}).setdefault("Retry-After", _RETRY_AFTER)
+        _link_created(spec["paths"])
         app.openapi_schema = spec
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _link_created(paths: dict[str, Any]) -> None:
+    """OpenAPI links from each create (a POST answering 201 with the new resource's `id`) to what reads and
+    acts on that resource: every operation on `<collection>/{id}` and below it that takes no other parameter
+    in its path. Clients and stateful testers follow them (create → get → act)."""
+    for path, item in paths.items():
+        created = item.get("post", {}).get("responses", {}).get("201")
+        if created is None:
+            continue
+        collection = re.escape(_CREATED_UNDER.get(path, path))
+        for target, target_item in paths.items():
+            match = re.fullmatch(collection + r"/\{(\w+)\}(/[^{}]*)?", target)
+            if match is None:
+                continue
+            for method, operation in target_item.items():
+                if method in _METHODS and "operationId" in operation:
+                    created.setdefault("links", {})[operation["operationId"]] = {
+                        "operationId": operation["operationId"],
+                        # A membership answers the member's `user_id`; everything else its own `id`.
+                        "parameters": {
+                            match.group(1): f"$response.body#/{'user_id' if match.group(1) == 'user_id' else 'id'}"
+                        },
+                    }
 
 
 def is_public(route: RouteInfo | APIRoute) -> bool:

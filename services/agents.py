@@ -88,7 +88,9 @@ def list_agents(
     tags: list[str] | None = None,
     available: bool | None = None,
     search: str | None = None,
+    load: str | None = None,
 ) -> Page[Agent]:
+    """`load` narrows active agents by their work when a client's status word says so (`LOAD_WORDS`)."""
     dialect = session.get_bind().dialect.name
     query = select(Agent).where(ownership.visible_to(Agent, principal))
     if owner_type:
@@ -103,17 +105,31 @@ def list_agents(
         query = query.where(array_contains(Agent.capabilities, capability, dialect))
     for tag in tags or []:
         query = query.where(array_contains(Agent.tags, tag, dialect))
+    ready = and_(
+        Agent.is_active.is_(True),
+        Agent.status == AgentStatus.active.value,
+        Agent.current_tasks < Agent.max_concurrent_tasks,
+    )
     if available is not None:
-        ready = and_(
-            Agent.is_active.is_(True),
-            Agent.status == AgentStatus.active.value,
-            Agent.current_tasks < Agent.max_concurrent_tasks,
-        )
         query = query.where(ready if available else not_(ready))
+    if load in LOAD_WORDS:
+        query = query.where(
+            {
+                "available": ready,
+                "busy": Agent.current_tasks >= Agent.max_concurrent_tasks,
+                "idle": Agent.current_tasks == 0,
+                "running": Agent.current_tasks > 0,
+            }[load]
+        )
     if search:
         query = query.where(matches_text(search, Agent.name, Agent.description))
     query = query.order_by(Agent.created_at.desc(), Agent.id.desc())
     return fetch_page(session, query, page=page, limit=limit)
+
+
+# Status words of other clients that mean an active agent with some load: `available` (can take a task now),
+# `busy` (at its task limit), `idle` (no task), `running` (at least one task).
+LOAD_WORDS = frozenset({"available", "busy", "idle", "running"})
 
 
 def get_agent(session: Session, principal: Principal, agent_id: str) -> Agent:

@@ -194,7 +194,10 @@ def decide(
         _expire(session, approval, settings)
         raise Conflict("This approval has expired")
     if approve and approval.requested_by == decider_id and not settings.agents.allow_self_approval:
-        raise PermissionDenied("You cannot approve your own request")
+        raise PermissionDenied(
+            "You cannot approve your own request: another member of the owning organization with the 'agent' "
+            "role, or an admin, decides it"
+        )
     if approve and approval.input_schema is not None:
         check_input(approval.input_schema, decision_input)
     approval.decision_input = decision_input if approve else None

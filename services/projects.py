@@ -67,6 +67,16 @@ def is_member(session: Session, project_id: str | None, user_id: str) -> bool:
     return project_id is not None and session.get(ProjectMember, (project_id, user_id)) is not None
 
 
+# Team roles that may work the project's tasks by hand; other members need the `tasks:write` permission.
+TASK_WORKER_ROLES = frozenset({"owner", "manager", "project-manager", "project_manager"})
+
+
+def may_work_tasks(session: Session, project_id: str | None, user_id: str) -> bool:
+    """Whether a team member may take, progress and finish the project's tasks by hand."""
+    member = session.get(ProjectMember, (project_id, user_id)) if project_id is not None else None
+    return member is not None and (member.role in TASK_WORKER_ROLES or "tasks:write" in member.permissions)
+
+
 def get_visible(session: Session, principal: Principal, project_id: str) -> Project:
     project = session.get(Project, project_id)
     if project is None or not (

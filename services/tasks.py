@@ -182,8 +182,10 @@ def set_status(
     error: str | None = None,
     result: dict[str, Any] | None = None,
     progress: float | None = None,
+    by: str | None = None,
 ) -> Task:
-    """One transition of the task, with its timestamps, the agent's load and the event."""
+    """One transition of the task, with its timestamps, the agent's load and the event (naming the person
+    or identity that made it, `by`, where one did)."""
     previous, previous_agent_id = TaskStatus(task.status), task.agent_id
     task.status = transition(previous, target).value
     now = utcnow()
@@ -216,7 +218,7 @@ def set_status(
     events.emit(
         session,
         EVENT_OF_STATUS.get(target, "task.updated"),
-        {**summary(task), "previous_status": previous.value, "error": task.error},
+        {**summary(task), "previous_status": previous.value, "error": task.error, "changed_by": by},
         source="tasks",
         owner=task,
         subject_id=task.id,
@@ -246,12 +248,31 @@ def report_status(
     task = lock_task(session, task_id)
     if task is None or not _may_report(session, principal, task):
         raise NotFound("Task not found")
+    return _report(session, principal, task, target, error=error, result=result, progress=progress)
+
+
+def _report(
+    session: Session,
+    principal: Principal,
+    task: Task,
+    target: TaskStatus,
+    *,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+    progress: float | None = None,
+) -> Task:
+    """A reported move of a locked task. A pending task is taken by hand: `completed` goes through
+    `in_progress`, so that its history shows when the person started and finished."""
     if target not in REPORTABLE:
         raise ValidationFailed(
             f"'{target.value}' cannot be reported",
             details=[FieldIssue("status", f"one of {', '.join(sorted(s.value for s in REPORTABLE))}")],
         )
-    return set_status(session, task, target, error=error, result=json_safe(result), progress=progress)
+    if task.status == TaskStatus.pending.value and target is TaskStatus.completed:
+        set_status(session, task, TaskStatus.in_progress, by=principal.user_id)
+    return set_status(
+        session, task, target, error=error, result=json_safe(result), progress=progress, by=principal.user_id
+    )
 
 
 def get_task(session: Session, principal: Principal, task_id: str) -> Task:
@@ -658,10 +679,18 @@ EDITABLE = frozenset(
 )
 
 
+# What a project member with `tasks:write` changes when working a task by hand.
+BY_HAND = frozenset({"status", "progress", "actual_hours"})
+
+
 def update_task(session: Session, principal: Principal, task_id: str, changes: dict[str, Any]) -> Task:
-    """Change a task's fields (its owner); `status` goes through the state machine like a report."""
+    """Change a task's fields (its owner); `status` goes through the state machine like a report. A project
+    member who may work the project's tasks moves them by hand: `status`, `progress` and `actual_hours`."""
     task = lock_task(session, task_id)
-    if task is None or not ownership.can_write(session, task, principal):
+    if task is None or not (
+        ownership.can_write(session, task, principal)
+        or (changes.keys() <= BY_HAND and projects.may_work_tasks(session, task.project_id, principal.user_id))
+    ):
         raise NotFound("Task not found")
     target = changes.pop("status", None)
     refuse_read_only(changes, EDITABLE)
@@ -675,12 +704,12 @@ def update_task(session: Session, principal: Principal, task_id: str, changes: d
         task.sla_due_at = _sla_due(task.created_at, task.sla_target)
         task.sla_breached_at = None if task.sla_due_at is None or task.sla_due_at > utcnow() else task.sla_breached_at
     if target is not None and TaskStatus(target).value != task.status:
-        report_status(session, principal, task.id, TaskStatus(target))
+        _report(session, principal, task, TaskStatus(target))
     else:
         events.emit(
             session,
             "task.updated",
-            {**summary(task), "changed": sorted(changes)},
+            {**summary(task), "changed": sorted(changes), "changed_by": principal.user_id},
             source="tasks",
             owner=task,
             subject_id=task.id,
@@ -722,7 +751,8 @@ def delete_task(session: Session, principal: Principal, task_id: str, reason: st
 
 
 def history(session: Session, task_id: str) -> list[dict[str, Any]]:
-    """Every recorded change of the task, oldest first, from the event outbox."""
+    """Every recorded change of the task, oldest first, from the event outbox, with who made it."""
+    creator = session.scalar(select(Task.created_by).where(Task.id == task_id))
     rows = session.scalars(
         select(Event)
         .where(Event.subject_id == task_id, Event.event_type.like("task.%"))
@@ -734,6 +764,7 @@ def history(session: Session, task_id: str) -> list[dict[str, Any]]:
             "action": row.event_type.removeprefix("task."),
             "from": row.data.get("previous_status"),
             "to": row.data.get("status"),
+            "user": row.data.get("changed_by") or (creator if row.event_type == "task.created" else None),
             "timestamp": row.created_at,
             "correlation_id": row.correlation_id,
         }

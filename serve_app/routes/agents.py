@@ -19,10 +19,10 @@ from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import (
     PageParams,
     csv_param,
+    in_utc,
     page_params,
     paginated,
     refuse_nulls,
-    require_time_zones,
     task_status_filter,
 )
 from serve_app.routing import protected_router
@@ -82,6 +82,7 @@ def list_agents(
             owner_type=owner_type.lower() if owner_type else None,
             framework=framework.lower() if framework else None,
             status=wanted_status,
+            load=status_filter.strip().lower() if status_filter else None,
             agent_type=type.lower() if type else None,
             capabilities=csv_param(capabilities),
             tags=csv_param(tags),
@@ -212,7 +213,7 @@ def container_logs(
     tail: Annotated[int, Query(ge=0, le=10_000, description="last N lines")] = 100,
 ) -> dict:
     """The actor's own log lines, oldest first (its worker's stderr, read through Ray's state API)."""
-    require_time_zones(since=since, until=until)
+    since, until = in_utc(since, until)
     entries = deployments.container_logs(
         context.db, context.actors.agents, principal, agent_id, since=since, until=until, tail=tail
     )
@@ -259,7 +260,7 @@ def agent_metrics(
 ) -> dict:
     """Task, performance and utilization metrics, computed from the agent's recorded tasks in the period
     (null where the platform records nothing to compute from)."""
-    require_time_zones(start_date=start_date, end_date=end_date)
+    start_date, end_date = in_utc(start_date, end_date)
     start, end = tasks.default_period(start_date, end_date)
     if start >= end:
         raise ValidationFailed("Empty period", details=[FieldIssue("start_date", "must be before end_date")])

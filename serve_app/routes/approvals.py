@@ -16,10 +16,11 @@ from actors import approval_handles
 from core.errors import FieldIssue, ValidationFailed
 from schedulers.task_lifecycle import parse_priority
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, page_params, paginated, require_time_zones
+from serve_app.pagination import PageParams, in_utc, page_params, paginated
 from serve_app.routing import protected_router
 from serve_app.schemas.approvals import (
     ApprovalCreate,
+    ApprovalDetail,
     ApprovalHistory,
     ApprovalList,
     ApprovalOut,
@@ -58,7 +59,7 @@ def pending(
     """Pending approvals you may decide or watch: most urgent (P0) and oldest first, or soonest to expire
     first (`sort_by=expires_at`); filters `execution_id`, `task_id`, `agent_id`, `priority`,
     `expires_before`."""
-    require_time_zones(expires_before=expires_before)
+    [expires_before] = in_utc(expires_before)
     try:
         wanted = parse_priority(priority) if priority else None
     except ValueError as exc:
@@ -94,10 +95,10 @@ def history(
     return {**paginated(request, "history", items, found), "count": len(items)}
 
 
-@router.get("/{approval_id}", response_model=ApprovalOut)
-def get_approval(approval_id: str, principal: CurrentPrincipal, context: Context) -> ApprovalOut:
+@router.get("/{approval_id}", response_model=ApprovalDetail)
+def get_approval(approval_id: str, principal: CurrentPrincipal, context: Context) -> ApprovalDetail:
     with context.db.session() as session:
-        return ApprovalOut.model_validate(approvals.get(session, principal, approval_id))
+        return ApprovalDetail.model_validate(approvals.get(session, principal, approval_id))
 
 
 def _decide(

@@ -10,7 +10,7 @@ from fastapi import Depends, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from core.clock import utcnow
-from core.errors import FieldIssue, ValidationFailed
+from core.errors import AuthenticationFailed, FieldIssue, ValidationFailed
 from serve_app.context import AppContext
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import PageParams, page_params, paginated
@@ -70,9 +70,20 @@ def register(body: RegisterRequest, context: Context, response: Response) -> Use
 async def login(body: LoginRequest, request: Request, context: Context) -> TokenResponse:
     """Exchange email and password for an access token and a refresh token.
 
-    Limited per client IP and account (`ORCHESTRATOR_RATE_LIMIT_AUTH`, 10 per 15 minutes)."""
-    await context.rate_limits.check_client(request, "auth", extra=str(body.email))
-    return await run_in_threadpool(_login, body, context)
+    Limited per client IP and account (`ORCHESTRATOR_RATE_LIMIT_AUTH`, 10 per 15 minutes). Past
+    `ORCHESTRATOR_LOGIN_FREE_FAILURES` failures for one account from any addresses, each further attempt
+    waits twice as long as the one before (429 with `Retry-After`), except from an address the account
+    logged in from before."""
+    limits, email = context.rate_limits, str(body.email)
+    await limits.check_client(request, "auth", extra=email)
+    await limits.check_login(email, request.scope)
+    try:
+        issued = await run_in_threadpool(_login, body, context)
+    except AuthenticationFailed:
+        await limits.logins.failed(email)
+        raise
+    await limits.logins.succeeded(email, limits.client_ip(request.scope))
+    return issued
 
 
 def _login(body: LoginRequest, context: AppContext) -> TokenResponse:

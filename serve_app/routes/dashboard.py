@@ -35,11 +35,12 @@ def _metrics(context: Context, principal: CurrentPrincipal, timeframe: str) -> d
 def dashboard_metrics(
     principal: CurrentPrincipal,
     context: Context,
-    timeframe: Annotated[str, Query(pattern="^(24h|7d|30d|90d)$")] = "24h",
+    timeframe: Annotated[str, Query(pattern="^(24[hH]|7[dD]|30[dD]|90[dD])$")] = "30d",
 ) -> dict[str, Any]:
     """Overview values with their change and trend against the previous period, execution trends (per hour
-    for 24h, per day otherwise), the framework distribution, performance, and the latest executions."""
-    return _metrics(context, principal, timeframe)
+    for 24h, per day otherwise), the framework distribution, performance, and the latest executions. The
+    period is the last 30 days unless `timeframe` says otherwise (any case)."""
+    return _metrics(context, principal, timeframe.lower())
 
 
 @router.get(
@@ -50,7 +51,7 @@ def dashboard_metrics(
 async def dashboard_real_time(
     principal: CurrentPrincipal,
     context: Context,
-    timeframe: Annotated[str, Query(pattern="^(24h|7d|30d|90d)$")] = "24h",
+    timeframe: Annotated[str, Query(pattern="^(24[hH]|7[dD]|30[dD]|90[dD])$")] = "30d",
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: a `metrics` event with the dashboard now, then whenever it changes (checked every
@@ -64,7 +65,7 @@ async def dashboard_real_time(
         nonlocal sequence
         last = None
         while True:
-            figures = await asyncio.to_thread(_metrics, context, principal, timeframe)
+            figures = await asyncio.to_thread(_metrics, context, principal, timeframe.lower())
             comparable = {k: v for k, v in figures.items() if k != "period"}
             if comparable != last:
                 last = comparable

@@ -14,7 +14,7 @@ from fastapi import Depends, Query, Request, Response, status
 from core.clock import isoformat_z, utcnow
 from persistence.models import Event
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, page_params, paginated, require_time_zones
+from serve_app.pagination import PageParams, in_utc, page_params, paginated
 from serve_app.routing import protected_router, public_router
 from serve_app.schemas.events import EventList, EventOut, EventPublish, PublishedEvent
 from services import events, tasks
@@ -68,7 +68,7 @@ def list_events(
     since: Annotated[datetime | None, Query(description="ISO timestamp with zone")] = None,
 ) -> dict:
     """Events about what you own (and your organizations own), newest first; admins see all."""
-    require_time_zones(since=since)
+    [since] = in_utc(since)
     with context.db.session() as session:
         page = events.list_events(
             session,

@@ -17,8 +17,8 @@ from urllib.parse import quote
 from fastapi import Depends, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
-from sqlalchemy import Select
-from sqlalchemy.orm import object_session
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, object_session
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import FieldIssue, NotFound, ValidationFailed
@@ -30,10 +30,10 @@ from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import (
     PageParams,
     csv_param,
+    in_utc,
     page_params,
     paginated,
     refuse_nulls,
-    require_time_zones,
     task_status_filter,
 )
 from serve_app.routing import protected_router
@@ -168,7 +168,7 @@ def list_task_page(
         priorities = {parse_priority(word) for word in csv_param(priority)}
     except ValueError as exc:
         raise ValidationFailed("Invalid priority filter", details=[FieldIssue("priority", str(exc))]) from exc
-    require_time_zones(created_after=created_after, created_before=created_before)
+    created_after, created_before = in_utc(created_after, created_before)
     with context.db.session() as session:
         page = tasks.list_tasks(
             session,
@@ -228,10 +228,20 @@ def _update(task_id: str, body: TaskUpdate, principal: CurrentPrincipal, context
         changes["meta"] = changes.pop("metadata")
     refuse_nulls(changes, Task.__table__, {"meta": "metadata"})
     with context.db.transaction() as session:
-        out = TaskOut.model_validate(tasks.update_task(session, principal, task_id, changes))
+        was_gated = "priority" in changes and _gated(session, task_id, context)
+        task = tasks.update_task(session, principal, task_id, changes)
+        # Raised into the approval priorities while it waits for an agent: a person decides first, as at creation.
+        if "priority" in changes and not was_gated and task.status == TaskStatus.pending.value:
+            _gate(principal, context)(task, None)
+        out = TaskOut.model_validate(task)
     if out.status in TERMINAL | {TaskStatus.pending}:
         context.actors.router.send(AgentsChanged())
     return out
+
+
+def _gated(session: Session, task_id: str, context: Context) -> bool:
+    priority = session.scalar(select(Task.priority).where(Task.id == task_id))
+    return priority is not None and approvals.needs_approval(priority, context.settings)
 
 
 @router.put("/{task_id}", response_model=TaskOut)

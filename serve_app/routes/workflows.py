@@ -21,7 +21,7 @@ from persistence.models import Agent, Execution, ExecutionLog, ExecutionStep, Wo
 from schedulers.execution_lifecycle import FINISHED
 from schedulers.execution_lifecycle import parse_status as parse_execution_status
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, page_params, paginated, refuse_nulls, require_time_zones
+from serve_app.pagination import PageParams, in_utc, page_params, paginated, refuse_nulls
 from serve_app.routing import count_principal, protected_router
 from serve_app.schemas.common import MessageResponse
 from serve_app.schemas.workflows import (
@@ -218,7 +218,7 @@ def list_executions(
         wanted = parse_execution_status(status_filter) if status_filter else None
     except ValueError as exc:
         raise ValidationFailed("Invalid status filter", details=[FieldIssue("status", str(exc))]) from exc
-    require_time_zones(start_date=start_date, end_date=end_date)
+    start_date, end_date = in_utc(start_date, end_date)
     with context.db.session() as session:
         page = executions.list_executions(
             session,

@@ -213,7 +213,7 @@ class ConfigurationCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100)
     description: str | None = Field(None, max_length=5000)
     framework: str = "native"
-    configuration: dict[str, Any] = Field(default_factory=dict)
+    configuration: dict[str, Any]  # required: a save is of a configuration (an empty one is `{}`, said so)
     is_template: bool = False
     is_public: bool = False
     owner_type: OwnerType | None = None

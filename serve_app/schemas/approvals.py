@@ -76,6 +76,32 @@ class ApprovalOut(ResponseModel):
         return self.decided_at if self.status == ApprovalStatus.approved else None
 
 
+class ApprovalStatusOut(ResponseModel):
+    approval_id: str
+    task_id: str | None
+    status: str
+    approved_by: str | None
+    approved_at: datetime | None
+
+
+class ApprovalDetail(ApprovalOut):
+    """`GET /approvals/{id}`: the approval, plus `success` and its status under `approval` as other clients
+    read it."""
+
+    success: bool = True
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def approval(self) -> ApprovalStatusOut:
+        return ApprovalStatusOut(
+            approval_id=self.id,
+            task_id=self.task_id,
+            status=self.status,
+            approved_by=self.approved_by,
+            approved_at=self.approved_at,
+        )
+
+
 class ApprovalList(ResponseModel):
     success: bool = True
     count: int

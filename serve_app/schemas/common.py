@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from core.clock import as_utc
 
 
 class RequestModel(BaseModel):
@@ -19,12 +21,13 @@ class RequestModel(BaseModel):
 
     @model_validator(mode="after")
     def _times_in_utc(self) -> Self:
-        """A time given with an offset is kept as the same instant in UTC, so that what is stored, and
-        echoed back at once, is what docs/api.md "Conventions" promises: UTC, written with `Z`."""
+        """A time given with an offset is kept as the same instant in UTC (one without a zone, or a date
+        alone, is taken as UTC), so that what is stored, and echoed back at once, is what docs/api.md
+        "Conventions" promises: UTC, written with `Z`."""
         for name in type(self).model_fields:
             value = self.__dict__.get(name)
-            if isinstance(value, datetime) and value.tzinfo is not None:
-                self.__dict__[name] = value.astimezone(UTC)
+            if isinstance(value, datetime):
+                self.__dict__[name] = as_utc(value)
         return self
 
 

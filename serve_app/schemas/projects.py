@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator
 
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
-from serve_app.schemas.tasks import any_priority, zoned
+from serve_app.schemas.tasks import any_priority
 from services.projects import parse_status
 
 
@@ -44,7 +44,6 @@ class ProjectCreate(RequestModel):
 
     _priority = field_validator("priority", mode="before")(any_priority)
     _status = field_validator("status", mode="before")(_status)
-    _aware = field_validator("start_date", "end_date")(zoned)
 
 
 class ProjectUpdate(RequestModel):
@@ -60,7 +59,6 @@ class ProjectUpdate(RequestModel):
 
     _priority = field_validator("priority", mode="before")(any_priority)
     _status = field_validator("status", mode="before")(_status)
-    _aware = field_validator("start_date", "end_date")(zoned)
 
 
 class MemberOut(ResponseModel):

@@ -14,12 +14,6 @@ from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestMod
 TASK_TYPE = r"^[a-z][a-z0-9_.-]{0,63}$"
 
 
-def zoned(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("add a time zone ('Z' or an offset)")
-    return value
-
-
 def any_priority(value: object) -> object:
     return parse_priority(value) if isinstance(value, str | int) else value
 
@@ -49,8 +43,6 @@ class TaskCreate(RequestModel):
     @classmethod
     def _type(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
-
-    _aware = field_validator("due_date")(zoned)
 
 
 class TaskStatusUpdate(RequestModel):
@@ -183,8 +175,6 @@ class TaskUpdate(RequestModel):
     def _status(cls, value: object) -> object:
         return parse_status(value) if isinstance(value, str) else value
 
-    _aware = field_validator("due_date")(zoned)
-
 
 class TaskAssign(RequestModel):
     agent_id: str = Field(max_length=64)
@@ -195,6 +185,7 @@ class TaskHistoryEntry(ResponseModel):
     action: str
     from_: str | None = Field(None, serialization_alias="from")
     to: str | None
+    user: str | None = None  # who made the change: a person, or the identity an agent reported with
     timestamp: datetime
     correlation_id: str | None
 

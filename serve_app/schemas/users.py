@@ -5,9 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import EmailStr, Field, computed_field
+from pydantic import EmailStr, Field, computed_field, model_validator
 
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+
+
+def _split_name(data: Any) -> Any:
+    """`name` as some clients send it ("Ada Lovelace"): the first word is the first name, the rest the last,
+    unless the body gives those itself."""
+    if isinstance(data, dict) and isinstance(data.get("name"), str):
+        data = dict(data)
+        first, _, last = data.pop("name").strip().partition(" ")
+        if not {"first_name", "firstName"} & data.keys():
+            data["first_name"] = first or None
+        if not {"last_name", "lastName"} & data.keys():
+            data["last_name"] = last.strip() or None
+    return data
 
 
 class RegisterRequest(RequestModel):
@@ -15,6 +28,8 @@ class RegisterRequest(RequestModel):
     password: str = Field(min_length=1, max_length=1024)
     first_name: str | None = Field(None, max_length=100)
     last_name: str | None = Field(None, max_length=100)
+
+    _name = model_validator(mode="before")(_split_name)
 
 
 class LoginRequest(RequestModel):
@@ -36,11 +51,19 @@ class UserOut(ResponseModel):
     updated_at: datetime
     last_login_at: datetime | None
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def name(self) -> str | None:
+        """First and last name as one display name."""
+        return " ".join(part for part in (self.first_name, self.last_name) if part) or None
+
 
 class UserUpdate(RequestModel):
     first_name: str | None = Field(None, max_length=100)
     last_name: str | None = Field(None, max_length=100)
     preferences: dict[str, Any] | None = None
+
+    _name = model_validator(mode="before")(_split_name)
 
 
 class TokenResponse(ResponseModel):

@@ -130,7 +130,11 @@ def test_every_list_filter(client: TestClient, admin, db: Database) -> None:
     assert ids("framework=LANGGRAPH") == {react["id"]}
     assert ids("status=ACTIVE") == {react["id"], busy["id"]}
     assert ids("status=draft") == {ops["id"]}
-    assert ids("status=available") == ids("status=active")  # another word clients use for it
+    # Other clients' words narrow active agents by their load.
+    assert ids("status=available") == ids("available=true") == {react["id"]}
+    assert ids("status=Busy") == {busy["id"]}
+    assert ids("status=idle") == {react["id"]}
+    assert ids("status=running") == {busy["id"]}
     assert ids("available=true") == {react["id"]}  # busy is at its task limit, ops is not deployed
     assert ids("available=false") == {ops["id"], busy["id"]}
     assert ids("search=react") == {react["id"], ops["id"]}  # name or description

@@ -88,7 +88,7 @@ def test_task_approvals_name_the_task_and_agent_and_pending_lists_filter(client,
     assert by_expiry[0]["id"] == soonest["id"]
     bad_schema = client.post("/api/v1/approvals", headers=owner, json={"reason": "x", "input_schema": {"type": 5}})
     assert_error(bad_schema, 422, "VALIDATION_ERROR")
-    bad_filter = client.get("/api/v1/approvals/pending?expires_before=2026-01-01T00:00:00", headers=owner)
+    bad_filter = client.get("/api/v1/approvals/pending?expires_before=soon", headers=owner)
     assert_error(bad_filter, 422, "VALIDATION_ERROR")
 
 

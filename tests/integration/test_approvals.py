@@ -73,6 +73,14 @@ def test_p0_and_p1_tasks_wait_for_a_human_and_approval_releases_them(client, tea
     assert released["status"] == "assigned" and released["agent_id"] == team["agent"]["id"]  # the agent it was for
     stored = client.get(f"{APPROVALS}/{approval['id']}", headers=team["requester"]).json()
     assert stored["approved_by"] and stored["approved_at"] and stored["status"] == "approved"
+    # Also as `{success, approval: {approval_id, task_id, status, approved_by, approved_at}}`, as other clients read it.
+    assert stored["success"] is True and stored["approval"] == {
+        "approval_id": approval["id"],
+        "task_id": task["id"],
+        "status": "approved",
+        "approved_by": stored["approved_by"],
+        "approved_at": stored["approved_at"],
+    }
     assert_error(client.post(f"{APPROVALS}/{approval['id']}/reject", headers=team["approver"]), 409, "CONFLICT")
     history = client.get(f"{APPROVALS}/history", headers=team["approver"]).json()
     assert [h["id"] for h in history["history"]] == [approval["id"]] and history["count"] == 1
@@ -86,6 +94,23 @@ def test_rejection_fails_the_task_with_the_reason(client, team) -> None:
     assert rejected.json()["status"] == "rejected" and rejected.json()["message"].startswith("Rejected by")
     stored = client.get(f"{TASKS}/{task['id']}", headers=team["requester"]).json()
     assert stored["status"] == "failed" and stored["error"] == "rejected: Security concerns"
+
+
+def test_a_priority_raised_into_the_gate_waits_for_a_human_as_at_creation(client, team) -> None:
+    task = _org_task(client, team, priority="low")
+    raised = client.patch(f"{TASKS}/{task['id']}", headers=team["requester"], json={"priority": "high"})
+    assert raised.status_code == 200, raised.text
+    assert (raised.json()["priority"], raised.json()["status"]) == ("P1", "awaiting_approval")
+    [approval] = [a for a in _pending(client, team["approver"]) if a["task_id"] == task["id"]]
+    # Moving it within the gate asks nothing new; the one decision releases it.
+    again = client.patch(f"{TASKS}/{task['id']}", headers=team["requester"], json={"priority": "P0"})
+    assert again.json()["status"] == "awaiting_approval"
+    assert [a["id"] for a in _pending(client, team["approver"]) if a["task_id"] == task["id"]] == [approval["id"]]
+    own = client.post(f"{APPROVALS}/{approval['id']}/approve", headers=team["requester"])
+    assert "another member of the owning organization" in assert_error(own, 403, "AUTHORIZATION_ERROR")["message"]
+    decided = client.post(f"{APPROVALS}/{approval['id']}/approve", headers=team["approver"])
+    assert decided.status_code == 200, decided.text
+    assert client.get(f"{TASKS}/{task['id']}", headers=team["requester"]).json()["status"] != "awaiting_approval"
 
 
 def test_other_tenants_cannot_see_or_decide(client, team) -> None:

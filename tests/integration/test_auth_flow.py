@@ -56,6 +56,17 @@ def test_register_login_and_read_own_profile(client: TestClient) -> None:
     assert me.status_code == 200
     assert me.json()["id"] == created["id"]
     assert me.json()["last_login_at"] is not None
+    assert tokens["user"]["name"] == me.json()["name"] == "Ada Lovelace"  # one display name, as some clients read it
+
+
+def test_a_name_given_as_one_field_is_first_and_last_name(client: TestClient) -> None:
+    created = register(client, "grace@example.com", name="Grace Brewster Hopper")
+    assert (created["first_name"], created["last_name"]) == ("Grace", "Brewster Hopper")
+    assert created["name"] == "Grace Brewster Hopper"
+    headers = bearer(login(client, "grace@example.com")["access_token"])
+    renamed = client.put("/api/v1/users/me", headers=headers, json={"name": "Amazing Grace"}).json()
+    assert (renamed["first_name"], renamed["last_name"], renamed["name"]) == ("Amazing", "Grace", "Amazing Grace")
+    assert register(client, "mono@example.com", name="Cher")["name"] == "Cher"
 
 
 def test_register_answers_201_with_location(client: TestClient) -> None:

@@ -11,7 +11,7 @@ CONFIGS = "/api/v1/configurations"
 
 
 def _config(client: TestClient, headers: dict[str, str], **body) -> dict:
-    response = client.post(CONFIGS, headers=headers, json={"name": "cfg", **body})
+    response = client.post(CONFIGS, headers=headers, json={"name": "cfg", "configuration": {}, **body})
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -30,6 +30,14 @@ def test_crud(client: TestClient) -> None:
     assert updated["description"] == "for React work" and updated["name"] == "React"
     assert client.delete(path, headers=owner).json() == {"message": "Configuration deleted successfully"}
     assert_error(client.get(path, headers=owner), 404, "NOT_FOUND")
+
+
+def test_a_save_without_its_configuration_is_refused_naming_the_field(client: TestClient) -> None:
+    owner = _user(client, "owner")
+    refused = client.post(CONFIGS, headers=owner, json={"name": "empty", "framework": "native"})
+    assert_error(refused, 422, "VALIDATION_ERROR")
+    assert [issue["field"] for issue in refused.json()["error"]["details"]] == ["configuration"]
+    assert client.get(CONFIGS, headers=owner).json()["configurations"] == []
 
 
 def test_filters_template_framework_search_and_public(client: TestClient) -> None:

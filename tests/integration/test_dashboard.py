@@ -83,6 +83,10 @@ def test_the_dashboard_counts_what_was_recorded(client, db) -> None:
     other = client.get("/api/v1/dashboard/metrics", headers=bob).json()
     assert other["overview"]["executions"]["value"] == 0 and other["recent_activity"] == []
     assert_error(client.get("/api/v1/dashboard/metrics?timeframe=1y", headers=alice), 422, "VALIDATION_ERROR")
+    # Without a timeframe, the last 30 days; the unit in any case.
+    default = client.get("/api/v1/dashboard/metrics", headers=alice).json()
+    assert default["timeframe"] == "30d" and default["overview"]["executions"]["value"] == 6
+    assert client.get("/api/v1/dashboard/metrics?timeframe=7D", headers=alice).json()["timeframe"] == "7d"
 
 
 def test_the_real_time_stream_sends_the_dashboard(client, db) -> None:

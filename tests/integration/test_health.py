@@ -31,9 +31,13 @@ def test_unreachable_database_is_unhealthy_with_503(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, dead)
     with TestClient(create_app(settings)) as client:
         response = client.get("/health")
-    assert response.status_code == 503
+        login = client.post("/api/v1/auth/login", json={"email": "a@example.com", "password": "x" * 12})
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
     assert response.json()["status"] == "unhealthy"
     assert response.json()["checks"]["database"]["status"] == "fail"
+    # A route that needs the database answers 503 in the envelope, with when to try again (not a 500).
+    assert login.status_code == 503 and int(login.headers["Retry-After"]) > 0
+    assert login.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
 
 
 def test_redis_is_checked_when_configured(tmp_path: Path, db, database_url: str, redis_url: str) -> None:
@@ -49,3 +53,9 @@ def test_unreachable_redis_degrades_but_does_not_fail(tmp_path: Path, db, databa
     assert response.status_code == 200
     assert response.json()["checks"]["redis"]["status"] == "fail"
     assert response.json()["status"] == "degraded"
+
+
+def test_the_api_reference_is_served_as_swagger_ui_and_redoc(client: TestClient) -> None:
+    for path in ("/docs", "/redoc"):
+        page = client.get(path)
+        assert page.status_code == 200 and "/openapi.json" in page.text, path

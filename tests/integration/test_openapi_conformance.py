@@ -24,13 +24,17 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
+from hypothesis.stateful import run_state_machine_as_test
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ensure_resource_availability,
+    ignored_auth,
     response_schema_conformance,
     status_code_conformance,
+    use_after_free,
 )
 
 from serve_app.app import create_app
@@ -181,3 +185,95 @@ def test_every_operation_conforms_to_the_openapi_document(tmp_path: Path, db, da
     for operation, check in gone:
         print(f"  no longer seen (remove from {BASELINE.name}?): {operation} {check}")
     assert not new, "new conformance failures:\n" + "\n".join(f"{o} {c}: {e}" for (o, c), e in sorted(new.items()))
+
+
+# The stateful phase: chains of calls along the document's links (create → get → act), as one tenant, each
+# answer checked as above plus Schemathesis's checks that a deleted resource is gone, a created one can be
+# read, and a route does not ignore its authentication; and every resource the first tenant reads is
+# replayed as a second tenant, who must get 404 (docs/api.md: another tenant's resource answers 404).
+STATEFUL_SCENARIOS = 40
+STATEFUL_STEPS = 8
+STATEFUL_CHECKS = {
+    **CHECKS,
+    "use_after_free": use_after_free,
+    "ensure_resource_availability": ensure_resource_availability,
+    "ignored_auth": ignored_auth,
+}
+
+
+def _other_tenant_sees(case: Any, response: Any, client: Any, stranger: dict) -> str | None:
+    """What a second tenant gets for a resource the first one just read, if it should not have gotten it."""
+    if case.method.upper() != "GET" or response.status_code != 200 or "{" not in case.operation.path:
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and (body.get("is_public") or body.get("public")):
+        return None  # shared on purpose
+    replay = case.call(session=client, headers=stranger, timeout=10)
+    return None if replay.status_code in (403, 404) else f"another tenant got {replay.status_code}"
+
+
+def test_stateful_chains_along_the_links_as_two_tenants(tmp_path: Path, db, database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the stateful pass runs on Postgres (the fuzzing pass covers SQLite)")
+    settings = make_settings(tmp_path, database_url, rate_limits={"rate_limit_enabled": False})
+    app = create_app(settings)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    found = Findings()
+    try:
+        with asgi.get_client(app, max_stream_events=1) as client:
+            _register(client, "admin@example.com")
+            _register(client, "owner@example.com")
+            _register(client, "stranger@example.com")
+            tenant = {"Authorization": f"Bearer {_token(client, 'owner@example.com')}"}
+            stranger = {"Authorization": f"Bearer {_token(client, 'stranger@example.com')}"}
+
+            class Chains(schema.as_state_machine()):  # type: ignore[misc]
+                def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+                    return {"session": client, "headers": tenant, "timeout": 10}
+
+                def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+                    label = f"{case.method.upper()} {case.operation.path}"
+                    found.cases += 1
+                    found.operations.add(label)
+                    found.statuses[response.status_code] += 1
+                    for name, check in STATEFUL_CHECKS.items():
+                        try:
+                            case.validate_response(response, checks=[check], headers=tenant)
+                        except (Failure, FailureGroup, AssertionError) as exc:
+                            found.failures.setdefault((label, name), f"{response.status_code}: {_describe(exc)}"[:300])
+                    leak = _other_tenant_sees(case, response, client, stranger)
+                    if leak:
+                        found.failures.setdefault((label, "tenant_isolation"), leak)
+
+                def teardown(self) -> None:
+                    # A generated logout may have revoked the token: sign in again for the next scenario.
+                    if client.get("/api/v1/users/me", headers=tenant).status_code == 401:
+                        tenant["Authorization"] = f"Bearer {_token(client, 'owner@example.com')}"
+
+            run_state_machine_as_test(
+                Chains,
+                settings=hypothesis_settings(
+                    max_examples=STATEFUL_SCENARIOS,
+                    stateful_step_count=STATEFUL_STEPS,
+                    derandomize=True,
+                    database=None,
+                    deadline=None,
+                    suppress_health_check=list(HealthCheck),
+                ),
+            )
+    finally:
+        asgi.shutdown_lifespans()
+
+    known = _baseline()
+    new = {key: example for key, example in found.failures.items() if key not in known}
+    print(
+        f"\nStateful: {found.cases} calls over {len(found.operations)} operations, "
+        f"statuses {dict(sorted(found.statuses.items()))}, {len(found.failures)} failing pairs"
+    )
+    for (operation, check), example in sorted(found.failures.items()):
+        print(f"  {'known' if (operation, check) in known else 'NEW  '} {operation} {check}: {example}")
+    assert found.cases > STATEFUL_SCENARIOS  # chains happened, not single calls
+    assert not new, "new stateful failures:\n" + "\n".join(f"{o} {c}: {e}" for (o, c), e in sorted(new.items()))

@@ -133,7 +133,7 @@ def test_bad_project_input_is_refused_in_the_envelope(client) -> None:
         {"name": "x", "status": "paused"},
         {"name": "x", "priority": "whenever"},
         {"name": "x", "startDate": "2024-02-01T00:00:00Z", "endDate": "2024-01-01T00:00:00Z"},
-        {"name": "x", "startDate": "2024-02-01T00:00:00"},
+        {"name": "x", "startDate": "2024-02-31"},
         {"name": "x", "agents": ["no-such-agent"]},
     ]
     for body in bad:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -23,7 +24,12 @@ HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X
 
 @contextmanager
 def app_client(
-    tmp_path: Path, database_url: str, redis_url: str = "", prefix: str = "", **limits: object
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str = "",
+    prefix: str = "",
+    peer: tuple[str, int] = ("testclient", 50000),
+    **limits: object,
 ) -> Iterator[TestClient]:
     settings = make_settings(
         tmp_path,
@@ -31,7 +37,7 @@ def app_client(
         rate_limits=limits,
         redis={"redis_url": redis_url, "redis_key_prefix": prefix or f"test-{secrets.token_hex(4)}:"},
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), client=peer) as client:
         yield client
 
 
@@ -68,6 +74,40 @@ def test_login_is_limited_per_ip_and_account(tmp_path: Path, db: Database, datab
         right = client.post("/api/v1/auth/login", json={"email": "victim@example.com", "password": PASSWORD})
         assert right.status_code == 429
         assert _wrong_login(client, "other@example.com").status_code == 401
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["per-replica", "redis"])
+def test_failed_logins_from_many_addresses_slow_the_attacker_not_the_owner(
+    tmp_path: Path, db: Database, database_url: str, request: pytest.FixtureRequest, shared: bool
+) -> None:
+    """Credential stuffing: each guess from another address (through the trusted proxy on loopback)."""
+    redis_url = request.getfixturevalue("redis_url") if shared else ""
+    prefix = f"test-{secrets.token_hex(4)}:"
+    with app_client(tmp_path, database_url, redis_url, prefix, ("127.0.0.1", 40000), login_free_failures=4) as client:
+        register(client, "victim@example.com")
+        owner = {"X-Forwarded-For": "192.0.2.10"}
+        assert client.post("/api/v1/auth/login", headers=owner, json=_victim(PASSWORD)).status_code == 200
+
+        def guess(n: int):
+            headers = {"X-Forwarded-For": f"203.0.113.{n}"}
+            return client.post("/api/v1/auth/login", headers=headers, json=_victim(f"guess-{n}"))
+
+        assert [guess(n).status_code for n in range(4)] == [401] * 4
+        slowed = guess(5)  # the fourth failure set a 1-second wait
+        error = assert_error(slowed, 429, "RATE_LIMIT_EXCEEDED")
+        assert "failed logins for this account" in error["message"] and int(slowed.headers["Retry-After"]) >= 1
+        # The owner, from the address they logged in from before, is not locked out.
+        assert client.post("/api/v1/auth/login", headers=owner, json=_victim(PASSWORD)).status_code == 200
+        # Their success forgot the failures: the next guess is answered (wrong) at once.
+        assert guess(6).status_code == 401
+    if shared:
+        keys = redis.Redis.from_url(redis_url).keys(f"{prefix}*")
+        assert keys and not any(b"victim" in key for key in keys)  # accounts are hashed, not named
+        redis.Redis.from_url(redis_url).delete(*keys)
+
+
+def _victim(password: str) -> dict[str, str]:
+    return {"email": "victim@example.com", "password": password}
 
 
 def test_general_limit_is_per_caller_and_scaled_by_tier(tmp_path: Path, db: Database, database_url: str) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from core.clock import utcnow
 from persistence.models import Event, Task
+from services import routing
 from services import tasks as tasks_service
 from tests.integration.test_agents import _user
 from tests.integration.test_auth_flow import assert_error
@@ -209,3 +210,64 @@ def test_an_sla_breach_fires_once_and_raises_the_priority(client, db, team) -> N
     # A new target restarts the clock.
     renewed = client.patch(f"{TASKS}/{task['id']}", headers=alice, json={"slaTarget": 7200}).json()
     assert renewed["sla_breached_at"] is None
+
+
+def test_a_person_works_an_unassigned_task_by_hand_and_the_history_names_them(client, db, settings, team) -> None:
+    users, _org, ids = team
+    project = client.post("/api/v1/projects", headers=users["alice"], json={"name": "Site"}).json()
+    for user, permissions in (("bob", ["tasks:read", "tasks:write"]), ("eve", ["tasks:read"])):
+        added = client.post(
+            f"/api/v1/projects/{project['id']}/members",
+            headers=users["alice"],
+            json={"user_id": ids[user], "role": "developer", "permissions": permissions},
+        )
+        assert added.status_code == 201, added.text
+    task = _task(client, users["alice"], project_id=project["id"])
+    path = f"{TASKS}/{task['id']}"
+
+    # Eve sees the project's task but may not move it; Bob may work it, not rewrite it.
+    assert client.get(path, headers=users["eve"]).status_code == 200
+    assert_error(client.patch(path, headers=users["eve"], json={"status": "active"}), 404, "NOT_FOUND")
+    assert_error(client.patch(path, headers=users["bob"], json={"title": "Mine now"}), 404, "NOT_FOUND")
+
+    started = client.put(path, headers=users["bob"], json={"status": "active"})
+    assert started.status_code == 200, started.text
+    assert started.json()["status"] == "in_progress" and started.json()["agent_id"] is None
+    # The router no longer considers it: not queued, and a routing decision made before does not hold.
+    with db.session() as session:
+        assert task["id"] not in {queued.id for queued in routing.pending_tasks(session, clock_offset=0.0)}
+    with db.transaction() as session:
+        assert routing.assign_routed(session, task["id"], "any-agent", settings) is None
+
+    done = client.patch(path, headers=users["bob"], json={"status": "completed", "actualHours": 7.5, "progress": 1.0})
+    assert done.status_code == 200, done.text
+    assert (done.json()["status"], done.json()["actual_hours"], done.json()["progress"]) == ("completed", 7.5, 1.0)
+    history = client.get(f"{path}?include=history", headers=users["alice"]).json()["history"]
+    assert [(entry["action"], entry["from"], entry["to"], entry["user"]) for entry in history] == [
+        ("created", None, "pending", ids["alice"]),
+        ("updated", "pending", "in_progress", ids["bob"]),
+        ("completed", "in_progress", "completed", ids["bob"]),
+    ]
+
+    # The owner finishes another one in one step: recorded as started and finished, by her.
+    quick = _task(client, users["alice"])
+    finished = client.patch(f"{TASKS}/{quick['id']}", headers=users["alice"], json={"status": "completed"})
+    assert finished.json()["status"] == "completed" and finished.json()["progress"] == 1.0
+    history = client.get(f"{TASKS}/{quick['id']}?include=history", headers=users["alice"]).json()["history"]
+    assert [(entry["to"], entry["user"]) for entry in history if entry["from"]] == [
+        ("in_progress", ids["alice"]),
+        ("completed", ids["alice"]),
+    ]
+
+
+def test_a_task_awaiting_approval_cannot_be_moved_by_hand(client, team) -> None:
+    users, _org, _ids = team
+    task = _task(client, users["alice"], priority="critical")
+    assert task["status"] == "awaiting_approval"
+    for status in ("active", "completed"):
+        assert_error(
+            client.patch(f"{TASKS}/{task['id']}", headers=users["alice"], json={"status": status}),
+            409,
+            "INVALID_TRANSITION",
+        )
+    assert client.get(f"{TASKS}/{task['id']}", headers=users["alice"]).json()["status"] == "awaiting_approval"

@@ -118,7 +118,7 @@ def test_tasks_and_agents_of_other_tenants_are_invisible(client, worker) -> None
     [
         ({"priority": "P7"}, "priority"),
         ({"type": "Not A Type!"}, "type"),
-        ({"dueDate": "2030-01-01T00:00:00"}, "due_date"),
+        ({"dueDate": "next tuesday"}, "due_date"),
         ({"slaTarget": 0}, "sla_target"),
     ],
 )
@@ -251,9 +251,9 @@ def test_tasks_update_assign_history_and_delete(client, db, worker) -> None:
     owner, agent = worker
     task = _task(client, owner, title="Draft")
     updated = client.patch(
-        f"{TASKS}/{task['id']}", headers=owner, json={"title": "Final", "priority": "critical", "metadata": {"k": 1}}
+        f"{TASKS}/{task['id']}", headers=owner, json={"title": "Final", "priority": "low", "metadata": {"k": 1}}
     )
-    assert updated.status_code == 200 and updated.json()["title"] == "Final" and updated.json()["priority"] == "P0"
+    assert updated.status_code == 200 and updated.json()["title"] == "Final" and updated.json()["priority"] == "P3"
     assert updated.json()["metadata"] == {"k": 1}
     assert_error(client.put(f"{TASKS}/{task['id']}", headers=owner, json={"title": None}), 422, "VALIDATION_ERROR")
     assigned = client.post(f"{TASKS}/{task['id']}/assign", headers=owner, json={"agentId": agent["id"]})
@@ -342,6 +342,22 @@ def test_times_given_with_an_offset_come_back_in_utc_at_once(client) -> None:
     )
     assert project.status_code == 201, project.text
     assert project.json()["start_date"] == "2024-01-31T23:00:00Z"
+
+
+def test_a_time_without_a_zone_or_a_date_alone_is_taken_as_utc(client) -> None:
+    owner = _user(client, "naive")
+    created = client.post(TASKS, headers=owner, json={"title": "naive", "dueDate": "2024-02-20T08:30:00"})
+    assert created.status_code == 201, created.text
+    assert created.json()["due_date"] == "2024-02-20T08:30:00Z"
+    dated = client.post(TASKS, headers=owner, json={"title": "dated", "dueDate": "2024-02-25"})
+    assert dated.json()["due_date"] == "2024-02-25T00:00:00Z"
+    # Query filters too: a date alone is its midnight in UTC.
+    listed = client.get(f"{TASKS}?createdAfter=2000-01-01&createdBefore=2999-12-31", headers=owner)
+    assert listed.status_code == 200, listed.text
+    assert {task["title"] for task in listed.json()["tasks"]} == {"naive", "dated"}
+    assert client.get(f"{TASKS}?createdAfter=2999-01-01", headers=owner).json()["tasks"] == []
+    runs = client.get("/api/v1/executions?start_date=2024-12-19&end_date=2024-12-20T10:00:00", headers=owner)
+    assert runs.status_code == 200, runs.text
 
 
 def test_the_sort_field_takes_seed_003s_camel_case_names(client) -> None:

@@ -166,6 +166,7 @@ def test_readme_stays_a_front_door() -> None:
         "docs/api.md",
         "docs/architecture.md",
         "docs/configuration.md",
+        "docs/deploy.md",
         "docs/workflows.md",
         "docs/webhooks.md",
         "bench/README.md",

@@ -55,13 +55,38 @@ def test_pagination_envelope_matches_the_contract() -> None:
     assert empty["pagination"]["pages"] == 1 and empty["links"]["next"] is None
 
 
-def test_only_the_rightmost_forwarded_address_is_trusted() -> None:
+def test_the_client_is_the_rightmost_address_that_is_not_a_trusted_proxy() -> None:
     from core.settings import RateLimitSettings
     from serve_app.rate_limits import RateLimitPolicy
     from services.rate_limit import MemoryRateLimiter
 
-    policy = RateLimitPolicy(RateLimitSettings(trust_forwarded_for=True), MemoryRateLimiter())
-    scope = {"client": ("10.0.0.9", 1), "headers": [(b"x-forwarded-for", b"1.2.3.4, 203.0.113.7")]}
-    assert policy.client_ip(scope) == "203.0.113.7"
-    untrusting = RateLimitPolicy(RateLimitSettings(), MemoryRateLimiter())
-    assert untrusting.client_ip(scope) == "10.0.0.9"
+    def client_ip(peer: str, forwarded: str, **settings: object) -> str:
+        policy = RateLimitPolicy(RateLimitSettings(**settings), MemoryRateLimiter())
+        return policy.client_ip({"client": (peer, 1), "headers": [(b"x-forwarded-for", forwarded.encode())]})
+
+    # Behind the platform's own proxy on loopback (trusted by default), the address it added is the client.
+    assert client_ip("127.0.0.1", "1.2.3.4, 203.0.113.7") == "203.0.113.7"
+    # A peer that is not a trusted proxy is the client, whatever header it sent.
+    assert client_ip("198.51.100.2", "203.0.113.7") == "198.51.100.2"
+    # A chain of trusted proxies is walked from the right; what the client wrote further left is not believed.
+    assert client_ip("10.0.0.9", "1.2.3.4, 203.0.113.7, 10.0.0.5", trusted_proxies="10.0.0.0/8") == "203.0.113.7"
+    assert client_ip("127.0.0.1", "203.0.113.7", trusted_proxies="[]") == "127.0.0.1"
+    assert RateLimitSettings(trusted_proxies="10.1.2.3, ::1").trusted_proxies == ["10.1.2.3/32", "::1/128"]
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 network"):
+        RateLimitSettings(trusted_proxies="proxy.internal")
+
+
+def test_an_accounts_failed_logins_delay_the_next_attempt_twice_as_long_each_time() -> None:
+    from services.login_throttle import LoginPolicy, MemoryLoginThrottle
+
+    policy = LoginPolicy(free_failures=3, max_delay_s=8)
+    assert [policy.delay_after(n) for n in range(1, 9)] == [0, 0, 1, 2, 4, 8, 8, 8]
+    throttle = MemoryLoginThrottle(policy)
+    throttle.succeeded_now("Owner@example.com", "192.0.2.1")  # the owner's usual address
+    for _ in range(5):
+        throttle.failed_now("owner@example.com")
+    assert 3 <= throttle.retry_after_now("owner@example.com", "203.0.113.9") <= 4  # anyone else waits (4 s)
+    assert throttle.retry_after_now("OWNER@example.com", "192.0.2.1") == 0  # the owner does not
+    assert throttle.retry_after_now("someone@example.com", "203.0.113.9") == 0  # other accounts do not
+    throttle.succeeded_now("owner@example.com", "192.0.2.1")
+    assert throttle.retry_after_now("owner@example.com", "203.0.113.9") == 0  # a success forgets the failures

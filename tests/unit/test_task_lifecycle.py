@@ -13,6 +13,7 @@ S = TaskStatus
 EXPECTED_MOVES = {
     (S.pending, S.awaiting_approval),
     (S.pending, S.assigned),
+    (S.pending, S.in_progress),  # a person takes it by hand
     (S.pending, S.failed),
     (S.pending, S.cancelled),
     (S.awaiting_approval, S.pending),
