@@ -206,12 +206,14 @@ def results_table(results: list[dict[str, Any]]) -> list[str]:
         return "-" if value is None else f"{value:.1f}"
 
     lines = [
-        f"{'fault':<22} {'back s':>7} {'health s':>9} {'work s':>7} {'2xx':>5} {'503':>4} {'other':>5}  result",
+        f"{'fault':<22} {'back s':>7} {'health s':>9} {'work s':>7} {'2xx':>5} {'503':>4} {'other':>5} "
+        f"{'cut':>4}  result",
     ]
     for row in results:
         lines.append(
             f"{row['fault']:<22} {seconds(row['back_s']):>7} {seconds(row['health_s']):>9} "
-            f"{seconds(row['work_s']):>7} {row['2xx']:>5} {row['503']:>4} {row['other']:>5}  {row['result']}"
+            f"{seconds(row['work_s']):>7} {row['2xx']:>5} {row['503']:>4} {row['other']:>5} {row['cut']:>4}  "
+            f"{row['result']}"
         )
     return lines
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, bindparam, text
 
 from tests.chaos.load import (
     EVENT_TYPE,
+    Answer,
     Client,
     StreamReader,
     Subscriber,
@@ -125,13 +126,15 @@ def violations(
     receiver: WebhookReceiver,
     subscribers: list[Subscriber],
     window_started: float,
+    cut_in_flight: list[Answer],
 ) -> list[str]:
-    """Every broken invariant, each with its evidence (empty: none)."""
+    """Every broken invariant, each with its evidence (empty: none). `cut_in_flight`: the requests the
+    fault itself cut (in flight in a process it killed): no answer is possible for them."""
     problems: list[str] = []
 
     # During and after the fault the API answers 2xx, or 503 with Retry-After; nothing else.
     refused_upgrades = [a for s in subscribers for a in s.refused if a.at >= window_started]
-    bad = [a for a in [*window.answers, *refused_upgrades] if not a.acceptable]
+    bad = [a for a in [*window.answers, *refused_upgrades] if not a.acceptable and a not in cut_in_flight]
     if bad:
         shown = "; ".join(
             f"{a.method} {a.route} -> {a.status} retry-after={a.retry_after} {a.detail!r}" for a in bad[:6]

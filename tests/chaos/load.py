@@ -37,12 +37,13 @@ EVENT_TYPE = "chaos.load"
 class Answer:
     """One request and what came back: a status with its headers, or no answer (`status` None)."""
 
-    at: float
+    at: float  # when the answer (or the failure) came, monotonic
     method: str
     route: str
     status: int | None
     retry_after: str | None = None
     detail: str = ""
+    sent: float = 0.0  # when the request went out, monotonic
 
     @property
     def ok(self) -> bool:
@@ -103,10 +104,12 @@ class Client:
         self.window = window
 
     def request(self, method: str, url: str, route: str, **kwargs: Any) -> httpx.Response | None:
+        sent = time.monotonic()
         try:
             response = self.http.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
-            self.window.record(Answer(time.monotonic(), method, route, None, detail=f"{type(exc).__name__}: {exc}"))
+            detail = f"{type(exc).__name__}: {exc}"
+            self.window.record(Answer(time.monotonic(), method, route, None, detail=detail, sent=sent))
             return None
         self.window.record(
             Answer(
@@ -116,6 +119,7 @@ class Client:
                 response.status_code,
                 response.headers.get("retry-after"),
                 "" if response.is_success else response.text[:300],
+                sent,
             )
         )
         return response

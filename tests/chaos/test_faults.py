@@ -71,6 +71,10 @@ class Fault:
     name: str
     inject: Inject
     needs_own_redis: bool = False
+    # A killed API replica cannot answer the requests it was executing: the proxy closes their connections
+    # ("Server disconnected without sending a response"). Those, sent before the kill, are counted apart;
+    # every request sent after it must be answered 2xx, or 503 with Retry-After.
+    cuts_requests_in_flight: bool = False
     settle_limit_s: float = SETTLE_LIMIT_S
 
 
@@ -149,7 +153,7 @@ FAULTS = [
     Fault("store", _kill_named(lambda ctx: STORE_NAME)),
     Fault("run-actor", _kill_named(_executing_run_actor)),
     Fault("agent-actor", _kill_named(lambda ctx: agent_actor_name(ctx.world.agent_id))),
-    Fault("serve-replica", _kill_serve_replica),
+    Fault("serve-replica", _kill_serve_replica, cuts_requests_in_flight=True),
     Fault("postgres-connections", _cut_database_connections),
     Fault("redis-outage", _redis_outage, needs_own_redis=True),
     Fault("event-hub", _kill_named(lambda ctx: EVENT_HUB_NAME), settle_limit_s=HUB_CLAIM_LEASE_S + 15),
@@ -289,12 +293,22 @@ def test_a_fault_under_load_breaks_no_invariant(
     recovery = Recovery(ctx, client, unrelated, stream, webhook_receiver)
     try:
         time.sleep(PRE_FAULT_S)
+        injecting_at = time.monotonic()
         back = fault.inject(ctx)
         fault_at = time.monotonic()
         recovery.wait(fault_at, back)
         time.sleep(AFTER_RECOVERY_S)
     finally:
         load.stop()
+    cut = [
+        answer
+        for answer in window.answers
+        if fault.cuts_requests_in_flight
+        and answer.status is None
+        and answer.sent < fault_at
+        and answer.at >= injecting_at
+        and "disconnected without sending a response" in answer.detail
+    ]
     websocket_problems = websocket_probe(client, world, window, subscribers, WEBSOCKET_LIMIT_S)
     final, settle_s = settle(platform_engine, world, window, since, stream, webhook_receiver, fault.settle_limit_s)
     problems = violations(
@@ -305,6 +319,7 @@ def test_a_fault_under_load_breaks_no_invariant(
         webhook_receiver,
         subscribers,
         started,
+        cut,
     )
     problems += websocket_problems + load.crashes
     if fault.name == "run-actor":
@@ -329,7 +344,8 @@ def test_a_fault_under_load_breaks_no_invariant(
             "work_s": recovery.work_s,
             "2xx": counts["2xx"],
             "503": counts["503"],
-            "other": counts["other"],
+            "other": counts["other"] - len(cut),
+            "cut": len(cut),
             "result": result,
         }
     )
@@ -338,7 +354,8 @@ def test_a_fault_under_load_breaks_no_invariant(
         f"{fault.name}: {ctx.facts}; back {recovery.back_s}, healthy {recovery.health_s}, work {recovery.work_s} s "
         f"after the fault; settled in {settle_s:.1f}s; {len(final.tasks)} tasks, {len(final.runs)} runs, "
         f"{len(final.events)} events; answers {dict(counts)}; "
-        f"websocket connects {[s.connects for s in subscribers]}"
+        f"websocket connects {[s.connects for s in subscribers]}; requests cut in flight by the kill: "
+        f"{[(a.method, a.route, a.detail) for a in cut]}"
     )
     assert recovery.work_s is not None, (
         f"{fault.name}: not recovered within {RECOVERY_LIMIT_S}s (back {recovery.back_s}, healthy "
