@@ -18,12 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from tests.chaos.load import StreamReader, Subscriber, WebhookReceiver, World
 from tests.conftest import free_port
-from tests.platform_fixtures import REPO_ROOT, Platform, register_user
+from tests.platform_fixtures import REPO_ROOT, Platform
 
 # Filled by the fault tests, printed at the end of the session (fault -> recovery -> requests).
 RESULTS: list[dict[str, Any]] = []
@@ -97,9 +97,16 @@ def platform_engine(platform_database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="module")
-def chaos_owner(platform: Platform) -> dict[str, str]:
+def chaos_owner(platform: Platform, platform_engine: Engine) -> dict[str, str]:
+    """The load's user, on the `pro` tier (10x the limits): the whole module sends it ~2,000 requests, more
+    than the free tier's general limit of 1000/h (rate limits are not under test here; a 429 would fail)."""
+    email, password = f"chaos-{secrets.token_hex(4)}@example.com", "correct horse 1"
     with httpx.Client(base_url=platform.base_url, timeout=60) as http:
-        return register_user(http, "chaos")
+        _ok(http.post("/api/v1/auth/register", json={"email": email, "password": password}))
+        with platform_engine.begin() as conn:
+            conn.execute(text("UPDATE users SET subscription_tier = 'pro' WHERE email = :email"), {"email": email})
+        token = _ok(http.post("/api/v1/auth/login", json={"email": email, "password": password}))["access_token"]
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")

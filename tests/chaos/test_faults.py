@@ -359,7 +359,8 @@ def test_a_fault_under_load_breaks_no_invariant(
     )
     assert recovery.work_s is not None, (
         f"{fault.name}: not recovered within {RECOVERY_LIMIT_S}s (back {recovery.back_s}, healthy "
-        f"{recovery.health_s}; last /health {recovery.last_health})"
+        f"{recovery.health_s}; last /health {recovery.last_health}; answers neither 2xx nor 503 with "
+        f"Retry-After: {[(a.route, a.status, a.detail[:120]) for a in window.answers if not a.acceptable][:5]})"
     )
     assert not problems, f"{fault.name}: " + "\n".join(problems + [f"tasks stuck in_progress: {stuck}"] * bool(stuck))
     if stuck:
