@@ -52,7 +52,8 @@ class TaskRouter:
         telemetry_setup.configure(settings, "router")
         install_ray_metrics()
         self._settings = settings
-        self._agents = AgentActorsOnRay(settings)
+        # The agents' actors, which assigned hosted tasks are handed to (`_agents` is the routing view).
+        self._agent_actors = AgentActorsOnRay(settings)
         self._db = Database(settings.database_url, pool_size=2, max_overflow=0, application_name="orchestrator:router")
         # Database times (epoch) onto this process's monotonic clock, which the policy's aging uses.
         self._clock_offset = time.time() - time.monotonic()
@@ -203,7 +204,7 @@ class TaskRouter:
                         self._queues.push(still_pending)
                 continue
             assigned += 1
-            routing.hand_over(self._agents, outcome)
+            routing.hand_over(self._agent_actors, outcome)
         self._routed += assigned
         if stale_agents:
             self._sync_agents()

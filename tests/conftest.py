@@ -25,6 +25,9 @@ from persistence.base import Base
 from persistence.db import Database
 from persistence.migrate import upgrade
 
+# The platform `orchestrator up` runs, shared by tests/e2e and tests/chaos (one per session).
+pytest_plugins = ["tests.platform_fixtures"]
+
 POSTGRES_ENV = "ORCHESTRATOR_TEST_DATABASE_URL"
 REDIS_ENV = "ORCHESTRATOR_TEST_REDIS_URL"
 BACKENDS = ["sqlite", "postgres"]

@@ -109,7 +109,7 @@ def test_a_killed_router_rebuilds_from_the_database_without_loss_or_double_assig
 
 @pytest.mark.skipif(not os.environ.get(REDIS_ENV), reason=f"needs {REDIS_ENV} (CI sets it)")
 def test_events_reach_the_redis_stream(platform, http, owner) -> None:
-    client = redis.Redis.from_url(os.environ[REDIS_ENV])
+    client = redis.Redis.from_url(platform.env["ORCHESTRATOR_REDIS_URL"])  # the platform's own server
     stream = f"{platform.env['ORCHESTRATOR_REDIS_KEY_PREFIX']}events"
     marker = f"e2e.marker_{secrets.token_hex(4)}"
     published = http.post("/api/v1/events/publish", headers=owner, json={"event_type": marker, "payload": {"n": 1}})

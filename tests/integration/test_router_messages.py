@@ -15,6 +15,7 @@ from persistence.db import Database
 from persistence.models import Task
 from services import routing
 from services.ports import AgentsChanged, TasksRequeued, TaskSubmitted
+from tests.fakes import FakeAgentActors
 from tests.integration.test_organizations import ORGS, _accounts, _add_member, _create_org
 from tests.integration.test_tasks_agents import AGENTS, TASKS, _active, _agent, _task, _user
 
@@ -103,3 +104,19 @@ def test_a_membership_removed_after_the_router_read_it_does_not_route_to_the_org
     assert router.deliver([(TaskSubmitted(third["id"]), None)]) == 0
     assert router.stats()["queued"] == 2 and router.stats()["routed"] == 1
     assert client.get(f"{AGENTS}/{agent['id']}", headers=alice.headers).json()["current_tasks"] == 1
+
+
+def test_a_task_the_router_assigns_to_a_hosted_agent_is_handed_to_its_actor_at_once(
+    client: TestClient, db: Database, router: TaskRouter
+) -> None:
+    # The hand-over is the router's, not the reconciler's re-send a while later (found by tests/chaos: every
+    # hosted task waited for the re-send while the router's own dispatch failed).
+    owner = _user(client, "hoster")
+    agent = _agent(client, owner, max_concurrent_tasks=2)
+    _active(db, agent["id"])
+    router.deliver([(AgentsChanged(), None)])
+    actors = FakeAgentActors(db)
+    router._agent_actors = actors
+    task = _task(client, owner, type="general")
+    assert router.deliver([(TaskSubmitted(task["id"]), None)]) == 1
+    assert actors.dispatched == [(agent["id"], task["id"])]
