@@ -9,10 +9,12 @@ transaction in `services.deployments`.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from actors.agent_handles import AgentActorsOnRay
 from actors.router_client import RouterOnRay, RunPoolOnRay
+from core.errors import ServiceUnavailable
 from core.logging import configure_logging
 from core.settings import Settings
 from frameworks import AgentSpec
@@ -68,8 +70,9 @@ class Store:
 
     def finish_task(self, task_id: str, agent_id: str, result: dict[str, Any] | None, error: str | None) -> bool:
         try:
-            with self._db.transaction() as session:
-                finished = tasks.finish_for_agent(session, task_id, agent_id, result, error)
+            finished = self._finish_retrying(task_id, agent_id, result, error)
+        except ServiceUnavailable:
+            raise  # the database stayed away: the agent's call fails, and the task is re-sent later
         except Exception as exc:  # the outcome could not be stored as given: record the task failed instead
             log.exception("task %s: storing its outcome failed", task_id)
             with self._db.transaction() as session:
@@ -79,6 +82,22 @@ class Store:
         if finished:
             self._router.send(AgentsChanged())  # the agent has a free slot
         return finished
+
+    def _finish_retrying(
+        self, task_id: str, agent_id: str, result: dict[str, Any] | None, error: str | None, attempts: int = 4
+    ) -> bool:
+        """The outcome written as given; while the database is away (connections cut, a failover) the same
+        write again, as the pool replaces broken connections, rather than recording a good outcome failed."""
+        for attempt in range(attempts):
+            try:
+                with self._db.transaction() as session:
+                    return tasks.finish_for_agent(session, task_id, agent_id, result, error)
+            except ServiceUnavailable:
+                if attempt == attempts - 1:
+                    raise
+                log.warning("task %s: the database is unavailable, storing its outcome again", task_id)
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def decide_approval(
         self,

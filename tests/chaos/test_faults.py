@@ -66,14 +66,19 @@ class Context:
 Inject = Callable[[Context], Callable[[], bool] | None]
 
 
+PROXY_NOTICE_S = 3.0
+
+
 @dataclass(frozen=True)
 class Fault:
     name: str
     inject: Inject
     needs_own_redis: bool = False
     # A killed API replica cannot answer the requests it was executing: the proxy closes their connections
-    # ("Server disconnected without sending a response"). Those, sent before the kill, are counted apart;
-    # every request sent after it must be answered 2xx, or 503 with Retry-After.
+    # ("Server disconnected without sending a response"). Serve's proxy also keeps sending new requests to
+    # the dead replica until it notices (measured: up to about a second), and those are closed the same way.
+    # Those, sent before the kill or within `PROXY_NOTICE_S` after it, are counted apart (a known limit,
+    # docs/architecture.md); every request sent later must be answered 2xx, or 503 with Retry-After.
     cuts_requests_in_flight: bool = False
     settle_limit_s: float = SETTLE_LIMIT_S
 
@@ -305,7 +310,7 @@ def test_a_fault_under_load_breaks_no_invariant(
         for answer in window.answers
         if fault.cuts_requests_in_flight
         and answer.status is None
-        and answer.sent < fault_at
+        and answer.sent < fault_at + PROXY_NOTICE_S
         and answer.at >= injecting_at
         and "disconnected without sending a response" in answer.detail
     ]
