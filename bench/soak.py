@@ -581,7 +581,11 @@ def main() -> None:
     args = parser.parse_args()
     if not args.database_url.startswith("postgresql"):
         parser.error("--database-url must be a Postgres URL (connections are counted in pg_stat_activity)")
-    run(args)
+    try:
+        run(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the platform was stopped on the way out
+        print(f"interrupted ({exc or 'Ctrl-C'}); the platform was stopped, no figures", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
