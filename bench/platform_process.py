@@ -22,9 +22,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_healthy(url: str, timeout_s: float = 180) -> None:
+def wait_healthy(url: str, timeout_s: float = 180, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"`orchestrator up` exited ({process.returncode}) before {url} answered")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -49,6 +51,10 @@ def platform_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
         "ORCHESTRATOR_RATE_LIMIT_AUTH": "100000/h",
         "ORCHESTRATOR_RATE_LIMIT_REGISTER": "100000/h",
         "RAY_ADDRESS": "",
+        # HAProxy's stats and metrics listeners default to fixed ports (8404, 9101): a second platform on the
+        # machine (another benchmark, a test run) would fail to start its haproxy.
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         **extra,
     }
 
@@ -64,8 +70,12 @@ def running_platform(data_dir: Path, **env_extra: str) -> Iterator[tuple[str, fl
         process = subprocess.Popen([BIN / "orchestrator", "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             base = f"http://127.0.0.1:{port}"
-            wait_healthy(f"{base}/health")
+            wait_healthy(f"{base}/health", process=process)
             yield base, time.monotonic() - started
         finally:
             subprocess.run([BIN / "orchestrator", "down"], env=env, check=False, capture_output=True)
-            process.wait(60)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:  # interrupted before `up` wrote its state file: `down` found nothing
+                process.terminate()
+                process.wait(60)
