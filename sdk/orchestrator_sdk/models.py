@@ -184,6 +184,32 @@ class ApprovalCreate(ApiModel):
     input_schema: dict[str, Any] | None = Field(default=None, alias="inputSchema")
 
 
+class ApprovalDetail(ApiModel):
+    id: str
+    task_id: str | None
+    execution_id: str | None = Field(default=None)
+    node_id: str | None = Field(default=None)
+    agent_id: str | None = Field(default=None)
+    context: ApprovalContext | None = Field(default=None)
+    input_schema: dict[str, Any] | None = Field(default=None)
+    decision_input: dict[str, Any] | None = Field(default=None)
+    priority: str
+    reason: str | None
+    status: str
+    requested_by: str
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str | None
+    expires_at: datetime
+    escalations: int
+    created_at: datetime
+    success: bool = Field(default=True)
+    approval_id: str
+    approved_by: str | None = Field(default=None)
+    approved_at: datetime | None = Field(default=None)
+    approval: ApprovalStatusOut
+
+
 class ApprovalHistory(ApiModel):
     success: bool = Field(default=True)
     count: int
@@ -222,6 +248,14 @@ class ApprovalOut(ApiModel):
     approval_id: str
     approved_by: str | None = Field(default=None)
     approved_at: datetime | None = Field(default=None)
+
+
+class ApprovalStatusOut(ApiModel):
+    approval_id: str
+    task_id: str | None
+    status: str
+    approved_by: str | None
+    approved_at: datetime | None
 
 
 class ArchiveFile(ApiModel):
@@ -288,7 +322,7 @@ class ConfigurationCreate(ApiModel):
     name: str
     description: str | None = Field(default=None)
     framework: str = Field(default="native")
-    configuration: dict[str, Any] | None = Field(default=None)
+    configuration: dict[str, Any]
     is_template: bool = Field(default=False, alias="isTemplate")
     is_public: bool = Field(default=False, alias="isPublic")
     owner_type: str | None = Field(default=None, alias="ownerType")
@@ -1087,6 +1121,7 @@ class TaskHistoryEntry(ApiModel):
     action: str
     from_: str | None = Field(default=None, alias="from")
     to: str | None
+    user: str | None = Field(default=None)
     timestamp: datetime
     correlation_id: str | None
 
@@ -1228,6 +1263,7 @@ class UserOut(ApiModel):
     created_at: datetime
     updated_at: datetime
     last_login_at: datetime | None
+    name: str | None = Field(default=None)
 
 
 class UserUpdate(ApiModel):
@@ -1372,9 +1408,11 @@ ApiKeyList.model_rebuild()
 ApiKeyOut.model_rebuild()
 ApprovalContext.model_rebuild()
 ApprovalCreate.model_rebuild()
+ApprovalDetail.model_rebuild()
 ApprovalHistory.model_rebuild()
 ApprovalList.model_rebuild()
 ApprovalOut.model_rebuild()
+ApprovalStatusOut.model_rebuild()
 ArchiveFile.model_rebuild()
 ArchiveFiles.model_rebuild()
 ArchiveList.model_rebuild()
@@ -1514,9 +1552,11 @@ __all__ = [
     "ApiKeyOut",
     "ApprovalContext",
     "ApprovalCreate",
+    "ApprovalDetail",
     "ApprovalHistory",
     "ApprovalList",
     "ApprovalOut",
+    "ApprovalStatusOut",
     "ArchiveFile",
     "ArchiveFiles",
     "ArchiveList",
