@@ -151,15 +151,16 @@ def _clean_message(err: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _warn_database(request: Request, exc: Exception, what: str) -> None:
+    """One line naming the driver's error class only: its message may quote the request's values."""
+    driver_error = type(getattr(exc, "orig", exc)).__name__
+    log.warning("request %s %s: %s: %s", request.method, request.url.path, what, driver_error)
+
+
 async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
     # The database refused a value the request carried that validation let through (a NUL character in a
     # text, a number out of its column's range): the client's error, and nothing was written.
-    log.warning(
-        "request %s %s: the database refused a value: %s",
-        request.method,
-        request.url.path,
-        type(getattr(exc, "orig", exc)).__name__,
-    )
+    _warn_database(request, exc, "the database refused a value")
     return error_response(
         request,
         ValidationFailed(
@@ -171,12 +172,7 @@ async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # The database went away under the request (connections cut, a failover, a restart): nothing was
     # committed, and the pool replaces the broken connection, so the same request can be sent again.
-    log.warning(
-        "request %s %s: the database is unavailable: %s",
-        request.method,
-        request.url.path,
-        type(getattr(exc, "orig", exc)).__name__,
-    )
+    _warn_database(request, exc, "the database is unavailable")
     error = ServiceUnavailable("The database is unavailable; try again shortly")
     error.retry_after_s = 2
     return error_response(request, error)
