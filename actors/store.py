@@ -88,16 +88,15 @@ class Store:
     ) -> bool:
         """The outcome written as given; while the database is away (connections cut, a failover) the same
         write again, as the pool replaces broken connections, rather than recording a good outcome failed."""
-        for attempt in range(attempts):
+        for attempt in range(attempts - 1):
             try:
                 with self._db.transaction() as session:
                     return tasks.finish_for_agent(session, task_id, agent_id, result, error)
             except ServiceUnavailable:
-                if attempt == attempts - 1:
-                    raise
                 log.warning("task %s: the database is unavailable, storing its outcome again", task_id)
                 time.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")
+        with self._db.transaction() as session:  # the last try: ServiceUnavailable goes to the caller
+            return tasks.finish_for_agent(session, task_id, agent_id, result, error)
 
     def decide_approval(
         self,

@@ -78,13 +78,12 @@ class AppContext:
             environment=settings.environment.value,
         )
         limiter: RateLimiter = MemoryRateLimiter()
-        logins: LoginThrottle = MemoryLoginThrottle(login_policy(settings.rate_limits))
+        policy = login_policy(settings.rate_limits)
+        logins: LoginThrottle = MemoryLoginThrottle(policy)
         if settings.redis.redis_url:
             limits_redis = aioredis.Redis.from_url(settings.redis.redis_url, socket_timeout=2, socket_connect_timeout=2)
             limiter = RedisRateLimiter(limits_redis, prefix=settings.redis.redis_key_prefix)
-            logins = RedisLoginThrottle(
-                limits_redis, prefix=settings.redis.redis_key_prefix, policy=login_policy(settings.rate_limits)
-            )
+            logins = RedisLoginThrottle(limits_redis, prefix=settings.redis.redis_key_prefix, policy=policy)
         return cls(
             settings=settings,
             db=db,
