@@ -18,6 +18,8 @@ from typing import Any
 import ray
 
 from actors import agent_handles
+from actors.names import RUN_POOL_NAME
+from actors.router_client import ask
 from core.settings import Settings
 
 log = logging.getLogger("orchestrator.system")
@@ -169,6 +171,8 @@ def ray_status(settings: Settings) -> dict[str, Any]:
             "singletons": singletons,
         },
         "serve": _serve_status(),
+        # The warm pool's shape now (size, floor, ceiling, runs per actor), its busy slots and its queue.
+        "run_pool": ask(settings, RUN_POOL_NAME, "stats", timeout_s=STATE_API_TIMEOUT_S),
     }
     if note:
         status["actors"]["note"] = note

@@ -38,7 +38,7 @@ def raw_ray_calls(calls: int) -> float:
     """Seconds for `calls` sequential calls of a trivial actor method (Ray's own floor)."""
     import ray
 
-    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
 
         @ray.remote

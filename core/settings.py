@@ -424,8 +424,29 @@ class WorkflowSettings(BaseSettings):
         2,
         ge=0,
         le=256,
-        description="Pre-started run actors (one run at a time each) that short runs bind to instead of starting "
+        description="Warm run actors always kept (the pool's floor): short runs bind to them instead of starting "
         "a process.",
+    )
+    run_pool_max_size: int = Field(
+        4,
+        ge=0,
+        le=256,
+        description="The pool's ceiling: with runs queued longer than `ORCHESTRATOR_RUN_POOL_UPSCALE_DELAY_S` and "
+        "every slot busy, the pool starts another warm actor while the cluster has a CPU unreserved, up to this "
+        "many (below `ORCHESTRATOR_RUN_POOL_SIZE`: the floor).",
+    )
+    run_pool_concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Runs one warm actor executes at once, each on a thread and a database connection of its own "
+        "(runs mostly wait on the database; the pool's connections are at most ceiling x (this + 1)).",
+    )
+    run_pool_upscale_delay_s: float = Field(
+        0.2, ge=0, description="How long runs must have queued, every slot busy, before the pool grows."
+    )
+    run_pool_idle_s: float = Field(
+        60.0, gt=0, description="A warm actor above the floor that ran nothing for this long is stopped."
     )
     run_pool_cpu: float = Field(
         0.0,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import redis
 from sqlalchemy import create_engine, text
@@ -92,6 +93,20 @@ class Platform:
     def state(self) -> dict[str, Any]:
         """What `orchestrator up` wrote about the running platform (its Ray address among it)."""
         return json.loads((self.data_dir / "run" / "orchestrator.json").read_text())
+
+    def processes(self, title: str) -> list[psutil.Process]:
+        """This platform's processes whose command line holds `title` (Ray's process titles: `ray::TaskRouter`,
+        `ray::WorkflowRunActor.execute` while it runs that method). Told apart from another platform's on the
+        same machine (a developer's `orchestrator up`, a benchmark) by the data directory in their environment,
+        which Ray's workers inherit from `orchestrator up`."""
+        found = []
+        for process in psutil.process_iter(["cmdline"]):
+            if title not in " ".join(process.info["cmdline"] or []):
+                continue
+            with contextlib.suppress(psutil.Error):
+                if process.environ().get("ORCHESTRATOR_DATA_DIR") == str(self.data_dir):
+                    found.append(process)
+        return found
 
 
 def _cli() -> str:

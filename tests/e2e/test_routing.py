@@ -10,12 +10,12 @@ import signal
 import time
 
 import httpx
-import psutil
 import pytest
 import redis
 
 from tests.conftest import REDIS_ENV
 from tests.e2e.test_agent_actors import AGENTS, _deployed, _eventually
+from tests.platform_fixtures import Platform
 
 TASKS = "/api/v1/tasks"
 APPROVALS = "/api/v1/approvals"
@@ -85,9 +85,9 @@ def test_a_p0_is_not_delayed_by_a_flood_of_p3_and_capacity_is_respected(http, ow
     http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
 
 
-def test_a_killed_router_rebuilds_from_the_database_without_loss_or_double_assignment(http, owner) -> None:
+def test_a_killed_router_rebuilds_from_the_database_without_loss_or_double_assignment(http, owner, platform) -> None:
     agent = _deployed(http, owner, mode="external", type="dev", max_concurrent_tasks=50)
-    router = next(p for p in psutil.process_iter(["cmdline"]) if "TaskRouter" in " ".join(p.info["cmdline"] or []))
+    [router] = platform.processes("ray::TaskRouter")
     created = []
     for index in range(30):
         created.append(http.post(TASKS, headers=owner, json={"type": "bugfix"}).json()["id"])
@@ -126,18 +126,20 @@ def test_events_reach_the_redis_stream(platform, http, owner) -> None:
     assert message["type"] == marker and message["data"] == {"n": 1} and message["timestamp"].endswith("Z")
 
 
-def _approval_processes() -> int:
-    return sum(1 for p in psutil.process_iter(["cmdline"]) if "ApprovalActor" in " ".join(p.info["cmdline"] or []))
+def _approval_processes(platform: Platform) -> int:
+    return len(platform.processes("ApprovalActor"))
 
 
-def test_approvals_hold_no_process_while_pending_and_decide_through_their_actor(http, owner, approver) -> None:
+def test_approvals_hold_no_process_while_pending_and_decide_through_their_actor(
+    http, owner, approver, platform
+) -> None:
     agent = _deployed(http, owner, mode="external", type="ops", max_concurrent_tasks=5)
     gated = [http.post(TASKS, headers=owner, json={"type": "incident", "priority": p}).json() for p in ("P0", "P1")]
     assert [task["status"] for task in gated] == ["awaiting_approval", "awaiting_approval"]
     pending = {a["task_id"]: a for a in http.get(f"{APPROVALS}/pending", headers=owner).json()["approvals"]}
     assert set(pending) == {task["id"] for task in gated}
     # Pending approvals are rows (an earlier test's decided approval may still be releasing its actor).
-    _eventually(lambda: _approval_processes() == 0, timeout_s=30, what="no approval process while pending")
+    _eventually(lambda: _approval_processes(platform) == 0, timeout_s=30, what="no approval process while pending")
 
     own = http.post(f"{APPROVALS}/{pending[gated[0]['id']]['id']}/approve", headers=owner)
     assert own.status_code == 403 and own.json()["error"]["code"] == "AUTHORIZATION_ERROR"  # self-approval
@@ -150,6 +152,6 @@ def test_approvals_hold_no_process_while_pending_and_decide_through_their_actor(
     assert rejected.json()["status"] == "rejected"
     task = http.get(f"{TASKS}/{gated[1]['id']}", headers=owner).json()
     assert task["status"] == "failed" and task["error"] == "rejected: not now"
-    _eventually(lambda: _approval_processes() == 0, timeout_s=30, what="approval actors released")
+    _eventually(lambda: _approval_processes(platform) == 0, timeout_s=30, what="approval actors released")
     _finish(http, owner, gated[0]["id"])
     http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)

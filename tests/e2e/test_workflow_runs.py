@@ -13,6 +13,7 @@ import httpx
 import psutil
 
 from tests.e2e.test_agent_actors import AGENTS, _create, _deployed, _eventually
+from tests.platform_fixtures import Platform
 
 FIX = "tests.fixtures.workflow_nodes"
 EXECUTING = "WorkflowRunActor.execute"  # Ray's process title while an actor runs that method
@@ -50,8 +51,8 @@ def _ended(http: httpx.Client, headers: dict, execution_id: str, timeout_s: floa
     )
 
 
-def _executing() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"]) if EXECUTING in " ".join(p.info["cmdline"] or [])]
+def _executing(platform: Platform) -> list[psutil.Process]:
+    return platform.processes(EXECUTING)
 
 
 def test_a_run_binds_to_a_warm_actor_and_streams_its_steps(http, owner) -> None:
@@ -70,7 +71,7 @@ def test_a_run_binds_to_a_warm_actor_and_streams_its_steps(http, owner) -> None:
     assert text.count("event: step") == 3 and "event: end" in text
 
 
-def test_a_run_killed_mid_step_20_times_resumes_with_each_side_effect_once(http, owner, tmp_path) -> None:
+def test_a_run_killed_mid_step_20_times_resumes_with_each_side_effect_once(http, owner, tmp_path, platform) -> None:
     workflow = _workflow(
         http,
         owner,
@@ -89,7 +90,7 @@ def test_a_run_killed_mid_step_20_times_resumes_with_each_side_effect_once(http,
             timeout_s=60,
             what=f"trial {trial}: node {victim_node} started",
         )
-        [process] = _eventually(_executing, timeout_s=10, what="the executing run actor")
+        [process] = _eventually(lambda: _executing(platform), timeout_s=10, what="the executing run actor")
         process.send_signal(signal.SIGKILL)
         run = _ended(http, owner, run_id)
         assert run["status"] == "completed", (trial, run["error"])
@@ -102,7 +103,7 @@ def test_a_run_killed_mid_step_20_times_resumes_with_each_side_effect_once(http,
         assert keys.count(f"{run_id}:{victim_node}:1") >= 2, (trial, keys)
 
 
-def test_an_approval_wait_holds_no_process_and_the_decision_resumes_the_run(http, owner, approver) -> None:
+def test_an_approval_wait_holds_no_process_and_the_decision_resumes_the_run(http, owner, approver, platform) -> None:
     workflow = _workflow(
         http,
         owner,
@@ -111,7 +112,7 @@ def test_an_approval_wait_holds_no_process_and_the_decision_resumes_the_run(http
         {"id": "add", "type": "python", "config": {"function": f"{FIX}:add_one"}},
         {"id": "out", "type": "output"},
     )
-    before = len([p for p in psutil.process_iter(["cmdline"]) if "ray::" in " ".join(p.info["cmdline"] or [])])
+    before = len(platform.processes("ray::"))
     run_ids = [_execute(http, owner, workflow, input_data={"value": i}) for i in range(5)]
     waiting = [
         _eventually(
@@ -119,8 +120,8 @@ def test_an_approval_wait_holds_no_process_and_the_decision_resumes_the_run(http
         )
         for r in run_ids
     ]
-    assert _executing() == []  # five runs waiting, no run actor executing any of them
-    after = len([p for p in psutil.process_iter(["cmdline"]) if "ray::" in " ".join(p.info["cmdline"] or [])])
+    assert _executing(platform) == []  # five runs waiting, no run actor executing any of them
+    after = len(platform.processes("ray::"))
     assert after <= before  # no process was started for the waits
     approval_id = waiting[0]["waiting_on"]["id"]
     assert http.post(f"/api/v1/approvals/{approval_id}/approve", headers=approver).status_code == 200
