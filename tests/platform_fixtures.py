@@ -235,6 +235,8 @@ def platform(
         "ORCHESTRATOR_RATE_LIMIT_EXECUTIONS": "10000/h",
         "ORCHESTRATOR_RUN_LEASE_S": "4",
         "ORCHESTRATOR_RUN_POOL_SIZE": "2",
+        # The pool's extra warm actors stop soon after a burst, so a test sees it grow and shrink.
+        "ORCHESTRATOR_RUN_POOL_IDLE_S": "3",
         "ORCHESTRATOR_WS_BUFFER_MESSAGES": str(E2E_WS_BUFFER),
         # Webhook receivers in the tests listen on 127.0.0.1; retries come quickly.
         "ORCHESTRATOR_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",

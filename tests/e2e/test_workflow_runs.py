@@ -203,3 +203,36 @@ def test_a_hosted_agent_runs_its_active_workflow_on_the_tasks_routed_to_it(http,
     [run] = http.get("/api/v1/executions", headers=owner, params={"agentId": agent["id"]}).json()["executions"]
     assert run["task_id"] == task["id"] and run["trigger"] == "task" and run["status"] == "completed"
     http.post(f"{AGENTS}/{agent['id']}/undeploy", headers=owner)
+
+
+def test_the_pool_runs_several_runs_per_actor_grows_under_a_backlog_and_shrinks_when_idle(
+    http, owner, approver
+) -> None:
+    """A burst beyond the floor's slots (2 actors x 4 runs) queues; the pool starts more warm actors, every
+    run completes, runs overlap on one actor, and the extra actors stop once idle."""
+    workflow = _workflow(
+        http,
+        owner,
+        {"id": "in", "type": "input"},
+        {"id": "nap", "type": "python", "config": {"function": f"{FIX}:sleep"}},
+        {"id": "out", "type": "output"},
+    )
+
+    def pool() -> dict:
+        return http.get("/api/v1/system/status", headers=approver).json()["ray"]["run_pool"]
+
+    shape = pool()
+    assert (shape["floor"], shape["concurrency"]) == (2, 4) and shape["ceiling"] > 2
+    run_ids = [_execute(http, owner, workflow, input_data={"seconds": 2}) for _ in range(16)]
+    grown = _eventually(lambda: (p := pool())["pool_size"] > 2 and p, timeout_s=30, what="the pool grew")
+    assert grown["pool_size"] <= shape["ceiling"]
+    runs = [_ended(http, owner, r) for r in run_ids]
+    assert [r["status"] for r in runs] == ["completed"] * 16
+    spans: dict[str, list[tuple[str, str]]] = {}
+    for run in runs:
+        spans.setdefault(run["actor_name"], []).append((run["started_at"], run["completed_at"]))
+    assert any(
+        a[0] < b[1] and b[0] < a[1] for held in spans.values() for i, a in enumerate(held) for b in held[i + 1 :]
+    ), spans  # two runs at once on one actor
+    assert len(spans) > 2, spans  # and some ran on the actors the pool added
+    _eventually(lambda: pool()["pool_size"] == 2, timeout_s=30, what="the pool back at its floor")
