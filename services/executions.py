@@ -314,17 +314,22 @@ def _finish_task(session: Session, run: Execution) -> None:
 
 
 def _count_for_agent(session: Session, run: Execution) -> None:
-    """The agent's execution counters: totals, successes, the running mean duration."""
-    agent = session.get(Agent, run.agent_id, with_for_update=True)
-    if agent is None:
-        return
+    """The agent's execution counters: totals, successes, the running mean duration. One statement, not a
+    locked read then a write: every run of the agent ends here, and the row's lock is held only from this
+    statement to the commit."""
     duration = float(run.duration_ms or 0)
-    agent.avg_execution_time = ((agent.avg_execution_time or 0.0) * agent.total_executions + duration) / (
-        agent.total_executions + 1
+    session.execute(
+        update(Agent)
+        .where(Agent.id == run.agent_id)
+        .values(
+            avg_execution_time=(func.coalesce(Agent.avg_execution_time, 0.0) * Agent.total_executions + duration)
+            / (Agent.total_executions + 1),
+            total_executions=Agent.total_executions + 1,
+            successful_executions=Agent.successful_executions + (1 if run.status == ExecutionStatus.completed else 0),
+            last_executed_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
     )
-    agent.total_executions += 1
-    agent.successful_executions += 1 if run.status == ExecutionStatus.completed else 0
-    agent.last_executed_at = utcnow()
 
 
 def _summary(run: Execution) -> dict[str, Any]:
@@ -370,6 +375,7 @@ class DatabaseRunStore:
                 _end(session, run, ExecutionStatus.cancelled, error="cancelled", output=None)
                 return None
             resumed = run.status == ExecutionStatus.running
+            fresh = run.started_at is None  # its first claim: no step recorded yet
             run.lease_owner, run.lease_until = token, now + self.lease
             run.actor_name = token.rsplit("#", 1)[0]
             outcome = None
@@ -403,7 +409,8 @@ class DatabaseRunStore:
                     )
                 )
             events.emit(session, "execution.updated", _summary(run), source="executions", owner=run, subject_id=run.id)
-            failures, visits, next_seq = self._history(session, run)
+            # A run starting now has no steps yet; a resumed one reads what its steps say.
+            failures, visits, next_seq = (0, {}, 1) if fresh else self._history(session, run)
             llm = {}
             if run.agent_id:
                 agent = session.get(Agent, run.agent_id)
