@@ -6,6 +6,10 @@ configured, becomes one pending delivery per matching webhook, and is marked pub
 transaction. At least once: a crash before the commit relays the batch again (consumers de-duplicate by
 event id; a webhook delivery is unique per event). Redis being unreachable does not hold the rest back:
 the batch is marked published but not streamed, and the stream catches up, in order, once Redis is back.
+The relay looks at the outbox when a commit adds events, not only at its poll: on Postgres a trigger on the
+events table NOTIFYs `orchestrator_events` at commit and the hub LISTENs on a connection of its own; on SQLite
+each writing process calls `wake` after such a commit. The poll (`ORCHESTRATOR_EVENT_RELAY_INTERVAL_S`)
+stays as the safety net for a lost wake-up.
 
 Live fan-out: relayed events go into a numbered ring of recent events. Every API replica that holds
 WebSocket connections long-polls `poll(epoch, after)` and fans what it gets out to its own connections,
@@ -22,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections import deque
@@ -29,6 +34,7 @@ from typing import Any
 
 import httpx
 import redis
+from sqlalchemy.engine import make_url
 
 from actors.metrics import install_ray_metrics
 from core import metrics
@@ -40,6 +46,8 @@ from services import events, tasks, webhooks
 log = logging.getLogger("orchestrator.events")
 
 RETRY_S = 2.0
+# The channel of migration 0018's trigger on the events table.
+NOTIFY_CHANNEL = "orchestrator_events"
 # The Redis stream keeps about this many events (XADD MAXLEN ~).
 STREAM_MAXLEN = 100_000
 WEBHOOK_IDLE_S = 1.0
@@ -74,6 +82,9 @@ class EventHub:
         self._seq = 0
         self._new_events: asyncio.Condition | None = None
         self._webhooks_due: asyncio.Event | None = None
+        # Set when a commit added events (Postgres: NOTIFY from the events trigger; SQLite: the writer's
+        # `wake`): the relay looks at once instead of at its next poll.
+        self._outbox_changed: asyncio.Event | None = None
         self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> bool:
@@ -82,10 +93,45 @@ class EventHub:
         if not self._loops:
             self._new_events = asyncio.Condition()
             self._webhooks_due = asyncio.Event()
+            self._outbox_changed = asyncio.Event()
             self._loops = [
                 asyncio.create_task(loop()) for loop in (self._relay_loop, self._webhook_loop, self._health_loop)
             ]
+            if self._db.dialect == "postgresql":
+                loop = asyncio.get_running_loop()
+                threading.Thread(target=self._listen_forever, args=(loop,), name="outbox-listen", daemon=True).start()
         return True
+
+    async def wake(self) -> None:
+        """Events were committed (a SQLite writer says so after its commit): relay them now."""
+        await self.start()
+        assert self._outbox_changed is not None
+        self._outbox_changed.set()
+
+    def _listen_forever(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Postgres: `LISTEN orchestrator_events` on a connection of its own; each notification wakes the
+        relay. Reconnects after a failure (the relay's poll covers the gap)."""
+        import psycopg
+
+        dsn = make_url(self._settings.database_url).set(drivername="postgresql").render_as_string(False)
+        while not loop.is_closed():  # the hub's loop ends with its process (or a test)
+            try:
+                with psycopg.connect(
+                    dsn, autocommit=True, application_name="orchestrator:event-hub", connect_timeout=5
+                ) as connection:
+                    connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    loop.call_soon_threadsafe(self._outbox_changed_set)  # whatever came while not listening
+                    for _ in connection.notifies():
+                        loop.call_soon_threadsafe(self._outbox_changed_set)
+            except Exception as exc:
+                if loop.is_closed():
+                    return
+                log.warning("outbox listener: %s; listening again in %.0f s", exc, RETRY_S)
+            time.sleep(RETRY_S)
+
+    def _outbox_changed_set(self) -> None:
+        if self._outbox_changed is not None:
+            self._outbox_changed.set()
 
     async def poll(self, epoch: str | None, after: int | None, timeout_s: float = 15.0) -> dict[str, Any]:
         """Events numbered after `after`: at once if there are, else when the next arrives or at the timeout.
@@ -186,10 +232,13 @@ class EventHub:
 
     async def _relay_loop(self) -> None:
         idle = self._settings.realtime.event_relay_interval_s
+        assert self._outbox_changed is not None
         while True:
             try:
+                self._outbox_changed.clear()
                 if await self.relay_once() == 0:
-                    await asyncio.sleep(idle)
+                    with contextlib.suppress(TimeoutError):  # the poll: the safety net behind the wake-ups
+                        await asyncio.wait_for(self._outbox_changed.wait(), idle)
             except Exception as exc:  # Redis or the database away: keep the rows, try again
                 log.warning("outbox relay: %s", exc)
                 await asyncio.sleep(RETRY_S)

@@ -17,7 +17,7 @@ from actors import router_client
 from actors.agent_handles import AgentActorsOnRay
 from actors.metrics import install_ray_metrics, publish_platform_state
 from actors.names import EVENT_HUB_NAME
-from actors.router_client import RouterOnRay, RunPoolOnRay
+from actors.router_client import RouterOnRay, RunPoolOnRay, wake_event_hub_on_commit
 from core.logging import configure_logging
 from core.settings import Settings
 from persistence import execution_rollups
@@ -35,6 +35,7 @@ class Reconciler:
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings.log_level)
         install_ray_metrics()
+        wake_event_hub_on_commit(settings)
         self._settings = settings
         # One connection (two at a peak): the reconciler reads in batches, it does not fan out.
         self._db = Database(

@@ -16,6 +16,7 @@ from typing import Any
 
 from actors.agent_handles import AgentActorsOnRay
 from actors.metrics import install_ray_metrics
+from actors.router_client import wake_event_hub_on_commit
 from core import metrics, telemetry_setup, tracing
 from core.logging import configure_logging
 from core.settings import Settings
@@ -51,6 +52,7 @@ class TaskRouter:
         configure_logging(settings.log_level)
         telemetry_setup.configure(settings, "router")
         install_ray_metrics()
+        wake_event_hub_on_commit(settings)
         self._settings = settings
         # The agents' actors, which assigned hosted tasks are handed to (`_agents` is the routing view).
         self._agent_actors = AgentActorsOnRay(settings)

@@ -14,9 +14,10 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError
 
-from actors.names import ROUTER_NAME, RUN_POOL_NAME
+from actors.names import EVENT_HUB_NAME, ROUTER_NAME, RUN_POOL_NAME
 from core import tracing
 from core.settings import Settings
+from persistence import db as database
 from services.ports import RouterMessage
 
 log = logging.getLogger("orchestrator.actors")
@@ -164,3 +165,21 @@ class RunPoolOnRay:
 
     def submit(self, execution_id: str, resources: dict[str, Any] | None = None) -> None:
         submit_run(self._settings, execution_id, resources)
+
+
+def wake_event_hub_on_commit(settings: Settings) -> None:
+    """On SQLite, this process tells the event hub after each commit that added events, so that the relay
+    fans them out at once instead of at its next poll (on Postgres, a trigger's NOTIFY does it for every
+    writer). Wake-ups that come while one is on its way go as one call."""
+    if not settings.database_url.startswith("sqlite"):
+        return
+    mailbox = Mailbox("event-hub", lambda _: _deliver_wake(settings))
+    database.on_events_committed(lambda: mailbox.put(None) if ray.is_initialized() else None)
+
+
+def _deliver_wake(settings: Settings) -> None:
+    try:
+        ray.get(_actor(settings, EVENT_HUB_NAME).wake.remote(), timeout=DELIVER_TIMEOUT_S)
+    except Exception as exc:  # restarting or absent: its poll finds the events
+        _handles.pop((settings.ray.ray_namespace, EVENT_HUB_NAME), None)
+        log.debug("event hub not woken: %s", exc)

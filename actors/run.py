@@ -33,7 +33,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from actors.metrics import install_ray_metrics
-from actors.router_client import RouterOnRay
+from actors.router_client import RouterOnRay, wake_event_hub_on_commit
 from core import metrics, telemetry_setup, tracing
 from core.imports import import_object
 from core.logging import configure_logging
@@ -107,6 +107,7 @@ class WorkflowRunActor:
         configure_logging(settings.log_level)
         telemetry_setup.configure(settings, "run")
         install_ray_metrics()
+        wake_event_hub_on_commit(settings)
         self._name = name
         self._db = Database(
             settings.database_url, pool_size=concurrency, max_overflow=1, application_name="orchestrator:run"

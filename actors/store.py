@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from actors.agent_handles import AgentActorsOnRay
-from actors.router_client import RouterOnRay, RunPoolOnRay
+from actors.router_client import RouterOnRay, RunPoolOnRay, wake_event_hub_on_commit
 from core.errors import ServiceUnavailable
 from core.logging import configure_logging
 from core.settings import Settings
@@ -28,6 +28,7 @@ log = logging.getLogger("orchestrator.store")
 class Store:
     def __init__(self, settings: Settings) -> None:
         configure_logging(settings.log_level)
+        wake_event_hub_on_commit(settings)
         self._db = Database(
             settings.database_url,
             pool_size=settings.agents.actor_database_pool_size,

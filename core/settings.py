@@ -577,11 +577,12 @@ class RealtimeSettings(BaseSettings):
     model_config = _config()
 
     event_relay_interval_s: float = Field(
-        0.05,
+        0.5,
         gt=0,
         le=10,
-        description="How often the EventHub looks for new outbox events when the last look found none (the bulk "
-        "of the delay from a change to its WebSocket message).",
+        description="How often the EventHub looks for new outbox events when the last look found none: the safety "
+        "net, as a commit that adds events wakes the relay at once (Postgres: NOTIFY from a trigger; SQLite: the "
+        "writing process tells the hub).",
     )
     event_hub_buffer: int = Field(
         10_000,

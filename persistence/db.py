@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,17 @@ from core.errors import ServiceUnavailable
 # The rollups' mapper events on Execution. Every ORM session is opened by a `Database`, so registering them
 # wherever this module is imported means no writer of runs can skip them.
 from persistence import execution_rollups  # noqa: F401
+
+# Called after a SQLite transaction that wrote to the events outbox has committed (set by the process's
+# bootstrap: it wakes the event hub's relay; on Postgres a trigger's NOTIFY does that, see migration 0018).
+_events_committed: Callable[[], None] | None = None
+_wrote_events = threading.local()
+
+
+def on_events_committed(callback: Callable[[], None] | None) -> None:
+    """Register what to call after a SQLite transaction that added events has committed (None: nothing)."""
+    global _events_committed
+    _events_committed = callback
 
 
 class Database:
@@ -63,6 +74,8 @@ class Database:
             )
             self._write_engine = self.engine
             read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        if self.is_sqlite:
+            event.listen(self._write_engine, "after_cursor_execute", _note_event_inserts)
         self._read_engine = read_engine
         self._read_sessions = sessionmaker(read_engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
@@ -100,6 +113,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A write unit of work: commits when the block ends without an exception."""
+        _wrote_events.flag = False
         with (
             _unavailable_on_connection_errors(),
             self._writer_turn(),
@@ -107,6 +121,10 @@ class Database:
             session.begin(),
         ):
             yield session
+        if _wrote_events.flag:
+            _wrote_events.flag = False
+            if _events_committed is not None:
+                _events_committed()
 
     def ping(self) -> float:
         """Round trip to the database in milliseconds."""
@@ -187,3 +205,9 @@ def _is_connection_error(exc: DBAPIError) -> bool:
             "unable to open database",
         )
     )
+
+
+def _note_event_inserts(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    """A transaction runs its statements on its caller's thread: that thread's flag is its transaction's."""
+    if statement.startswith("INSERT INTO events"):
+        _wrote_events.flag = True

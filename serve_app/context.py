@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from actors.agent_handles import AgentActorsOnRay
 from actors.probes import ray_probe, serve_probe
-from actors.router_client import RouterOnRay, RunPoolOnRay
+from actors.router_client import RouterOnRay, RunPoolOnRay, wake_event_hub_on_commit
 from core.batching import Batcher
 from core.settings import Settings
 from persistence.db import Database
@@ -54,6 +54,7 @@ class AppContext:
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
         db = Database.from_settings(settings, application_name="orchestrator:api")
+        wake_event_hub_on_commit(settings)
         actors = Actors(agents=AgentActorsOnRay(settings), router=RouterOnRay(settings), runs=RunPoolOnRay(settings))
         redis_client = (
             redis.Redis.from_url(

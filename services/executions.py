@@ -296,10 +296,10 @@ def _end(
     if status == ExecutionStatus.completed:
         run.progress = 1.0
     events.emit(session, EVENT_OF_STATUS[status], _summary(run), source="executions", owner=run, subject_id=run.id)
-    if run.agent_id:
-        _count_for_agent(session, run)
     if run.task_id:
         _finish_task(session, run)
+    if run.agent_id:
+        _count_for_agent(session, run)  # last: the agent's row stays locked from here to the commit
 
 
 def _finish_task(session: Session, run: Execution) -> None:
@@ -318,6 +318,7 @@ def _count_for_agent(session: Session, run: Execution) -> None:
     locked read then a write: every run of the agent ends here, and the row's lock is held only from this
     statement to the commit."""
     duration = float(run.duration_ms or 0)
+    session.flush()  # the run's own writes first, so that nothing but the commit follows the lock
     session.execute(
         update(Agent)
         .where(Agent.id == run.agent_id)

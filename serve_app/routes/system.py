@@ -41,7 +41,8 @@ async def _off_loop(call: Callable[[], _T], timeout_s: float = RAY_TIMEOUT_S) ->
 async def system_status(context: Context) -> dict[str, Any]:
     """Version, this replica's uptime, and Ray: nodes (alive or dead, address, resources total and available),
     cluster resources, the platform's actors counted by kind and Ray state, Serve's applications with
-    their replicas, and the run pool (`run_pool`: warm actors, floor, ceiling, runs per actor, busy, queued). `ray: {"connected": false}` when this API process is not on a Ray cluster."""
+    their replicas, and the run pool (`run_pool`: warm actors, floor, ceiling, runs per actor, busy, queued).
+    `ray: {"connected": false}` when this API process is not on a Ray cluster."""
     started = psutil.Process(os.getpid()).create_time()
     try:
         ray = await _off_loop(lambda: system_info.ray_status(context.settings))

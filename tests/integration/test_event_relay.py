@@ -81,3 +81,42 @@ def test_a_redis_outage_holds_back_only_the_stream_which_catches_up_in_order(
 
 def json_n(fields: dict[bytes, bytes]) -> int:
     return json.loads(fields[b"event"])["data"]["n"]
+
+
+def test_a_commit_that_adds_events_wakes_the_relay_without_waiting_for_its_poll(
+    tmp_path: Path, db: Database, database_url: str
+) -> None:
+    """The relay's poll is set to 10 s: an event reaches a live subscriber well before it only because the
+    commit woke the hub (Postgres: the events trigger's NOTIFY to the hub's LISTEN; SQLite: the writer's
+    commit hook, which in a real process tells the hub over Ray and here calls it directly)."""
+    from persistence import db as database
+
+    settings = make_settings(tmp_path, database_url, realtime={"event_relay_interval_s": 10.0})
+    hub = EventHub(settings)
+
+    async def scenario() -> list[float]:
+        await hub.start()
+        loop = asyncio.get_running_loop()
+        if db.is_sqlite:
+            database.on_events_committed(lambda: asyncio.run_coroutine_threadsafe(hub.wake(), loop))
+        try:
+            await asyncio.sleep(0.5)  # the listener connected; the relay's first look done, its poll begun
+            delays = []
+            for n in range(3):
+                after = (await hub.poll(None, None, timeout_s=0))["seq"]
+                began = time.monotonic()
+                await asyncio.to_thread(_emit_one, db, n)
+                got = await hub.poll(hub._epoch, after, timeout_s=5.0)
+                assert [e["data"] for e in got["events"] if e["source"] == "relay-test"] == [{"n": n}], got
+                delays.append(time.monotonic() - began)
+            return delays
+        finally:
+            database.on_events_committed(None)
+
+    delays = asyncio.run(scenario())
+    assert max(delays) < 2.0, delays  # not the 10 s poll
+
+
+def _emit_one(db: Database, n: int) -> None:
+    with db.transaction() as session:
+        session.add(Event(event_type="deploy.finished", source="relay-test", data={"n": n}))
