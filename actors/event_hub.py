@@ -160,24 +160,28 @@ class EventHub:
         """One batch of the outbox (the relay loop's step), after the Redis stream's catch-up when it is due."""
         if self._stream_behind and time.monotonic() >= self._next_catch_up:
             await asyncio.to_thread(self._catch_up_stream)
-        messages, enqueued = await asyncio.to_thread(self._relay_batch)
-        if messages:
-            await self._append(messages)
+        batch, messages = await asyncio.to_thread(self._unpublished)
+        if not batch:
+            return 0
+        # Live subscribers first: they wait on nothing that follows (a failure below relays the batch again,
+        # and subscribers de-duplicate by event id, as after a crash).
+        await self._append(messages)
+        enqueued = await asyncio.to_thread(self._relay_batch, batch, messages)
         if enqueued and self._webhooks_due is not None:
             self._webhooks_due.set()
         return len(messages)
 
-    def _relay_batch(self) -> tuple[list[dict[str, Any]], int]:
+    def _unpublished(self) -> tuple[list[Any], list[dict[str, Any]]]:
         with self._db.session() as session:
             batch = events.unpublished(session)
-            messages = [events.as_message(event) for event in batch]
-        if not batch:
-            return [], 0
+            return batch, [events.as_message(event) for event in batch]
+
+    def _relay_batch(self, batch: list[Any], messages: list[dict[str, Any]]) -> int:
         streamed = self._redis is None or (not self._stream_behind and self._stream_out(messages))
         with self._db.transaction() as session:
             enqueued = webhooks.enqueue_deliveries(session, batch)
             events.mark_published(session, [event.id for event in batch], streamed=streamed)
-        return messages, enqueued
+        return enqueued
 
     def _stream_out(self, messages: list[dict[str, Any]]) -> bool:
         """Mirror to the Redis stream; False when Redis is unreachable: the events go on to webhooks and live
