@@ -2,9 +2,9 @@
 
 Adapters are discovered through the `orchestrator.frameworks` entry-point group, so another package adds
 one by declaring `[project.entry-points."orchestrator.frameworks"] name = "pkg.module:Adapter"`.
-Built in: `native`, `langgraph`, `pydantic-ai` and `openai-agents` (each of the last three behind the extra of
-its name; docs/frameworks.md). Deploying an agent whose framework has no
-usable adapter answers FRAMEWORK_UNAVAILABLE naming what to install.
+Built in: `native`, `langgraph`, `pydantic-ai`, `openai-agents`, `autogen`, `smolagents`, `crewai` and
+`camelai` (each but `native` behind the extra of its name; docs/frameworks.md). Deploying an agent whose
+framework has no usable adapter answers FRAMEWORK_UNAVAILABLE naming what to install.
 """
 
 from __future__ import annotations
@@ -55,6 +55,13 @@ def check_code_paths(configuration: dict[str, Any], code_modules: tuple[str, ...
             named.append((key, value))
     if isinstance(configuration.get("tools"), list) and not isinstance(configuration.get("agent"), str):
         named += [(f"tools[{i}]", tool) for i, tool in enumerate(configuration["tools"])]
+    # The members of a declarative AutoGen team or CrewAI crew.
+    for group in ("team", "crew"):
+        members = configuration.get(group)
+        members = members.get("agents") if isinstance(members, dict) else None
+        for i, member in enumerate(members if isinstance(members, list) else []):
+            tools = member.get("tools") if isinstance(member, dict) else None
+            named += [(f"{group}.agents[{i}].tools[{j}]", tool) for j, tool in enumerate(tools or [])]
     for key, path in named:
         try:
             check_allowed(path, code_modules)

@@ -107,6 +107,14 @@ def agent_source(spec: AgentSpec) -> tuple[str | None, Declared | None]:
         raise ValueError(
             "configuration.agent is required: the import path of an agent, or {instructions, tools: [paths]}"
         )
+    return None, declared_agent(spec, declared, where)
+
+
+def declared_agent(spec: AgentSpec, declared: Any, where: str) -> Declared:
+    """One declarative agent `{instructions, tools, name}` found at `where` in the configuration, its
+    tools imported (from the allowed modules only)."""
+    if not isinstance(declared, dict):
+        raise ValueError(f"{where} must be an object {{name, instructions, tools}}")
     paths = declared.get("tools") or []
     if not isinstance(paths, list):
         raise ValueError(f"{where}.tools must be a list of import paths 'package.module:function'")
@@ -120,7 +128,7 @@ def agent_source(spec: AgentSpec) -> tuple[str | None, Declared | None]:
             raise ValueError(f"{where}.tools[{index}] {path!r} is not callable")
         tools.append(tool)
     instructions = declared.get("instructions")
-    return None, Declared(
+    return Declared(
         instructions=str(instructions) if instructions is not None else None,
         tools=tools,
         name=str(declared.get("name") or spec.name),

@@ -29,7 +29,7 @@ def test_builtin_adapters_are_discovered_through_the_entry_point_group() -> None
 
 def test_a_framework_without_adapter_is_unavailable_naming_the_entry_point_group() -> None:
     with pytest.raises(FrameworkUnavailable) as caught:
-        adapter_for("crewai")
+        adapter_for("metagpt")
     assert "orchestrator.frameworks" in str(caught.value) and caught.value.code == "FRAMEWORK_UNAVAILABLE"
 
 
