@@ -23,6 +23,7 @@ FRAMEWORKS = {
     "pydantic-ai": "pydantic_ai",
     "openai-agents": "agents",
     "autogen": "autogen_agentchat",
+    "crewai": "crewai",
 }
 WEATHER = "tests.fixtures.agent_tools:get_weather"
 
@@ -87,7 +88,8 @@ def test_a_declarative_agent_answers_with_the_models_text(framework: str, server
     }
     [asked] = llm.asked
     assert asked["model"] == "local-model"
-    assert asked["messages"][0] == {"role": "system", "content": "Answer briefly."}
+    # The instructions are the system prompt (CrewAI wraps them in its own).
+    assert asked["messages"][0]["role"] == "system" and "Answer briefly." in asked["messages"][0]["content"]
     assert asked["messages"][-1]["role"] == "user" and "Hello?" in str(asked["messages"][-1]["content"])
 
 
@@ -254,3 +256,46 @@ def test_an_autogen_team_named_by_import_path_runs_on_the_configured_provider(se
 def test_an_autogen_team_it_cannot_build_is_refused(team: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         adapter_for("autogen").load(_spec("autogen", "http://127.0.0.1:9/v1", team=team))
+
+
+CREWAI = pytest.mark.skipif(importlib.util.find_spec("crewai") is None, reason="pip install -e '.[crewai]'")
+
+
+@CREWAI
+def test_a_crewai_crew_from_configuration_fills_its_tasks_from_the_payload(server) -> None:
+    llm, url = server
+    crew = {
+        "agents": [
+            {"role": "Forecaster", "goal": "Tell the weather.", "backstory": "A meteorologist.", "tools": [WEATHER]},
+            {"role": "Writer", "goal": "Write it up.", "backstory": "A journalist."},
+        ],
+        "tasks": [
+            {"description": "The weather in {city}.", "expected_output": "A forecast.", "agent": "Forecaster"},
+            {"description": "A headline for {city}.", "expected_output": "A headline.", "agent": "Writer"},
+        ],
+    }
+    runtime = adapter_for("crewai").load(_spec("crewai", url, crew=crew))
+    try:
+        results = [runtime.invoke({"city": city}) for city in ("Paris", "Oslo")]
+    finally:
+        runtime.close()
+    assert [result["output"] for result in results] == ["Here is the forecast:"] * 2
+    assert [result["tool_calls"] for result in results] == [[{"name": "get_weather", "args": {"city": "Paris"}}]] * 2
+    # Three model requests a task (the tool call, the forecast, the headline): each task counts its own.
+    assert [result["usage"]["total_tokens"] for result in results] == [3 * USAGE["total_tokens"]] * 2
+    assert "The weather in Oslo." in str(llm.asked[3]["messages"]) and "Writer" in str(llm.asked[5]["messages"])
+
+
+@CREWAI
+@pytest.mark.parametrize(
+    ("crew", "message"),
+    [
+        ({"agents": [], "tasks": []}, "configuration.crew must be"),
+        ({"agents": [{"role": "A"}], "tasks": []}, "configuration.crew.tasks must be"),
+        ({"agents": [{"role": "A"}], "tasks": [{"description": "x", "agent": "B"}]}, "'B' is not a role"),
+        ({"agents": [{"role": "A", "tools": ["os:system"]}], "tasks": [{"description": "x"}]}, r"agents\[0\]\.tools"),
+    ],
+)
+def test_a_crewai_crew_it_cannot_build_is_refused(crew: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        adapter_for("crewai").load(_spec("crewai", "http://127.0.0.1:9/v1", crew=crew))
