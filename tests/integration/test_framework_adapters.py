@@ -24,6 +24,7 @@ FRAMEWORKS = {
     "openai-agents": "agents",
     "autogen": "autogen_agentchat",
     "crewai": "crewai",
+    "smolagents": "smolagents",
 }
 WEATHER = "tests.fixtures.agent_tools:get_weather"
 
@@ -88,8 +89,8 @@ def test_a_declarative_agent_answers_with_the_models_text(framework: str, server
     }
     [asked] = llm.asked
     assert asked["model"] == "local-model"
-    # The instructions are the system prompt (CrewAI wraps them in its own).
-    assert asked["messages"][0]["role"] == "system" and "Answer briefly." in asked["messages"][0]["content"]
+    # The instructions are in the system prompt (CrewAI and smolagents wrap them in their own).
+    assert asked["messages"][0]["role"] == "system" and "Answer briefly." in str(asked["messages"][0]["content"])
     assert asked["messages"][-1]["role"] == "user" and "Hello?" in str(asked["messages"][-1]["content"])
 
 
@@ -103,7 +104,8 @@ def test_a_tool_is_called_once_and_its_result_reaches_the_answer(framework: str,
     assert result["tool_calls"] == [{"name": "get_weather", "args": {"city": "Paris"}}]
     twice = USAGE["prompt_tokens"] * 2, USAGE["completion_tokens"] * 2
     assert result["usage"] == {"input_tokens": twice[0], "output_tokens": twice[1], "total_tokens": sum(twice)}
-    assert len(llm.asked) == 2 and [tool["function"]["name"] for tool in llm.asked[0]["tools"]] == ["get_weather"]
+    offered = [tool["function"]["name"] for tool in llm.asked[0]["tools"]]
+    assert len(llm.asked) == 2 and offered in (["get_weather"], ["get_weather", "final_answer"])  # smolagents' own
     # The tool's description and parameters come from its signature and docstring.
     assert llm.asked[0]["tools"][0]["function"]["parameters"]["properties"]["city"]["type"] == "string"
 
