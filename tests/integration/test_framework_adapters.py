@@ -25,6 +25,7 @@ FRAMEWORKS = {
     "autogen": "autogen_agentchat",
     "crewai": "crewai",
     "smolagents": "smolagents",
+    "camelai": "camel",
 }
 WEATHER = "tests.fixtures.agent_tools:get_weather"
 
