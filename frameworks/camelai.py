@@ -70,6 +70,8 @@ class CamelAIAdapter:
     name = "camelai"
     requires: tuple[str, ...] = ("camel", "openai")
     extra = "camelai"
+    # Extras it cannot be installed beside (pyproject.toml): FRAMEWORK_UNAVAILABLE says so.
+    conflicts_with: tuple[str, ...] = ("openai-agents",)
 
     def load(self, spec: AgentSpec) -> CamelRuntime:
         from camel.agents import ChatAgent

@@ -79,6 +79,8 @@ class CrewAIAdapter:
     name = "crewai"
     requires: tuple[str, ...] = ("crewai",)
     extra = "crewai"
+    # Extras it cannot be installed beside (pyproject.toml): FRAMEWORK_UNAVAILABLE says so.
+    conflicts_with: tuple[str, ...] = ("pydantic-ai", "openai-agents")
 
     def load(self, spec: AgentSpec) -> CrewAIRuntime:
         for key, value in QUIET.items():
