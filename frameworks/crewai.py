@@ -12,14 +12,15 @@ agent of the crew an OpenAI-compatible model on that server (CrewAI's native Ope
 replacing a named crew's own. A task's payload is the crew's `inputs`, which fill the `{placeholders}` of
 its tasks' descriptions; `{input}` is always there: `payload["input"]` (or `"prompt"`, or the payload as
 JSON). The result is `{"output", "usage", "tool_calls"}`: the crew's last output, its token usage, the
-tools its agents called. Each task runs on a crew of its own (a copy of a named one), so tasks can run side
-by side. CrewAI's telemetry and tracing are turned off in the actor's process. CrewAI is imported when the
+tools its agents called. A task runs on a crew no other task is using (a copy of a named one), so tasks can
+run side by side. CrewAI's telemetry and tracing are turned off in the actor's process. CrewAI is imported when the
 runtime is built, never before.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -44,14 +45,25 @@ QUIET = {"CREWAI_DISABLE_TELEMETRY": "true", "CREWAI_DISABLE_TRACKING": "true", 
 
 
 class CrewAIRuntime:
-    def __init__(self, build: Callable[[], Any]) -> None:
-        self._build = build
+    """Crews are made by `make()` as tasks need them and kept for later tasks: a crew runs one task at a time
+    (CrewAI's objects hold a run's state), and making one costs ~40 ms, mostly its model clients' HTTP set-up.
+    A crew's token counts add up over its runs, so a task's usage is what its run added."""
+
+    def __init__(self, make: Callable[[], Any], first: Any = None) -> None:
+        self._make = make
+        self._idle: list[tuple[Any, tuple[int, int]]] = [] if first is None else [(first, (0, 0))]
+        self._lock = threading.Lock()
 
     def invoke(self, payload: dict[str, Any]) -> dict[str, Any]:
-        crew = self._build()
+        with self._lock:
+            crew, before = self._idle.pop() if self._idle else (self._make(), (0, 0))
         inputs = dict(payload) if isinstance(payload, dict) else {}
         inputs["input"] = task_input(payload)
         result = crew.kickoff(inputs=inputs)
+        spent = result.token_usage
+        after = (spent.prompt_tokens, spent.completion_tokens)
+        with self._lock:
+            self._idle.append((crew, after))
         calls = [
             {"name": call["function"]["name"], "args": arguments(call["function"].get("arguments"))}
             for task in result.tasks_output
@@ -59,16 +71,17 @@ class CrewAIRuntime:
             if message.get("role") == "assistant"
             for call in message.get("tool_calls") or []
         ]
-        spent = result.token_usage
         output = result.pydantic or result.json_dict or result.raw
         return {
             "output": plain(output),
-            "usage": usage(spent.prompt_tokens, spent.completion_tokens),
+            "usage": usage(after[0] - before[0], after[1] - before[1]),
             "tool_calls": calls,
         }
 
     def close(self) -> None:
-        self._build = _closed
+        with self._lock:
+            self._idle.clear()
+            self._make = _closed
 
 
 def _closed() -> Any:
@@ -103,8 +116,8 @@ class CrewAIAdapter:
         if declared is not None:
             members = [(declared, GOAL)]
             tasks = [{"description": "{input}", "expected_output": "The answer to the task.", "agent": None}]
-        _build(members, tasks, provider)  # refuse a crew it cannot build now, not at its first task
-        return CrewAIRuntime(lambda: _build(members, tasks, provider))
+        first = _build(members, tasks, provider)  # a crew it cannot build is refused now, not at its first task
+        return CrewAIRuntime(lambda: _build(members, tasks, provider), first)
 
 
 Member = tuple[Declared, str]  # a crew's agent and its goal
@@ -148,7 +161,7 @@ def _llm(provider: Provider) -> Any:
 
 
 def _build(members: list[Member], tasks: list[dict[str, Any]], provider: Provider) -> Any:
-    """A new crew, with new model clients whose token counts are the task's own."""
+    """A new crew, each agent with a model client of its own (CrewAI adds up its agents' clients' counts)."""
     from crewai import Agent, Crew, Task
     from crewai.tools import tool
 
