@@ -13,8 +13,9 @@ replacing a named crew's own. A task's payload is the crew's `inputs`, which fil
 its tasks' descriptions; `{input}` is always there: `payload["input"]` (or `"prompt"`, or the payload as
 JSON). The result is `{"output", "usage", "tool_calls"}`: the crew's last output, its token usage, the
 tools its agents called. A task runs on a crew no other task is using (a copy of a named one), so tasks can
-run side by side. CrewAI's telemetry and tracing are turned off in the actor's process. CrewAI is imported when the
-runtime is built, never before.
+run side by side; a named crew without `configuration.llm` runs its tasks one at a time. CrewAI's telemetry
+and tracing are turned off in the actor's process. CrewAI is imported when the runtime is built, never
+before.
 """
 
 from __future__ import annotations
@@ -47,23 +48,34 @@ QUIET = {"CREWAI_DISABLE_TELEMETRY": "true", "CREWAI_DISABLE_TRACKING": "true", 
 class CrewAIRuntime:
     """Crews are made by `make()` as tasks need them and kept for later tasks: a crew runs one task at a time
     (CrewAI's objects hold a run's state), and making one costs ~40 ms, mostly its model clients' HTTP set-up.
-    A crew's token counts add up over its runs, so a task's usage is what its run added."""
+    With `pool` False (a named crew on its own models, which every copy would share) there is one crew, and
+    its tasks run one at a time. A task's usage is what its run added to the crew's model clients' counts."""
 
-    def __init__(self, make: Callable[[], Any], first: Any = None) -> None:
+    def __init__(self, make: Callable[[], Any], first: Any, *, pool: bool = True) -> None:
         self._make = make
-        self._idle: list[tuple[Any, tuple[int, int]]] = [] if first is None else [(first, (0, 0))]
+        self._idle: list[Any] = [first]
+        self._pool = pool
         self._lock = threading.Lock()
+        self._one_at_a_time = threading.Lock()
 
     def invoke(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if not self._pool:
+            with self._one_at_a_time:
+                return self._run(self._idle[0], payload)
         with self._lock:
-            crew, before = self._idle.pop() if self._idle else (self._make(), (0, 0))
+            crew = self._idle.pop() if self._idle else self._make()
+        try:
+            return self._run(crew, payload)
+        finally:
+            with self._lock:
+                self._idle.append(crew)
+
+    def _run(self, crew: Any, payload: dict[str, Any]) -> dict[str, Any]:
         inputs = dict(payload) if isinstance(payload, dict) else {}
         inputs["input"] = task_input(payload)
+        before = _spent(crew)
         result = crew.kickoff(inputs=inputs)
-        spent = result.token_usage
-        after = (spent.prompt_tokens, spent.completion_tokens)
-        with self._lock:
-            self._idle.append((crew, after))
+        after = _spent(crew)
         calls = [
             {"name": call["function"]["name"], "args": arguments(call["function"].get("arguments"))}
             for task in result.tasks_output
@@ -80,8 +92,21 @@ class CrewAIRuntime:
 
     def close(self) -> None:
         with self._lock:
-            self._idle.clear()
             self._make = _closed
+            if self._pool:
+                self._idle.clear()
+
+
+def _spent(crew: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens so far of the crew's model clients, each counted once: CrewAI's own sum
+    (`token_usage`) counts a client once per agent that shares it."""
+    clients = {id(llm): llm for llm in [*(agent.llm for agent in crew.agents), crew.manager_llm] if llm is not None}
+    given = taken = 0
+    for llm in clients.values():
+        summary = llm.get_token_usage_summary() if hasattr(llm, "get_token_usage_summary") else None
+        if summary is not None:
+            given, taken = given + summary.prompt_tokens, taken + summary.completion_tokens
+    return given, taken
 
 
 def _closed() -> Any:
@@ -110,7 +135,9 @@ class CrewAIAdapter:
                 named = named(spec.configuration)
             if not isinstance(named, Crew):
                 raise ValueError(f"configuration.agent {path!r} is not a CrewAI crew")
-            return CrewAIRuntime(lambda: _copy(named, provider))
+            if provider is None:  # copies would share its model clients, and so their token counts
+                return CrewAIRuntime(_closed, named, pool=False)
+            return CrewAIRuntime(lambda: _copy(named, provider), _copy(named, provider))
         require_model(provider)
         assert provider is not None
         if declared is not None:
@@ -189,14 +216,13 @@ def _build(members: list[Member], tasks: list[dict[str, Any]], provider: Provide
     return Crew(agents=list(agents.values()), tasks=work, verbose=False)
 
 
-def _copy(crew: Any, provider: Provider | None) -> Any:
-    """A named crew's copy for one task, on the configured model when there is one."""
+def _copy(crew: Any, provider: Provider) -> Any:
+    """A named crew's copy, on the configured model: a client of its own for each agent."""
     copy = crew.copy()
-    if provider is not None:
-        for agent in copy.agents:
-            agent.llm = _llm(provider)
-            for key, value in _retries(provider).items():
-                setattr(agent, key, value)
+    for agent in copy.agents:
+        agent.llm = _llm(provider)
+        for key, value in _retries(provider).items():
+            setattr(agent, key, value)
     return copy
 
 

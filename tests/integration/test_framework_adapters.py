@@ -304,3 +304,18 @@ def test_a_crewai_crew_from_configuration_fills_its_tasks_from_the_payload(serve
 def test_a_crewai_crew_it_cannot_build_is_refused(crew: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         adapter_for("crewai").load(_spec("crewai", "http://127.0.0.1:9/v1", crew=crew))
+
+
+@CREWAI
+def test_a_named_crew_on_its_own_model_counts_each_tasks_tokens_once(server) -> None:
+    llm, url = server
+    spec = _spec("crewai", url, agent="tests.fixtures.crewai_agents:crew_on_its_own_model", own_llm_url=url, llm={})
+    runtime = adapter_for("crewai").load(spec)
+    try:
+        with ThreadPoolExecutor(2) as pool:  # one crew: its tasks take turns
+            results = list(pool.map(lambda n: runtime.invoke({"input": f"Weather, task {n}?"}), range(2)))
+    finally:
+        runtime.close()
+    assert {asked["model"] for asked in llm.asked} == {"own-model"}
+    # Three requests a task (tool call, forecast, headline) on one client both agents share: counted once.
+    assert [result["usage"]["total_tokens"] for result in results] == [3 * USAGE["total_tokens"]] * 2
