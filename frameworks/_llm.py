@@ -1,6 +1,7 @@
-"""What the LLM agent frameworks' adapters (`pydantic-ai`, `openai-agents`) share: the task's input, the
-provider settings of `configuration.llm`, the declarative agent form, the event loop the framework runs
-on, and its result as JSON-ready values. No framework is imported here."""
+"""What the LLM agent frameworks' adapters (`pydantic-ai`, `openai-agents`, `autogen`, `smolagents`, `crewai`,
+`camelai`) share: the task's input, the provider settings of `configuration.llm`, the declarative agent form,
+the event loop an async framework runs on, and its result as JSON-ready values. No framework is imported
+here."""
 
 from __future__ import annotations
 
