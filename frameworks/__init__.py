@@ -2,9 +2,9 @@
 
 Adapters are discovered through the `orchestrator.frameworks` entry-point group, so another package adds
 one by declaring `[project.entry-points."orchestrator.frameworks"] name = "pkg.module:Adapter"`.
-Built in: `native`, `langgraph`, `pydantic-ai` and `openai-agents` (each of the last three behind the extra of
-its name; docs/frameworks.md). Deploying an agent whose framework has no
-usable adapter answers FRAMEWORK_UNAVAILABLE naming what to install.
+Built in: `native`, `langgraph`, `pydantic-ai`, `openai-agents`, `autogen`, `smolagents`, `crewai` and
+`camelai` (each but `native` behind the extra of its name; docs/frameworks.md). Deploying an agent whose
+framework has no usable adapter answers FRAMEWORK_UNAVAILABLE naming what to install.
 """
 
 from __future__ import annotations
@@ -55,6 +55,13 @@ def check_code_paths(configuration: dict[str, Any], code_modules: tuple[str, ...
             named.append((key, value))
     if isinstance(configuration.get("tools"), list) and not isinstance(configuration.get("agent"), str):
         named += [(f"tools[{i}]", tool) for i, tool in enumerate(configuration["tools"])]
+    # The members of a declarative AutoGen team or CrewAI crew.
+    for group in ("team", "crew"):
+        members = configuration.get(group)
+        members = members.get("agents") if isinstance(members, dict) else None
+        for i, member in enumerate(members if isinstance(members, list) else []):
+            tools = member.get("tools") if isinstance(member, dict) else None
+            named += [(f"{group}.agents[{i}].tools[{j}]", tool) for j, tool in enumerate(tools or [])]
     for key, path in named:
         try:
             check_allowed(path, code_modules)
@@ -79,6 +86,44 @@ class FrameworkAdapter(Protocol):
         """Build the runtime from the agent's configuration; ValueError for a configuration it refuses."""
 
 
+# Frameworks an agent may name that have no adapter here, and why (docs/frameworks.md "Frameworks without an
+# adapter"): FRAMEWORK_UNAVAILABLE says what would make each available.
+WITHOUT_ADAPTER = {
+    "metagpt": (
+        "MetaGPT's last release (0.8.2) needs Python < 3.12 and pins typer==0.9.0, openai~=1.39 and "
+        "pandas==2.1.1, which cannot be installed beside the platform; a MetaGPT release that installs beside "
+        "it would make an adapter possible. Until then run it as an external agent (mode 'external') in an "
+        "environment of its own"
+    ),
+    "babyagi": (
+        "babyagi (0.1.4) is an experimental prototype, a Flask registry of functions, and pins "
+        "sqlalchemy<2.0 where the platform needs SQLAlchemy 2; run it as an external agent (mode 'external') "
+        "in an environment of its own"
+    ),
+    "agentverse": (
+        "AgentVerse's last release (0.1.8.1) pins pydantic==1.10.7, openai==0.27.8 and fastapi==0.95.1, which "
+        "cannot be installed beside the platform; run it as an external agent (mode 'external') in an "
+        "environment of its own"
+    ),
+    "autogpt": (
+        "AutoGPT is a platform with a server of its own, not a library to call (the 'autogpt' package on PyPI "
+        "is another project); connect it as an external agent (mode 'external')"
+    ),
+    "openagents": (
+        "OpenAgents agents join an OpenAgents network through its own server and protocols rather than run "
+        "one task at a call; connect one as an external agent (mode 'external')"
+    ),
+    "miniagi": (
+        "MiniAGI has no installable package (it is a script to run); run it as an external agent (mode 'external')"
+    ),
+    "orca": (
+        "Orca is a family of models, not an agent framework (the 'orca' package on PyPI is an unrelated "
+        "library); serve the model on an OpenAI-compatible server and name it in configuration.llm of an "
+        "agent of any framework with an adapter"
+    ),
+}
+
+
 @cache
 def _registered() -> dict[str, Any]:
     return {entry.name: entry for entry in entry_points(group=ENTRY_POINT_GROUP)}
@@ -100,15 +145,21 @@ def adapter_for(framework: str) -> FrameworkAdapter:
     """The adapter of `framework`, or FrameworkUnavailable saying what is missing."""
     entry = _registered().get(framework)
     if entry is None:
+        why = WITHOUT_ADAPTER.get(framework, f"this release ships no '{framework}' extra")
         raise FrameworkUnavailable(
-            f"No adapter is installed for framework '{framework}': this release ships no '{framework}' extra; "
-            f"install a package that registers one under the '{ENTRY_POINT_GROUP}' entry-point group "
+            f"No adapter is installed for framework '{framework}': {why}. A package that registers an adapter "
+            f"for it under the '{ENTRY_POINT_GROUP}' entry-point group would make it available "
             f"(installed: {', '.join(sorted(_registered()))})"
         )
     adapter: FrameworkAdapter = entry.load()()
     missing = [module for module in adapter.requires if importlib.util.find_spec(module) is None]
     if missing:
         hint = f"pip install 'orchestrator[{adapter.extra}]'" if adapter.extra else f"install {', '.join(missing)}"
+        alone = getattr(adapter, "conflicts_with", ())
+        if alone:
+            hint += (
+                f", in an environment without the {' and '.join(alone)} extras, whose dependencies it conflicts with"
+            )
         raise FrameworkUnavailable(
             f"Framework '{framework}' needs the '{adapter.extra or missing[0]}' extra, which is not installed ({hint})"
         )

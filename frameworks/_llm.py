@@ -1,6 +1,7 @@
-"""What the LLM agent frameworks' adapters (`pydantic-ai`, `openai-agents`) share: the task's input, the
-provider settings of `configuration.llm`, the declarative agent form, the event loop the framework runs
-on, and its result as JSON-ready values. No framework is imported here."""
+"""What the LLM agent frameworks' adapters (`pydantic-ai`, `openai-agents`, `autogen`, `smolagents`, `crewai`,
+`camelai`) share: the task's input, the provider settings of `configuration.llm`, the declarative agent form,
+the event loop an async framework runs on, and its result as JSON-ready values. No framework is imported
+here."""
 
 from __future__ import annotations
 
@@ -107,6 +108,14 @@ def agent_source(spec: AgentSpec) -> tuple[str | None, Declared | None]:
         raise ValueError(
             "configuration.agent is required: the import path of an agent, or {instructions, tools: [paths]}"
         )
+    return None, declared_agent(spec, declared, where)
+
+
+def declared_agent(spec: AgentSpec, declared: Any, where: str) -> Declared:
+    """One declarative agent `{instructions, tools, name}` found at `where` in the configuration, its
+    tools imported (from the allowed modules only)."""
+    if not isinstance(declared, dict):
+        raise ValueError(f"{where} must be an object {{name, instructions, tools}}")
     paths = declared.get("tools") or []
     if not isinstance(paths, list):
         raise ValueError(f"{where}.tools must be a list of import paths 'package.module:function'")
@@ -120,7 +129,7 @@ def agent_source(spec: AgentSpec) -> tuple[str | None, Declared | None]:
             raise ValueError(f"{where}.tools[{index}] {path!r} is not callable")
         tools.append(tool)
     instructions = declared.get("instructions")
-    return None, Declared(
+    return Declared(
         instructions=str(instructions) if instructions is not None else None,
         tools=tools,
         name=str(declared.get("name") or spec.name),

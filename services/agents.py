@@ -36,6 +36,9 @@ FRAMEWORKS = (
     "openagents",
     "miniagi",
     "orca",
+    "pydantic-ai",
+    "openai-agents",
+    "smolagents",
     "custom",
 )
 

@@ -114,7 +114,7 @@ def test_resources_that_fit_a_node_but_are_taken_keep_the_agent_deploying(http, 
 
 
 def test_a_framework_without_adapter_and_a_broken_runtime_fail_deploy_clearly(http, owner) -> None:
-    crew = _create(http, owner, framework="crewai")
+    crew = _create(http, owner, framework="metagpt")
     response = http.post(f"{AGENTS}/{crew['id']}/deploy", headers=owner)
     assert response.status_code == 422 and response.json()["error"]["code"] == "FRAMEWORK_UNAVAILABLE"
     assert http.get(f"{AGENTS}/{crew['id']}", headers=owner).json()["status"] == "draft"

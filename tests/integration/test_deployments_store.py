@@ -80,7 +80,7 @@ def test_the_reconciler_wants_deploying_and_active_agents_with_their_resources(c
 
 def test_deploy_checks_the_framework_before_anything_changes(client: TestClient) -> None:
     owner = _user(client, "owner")
-    agent = _agent(client, owner, framework="autogen")
+    agent = _agent(client, owner, framework="metagpt")
     error = assert_error(client.post(f"{AGENTS}/{agent['id']}/deploy", headers=owner), 422, "FRAMEWORK_UNAVAILABLE")
     assert "orchestrator.frameworks" in error["message"]
     assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["status"] == "draft"

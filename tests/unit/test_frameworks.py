@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from core.errors import FrameworkUnavailable
-from frameworks import AgentSpec, adapter_for, available_frameworks, check_code_paths, load_node_runtime
+from frameworks import (
+    WITHOUT_ADAPTER,
+    AgentSpec,
+    adapter_for,
+    available_frameworks,
+    check_code_paths,
+    load_node_runtime,
+)
 from frameworks.langgraph import LangGraphAdapter
 from runtime.nodes import NODE_TYPES, NodeContext, NodeFailed
 
@@ -29,8 +36,17 @@ def test_builtin_adapters_are_discovered_through_the_entry_point_group() -> None
 
 def test_a_framework_without_adapter_is_unavailable_naming_the_entry_point_group() -> None:
     with pytest.raises(FrameworkUnavailable) as caught:
-        adapter_for("crewai")
+        adapter_for("metagpt")
     assert "orchestrator.frameworks" in str(caught.value) and caught.value.code == "FRAMEWORK_UNAVAILABLE"
+
+
+@pytest.mark.parametrize("framework", sorted(WITHOUT_ADAPTER))
+def test_a_framework_without_adapter_says_why_and_what_would_make_it_available(framework: str) -> None:
+    with pytest.raises(FrameworkUnavailable) as caught:
+        adapter_for(framework)
+    message = str(caught.value)
+    assert WITHOUT_ADAPTER[framework] in message and "would make it available" in message
+    assert "mode 'external'" in message or "configuration.llm" in message
 
 
 def test_a_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
