@@ -63,6 +63,9 @@ class ClaimedRun:
     task_id: str | None = None  # the task the run works (it ends with the run)
     # Shipped code's functions by bundle SHA-256 (NodeContext.load_code); None: this run names no bundle.
     load_code: Callable[[str], Mapping[str, Callable[..., Any]]] | None = None
+    # Tokens and cost the run had used before this claim (a resumed run adds to them).
+    tokens_used: int = 0
+    cost: float = 0.0
 
 
 @dataclass(slots=True)
@@ -139,8 +142,8 @@ class Outcome:
 
 
 class _Usage:
-    def __init__(self) -> None:
-        self.tokens, self.cost = 0, 0.0
+    def __init__(self, tokens: int = 0, cost: float = 0.0) -> None:
+        self.tokens, self.cost = tokens, cost
         self.cpu_start = time.process_time()
         self.wall_start = time.monotonic()
         self.memory_peak_mb = 0.0
@@ -190,7 +193,7 @@ class _Runner:
         self.store, self.run, self.token, self.env, self.pool = store, run, token, env, pool
         self.graph = Graph.parse(run.graph)
         self.logs: list[dict[str, Any]] = []
-        self.usage = _Usage()
+        self.usage = _Usage(run.tokens_used, run.cost)  # a resumed run goes on from what it had used
         options = run.options or {}
         timeout_ms = options.get("timeout") or self.graph.settings.get("timeout")
         started = run.started_at or time.time()

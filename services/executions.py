@@ -443,6 +443,8 @@ class DatabaseRunStore:
                 workspace=Workspace.of(self.settings, project_id) if project_id else None,
                 task_id=run.task_id,
                 load_code=self._code_loader(run) if self.load_code and code_bundles.uses_bundles(run.graph) else None,
+                tokens_used=run.tokens_used or 0,
+                cost=float(run.cost or 0.0),
             )
 
     def _code_loader(self, run: Execution) -> Any:

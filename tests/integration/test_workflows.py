@@ -283,6 +283,23 @@ def test_an_approval_node_waits_and_resumes_on_the_decision(client, settings, db
     assert ended["status"] == "failed" and "not now" in ended["error"]
 
 
+def test_tokens_used_before_a_wait_still_count_after_the_run_resumes(client, settings, db, owner, fake_llm) -> None:
+    ask = {"base_url": fake_llm, "model": "tiny", "prompt": "Hi", "stream": False}
+    nodes, edges = _chain(
+        {"id": "in", "type": "input"},
+        {"id": "before", "type": "llm", "config": {**ask, "output_key": "first"}},
+        {"id": "gate", "type": "approval", "config": {"reason": "Go on?"}},
+        {"id": "after", "type": "llm", "config": {**ask, "output_key": "second"}},
+        {"id": "out", "type": "output"},
+    )
+    run = _run(client, settings, db, owner, _workflow(client, owner, nodes, edges))
+    assert run["status"] == "waiting" and run["tokens_used"] == 16
+    admin = bearer(login(client, "root@example.com")["access_token"])
+    assert client.post(f"/api/v1/approvals/{run['waiting_on']['id']}/approve", headers=admin).status_code == 200
+    done = _drive(client, settings, db, owner, run["id"], token="t#2")
+    assert done["status"] == "completed" and done["tokens_used"] == 32, (done["status"], done["error"])
+
+
 def test_a_task_node_waits_for_the_task(client, settings, db, owner) -> None:
     nodes, edges = _chain(
         {"id": "in", "type": "input"},
