@@ -66,6 +66,9 @@ class ClaimedRun:
     # Tokens and cost the run had used before this claim (a resumed run adds to them).
     tokens_used: int = 0
     cost: float = 0.0
+    # Steps of pure nodes (PURE_NODES) done but not yet written: the store writes them, in order and in the
+    # same transaction, with the run's next write.
+    unrecorded: list[Step] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -82,7 +85,16 @@ class Step:
     duration_ms: float
 
 
+# Nodes with no effect beyond the run's state, computed from the state alone. One that ends the run has its step
+# written by the run's end, in the same transaction, instead of a transaction of its own (a crash before it
+# runs the node again, with the same result): a 1-step run writes four times, not five. A pure node with
+# successors is still written on its own, so that watchers see the run reach the next node when it does.
+PURE_NODES = frozenset({"input", "output"})
+
+
 class RunStore(Protocol):
+    """The run's durable side. Every write first writes `run.unrecorded` (and empties it), after its fence."""
+
     def claim(self, execution_id: str, token: str, takeover: str | None) -> ClaimedRun | None: ...
 
     def checkpoint(
@@ -373,6 +385,9 @@ class _Runner:
         progress = min(0.99, len(run.visits) / max(len(self.graph.nodes), 1))
         if self.env.observe_step is not None:
             self.env.observe_step(step.duration_ms, step.status)
+        if node["type"] in PURE_NODES and not run.frontier:  # the run's last node: the end's write carries it
+            run.unrecorded.append(step)
+            return
         ok = self.store.checkpoint(
             run,
             self.token,

@@ -501,8 +501,16 @@ class DatabaseRunStore:
                 )
             )
 
-    def _step(self, session: Session, claimed: ClaimedRun, step: Step) -> None:
-        seq, claimed.next_seq = claimed.next_seq, claimed.next_seq + 1
+    def _write_unrecorded(self, session: Session, claimed: ClaimedRun, first_seq: int | None = None) -> None:
+        """The pure nodes' steps done since the run's last write (`ClaimedRun.unrecorded`), in order, before
+        the write that carries them; `first_seq`: their numbers were reserved already."""
+        for index, step in enumerate(claimed.unrecorded):
+            self._step(session, claimed, step, seq=None if first_seq is None else first_seq + index)
+        claimed.unrecorded = []
+
+    def _step(self, session: Session, claimed: ClaimedRun, step: Step, seq: int | None = None) -> None:
+        if seq is None:
+            seq, claimed.next_seq = claimed.next_seq, claimed.next_seq + 1
         session.execute(
             _INSERT_STEP,
             {
@@ -606,6 +614,7 @@ class DatabaseRunStore:
             fenced = session.execute(_CHECKPOINT, values).first()
             if fenced is None:
                 return "lost"
+            self._write_unrecorded(session, claimed)
             self._step(session, claimed, step)
             self._write_logs(session, claimed.id, logs)
             events.emit_now(
@@ -632,8 +641,10 @@ class DatabaseRunStore:
         self, claimed: ClaimedRun, step: Step, values: dict[str, Any], logs: list[dict[str, Any]]
     ) -> str:
         """The same three writes as one statement (a round trip, not three): the step and the event are
-        inserted only if the fenced update of the run matched."""
-        seq, claimed.next_seq = claimed.next_seq, claimed.next_seq + 1
+        inserted only if the fenced update of the run matched; the pure nodes' steps before it, numbered first."""
+        first_seq = claimed.next_seq
+        seq = first_seq + len(claimed.unrecorded)
+        claimed.next_seq = seq + 1
         correlation_id = claimed.correlation_id
         event = {
             "execution_id": claimed.id,
@@ -667,6 +678,7 @@ class DatabaseRunStore:
             ).first()
             if fenced is None:
                 return "lost"
+            self._write_unrecorded(session, claimed, first_seq)
             self._write_logs(session, claimed.id, logs)
             return "cancelled" if fenced.cancel_requested else "ok"
 
@@ -675,7 +687,9 @@ class DatabaseRunStore:
             run = self._fenced(session, claimed.id, token)
             if run is None:
                 return "lost"
+            self._write_unrecorded(session, claimed)
             self._step(session, claimed, step)
+            run.steps_done = claimed.steps_done
             run.lease_until = utcnow() + self.lease
             self._write_logs(session, run.id, logs)
             return "cancelled" if run.cancel_requested else "ok"
@@ -687,6 +701,7 @@ class DatabaseRunStore:
             run = self._fenced(session, claimed.id, token)
             if run is None:
                 return False
+            self._write_unrecorded(session, claimed)
             if request["kind"] == "approval":
                 waited = approvals.request_for_execution(
                     session, run, node_id, request, self.settings, state=claimed.state
@@ -714,6 +729,7 @@ class DatabaseRunStore:
             run.status = transition(run.status, ExecutionStatus.waiting).value
             run.waiting_on = {"kind": request["kind"], "id": waited, "node_id": node_id}
             run.state, run.frontier = tasks.json_safe(claimed.state) or {}, list(claimed.frontier)
+            run.steps_done = claimed.steps_done
             run.current_step = node_id
             run.lease_owner, run.lease_until = None, None
             self._write_logs(session, run.id, logs)
@@ -745,9 +761,11 @@ class DatabaseRunStore:
             run = self._fenced(session, claimed.id, token)
             if run is None:
                 return False
+            self._write_unrecorded(session, claimed)
             if run.cancel_requested and status != ExecutionStatus.completed:
                 status, error = ExecutionStatus.cancelled, error or "cancelled"
             run.state = tasks.json_safe(claimed.state) or {}
+            run.frontier, run.steps_done = list(claimed.frontier), claimed.steps_done
             run.tokens_used, run.cost, run.resource_usage = usage[0], round(usage[1], 6), resources
             self._write_logs(session, run.id, logs)
             _end(session, run, ExecutionStatus(status), error=error, output=tasks.json_safe(output))

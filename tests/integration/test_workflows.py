@@ -227,13 +227,11 @@ def test_a_run_killed_after_its_side_effect_resumes_without_applying_it_twice(
 
     store = DatabaseRunStore(db, settings)
     original = store.checkpoint
-    calls = {"n": 0}
 
-    def crashing_checkpoint(*args, **kwargs):  # the process dies after the node ran, before its step is recorded
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def crashing_checkpoint(run, token, step, **kwargs):  # the process dies after `effect` ran, before its record
+        if step.node_id == "effect":
             raise Crash
-        return original(*args, **kwargs)
+        return original(run, token, step, **kwargs)
 
     store.checkpoint = crashing_checkpoint
     from actors.run import environment
