@@ -161,6 +161,7 @@ def start_platform(cluster: ClusterProcess, database_url: str, folder: Path) -> 
         "ORCHESTRATOR_SHUTDOWN_DRAIN_TIMEOUT_S": "2",
         "PYTHONPATH": str(REPO_ROOT),
     }
+    folder.mkdir(parents=True, exist_ok=True)
     platform = Platform(f"http://127.0.0.1:{port}", folder, folder / "up.log", env)
     platform.start()
     return platform
