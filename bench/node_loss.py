@@ -46,7 +46,15 @@ def trial(
 ) -> tuple[str, dict[str, float], list[str]]:  # fmt: skip
     """One node lost; returns the spare (the next work node), seconds per run and for the agent, and problems."""
     agent = f"agent:{agent_id}"
-    eventually(lambda: cluster.actors().get(agent, {}).get("node_id") == work, timeout_s=LIMIT_S, what="agent")
+    # The work node hosts the agent and the warm pool (restarted there after the previous trial's loss, once the
+    # actors that took the runs over had ended and freed its CPUs).
+    on_work = [agent, *(f"run-pool:{index}" for index in range(harness.RUN_POOL_SIZE))]
+
+    def settled() -> bool:
+        actors = cluster.actors()
+        return all(actors.get(name, {}).get("state") == "ALIVE" and actors[name]["node_id"] == work for name in on_work)
+
+    eventually(settled, timeout_s=LIMIT_S, what="the agent and the warm pool alive on the work node")
     task = ok(http.post("/api/v1/tasks", headers=owner, json={"agentId": agent_id, "payload": {"seconds": 600}}))
     effects = {name: folder / name for name in RUNS}
     runs = {
@@ -71,6 +79,12 @@ def trial(
         what="the agent's task running",
     )
     removed_at = cluster.call("remove_node", node_id=work, graceful=graceful)["removed_at"]
+    problems = [
+        f"{name}: its second step ran on {node[:8]}, not on the lost node, or ended before the loss"
+        for name, executions in began("second").items()
+        for node, at in executions[:1]
+        if node != work or removed_at - at > STEP_S
+    ]
 
     seconds: dict[str, float] = {}
     deadline = time.monotonic() + LIMIT_S
@@ -84,7 +98,7 @@ def trial(
                 seconds["agent"] = time.time() - removed_at
         time.sleep(0.2)
 
-    problems = [f"{name}: not back within {LIMIT_S:.0f}s" for name in [*RUNS, "agent"] if name not in seconds]
+    problems += [f"{name}: not back within {LIMIT_S:.0f}s" for name in [*RUNS, "agent"] if name not in seconds]
     for name, run_id in runs.items():
         done = eventually(
             lambda r=run_id: (x := harness.run(http, owner, r))["status"] not in ("pending", "running") and x,
