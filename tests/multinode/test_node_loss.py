@@ -8,7 +8,7 @@
   (`interrupted: …`, docs/api.md "How an agent runs") and the task waiting behind it is run by the new process;
   the singletons never move. Every wait has a deadline.
 
-Runs in a pytest invocation of its own in `.ci/run` (about 2 minutes), so that the cluster's processes do not
+Runs in a pytest invocation of its own in `.ci/run` (70–80 s here), so that the cluster's processes do not
 share the machine with the end-to-end session's platform; it skips without Postgres (the platform's database
 must be one every node reaches).
 """
