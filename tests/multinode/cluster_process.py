@@ -21,8 +21,10 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+from ray._common.utils import get_ray_address_file
 from ray.cluster_utils import Cluster
 
 
@@ -52,10 +54,28 @@ def _actors(cluster: Cluster) -> dict[str, Any]:
     return {"actors": rows}
 
 
+class AddressFile:
+    """`Cluster` writes its address to the machine's `/tmp/ray/ray_current_cluster` (where `ray.init()` and
+    `address="auto"` look for "the" local cluster) and deletes the file at shutdown: put back what was there,
+    so that another session's `ray start` cluster stays the one found. Everything here uses explicit addresses."""
+
+    def __init__(self) -> None:
+        self.path = Path(get_ray_address_file(None))
+        self.previous = self.path.read_text() if self.path.exists() else None
+
+    def restore(self) -> None:
+        if self.previous is None:
+            self.path.unlink(missing_ok=True)
+        else:
+            self.path.write_text(self.previous)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     head_args = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    address_file = AddressFile()
     cluster = Cluster(initialize_head=True, head_node_args=head_args)
+    address_file.restore()
     nodes = {cluster.head_node.node_id: cluster.head_node}
     print(json.dumps({"ok": True, "ready": True, "address": cluster.address, "head": cluster.head_node.node_id}))
     sys.stdout.flush()
@@ -84,6 +104,7 @@ def main() -> None:
                 print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
     finally:
         cluster.shutdown()
+        address_file.restore()
 
 
 if __name__ == "__main__":
