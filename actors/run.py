@@ -9,11 +9,10 @@ with exactly those resources; Ray places it when they are free, and the autoscal
 when no node has them. A waiting run (approval, task) has given its actor back: it holds no process.
 
 Durability is the database's: the pool keeps nothing that is not also a row. If a run's actor dies
-mid-step, the run resumes from the last recorded step on the restarted actor if Ray has it back within
-`RESTARTED_WITHIN_S` (a crashed process, a drained node), else at once on a fresh actor of its own
-(`run:<id>`, the pool's shape) rather than wait for Ray (after a node's loss, Ray restarts the dead actor only
-once its health checks declare the node dead); either takes over the dead holder's lease. If the pool itself
-dies, the reconciler finds the runs whose lease ran out and submits them again.
+mid-step, the pool hands the run at once to a fresh actor of its own (`run:<id>`, the pool's shape), which
+takes over the dead holder's lease and resumes from the last recorded step, without waiting for Ray to
+restart the dead one (after a node's loss, not before its health checks declare the node dead); if the pool
+itself dies, the reconciler finds the runs whose lease ran out and submits them again.
 """
 
 from __future__ import annotations
@@ -44,9 +43,6 @@ from services.executions import DatabaseRunStore
 log = logging.getLogger("orchestrator.runs")
 
 MAP_TASK_CPU = 0.25
-# A pool actor that died mid-run and is back within this (a crashed process Ray restarted; a drained node, whose
-# actors Ray restarts at once) takes its run back; otherwise the run goes to a fresh actor of its own.
-RESTARTED_WITHIN_S = 2.0
 
 
 def pool_actor_name(index: int) -> str:
@@ -205,32 +201,21 @@ class RunPool:
                     ray.kill(self._slots[index], no_restart=False)
                 self._known.discard(execution_id)
             except RayActorError:
-                log.warning("run %s: actor %s died; resuming the run", execution_id, pool_actor_name(index))
-                if await self._answers(self._slots[index]):
-                    # Ray restarted it already (a crashed process, a drained node): the run resumes on the pool.
-                    await self._queue.put((execution_id, token, trace))
-                else:
-                    # Not back: after a node's loss Ray restarts it only once the GCS has declared the node dead
-                    # (~15 s of health checks). An actor of the pool's shape, placed now where there is room, takes
-                    # the run over (its lease) and resumes it (bench/README.md "A worker node lost").
-                    pool_cpu = self._settings.workflows.run_pool_cpu
-                    request = {"CPU": pool_cpu} if pool_cpu else {}
-                    asyncio.get_running_loop().create_task(
-                        self._dedicated(execution_id, request, trace, takeover=token)
-                    )
+                # The actor died mid-run. Ray restarts it, but when its node was lost only once the GCS has declared
+                # the node dead (~15 s of health checks): an actor of the pool's shape, placed now where there is
+                # room, takes the run over at once (its lease) and resumes it (bench/README.md "A worker node lost").
+                log.warning(
+                    "run %s: actor %s died; resuming the run on a fresh actor", execution_id, pool_actor_name(index)
+                )
+                request = (
+                    {"CPU": self._settings.workflows.run_pool_cpu} if self._settings.workflows.run_pool_cpu else {}
+                )
+                asyncio.get_running_loop().create_task(self._dedicated(execution_id, request, trace, takeover=token))
             except Exception:
                 log.exception("run %s failed to execute on %s", execution_id, pool_actor_name(index))
                 self._known.discard(execution_id)
             finally:
                 self._busy -= 1
-
-    async def _answers(self, actor: Any) -> bool:
-        """Whether a pool actor that died mid-run is back (restarted by Ray) within RESTARTED_WITHIN_S."""
-        try:
-            await asyncio.wait_for(asyncio.ensure_future(actor.ping.remote()), RESTARTED_WITHIN_S)
-        except (TimeoutError, RayActorError):
-            return False
-        return True
 
     async def _dedicated(
         self,
