@@ -20,6 +20,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.capacity import cluster_shape
 from actors.names import STORE_NAME, agent_actor_name
+from actors.placement import system_actor_options
 from core.clock import isoformat_z, utcnow
 from core.errors import InsufficientResources, ServiceUnavailable
 from core.settings import Settings
@@ -78,8 +79,8 @@ def _start_store(settings: Settings) -> Any:
             namespace=settings.ray.ray_namespace,
             lifetime="detached",
             get_if_exists=True,
-            num_cpus=0,
             max_concurrency=settings.agents.actor_database_pool_size * 2,
+            **system_actor_options(),  # on the head, with the other singletons
         )
         .remote(settings)
     )

@@ -12,9 +12,10 @@ resources; Ray places it when they are free, and the autoscaler is asked for a n
 them. A waiting run (approval, task) has given its slot back: it holds no process.
 
 Durability is the database's: the pool keeps nothing that is not also a row. If a run's actor dies
-mid-step, the pool hands the run to the restarted actor at once, which takes over the dead holder's lease
-and resumes from the last recorded step; if the pool itself dies, the reconciler finds the runs whose
-lease ran out and submits them again.
+mid-step, the pool hands the run at once to a fresh actor of its own (`run:<id>`, the pool's shape), which
+takes over the dead holder's lease and resumes from the last recorded step, without waiting for Ray to
+restart the dead one (after a node's loss, not before its health checks declare the node dead); if the pool
+itself dies, the reconciler finds the runs whose lease ran out and submits them again.
 """
 
 from __future__ import annotations
@@ -272,9 +273,16 @@ class RunPool:
                 slot.recycle = slot.recycle or bool(result.get("recycle"))  # a node's thread may still run
                 self._known.discard(execution_id)
             except RayActorError:
-                # The actor died mid-run (Ray restarts it): the run resumes at once, taking over its lease.
-                log.warning("run %s: actor %s died; resuming the run", execution_id, pool_actor_name(slot.index))
-                await self._queue.put((execution_id, token, trace))
+                # The actor died mid-run. Ray restarts it, but when its node was lost only once the GCS has declared
+                # the node dead (~15 s of health checks): an actor of the pool's shape, placed now where there is
+                # room, takes the run over at once (its lease) and resumes it (bench/README.md "A worker node lost").
+                log.warning(
+                    "run %s: actor %s died; resuming the run on a fresh actor",
+                    execution_id,
+                    pool_actor_name(slot.index),
+                )
+                request = {"CPU": self._workflows.run_pool_cpu} if self._workflows.run_pool_cpu else {}
+                asyncio.get_running_loop().create_task(self._dedicated(execution_id, request, trace, takeover=token))
             except Exception:
                 log.exception("run %s failed to execute on %s", execution_id, pool_actor_name(slot.index))
                 self._known.discard(execution_id)
@@ -341,14 +349,20 @@ class RunPool:
         ray.kill(slot.handle, no_restart=True)
         log.info("run pool: shrank to %d warm actors (%s idle)", len(self._slots), pool_actor_name(slot.index))
 
-    async def _dedicated(self, execution_id: str, request: dict[str, float], trace: dict[str, str] | None) -> None:
+    async def _dedicated(
+        self,
+        execution_id: str,
+        request: dict[str, float],
+        trace: dict[str, str] | None,
+        takeover: str | None = None,
+    ) -> None:
+        """The run on an actor of its own, `run:<id>`, with `request`; `takeover`: the lease of a holder that died."""
         options = {
             **admission.actor_options(request),
             "name": run_actor_name(execution_id),
             "namespace": self._namespace,
             "max_concurrency": 2,
         }
-        takeover = None
         try:
             for _ in range(3):
                 actor = (

@@ -122,12 +122,13 @@ def housekeeping(settings: Settings) -> None:
 
 
 def start_platform_actors(settings: Settings) -> None:
-    """The store (actors' database gateway), the reconciler, the task router and the run pool, once per cluster. The
-    reconciler's first pass redeploys every agent that was live when the cluster last stopped; the router
-    rebuilds its queues from the pending tasks."""
+    """The store (actors' database gateway), the reconciler, the task router, the run pool and the event hub, once
+    per cluster, on the head node (`actors/placement.py`). The reconciler's first pass redeploys every agent that
+    was live when the cluster last stopped; the router rebuilds its queues from the pending tasks."""
     from actors import agent_handles
     from actors.event_hub import EventHub
     from actors.names import EVENT_HUB_NAME, RECONCILER_NAME, ROUTER_NAME, RUN_POOL_NAME
+    from actors.placement import system_actor_options
     from actors.reconciler import Reconciler
     from actors.router import TaskRouter
     from actors.run import RunPool
@@ -149,8 +150,8 @@ def start_platform_actors(settings: Settings) -> None:
                 namespace=settings.ray.ray_namespace,
                 lifetime="detached",
                 get_if_exists=True,
-                num_cpus=0,
                 max_concurrency=concurrency,
+                **system_actor_options(),  # on the head: losing a worker never loses them
             )
             .remote(settings)
         )
