@@ -105,3 +105,9 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """tests/multinode last: its cluster of several Ray nodes shares the two cores with nothing else that runs (the
+    end-to-end session's platform is idle by then)."""
+    items.sort(key=lambda item: "tests/multinode/" in item.nodeid.replace("\\", "/"))
