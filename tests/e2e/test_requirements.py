@@ -30,14 +30,14 @@ def _requirement(http: httpx.Client, headers: dict, llm_url: str) -> dict:
     return accepted.json()
 
 
-def test_a_requirement_completes_although_its_run_actor_is_killed_mid_stage(http, owner) -> None:
+def test_a_requirement_completes_although_its_run_actor_is_killed_mid_stage(http, owner, platform) -> None:
     llm = ScriptedLLM(
         {**DEFAULT_SCRIPT, "implementer": ["First:\n" + SLOW_HELLO, "Fixed:\n" + SLOW_HELLO]}, delays={"analyst": 3.0}
     )
     with serve(llm) as url:
         accepted = _requirement(http, owner, url)
         _eventually(lambda: llm.count("analyst") >= 1, timeout_s=60, what="the analyst asked")
-        [process] = _eventually(_executing, timeout_s=10, what="the executing run actor")
+        [process] = _eventually(lambda: _executing(platform), timeout_s=10, what="the executing run actor")
         process.send_signal(signal.SIGKILL)
         run = _ended(http, owner, accepted["execution_id"], timeout_s=120)
     assert run["status"] == "completed", run["error"]
