@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import ray
 import ray.util.state
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actors.capacity import cluster_shape
 from actors.names import STORE_NAME, agent_actor_name
@@ -126,9 +128,74 @@ def activate(settings: Settings, agent_id: str, options: dict[str, Any]) -> Any:
 
 
 def dispatch(settings: Settings, agent_id: str, options: dict[str, Any], task_id: str) -> None:
-    """Send an assigned task to the agent's actor without waiting (re-activating it if needed). If the
-    message is lost, the database still says what is owed and the reconciler sends it again."""
-    activate(settings, agent_id, options).run_task.remote(task_id)
+    """Send an assigned task to the agent's actor without waiting (re-activating it if needed). A send that
+    the actor refused because it was passivating, or that found it gone, is sent again shortly (by then the
+    name re-activates a new process); the database still says what is owed, and the reconciler's pass sends
+    it again if all of that fails. Sending twice is harmless: an actor starts only a task still assigned to
+    its agent."""
+    ref = activate(settings, agent_id, options).run_task.remote(task_id)
+    _redispatcher().watch(ref, (settings, agent_id, options, task_id), attempt=1)
+
+
+class _Redispatcher:
+    """One thread per process: waits on the dispatches sent and re-sends those that failed before running."""
+
+    ATTEMPTS = 20
+    BACKOFF_S = 0.1
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[Any, tuple[tuple[Settings, str, dict[str, Any], str], int]] = {}
+        self._due: list[tuple[float, tuple[Settings, str, dict[str, Any], str], int]] = []
+        threading.Thread(target=self._loop, name="redispatch", daemon=True).start()
+
+    def watch(self, ref: Any, call: tuple[Settings, str, dict[str, Any], str], attempt: int) -> None:
+        with self._lock:
+            self._pending[ref] = (call, attempt)
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                refs = list(self._pending)
+            if not refs:
+                time.sleep(self.BACKOFF_S)
+            else:
+                done, _ = ray.wait(refs, num_returns=len(refs), timeout=self.BACKOFF_S, fetch_local=False)
+                for ref in done:
+                    self._settle(ref)
+            self._send_due()
+
+    def _settle(self, ref: Any) -> None:
+        with self._lock:
+            call, attempt = self._pending.pop(ref)
+        try:
+            ray.get(ref)
+        except (RayActorError, RayTaskError) as exc:  # passivating, or the process gone: send it again
+            if attempt < self.ATTEMPTS:
+                with self._lock:
+                    self._due.append((time.monotonic() + self.BACKOFF_S * min(attempt, 5), call, attempt + 1))
+            else:
+                log.warning("task %s: not delivered to agent %s (%s); the reconciler sends it", call[3], call[1], exc)
+        except Exception:  # noqa: S110 (anything else is the task's own outcome, recorded by the actor)
+            pass
+
+    def _send_due(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [entry for entry in self._due if entry[0] <= now]
+            self._due = [entry for entry in self._due if entry[0] > now]
+        for _, (settings, agent_id, options, task_id), attempt in due:
+            try:
+                ref = activate(settings, agent_id, options).run_task.remote(task_id)
+            except Exception as exc:
+                log.warning("task %s: re-sending to agent %s failed: %s", task_id, agent_id, exc)
+                continue
+            self.watch(ref, (settings, agent_id, options, task_id), attempt)
+
+
+@cache
+def _redispatcher() -> _Redispatcher:
+    return _Redispatcher()
 
 
 def find(settings: Settings, agent_id: str) -> Any | None:
