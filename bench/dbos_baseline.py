@@ -19,10 +19,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+from tasks import _percentile  # this script's folder is first on sys.path
 
 
 def measure(database_url: str, runs: int, concurrency: int, steps: int) -> dict[str, float]:

@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -32,13 +31,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from platform_process import running_platform
-from tasks import PASSWORD, _percentile, scratch_database
+from tasks import PASSWORD, _percentile, _stamp, scratch_database
 
 IDLE_TIMEOUT_S = 5
-
-
-def _stamp(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _ms(later: str, earlier: str) -> float:

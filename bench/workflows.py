@@ -28,7 +28,6 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).parent))
 
 from platform_process import running_platform
-from tasks import PASSWORD, _percentile, scratch_database
+from tasks import PASSWORD, _percentile, _stamp, scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTION = "tests.fixtures.workflow_nodes:add_one"
@@ -68,10 +67,6 @@ def raw_ray_calls(calls: int) -> float:
         return best
     finally:
         ray.shutdown()
-
-
-def _stamp(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _workflow(http: httpx.Client, headers: dict, steps: int) -> str:
@@ -263,17 +258,13 @@ def run(args: argparse.Namespace) -> None:
         f"  under the load above: start p50 {statistics.median(queued):7.1f} ms (target <= 100 ms), "
         f"created -> completed p50 {statistics.median(ends):7.1f} ms p99 {_percentile(ends, 0.99):7.1f} ms"
     )
-    if database_url_is_postgres(args.database_url):
+    if args.database_url.startswith("postgresql"):
         print(f"Postgres connections of the platform under that load: peak {connections.peak}")
     print(
         f"warm run actors after the load: {len(actor_mb)}, resident "
         + ", ".join(f"{mb:.0f}" for mb in sorted(actor_mb))
         + " MB"
     )
-
-
-def database_url_is_postgres(url: str) -> bool:
-    return url.startswith("postgresql")
 
 
 def main() -> None:
