@@ -23,6 +23,7 @@ from actors.names import STORE_NAME
 from core.clock import isoformat_z, utcnow
 from core.logging import configure_logging
 from frameworks import adapter_for
+from frameworks.context import TaskContext, ToolApprovalRequired, approval_policy, running
 from schedulers.task_lifecycle import TaskStatus
 
 log = logging.getLogger("orchestrator.agent")
@@ -117,11 +118,25 @@ class AgentActor:
                 log.info("task %s runs as workflow run %s", task_id, task["execution_id"])
                 return "workflow"
             started = time.perf_counter()
+            output = TaskOutput(self._store, task_id, self._agent_id)
+            context = TaskContext(task_id, emit=output.add, decisions=task.get("tool_decisions") or ())
             try:
-                with self._slots:
+                with self._slots, running(context):
                     result, error = self._runtime.invoke(task["payload"]), None
-            except Exception as exc:  # the task fails, the agent lives on
+            except (Exception, ToolApprovalRequired) as exc:  # the task fails (or waits), the agent lives on
                 result, error = None, f"{type(exc).__name__}: {exc}"
+            finally:
+                output.close()
+            if context.held is not None:  # a tool call waits for a person: the task waits, holding nothing here
+                policy = approval_policy(self._spec.configuration)
+                ray.get(
+                    self._store.hold_task_for_tool.remote(
+                        task_id, self._agent_id, context.held, policy.priority, policy.timeout_s
+                    )
+                )
+                log.info("task %s waits for approval of a call of %s", task_id, context.held["name"])
+                return TaskStatus.awaiting_approval
+            if error:
                 log.warning("task %s failed: %s", task_id, error)
             ray.get(self._store.finish_task.remote(task_id, self._agent_id, result, error))
             log.info(
@@ -192,3 +207,52 @@ class AgentActor:
         with self._lock:
             last = self._last_heartbeat
         return last is not None and (utcnow() - last).total_seconds() <= self._heartbeat_timeout_s
+
+
+class TaskOutput:
+    """A task's output pieces on their way to its `task.output` events: gathered here and sent to the store
+    at most every `interval_s` (a token each would be a write each), one batch at a time so that they are
+    stored in order, and the rest when the task ends."""
+
+    def __init__(self, store: Any, task_id: str, agent_id: str, interval_s: float = 0.2) -> None:
+        self._store, self._task_id, self._agent_id = store, task_id, agent_id
+        self._interval_s = interval_s
+        self._pieces: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._sent_at = time.monotonic()
+        self._in_flight: Any = None
+
+    def add(self, piece: dict[str, Any]) -> None:
+        with self._lock:
+            if self._pieces and piece.get("kind") == "text" and self._pieces[-1].get("kind") == "text":
+                self._pieces[-1] = {"kind": "text", "text": self._pieces[-1]["text"] + piece["text"]}
+            else:
+                self._pieces.append(piece)
+            due = time.monotonic() - self._sent_at >= self._interval_s
+        if due:
+            self._send()
+
+    def close(self) -> None:
+        """Send what is left, and wait until it is stored: the task's end comes after its output."""
+        self._send()
+        with self._send_lock:
+            self._wait()
+
+    def _send(self) -> None:
+        with self._send_lock:
+            with self._lock:
+                pieces, self._pieces = self._pieces, []
+                self._sent_at = time.monotonic()
+            if pieces:
+                self._wait()  # the batch before it first: events are numbered as they are stored
+                self._in_flight = self._store.task_output.remote(self._task_id, self._agent_id, pieces)
+
+    def _wait(self) -> None:
+        sent, self._in_flight = self._in_flight, None
+        if sent is None:
+            return
+        try:
+            ray.get(sent)
+        except Exception:  # output is best effort: the task's outcome must still be recorded
+            log.warning("task %s: some of its output was not stored", self._task_id, exc_info=True)

@@ -40,6 +40,7 @@ class Store:
         self._agents = AgentActorsOnRay(settings)
         self._router = RouterOnRay(settings)
         self._runs = RunPoolOnRay(settings)
+        self._price = settings.workflows.llm_cost_per_1k_tokens  # of a framework agent's tokens
 
     def activate_agent(self, agent_id: str, container_id: str) -> AgentSpec | None:
         with self._db.transaction() as session:
@@ -84,6 +85,24 @@ class Store:
             self._router.send(AgentsChanged())  # the agent has a free slot
         return finished
 
+    def task_output(self, task_id: str, agent_id: str, pieces: list[dict[str, Any]]) -> bool:
+        """Pieces of a running task's output: one `task.output` event."""
+        with self._db.transaction() as session:
+            return tasks.emit_output(session, task_id, agent_id, pieces)
+
+    def hold_task_for_tool(
+        self, task_id: str, agent_id: str, call: dict[str, Any], priority: str, ttl_s: float | None
+    ) -> str | None:
+        """A tool call of the task waits for a person: the task waits `awaiting_approval`; the approval's id."""
+        with self._db.transaction() as session:
+            approval = approvals.request_for_tool_call(
+                session, task_id, agent_id, call, self._settings, priority=priority, ttl_s=ttl_s
+            )
+            held = approval.id if approval is not None else None
+        if held is not None:
+            self._router.send(AgentsChanged())  # the agent has a free slot
+        return held
+
     def _finish_retrying(
         self, task_id: str, agent_id: str, result: dict[str, Any] | None, error: str | None, attempts: int = 4
     ) -> bool:
@@ -92,12 +111,12 @@ class Store:
         for attempt in range(attempts - 1):
             try:
                 with self._db.transaction() as session:
-                    return tasks.finish_for_agent(session, task_id, agent_id, result, error)
+                    return tasks.finish_for_agent(session, task_id, agent_id, result, error, self._price)
             except ServiceUnavailable:
                 log.warning("task %s: the database is unavailable, storing its outcome again", task_id)
                 time.sleep(0.5 * 2**attempt)
         with self._db.transaction() as session:  # the last try: ServiceUnavailable goes to the caller
-            return tasks.finish_for_agent(session, task_id, agent_id, result, error)
+            return tasks.finish_for_agent(session, task_id, agent_id, result, error, self._price)
 
     def decide_approval(
         self,

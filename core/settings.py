@@ -472,7 +472,10 @@ class WorkflowSettings(BaseSettings):
     llm_api_key: SecretStr | None = Field(None, description="API key of that provider.")
     llm_model: str = Field("", description="Model `llm` nodes use unless they name one.")
     llm_cost_per_1k_tokens: float = Field(
-        0.0, ge=0, description="Price used for an execution's `cost` from its `tokens_used`."
+        0.0,
+        ge=0,
+        description="Price used for an execution's `cost` from its `tokens_used`, and for a framework agent's "
+        "task's (an agent's `configuration.llm.cost_per_1k_tokens` overrides it).",
     )
     code_submission_roles: str = Field(
         "admin",

@@ -6,8 +6,11 @@ here."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
+import inspect
 import json
 import socket
 import threading
@@ -19,6 +22,7 @@ from urllib.parse import urlsplit
 from core.imports import import_object
 from core.net import PrivateAddress, resolve_public
 from frameworks import AgentSpec
+from frameworks.context import approval_policy, current
 
 T = TypeVar("T")
 
@@ -99,6 +103,11 @@ def agent_source(spec: AgentSpec) -> tuple[str | None, Declared | None]:
     configuration = spec.configuration
     agent = configuration.get("agent")
     if isinstance(agent, str):
+        if approval_policy(spec.configuration).tools:
+            raise ValueError(
+                "configuration.tool_approval gates the tools of a declarative agent (tools: [import paths]); "
+                "an agent named by import path calls its own tools, which the platform cannot hold for a person"
+            )
         return agent, None
     if agent is not None and not isinstance(agent, dict):
         raise ValueError("configuration.agent must be an import path 'package.module:agent' or an object")
@@ -119,6 +128,7 @@ def declared_agent(spec: AgentSpec, declared: Any, where: str) -> Declared:
     paths = declared.get("tools") or []
     if not isinstance(paths, list):
         raise ValueError(f"{where}.tools must be a list of import paths 'package.module:function'")
+    gated = approval_policy(spec.configuration).tools
     tools = []
     for index, path in enumerate(paths):
         try:
@@ -127,7 +137,7 @@ def declared_agent(spec: AgentSpec, declared: Any, where: str) -> Declared:
             raise ValueError(f"{where}.tools[{index}]: {exc}") from exc
         if not callable(tool):
             raise ValueError(f"{where}.tools[{index}] {path!r} is not callable")
-        tools.append(tool)
+        tools.append(observed(tool, needs_approval=gated == "*" or _tool_name(tool) in gated))
     instructions = declared.get("instructions")
     return Declared(
         instructions=str(instructions) if instructions is not None else None,
@@ -148,6 +158,10 @@ class EventLoopThread:
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """`coroutine` started on the loop; its future, which may be cancelled from any thread."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     def close(self, cleanup: Callable[[], Coroutine[Any, Any, Any]] | None = None) -> None:
         """Run `cleanup()` (closing the framework's client) on the loop, then stop it. Idempotent."""
@@ -209,3 +223,67 @@ def arguments(raw: Any) -> Any:
 def usage(input_tokens: int | None, output_tokens: int | None) -> dict[str, int]:
     given, taken = int(input_tokens or 0), int(output_tokens or 0)
     return {"input_tokens": given, "output_tokens": taken, "total_tokens": given + taken}
+
+
+def _tool_name(tool: Callable[..., Any]) -> str:
+    return getattr(tool, "__name__", type(tool).__name__)
+
+
+def observed(tool: Callable[..., Any], *, needs_approval: bool) -> Callable[..., Any]:
+    """`tool` as the framework calls it: each call is an output piece of the current task (`tool_call`, then
+    `tool_result`), and with `needs_approval` it runs only once a person approved that call. The wrapper
+    keeps the tool's name, signature and docstring (`functools.wraps`), from which frameworks build its
+    schema."""
+    name = _tool_name(tool)
+    signature = inspect.signature(tool)
+
+    def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """None to run the tool, or the answer the model gets instead (a rejection)."""
+        try:
+            call = plain(dict(signature.bind(*args, **kwargs).arguments))
+        except TypeError:  # the framework's own error message comes from calling the tool itself
+            call = {}
+        context = current()
+        if context is not None:
+            context.emit({"kind": "tool_call", "name": name, "args": call})
+        if not needs_approval:
+            return None
+        if context is None:
+            raise RuntimeError(
+                f"{name} needs a person's approval, which only a task of a deployed agent can ask for; it did not run"
+            )
+        if context.held is not None:
+            raise context.hold(name, call)
+        decision = context.decision(name, call)
+        if decision is None:
+            raise context.hold(name, call)
+        if decision.get("approved"):
+            return None
+        why = f": {decision['reason']}" if decision.get("reason") else ""
+        refusal = (
+            f"A person rejected this call of {name}{why}. It was not run; do not call it again with these arguments."
+        )
+        context.emit({"kind": "tool_result", "name": name, "result": refusal})
+        return refusal
+
+    def after(result: Any) -> Any:
+        context = current()
+        if context is not None:
+            context.emit({"kind": "tool_result", "name": name, "result": plain(result)})
+        return result
+
+    if inspect.iscoroutinefunction(tool):
+
+        @functools.wraps(tool)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            refusal = before(args, kwargs)
+            return refusal if refusal is not None else after(await tool(*args, **kwargs))
+
+        return call_async
+
+    @functools.wraps(tool)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        refusal = before(args, kwargs)
+        return refusal if refusal is not None else after(tool(*args, **kwargs))
+
+    return call

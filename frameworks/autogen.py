@@ -39,6 +39,7 @@ from frameworks._llm import (
     task_input,
     usage,
 )
+from frameworks.context import current
 
 
 class AutoGenRuntime:
@@ -53,8 +54,11 @@ class AutoGenRuntime:
         self._lock: asyncio.Lock | None = None
 
     def invoke(self, payload: dict[str, Any]) -> dict[str, Any]:
-        result = self._loop.run(self._run(task_input(payload)))
-        return _result(result)
+        run = self._loop.submit(self._run(task_input(payload)))
+        context = current()
+        if context is not None:  # a tool call held for a person ends the run here (the task waits)
+            context.on_hold = run.cancel
+        return _result(run.result())
 
     async def _run(self, task: str) -> Any:
         if self._build is not None:

@@ -25,6 +25,7 @@ from frameworks._llm import (
     task_input,
     usage,
 )
+from frameworks.context import TaskContext, current
 
 
 class PydanticAIRuntime:
@@ -37,7 +38,11 @@ class PydanticAIRuntime:
     def invoke(self, payload: dict[str, Any]) -> dict[str, Any]:
         from pydantic_ai.messages import ModelResponse, ToolCallPart
 
-        result = self._loop.run(self._agent.run(task_input(payload), model=self._model))
+        options: dict[str, Any] = {"model": self._model}
+        context = current()
+        if context is not None:  # the model's text streams to the task's output as it arrives
+            options["event_stream_handler"] = _streamer(context)
+        result = self._loop.run(self._agent.run(task_input(payload), **options))
         output_tool = getattr(result, "_output_tool_name", None)
         calls = [
             {"name": part.tool_name, "args": arguments(part.args)}
@@ -96,3 +101,21 @@ def _model(provider: Provider) -> tuple[Any, Any]:
         options["timeout"] = provider.timeout_s
     client = AsyncOpenAI(**options)
     return OpenAIChatModel(provider.model, provider=OpenAIProvider(openai_client=client)), client
+
+
+def _streamer(context: TaskContext) -> Any:
+    """Pydantic AI's `event_stream_handler`: each piece of text the model streams, as a `text` output piece."""
+    from pydantic_ai.messages import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
+
+    async def handle(_: Any, events: Any) -> None:
+        async for event in events:
+            if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart) and event.part.content:
+                context.emit({"kind": "text", "text": event.part.content})
+            elif (
+                isinstance(event, PartDeltaEvent)
+                and isinstance(event.delta, TextPartDelta)
+                and event.delta.content_delta
+            ):
+                context.emit({"kind": "text", "text": event.delta.content_delta})
+
+    return handle

@@ -291,6 +291,9 @@ class Task(IdMixin, TimestampMixin, OwnedMixin, Base):
     estimated_hours: Mapped[float | None] = mapped_column(Float)
     actual_hours: Mapped[float | None] = mapped_column(Float)
     progress: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    # What a framework agent's model calls cost (its result's `usage`): services.tasks.finish_for_agent.
+    tokens_used: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    cost: Mapped[float] = mapped_column(Float, nullable=False, default=0.0, server_default="0")
     sla_target: Mapped[int | None] = mapped_column(Integer)  # seconds from creation
     # created_at + sla_target, indexed for the reconciler's breach sweep; set when the breach fired.
     sla_due_at: Mapped[datetime | None] = mapped_column(index=True)
@@ -325,6 +328,8 @@ class Approval(IdMixin, OwnedMixin, Base):
     # A workflow run waiting at an approval node: resumed when this is decided or expires.
     execution_id: Mapped[str | None] = mapped_column(String(36), index=True)
     node_id: Mapped[str | None] = mapped_column(String(100))
+    # A framework agent's tool call that waits for this decision: {name, arguments} (frameworks.context).
+    tool_call: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # The agent whose work it gates (the task's, the run's).
     agent_id: Mapped[str | None] = mapped_column(String(36), index=True)
     # What the approver sees: {"description": markdown, "preview": state or arguments (secrets masked),

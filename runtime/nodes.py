@@ -374,7 +374,8 @@ class ApprovalNode:
 
 class TaskNode:
     """Hands a task (`type`, `title`, `payload`, `priority`) to the task router and waits for its result,
-    which goes under `output_key`; a failed or cancelled task fails the node."""
+    which goes under `output_key`; a failed or cancelled task fails the node. The tokens the task's agent
+    used (a framework agent's `tokens_used` and `cost`) are added to the run's."""
 
     def validate(self, config: Mapping[str, Any]) -> Problems:
         problems = _output_key(config)
@@ -394,6 +395,7 @@ class TaskNode:
         )
 
     def resume(self, ctx: NodeContext, config: Mapping[str, Any], outcome: Mapping[str, Any]) -> NodeResult:
+        ctx.usage(int(outcome.get("tokens_used") or 0), float(outcome.get("cost") or 0.0))  # a framework agent's
         if outcome["status"] != TaskStatus.completed:
             raise NodeFailed(f"task {outcome.get('task_id')} {outcome['status']}: {outcome.get('error') or ''}")
         return NodeResult(updates={config.get("output_key") or ctx.node_id: outcome.get("result")})

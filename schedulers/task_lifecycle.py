@@ -3,8 +3,9 @@ and the other spellings clients use mapped onto it.
 
 `pending → (awaiting_approval) → assigned → in_progress → completed | failed | cancelled`. A task goes
 back to `pending` when its agent gives it up (so that it is routed again). A person may also take a pending
-task by hand, `pending → in_progress`, without an agent (then the router no longer considers it). Every
-change goes through `transition`.
+task by hand, `pending → in_progress`, without an agent (then the router no longer considers it). A framework
+agent's tool call that needs a person's approval moves its task `in_progress → awaiting_approval`, and the
+decision gives it back (`pending`, then assigned). Every change goes through `transition`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,13 @@ ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
         {TaskStatus.in_progress, TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled, TaskStatus.pending}
     ),
     TaskStatus.in_progress: frozenset(
-        {TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled, TaskStatus.pending}
+        {
+            TaskStatus.completed,
+            TaskStatus.failed,
+            TaskStatus.cancelled,
+            TaskStatus.pending,
+            TaskStatus.awaiting_approval,  # a framework agent's tool call waits for a person
+        }
     ),
     TaskStatus.completed: frozenset(),
     TaskStatus.failed: frozenset(),

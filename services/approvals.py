@@ -20,7 +20,7 @@ from core.clock import isoformat_z, utcnow
 from core.errors import Conflict, FieldIssue, NotFound, PermissionDenied, ValidationFailed
 from core.previews import preview
 from core.settings import Settings
-from persistence.models import Approval, Execution, OrganizationMember, Task
+from persistence.models import Agent, Approval, Execution, OrganizationMember, Task
 from persistence.repositories.pages import Page, fetch_page
 from schedulers.approval_lifecycle import ApprovalStatus, transition
 from schedulers.task_lifecycle import TaskStatus
@@ -54,6 +54,50 @@ def request_for_task(
         owner_id=task.owner_id,
         assign_to=assign_to,
         context=context_of(task.description or task.title, {"type": task.type, "payload": task.payload}),
+        expires_at=utcnow() + timedelta(seconds=ttl_s or settings.agents.approval_ttl_s),
+    )
+    session.add(approval)
+    session.flush()
+    tasks.set_status(session, task, TaskStatus.awaiting_approval)
+    _emit(session, approval, "approval.requested")
+    _notify_approvers(session, approval)
+    return approval
+
+
+def request_for_tool_call(
+    session: Session,
+    task_id: str,
+    agent_id: str,
+    call: dict[str, Any],
+    settings: Settings,
+    *,
+    priority: str = "P1",
+    ttl_s: float | None = None,
+) -> Approval | None:
+    """A framework agent's tool call waits for a person (frameworks.context): the task, in progress on this
+    agent, waits `awaiting_approval` holding no process; the approval names the agent, the tool and its
+    arguments. Either decision gives the task back to the agent, which runs it again: approved, the call
+    goes on; rejected, the model is told so. None if the task is no longer this agent's in progress."""
+    task = tasks.lock_task(session, task_id)
+    if task is None or task.agent_id != agent_id or task.status != TaskStatus.in_progress.value:
+        return None
+    name, arguments = str(call.get("name")), call.get("args")
+    agent = session.get(Agent, agent_id)
+    approval = Approval(
+        task_id=task.id,
+        agent_id=agent_id,
+        assign_to=agent_id,
+        tool_call={"name": name, "arguments": arguments},
+        priority=priority,
+        reason=f"{agent.name if agent is not None else 'An agent'} wants to call {name}",
+        status=ApprovalStatus.pending.value,
+        requested_by=f"agent:{agent_id}",
+        owner_type=task.owner_type,
+        owner_id=task.owner_id,
+        context=context_of(
+            f"The agent wants to call the tool `{name}` while working on the task “{task.title}”.",
+            {"tool": name, "arguments": arguments},
+        ),
         expires_at=utcnow() + timedelta(seconds=ttl_s or settings.agents.approval_ttl_s),
     )
     session.add(approval)
@@ -207,7 +251,7 @@ def decide(
     task = tasks.lock_task(session, approval.task_id) if approval.task_id else None
     assigned = None
     if task is not None and task.status == TaskStatus.awaiting_approval.value:
-        if approve:
+        if approve or approval.tool_call is not None:  # a rejected tool call: the agent goes on without it
             tasks.set_status(session, task, TaskStatus.pending)  # the router routes it now …
             if approval.assign_to:  # … unless it was created for an agent that can take it now
                 assigned = routing.assign_routed(session, task.id, approval.assign_to, settings)
@@ -338,6 +382,7 @@ def _emit(session: Session, approval: Approval, event_type: str, **extra: Any) -
             "execution_id": approval.execution_id,
             "node_id": approval.node_id,
             "agent_id": approval.agent_id,
+            "tool_call": approval.tool_call,
             "expires_at": isoformat_z(approval.expires_at),
             **extra,
         },

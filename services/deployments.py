@@ -20,6 +20,7 @@ from core.clock import isoformat_z, utcnow
 from core.errors import Conflict, DeploymentFailed, FieldIssue, NotFound, ValidationFailed
 from core.settings import Settings
 from frameworks import AgentSpec, adapter_for, check_code_paths
+from frameworks.context import approval_policy
 from persistence.db import Database
 from persistence.models import Agent
 from schedulers import admission
@@ -138,6 +139,11 @@ def _check_deployable(agent: Agent, settings: Settings) -> None:
         raise ValidationFailed(
             "The agent's configuration names code it may not run", details=[FieldIssue(field, message)]
         ) from exc
+    try:
+        approval_policy(agent.configuration or {})
+    except ValueError as exc:
+        issue = FieldIssue("configuration.tool_approval", str(exc))
+        raise ValidationFailed("The agent's tool_approval is invalid", details=[issue]) from exc
 
 
 def undeploy(db: Database, agents: AgentActors, principal: Principal, agent_id: str) -> Agent:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from core.clock import utcnow
 from core.errors import Conflict, DomainError, FieldIssue, NotFound, ValidationFailed, refuse_read_only
 from core.ids import new_id
-from persistence.models import Agent, Event, Execution, Task
+from persistence.models import Agent, Approval, Event, Execution, Task
 from persistence.repositories.json_arrays import array_contains
 from persistence.repositories.pages import Page, fetch_page
 from persistence.repositories.search import matches_text
@@ -409,15 +409,76 @@ def start_for_agent(session: Session, task_id: str, agent_id: str) -> dict[str, 
         "payload": task.payload,
         "metadata": task.meta,
         "correlation_id": task.correlation_id,
+        "tool_decisions": tool_decisions(session, task.id),
     }
 
 
-def finish_for_agent(session: Session, task_id: str, agent_id: str, result: dict | None, error: str | None) -> bool:
+def tool_decisions(session: Session, task_id: str) -> list[dict[str, Any]]:
+    """The people's decisions on the task's tool calls so far (`frameworks.context.TaskContext`): a task
+    held for one runs again from its start, and the decided calls go on without asking again."""
+    query = select(Approval.tool_call, Approval.status, Approval.decision_reason).where(
+        Approval.task_id == task_id, Approval.tool_call.is_not(None), Approval.status.in_(("approved", "rejected"))
+    )
+    return [
+        {"name": call.get("name"), "args": call.get("arguments"), "approved": status == "approved", "reason": reason}
+        for call, status, reason in session.execute(query)
+    ]
+
+
+def finish_for_agent(
+    session: Session,
+    task_id: str,
+    agent_id: str,
+    result: dict | None,
+    error: str | None,
+    cost_per_1k_tokens: float = 0.0,
+) -> bool:
+    """The agent's outcome of its task. A framework agent's result names the tokens it used (`usage`): they
+    are the task's `tokens_used`, priced by the agent's `configuration.llm.cost_per_1k_tokens`, else
+    `cost_per_1k_tokens`."""
     task = lock_task(session, task_id)
     if task is None or task.agent_id != agent_id or task.status != TaskStatus.in_progress.value:
         return False
+    tokens = tokens_of(result)
+    if tokens:
+        agent = session.get(Agent, agent_id)
+        llm = (agent.configuration or {}).get("llm") if agent is not None else None
+        price = llm.get("cost_per_1k_tokens") if isinstance(llm, dict) else None
+        price = float(price) if isinstance(price, int | float) and price >= 0 else cost_per_1k_tokens
+        task.tokens_used = (task.tokens_used or 0) + tokens
+        task.cost = round((task.cost or 0.0) + tokens / 1000 * price, 6)
     target = TaskStatus.failed if error is not None else TaskStatus.completed
     set_status(session, task, target, error=error, result=json_safe(result))
+    return True
+
+
+def tokens_of(result: dict[str, Any] | None) -> int:
+    """`usage.total_tokens` of a framework agent's result (else input + output), 0 without one."""
+    usage = result.get("usage") if isinstance(result, dict) else None
+    if not isinstance(usage, dict):
+        return 0
+    total = usage.get("total_tokens")
+    if not isinstance(total, int):
+        total = sum(
+            value for value in (usage.get("input_tokens"), usage.get("output_tokens")) if isinstance(value, int)
+        )
+    return max(0, int(total))
+
+
+def emit_output(session: Session, task_id: str, agent_id: str, pieces: list[dict[str, Any]]) -> bool:
+    """Pieces of a running task's output (text streamed by the model, tool calls and results) as one
+    `task.output` event; nothing once the task is no longer this agent's in progress."""
+    task = session.get(Task, task_id)
+    if task is None or task.agent_id != agent_id or task.status != TaskStatus.in_progress.value:
+        return False
+    events.emit(
+        session,
+        "task.output",
+        {"task_id": task.id, "agent_id": agent_id, "items": json_safe({"items": pieces})["items"]},
+        source="agents",
+        owner=task,
+        subject_id=task.id,
+    )
     return True
 
 
@@ -491,7 +552,15 @@ def _resume_run(session: Session, task: Task) -> None:
         session,
         task.meta.get("execution_id"),
         task.id,
-        {"kind": "task", "task_id": task.id, "status": task.status, "result": task.result, "error": task.error},
+        {
+            "kind": "task",
+            "task_id": task.id,
+            "status": task.status,
+            "result": task.result,
+            "error": task.error,
+            "tokens_used": task.tokens_used or 0,
+            "cost": task.cost or 0.0,
+        },
     )
 
 

@@ -190,6 +190,7 @@ class ApprovalDetail(ApiModel):
     execution_id: str | None = Field(default=None)
     node_id: str | None = Field(default=None)
     agent_id: str | None = Field(default=None)
+    tool_call: ToolCallOut | None = Field(default=None)
     context: ApprovalContext | None = Field(default=None)
     input_schema: dict[str, Any] | None = Field(default=None)
     decision_input: dict[str, Any] | None = Field(default=None)
@@ -232,6 +233,7 @@ class ApprovalOut(ApiModel):
     execution_id: str | None = Field(default=None)
     node_id: str | None = Field(default=None)
     agent_id: str | None = Field(default=None)
+    tool_call: ToolCallOut | None = Field(default=None)
     context: ApprovalContext | None = Field(default=None)
     input_schema: dict[str, Any] | None = Field(default=None)
     decision_input: dict[str, Any] | None = Field(default=None)
@@ -1094,6 +1096,8 @@ class TaskDetail(ApiModel):
     estimated_hours: float | None
     actual_hours: float | None
     progress: float
+    tokens_used: int = Field(default=0)
+    cost: float = Field(default=0.0)
     sla_target: int | None
     sla_breached_at: datetime | None = Field(default=None)
     due_date: datetime | None
@@ -1158,6 +1162,8 @@ class TaskOut(ApiModel):
     estimated_hours: float | None
     actual_hours: float | None
     progress: float
+    tokens_used: int = Field(default=0)
+    cost: float = Field(default=0.0)
     sla_target: int | None
     sla_breached_at: datetime | None = Field(default=None)
     due_date: datetime | None
@@ -1223,6 +1229,11 @@ class TokenResponse(ApiModel):
     expires_in: int
     token_type: str = Field(default="Bearer")
     user: UserOut
+
+
+class ToolCallOut(ApiModel):
+    name: str
+    arguments: Any = Field(default=None)
 
 
 class UndeployResponse(ApiModel):
@@ -1518,6 +1529,7 @@ TaskStatusUpdate.model_rebuild()
 TaskUpdate.model_rebuild()
 Task_idfiles_post.model_rebuild()
 TokenResponse.model_rebuild()
+ToolCallOut.model_rebuild()
 UndeployResponse.model_rebuild()
 UnpublishOut.model_rebuild()
 UsageMetricsOut.model_rebuild()
@@ -1662,6 +1674,7 @@ __all__ = [
     "TaskUpdate",
     "Task_idfiles_post",
     "TokenResponse",
+    "ToolCallOut",
     "UndeployResponse",
     "UnpublishOut",
     "UsageMetricsOut",

@@ -136,5 +136,6 @@ def reject(
     context: Context,
     reason: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> DecisionOut:
-    """Reject (`?reason=`): the waiting task fails with the reason."""
+    """Reject (`?reason=`): the waiting task fails with the reason; a framework agent's tool call (`tool_call`)
+    is not run, and its task goes back to the agent, whose model is told the call was rejected."""
     return _decide(approval_id, principal, context, False, reason)

@@ -39,12 +39,20 @@ class ApprovalContext(ResponseModel):
     truncated: bool = False
 
 
+class ToolCallOut(ResponseModel):
+    name: str = Field(description="the tool")
+    arguments: Any = Field(None, description="the arguments the model called it with")
+
+
 class ApprovalOut(ResponseModel):
     id: str
     task_id: str | None
     execution_id: str | None = Field(None, description="the run waiting at an approval node")
     node_id: str | None = Field(None, description="that node")
     agent_id: str | None = Field(None, description="the agent whose work this gates")
+    tool_call: ToolCallOut | None = Field(
+        None, description="a framework agent's tool call that waits for this decision; either decision resumes the task"
+    )
     context: ApprovalContext | None = None
     input_schema: dict[str, Any] | None = Field(None, description="JSON Schema of the input an approval must carry")
     decision_input: dict[str, Any] | None = Field(None, description="the input given with the approval")

@@ -79,6 +79,8 @@ class TaskOut(ResponseModel):
     estimated_hours: float | None
     actual_hours: float | None
     progress: float
+    tokens_used: int = Field(0, description="tokens a framework agent's model calls used on it")
+    cost: float = Field(0.0, description="their price (the agent's `configuration.llm.cost_per_1k_tokens`)")
     sla_target: int | None
     sla_breached_at: datetime | None = None
     due_date: datetime | None

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from persistence.db import Database
 from persistence.models import Agent, Event
-from services import deployments
+from services import approvals, deployments
 from tests.integration.test_agents import _agent, _user
 from tests.integration.test_auth_flow import assert_error
 
@@ -155,3 +155,55 @@ def test_stale_external_workers_are_reported_offline_once(client: TestClient, db
         assert deployments.mark_stale_workers_offline(session, settings) == []  # once per silence
     offline = [e for e in _events(db, agent["id"]) if e.data.get("online") is False]
     assert len(offline) == 1 and client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["online"] is False
+
+
+def test_a_tool_call_held_for_a_person_frees_the_agent_and_either_decision_gives_the_task_back(
+    client: TestClient, db, settings
+) -> None:
+    owner = _user(client, "owner")
+    me = client.get("/api/v1/users/me", headers=owner).json()
+    agent = _agent(client, owner)
+    _set(db, agent["id"], status="active", container_id="actor-1")
+    task = client.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"]}).json()
+    with db.transaction() as session:
+        assert deployments.tasks.start_for_agent(session, task["id"], agent["id"])["tool_decisions"] == []
+        # Output while it runs: one task.output event for the owner.
+        pieces = [{"kind": "text", "text": "Looking"}, {"kind": "tool_call", "name": "get_weather", "args": {}}]
+        assert deployments.tasks.emit_output(session, task["id"], agent["id"], pieces)
+    [output] = [event for event in _events(db, task["id"]) if event.event_type == "task.output"]
+    assert output.data["items"] == pieces and (output.owner_type, output.owner_id) == ("user", me["id"])
+    call = {"name": "get_weather", "args": {"city": "Paris"}}
+    with db.transaction() as session:
+        approval_id = approvals.request_for_tool_call(session, task["id"], agent["id"], call, settings).id
+    stored = client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()
+    assert stored["status"] == "awaiting_approval" and stored["agent_id"] == agent["id"]
+    assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["current_tasks"] == 0  # holds no slot
+    shown = client.get(f"/api/v1/approvals/{approval_id}", headers=owner).json()
+    assert shown["tool_call"] == {"name": "get_weather", "arguments": {"city": "Paris"}}
+    assert shown["agent_id"] == agent["id"] and shown["status"] == "pending" and shown["priority"] == "P1"
+    assert shown["context"]["preview"] == {"tool": "get_weather", "arguments": {"city": "Paris"}}
+    # Rejected: the task goes back to its agent (not failed), which runs it again knowing the decision.
+    with db.transaction() as session:
+        outcome = approvals.decide(session, approval_id, me["id"], False, "not today", settings)
+    assert outcome["assigned"] is not None and outcome["assigned"].agent_id == agent["id"]
+    assert client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()["status"] == "assigned"
+    with db.transaction() as session:
+        started = deployments.tasks.start_for_agent(session, task["id"], agent["id"])
+    assert started["tool_decisions"] == [{**call, "approved": False, "reason": "not today"}]
+    # Its result's usage becomes the task's figures, priced by the platform's rate.
+    usage = {"input_tokens": 30, "output_tokens": 10, "total_tokens": 40}
+    with db.transaction() as session:
+        assert deployments.tasks.finish_for_agent(session, task["id"], agent["id"], {"usage": usage}, None, 0.5)
+    stored = client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()
+    assert stored["status"] == "completed" and stored["tokens_used"] == 40 and stored["cost"] == 0.02
+
+
+def test_a_tool_approval_policy_it_cannot_apply_is_refused_at_deploy(client: TestClient) -> None:
+    owner = _user(client, "owner")
+    agent = _agent(client, owner, configuration={"tool_approval": {"tools": "get_weather"}})
+    error = assert_error(client.post(f"{AGENTS}/{agent['id']}/deploy", headers=owner), 422, "VALIDATION_ERROR")
+    assert (
+        error["details"][0]["field"] == "configuration.tool_approval"
+        and "list of tool names" in error["details"][0]["message"]
+    )
+    assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["status"] == "draft"

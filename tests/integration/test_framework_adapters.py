@@ -16,6 +16,7 @@ import pytest
 
 from core.errors import FrameworkUnavailable
 from frameworks import ENTRY_POINT_GROUP, AgentSpec, adapter_for, check_code_paths
+from frameworks.context import TaskContext, ToolApprovalRequired, running
 from tests.fixtures import agent_tools
 from tests.fixtures.openai_server import USAGE, OpenAIServer, serve
 
@@ -28,6 +29,8 @@ FRAMEWORKS = {
     "camelai": "camel",
 }
 WEATHER = "tests.fixtures.agent_tools:get_weather"
+# The adapters that pass the model's text on as it streams (the others send their tool calls only).
+STREAMING = ("pydantic-ai",)
 
 
 def _installed(framework: str) -> Any:
@@ -109,6 +112,51 @@ def test_a_tool_is_called_once_and_its_result_reaches_the_answer(framework: str,
     assert len(llm.asked) == 2 and offered in (["get_weather"], ["get_weather", "final_answer"])  # smolagents' own
     # The tool's description and parameters come from its signature and docstring.
     assert llm.asked[0]["tools"][0]["function"]["parameters"]["properties"]["city"]["type"] == "string"
+
+
+def _attempt(runtime: Any, context: TaskContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """One run of a task as the agent's actor makes it: None when it stopped (held, or failed)."""
+    with running(context):
+        try:
+            return runtime.invoke(payload)
+        except (Exception, ToolApprovalRequired):
+            return None
+
+
+@pytest.mark.parametrize("framework", ALL)
+def test_a_tool_call_that_needs_approval_waits_and_then_runs_or_is_refused(framework: str, server) -> None:
+    llm, url = server
+    agent = {"instructions": "Use the tool.", "tools": [WEATHER]}
+    spec = _spec(framework, url, agent=agent, tool_approval={"tools": ["get_weather"]})
+    runtime = adapter_for(framework).load(spec)
+    call = {"name": "get_weather", "args": {"city": "Paris"}}
+    ask = {"prompt": "Weather in Paris?"}
+    try:
+        # No decision yet: the call is held, the tool does not run.
+        pieces: list[dict[str, Any]] = []
+        first = TaskContext("t1", emit=pieces.append)
+        assert _attempt(runtime, first, ask) is None
+        assert first.held == call and agent_tools.CALLS == []
+        assert len(llm.asked) == 1  # the run stopped at the call: no model call after it
+        assert {"kind": "tool_call", **call} in pieces
+        # Approved: the task runs again, and the same call goes on.
+        pieces.clear()
+        approved = TaskContext("t1", emit=pieces.append, decisions=[{**call, "approved": True}])
+        result = _attempt(runtime, approved, ask)
+        assert approved.held is None and agent_tools.CALLS == [{"city": "Paris"}]
+        assert result is not None and result["output"] == "Here is the forecast: It is sunny in Paris."
+        assert {"kind": "tool_result", "name": "get_weather", "result": "It is sunny in Paris."} in pieces
+        if framework in STREAMING:  # the answer's text arrived in pieces as the model streamed it
+            text = [piece["text"] for piece in pieces if piece["kind"] == "text"]
+            assert len(text) > 1 and "".join(text) == result["output"]
+        # Rejected: the tool does not run, and the model is told why.
+        agent_tools.CALLS.clear()
+        rejected = TaskContext("t1", decisions=[{**call, "approved": False, "reason": "not today"}])
+        result = _attempt(runtime, rejected, ask)
+        assert rejected.held is None and agent_tools.CALLS == []
+        assert result is not None and "rejected this call of get_weather: not today" in result["output"]
+    finally:
+        runtime.close()
 
 
 @pytest.mark.parametrize("framework", ALL)

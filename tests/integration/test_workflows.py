@@ -11,11 +11,12 @@ from itertools import pairwise
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from persistence.models import Event
+from persistence.models import Agent, Event
 from runtime.engine import execute
 from serve_app.app import create_app
+from services import routing, tasks
 from services.executions import DatabaseRunStore
 from tests.conftest import make_settings
 from tests.integration.test_agents import _agent, _user
@@ -311,6 +312,27 @@ def test_a_task_node_waits_for_the_task(client, settings, db, owner) -> None:
     client.patch(f"/api/v1/tasks/{task['id']}", headers=owner, json={"status": "cancelled"})
     ended = _drive(client, settings, db, owner, run["id"], token="t#2")
     assert ended["status"] == "failed" and "cancelled" in ended["error"]
+
+
+def test_a_task_node_adds_the_tokens_its_framework_agent_used_to_the_runs(client, settings, db, owner) -> None:
+    agent = _agent(client, owner, type="bugfix")
+    with db.transaction() as session:
+        session.execute(update(Agent).where(Agent.id == agent["id"]).values(status="active", container_id="actor-1"))
+    nodes, edges = _chain(
+        {"id": "in", "type": "input"},
+        {"id": "work", "type": "task", "config": {"type": "bugfix"}},
+        {"id": "out", "type": "output"},
+    )
+    run = _run(client, settings, db, owner, _workflow(client, owner, nodes, edges), {"input_data": {}})
+    task_id = run["waiting_on"]["id"]
+    usage = {"input_tokens": 300, "output_tokens": 200, "total_tokens": 500}
+    with db.transaction() as session:
+        routing.assign_routed(session, task_id, agent["id"], settings)
+    with db.transaction() as session:
+        assert tasks.start_for_agent(session, task_id, agent["id"]) is not None
+        assert tasks.finish_for_agent(session, task_id, agent["id"], {"output": "fixed", "usage": usage}, None, 0.1)
+    ended = _drive(client, settings, db, owner, run["id"], token="t#2")
+    assert ended["status"] == "completed" and ended["tokens_used"] == 500 and ended["cost"] == 0.05
 
 
 def test_cancel_and_timeouts(client, settings, db, owner) -> None:

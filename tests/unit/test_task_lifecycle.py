@@ -29,6 +29,7 @@ EXPECTED_MOVES = {
     (S.in_progress, S.failed),
     (S.in_progress, S.cancelled),
     (S.in_progress, S.pending),
+    (S.in_progress, S.awaiting_approval),  # a framework agent's tool call waits for a person
 }
 
 
