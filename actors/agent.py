@@ -111,7 +111,7 @@ class AgentActor:
         assigned one any more (a repeated dispatch) is skipped."""
         self._begin()
         try:
-            task = ray.get(self._store.start_task.remote(task_id, self._agent_id))
+            task = ray.get(self._store.start_task.remote(task_id, self._agent_id, self._container_id))
             if task is None:
                 return "skipped"
             if task.get("execution_id"):  # the agent's active workflow runs it, on a run actor
@@ -138,7 +138,7 @@ class AgentActor:
                 return TaskStatus.awaiting_approval
             if error:
                 log.warning("task %s failed: %s", task_id, error)
-            ray.get(self._store.finish_task.remote(task_id, self._agent_id, result, error))
+            ray.get(self._store.finish_task.remote(task_id, self._agent_id, result, error, self._container_id))
             log.info(
                 "task %s %s in %.0f ms",
                 task_id,

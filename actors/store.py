@@ -56,11 +56,12 @@ class Store:
         with self._db.transaction() as session:
             return deployments.mark_passivated(session, agent_id, container_id)
 
-    def start_task(self, task_id: str, agent_id: str) -> dict[str, Any] | None:
-        """Take an assigned task (in_progress). An agent with an active workflow runs it on the task: the
-        run is started here, and its end completes the task (`execution_id` in the answer)."""
+    def start_task(self, task_id: str, agent_id: str, container_id: str | None = None) -> dict[str, Any] | None:
+        """Take an assigned task (in_progress), if `container_id` is the agent's current actor. An agent with
+        an active workflow runs it on the task: the run is started here, and its end completes the task
+        (`execution_id` in the answer)."""
         with self._db.transaction() as session:
-            task = tasks.start_for_agent(session, task_id, agent_id)
+            task = deployments.start_task(session, task_id, agent_id, container_id)
             workflow = workflows.active_workflow(session, agent_id) if task is not None else None
             if workflow is None:
                 return task
@@ -70,16 +71,23 @@ class Store:
         self._runs.submit(run.id, request)
         return task
 
-    def finish_task(self, task_id: str, agent_id: str, result: dict[str, Any] | None, error: str | None) -> bool:
+    def finish_task(
+        self,
+        task_id: str,
+        agent_id: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        container_id: str | None = None,
+    ) -> bool:
         try:
-            finished = self._finish_retrying(task_id, agent_id, result, error)
+            finished = self._finish_retrying(task_id, agent_id, container_id, result, error)
         except ServiceUnavailable:
             raise  # the database stayed away: the agent's call fails, and the task is re-sent later
         except Exception as exc:  # the outcome could not be stored as given: record the task failed instead
             log.exception("task %s: storing its outcome failed", task_id)
             with self._db.transaction() as session:
-                finished = tasks.finish_for_agent(
-                    session, task_id, agent_id, None, f"its outcome could not be stored: {exc}"
+                finished = deployments.finish_task(
+                    session, task_id, agent_id, container_id, None, f"its outcome could not be stored: {exc}"
                 )
         if finished:
             self._router.send(AgentsChanged())  # the agent has a free slot
@@ -104,19 +112,25 @@ class Store:
         return held
 
     def _finish_retrying(
-        self, task_id: str, agent_id: str, result: dict[str, Any] | None, error: str | None, attempts: int = 4
+        self,
+        task_id: str,
+        agent_id: str,
+        container_id: str | None,
+        result: dict[str, Any] | None,
+        error: str | None,
+        attempts: int = 4,
     ) -> bool:
         """The outcome written as given; while the database is away (connections cut, a failover) the same
         write again, as the pool replaces broken connections, rather than recording a good outcome failed."""
         for attempt in range(attempts - 1):
             try:
                 with self._db.transaction() as session:
-                    return tasks.finish_for_agent(session, task_id, agent_id, result, error, self._price)
+                    return deployments.finish_task(session, task_id, agent_id, container_id, result, error, self._price)
             except ServiceUnavailable:
                 log.warning("task %s: the database is unavailable, storing its outcome again", task_id)
                 time.sleep(0.5 * 2**attempt)
         with self._db.transaction() as session:  # the last try: ServiceUnavailable goes to the caller
-            return tasks.finish_for_agent(session, task_id, agent_id, result, error, self._price)
+            return deployments.finish_task(session, task_id, agent_id, container_id, result, error, self._price)
 
     def decide_approval(
         self,

@@ -298,6 +298,46 @@ def mark_passivated(session: Session, agent_id: str, container_id: str) -> bool:
     return True
 
 
+def start_task(session: Session, task_id: str, agent_id: str, container_id: str | None) -> dict[str, Any] | None:
+    """A hosted agent's actor takes an assigned task, if it is the agent's current incarnation. When a second
+    cluster has activated the agent (a cluster swap, both clusters up for a while), the first cluster's actor
+    still answers its router's dispatches; a task it started would be orphaned `in_progress` when its cluster
+    goes, since only a new incarnation's activation fails such tasks. Refused, the task stays `assigned` and
+    the current incarnation's reconciler sends it there. `container_id` None: a caller of the previous release,
+    unfenced as before."""
+    if tasks.lock_task(session, task_id) is None:  # the task's row first, then the agent's: the order of every path
+        return None
+    if container_id is not None and not _is_incarnation(session, agent_id, container_id):
+        return None
+    return tasks.start_for_agent(session, task_id, agent_id)
+
+
+def finish_task(
+    session: Session,
+    task_id: str,
+    agent_id: str,
+    container_id: str | None,
+    result: dict[str, Any] | None,
+    error: str | None,
+    cost_per_1k_tokens: float = 0.0,
+) -> bool:
+    """A task's outcome from the actor that ran it, if that actor is still the agent's current incarnation: an
+    actor superseded meanwhile (its process replaced, or another cluster took the agent over) had its task
+    failed as interrupted, and the task may have been queued and started again since; its late outcome must
+    not overwrite the new attempt's."""
+    if tasks.lock_task(session, task_id) is None:
+        return False
+    if container_id is not None and not _is_incarnation(session, agent_id, container_id):
+        return False
+    return tasks.finish_for_agent(session, task_id, agent_id, result, error, cost_per_1k_tokens)
+
+
+def _is_incarnation(session: Session, agent_id: str, container_id: str) -> bool:
+    """Locked: an activation elsewhere waits for this transaction, and then sees (and fails) what it started."""
+    agent = lock_agent(session, agent_id)
+    return agent is not None and agent.container_id == container_id
+
+
 def mark_stale_workers_offline(session: Session, settings: Settings) -> list[str]:
     """External agents whose worker stopped beating: `agent.status_changed` `{online: false}` once each."""
     cutoff = utcnow() - timedelta(seconds=settings.agents.agent_heartbeat_timeout_s)

@@ -207,3 +207,30 @@ def test_a_tool_approval_policy_it_cannot_apply_is_refused_at_deploy(client: Tes
         and "list of tool names" in error["details"][0]["message"]
     )
     assert client.get(f"{AGENTS}/{agent['id']}", headers=owner).json()["status"] == "draft"
+
+
+def test_an_actor_superseded_by_another_clusters_neither_takes_nor_finishes_the_agents_tasks(
+    client: TestClient, db
+) -> None:
+    """A cluster swap with both clusters up: the new cluster's actor took the agent over (its activation), the
+    old cluster's actor still answers its router. A task the old actor took would be left `in_progress` when
+    its cluster goes; an outcome it reports would overwrite the current actor's attempt."""
+    owner = _user(client, "owner")
+    agent = _agent(client, owner)
+    _set(db, agent["id"], status="active", container_id="cluster-a-actor")
+    with db.transaction() as session:
+        assert deployments.load_for_activation(session, agent["id"], "cluster-b-actor", ()) is not None
+    task = client.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"]}).json()
+    assert task["status"] == "assigned"
+    with db.transaction() as session:
+        assert deployments.start_task(session, task["id"], agent["id"], "cluster-a-actor") is None
+    assert client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()["status"] == "assigned"
+    with db.transaction() as session:
+        assert deployments.start_task(session, task["id"], agent["id"], "cluster-b-actor") is not None
+    with db.transaction() as session:
+        assert deployments.finish_task(session, task["id"], agent["id"], "cluster-a-actor", {"by": "a"}, None) is False
+    assert client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()["status"] == "in_progress"
+    with db.transaction() as session:
+        assert deployments.finish_task(session, task["id"], agent["id"], "cluster-b-actor", {"by": "b"}, None) is True
+    stored = client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()
+    assert stored["status"] == "completed" and stored["result"] == {"by": "b"}
