@@ -100,6 +100,8 @@ def _since(load: gcs_load.Load, began: float, kind: str, status: int) -> list[Ca
 def test_the_api_and_live_actors_ride_out_a_gcs_restart_with_nothing_lost(
     cluster: Cluster, platform: Platform, http: httpx.Client, owner: dict[str, str], tmp_path: Path
 ) -> None:
+    # `orchestrator up --address` says the joined cluster's GCS is fault tolerant.
+    assert "gcs storage      redis (set on the cluster's head): fault tolerant" in platform.log_path.read_text()
     agent_id = gcs_load.deployed_agent(http, owner)
     spare_id = gcs_load.deployed_agent(http, owner, deploy=False)
     workflow = harness.effect_workflow(http, owner)
