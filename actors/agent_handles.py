@@ -20,6 +20,7 @@ import ray
 import ray.util.state
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from actors import gcs
 from actors.capacity import cluster_shape
 from actors.names import STORE_NAME, agent_actor_name
 from actors.placement import system_actor_options
@@ -92,6 +93,7 @@ def admit(request: dict[str, float], settings: Settings) -> admission.Placement:
     """Where a request for resources stands: placeable now, later (busy, or after the autoscaler adds a
     node), or never, which raises INSUFFICIENT_RESOURCES."""
     _require_ray()
+    gcs.require("Placing an agent (the cluster's nodes and resources)")
     shape = cluster_shape(settings.ray.ray_node_types)
     placement = admission.place(request, shape)
     if placement is admission.Placement.never:
@@ -209,6 +211,7 @@ def find(settings: Settings, agent_id: str) -> Any | None:
 
 def live_agent_ids(settings: Settings) -> set[str]:
     """Ids of agents that have a named actor now (alive, starting or restarting)."""
+    gcs.require("Listing the agents' actors")
     names = ray.util.list_named_actors(all_namespaces=True)
     prefix = agent_actor_name("")
     return {
@@ -241,6 +244,11 @@ def creation_error(exc: BaseException) -> str:
 
 
 def stop(settings: Settings, agent_id: str) -> bool:
+    """Kill the agent's actor for good; False if it has none, or if Ray's control store does not answer: the
+    database already says the agent is not deployed, and the reconciler stops such an actor on a later pass."""
+    if not gcs.reachable():
+        log.warning("agent %s: actor not stopped now (Ray's control store is not answering)", agent_id)
+        return False
     handle = find(settings, agent_id)
     if handle is None:
         return False
@@ -250,6 +258,7 @@ def stop(settings: Settings, agent_id: str) -> bool:
 
 def restart(settings: Settings, agent_id: str, options: dict[str, Any]) -> str:
     """Kill the actor's process and let Ray start a new one (same actor id); activate it if passivated."""
+    gcs.require("Restarting an agent's actor")
     handle = find(settings, agent_id)
     if handle is None:
         return activate(settings, agent_id, options)._actor_id.hex()
@@ -268,6 +277,7 @@ def heartbeat(settings: Settings, agent_id: str, at: str) -> bool:
 
 def inspect(settings: Settings, agent_id: str, *, ping_timeout_s: float) -> dict[str, Any]:
     """Ray's view of the actor (state, node, pid, restarts) and the actor's own health ping."""
+    gcs.require("Ray's view of an agent's actor")
     handle = find(settings, agent_id)
     if handle is None:
         return {"status": "missing", "health_status": "unhealthy", "last_health_check": _now()}
@@ -319,6 +329,7 @@ def inspect(settings: Settings, agent_id: str, *, ping_timeout_s: float) -> dict
 
 def logs(container_id: str, *, since: datetime | None, until: datetime | None, tail: int) -> list[dict[str, Any]]:
     """The actor's own log lines (its worker's stderr, through Ray's state API), oldest first."""
+    gcs.require("An actor's logs")
     try:
         lines = list(ray.util.state.get_log(actor_id=container_id, suffix="err", tail=_LOG_FETCH_LINES, timeout=10))
     except Exception as exc:

@@ -9,7 +9,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from actors import agent_handles
+from actors import agent_handles, gcs
 from actors.names import approval_actor_name
 from core.errors import DomainError
 from core.settings import Settings
@@ -45,6 +45,7 @@ def decide(
             )
         outcome.pop("assigned")
         return outcome
+    gcs.require("Deciding an approval (its actor is started for the decision)")
     agent_handles.ensure_store(settings)
     for attempt in range(1, RELEASE_RACE_ATTEMPTS + 1):
         handle = (

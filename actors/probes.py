@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ray
 
+from actors import gcs
 from services.health import FAIL, PASS, WARN, CheckResult
 
 
 def ray_probe() -> CheckResult:
     if not ray.is_initialized():
         return CheckResult(WARN, "not connected to Ray (the API is running outside the cluster)")
+    if not gcs.reachable():
+        return CheckResult(FAIL, "Ray's control store (GCS) is not answering: restarting or unreachable")
     nodes = [node for node in ray.nodes() if node.get("Alive")]
     if not nodes:
         return CheckResult(FAIL, "no live Ray node")

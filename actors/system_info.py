@@ -17,7 +17,7 @@ from typing import Any
 
 import ray
 
-from actors import agent_handles
+from actors import agent_handles, gcs
 from actors.names import RUN_POOL_NAME
 from actors.router_client import ask
 from core.settings import Settings
@@ -131,6 +131,7 @@ def ray_status(settings: Settings) -> dict[str, Any]:
     """Nodes with their resources, the platform's actors by kind and state, and Serve's applications."""
     if not ray.is_initialized():
         return {"connected": False}
+    gcs.require("The cluster's status")
     available_by_node = _available_per_node()
     nodes = []
     for node in ray.nodes():

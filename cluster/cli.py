@@ -62,6 +62,13 @@ def up(
     address: Annotated[
         str | None, typer.Option(help="Join this Ray cluster instead of starting one [env: RAY_ADDRESS]")
     ] = None,
+    gcs_redis: Annotated[
+        str | None,
+        typer.Option(
+            help="GCS fault tolerance for the Ray started here: keep its control store's tables in this Redis "
+            "(host:port) [env: ORCHESTRATOR_RAY_REDIS_ADDRESS or Ray's RAY_REDIS_ADDRESS]"
+        ),
+    ] = None,
 ) -> None:
     """Start Ray (or join one), apply migrations, deploy the API, and run until Ctrl-C."""
     from cluster import runtime
@@ -71,6 +78,8 @@ def up(
     settings = _settings(data_dir, host=host, port=port)
     if address:
         settings = settings.with_overrides(ray={"ray_address": address})
+    if gcs_redis:
+        settings = settings.with_overrides(ray={"ray_redis_address": gcs_redis})
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     existing = runtime.read_state(settings)
@@ -109,6 +118,7 @@ def up(
         )
         runtime.write_state(settings, platform)
         typer.echo(f"ray              {'started locally' if started_ray else 'joined ' + ray_address}")
+        typer.echo(f"gcs storage      {_gcs_storage(settings, started_ray)}")
         typer.echo(f"http proxy       {'haproxy (fast path)' if fast_proxy else 'ray serve default'}")
         typer.secho(f"API              {platform.api_url}", fg="green")
         typer.echo(f"health           {api_url}/health")
@@ -128,6 +138,25 @@ def up(
         finally:
             runtime.state_file(settings).unlink(missing_ok=True)
         typer.echo(f"stopped in {time.monotonic() - stopping:.1f}s")
+
+
+def _gcs_storage(settings: Settings, started_ray: bool) -> str:
+    """Where the cluster's GCS keeps its tables, and what that means when the GCS restarts."""
+    from cluster import runtime
+
+    storage = runtime.gcs_storage()
+    if storage == "redis":
+        where = (
+            f" {settings.ray_redis_address} (namespace {settings.ray.ray_gcs_storage_namespace or 'default'})"
+            if started_ray
+            else " (set on the cluster's head)"
+        )
+        said = f"redis{where}: fault tolerant, a restarted GCS recovers the cluster"
+    else:
+        said = f'{storage}: a GCS restart loses the cluster\'s actors (docs/deploy.md "GCS fault tolerance")'
+    if not started_ray and settings.ray.ray_redis_address:
+        said += "; ORCHESTRATOR_RAY_REDIS_ADDRESS/--gcs-redis ignored: the joined cluster's head decides"
+    return said
 
 
 @app.command()

@@ -85,9 +85,18 @@ def configure_http_proxy(mode: str) -> bool:
 def start_or_join_ray(settings: Settings, *, include_dashboard: bool = True) -> tuple[str, str | None, bool]:
     """Connect to RAY_ADDRESS/--address if given, else start a local instance.
 
-    Returns (address, dashboard URL, whether this process started Ray).
+    Returns (address, dashboard URL, whether this process started Ray). A Ray started here keeps its GCS's
+    tables in Redis when `ray_redis_address` is set (GCS fault tolerance): Ray reads `RAY_REDIS_ADDRESS` and
+    `RAY_external_storage_namespace` from the environment, which its gcs_server inherits.
     """
     address = settings.ray_address or None
+    redis_password = None
+    if address is None and settings.ray_redis_address:
+        os.environ["RAY_REDIS_ADDRESS"] = settings.ray_redis_address
+        if settings.ray.ray_gcs_storage_namespace:
+            os.environ["RAY_external_storage_namespace"] = settings.ray.ray_gcs_storage_namespace  # noqa: SIM112 (Ray spells it so)
+        if settings.ray.ray_redis_password is not None:
+            redis_password = settings.ray.ray_redis_password.get_secret_value()
     context = ray.init(
         # "local": a new instance. Ray's default would join whatever `ray start` cluster this machine last
         # ran (its /tmp/ray/ray_current_cluster), which a user must ask for with --address/RAY_ADDRESS.
@@ -100,11 +109,23 @@ def start_or_join_ray(settings: Settings, *, include_dashboard: bool = True) -> 
         logging_level=logging.WARNING,
         log_to_driver=False,
         configure_logging=True,
+        **({"_redis_password": redis_password} if redis_password else {}),
     )
     dashboard = context.dashboard_url or None
     if dashboard and not dashboard.startswith("http"):
         dashboard = f"http://{dashboard}"
     return context.address_info.get("address", address or "local"), dashboard, address is None
+
+
+def gcs_storage() -> str:
+    """Where the connected cluster's GCS keeps its tables, as its head recorded it at start (Ray's usage tag
+    `gcs_storage`, kept whether or not usage stats are sent): `redis` (fault tolerant), `memory`, `rocksdb`, or
+    `unknown` if the head did not record it."""
+    from ray._common.usage.usage_constants import EXTRA_USAGE_TAG_PREFIX, USAGE_STATS_NAMESPACE
+    from ray.experimental import internal_kv
+
+    value = internal_kv._internal_kv_get(f"{EXTRA_USAGE_TAG_PREFIX}gcs_storage", namespace=USAGE_STATS_NAMESPACE)
+    return value.decode() if value else "unknown"
 
 
 def housekeeping(settings: Settings) -> None:

@@ -308,6 +308,22 @@ class RaySettings(BaseSettings):
         "Ray instance.",
     )
     ray_namespace: str = Field("orchestrator", description="Ray namespace of the platform's named actors.")
+    ray_redis_address: str = Field(
+        "",
+        description="GCS fault tolerance for the Ray this command starts: its control store (GCS) keeps the "
+        "cluster's tables in this Redis (`host:port`), so that a restarted GCS recovers them. Passed to Ray as "
+        "its own `RAY_REDIS_ADDRESS`, which is read too; ignored with `--address` (a joined cluster's head sets "
+        'it). docs/deploy.md "GCS fault tolerance".',
+    )
+    ray_redis_password: SecretStr | None = Field(
+        None, description="Password of that Redis (Ray's `--redis-password`); unset: none."
+    )
+    ray_gcs_storage_namespace: str = Field(
+        "",
+        description="Prefix of the cluster's keys in that Redis (Ray's `RAY_external_storage_namespace`; its "
+        "keys are `RAY<namespace>@<table>`); empty: Ray's default, `default`. Clusters sharing a Redis need "
+        "one each.",
+    )
     dashboard_host: str = Field("127.0.0.1", description="Ray dashboard interface (local Ray only).")
     dashboard_port: int = Field(8265, ge=1, le=65535, description="Ray dashboard port (local Ray only).")
     ray_num_cpus: int | None = Field(None, description="CPUs a local Ray instance offers; unset: all.")
@@ -764,6 +780,10 @@ class Settings(BaseSettings):
     @property
     def ray_address(self) -> str:
         return self.ray.ray_address or os.environ.get("RAY_ADDRESS", "")
+
+    @property
+    def ray_redis_address(self) -> str:
+        return self.ray.ray_redis_address or os.environ.get("RAY_REDIS_ADDRESS", "")
 
     def with_overrides(self, **groups: dict[str, Any]) -> Settings:
         """A copy with some fields replaced, e.g. ``with_overrides(api={"port": 9000})``.

@@ -141,7 +141,7 @@ _WRITE_ERRORS = {
     "409": "CONFLICT, or INVALID_TRANSITION for a change the current state does not allow",
     "413": "PAYLOAD_TOO_LARGE",
 }
-_UNAVAILABLE = "SERVICE_UNAVAILABLE (e.g. the database is unreachable)"
+_UNAVAILABLE = "SERVICE_UNAVAILABLE (e.g. the database, or Ray's control store for a call needing it, is down)"
 _RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": {"type": "integer", "minimum": 0}}
 _WRITES = frozenset({"post", "put", "patch", "delete"})
 # Creates whose resource lives under another collection than the create's own path.

@@ -11,6 +11,11 @@ One JSON command per line in, one JSON answer per line out:
   {"op": "remove_node", "node_id": …, "graceful": false} → {"ok": true, "removed_at": <time.time()>}
   {"op": "nodes"}                                        → {"ok": true, "nodes": [{"node_id", "alive", "resources"}]}
   {"op": "actors"}                                       → {"ok": true, "actors": [{"name", "state", "node_id", …}]}
+  {"op": "kill_gcs"}                                     → {"ok": true, "killed_at": <time.time()>}
+  {"op": "start_gcs"}                                    → {"ok": true, "started_at": <time.time()>}
+`kill_gcs` kills the head's gcs_server (SIGKILL) and `start_gcs` starts a new one on the same port, as Ray's own
+GCS fault-tolerance tests do; the new one recovers the cluster's state only if the GCS keeps it in Redis
+(`RAY_REDIS_ADDRESS` in this process's environment, read by the head as `ray start --head` reads it).
 The first line out, once the head runs: {"ok": true, "ready": true, "address": …, "head": <node id>}.
 Run as ``python -m tests.multinode.cluster_process '<head node args as JSON>'``.
 """
@@ -97,6 +102,13 @@ def main() -> None:
                     answer = _nodes(cluster)
                 elif op == "actors":
                     answer = _actors(cluster)
+                elif op == "kill_gcs":
+                    killed_at = time.time()
+                    cluster.head_node.kill_gcs_server()
+                    answer = {"killed_at": killed_at}
+                elif op == "start_gcs":
+                    cluster.head_node.start_gcs_server()
+                    answer = {"started_at": time.time()}
                 else:
                     raise ValueError(f"unknown op {op!r}")
                 print(json.dumps({"ok": True, **answer}), flush=True)

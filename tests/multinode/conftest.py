@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import POSTGRES_ENV
-from tests.multinode import harness
+from tests.multinode import gcs_load, harness
 from tests.multinode.harness import RESUMED_AFTER, Cluster, ClusterProcess
 from tests.platform_fixtures import Platform, _postgres_database
 
@@ -60,3 +60,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("multinode: a work node lost -> its runs' interrupted steps running elsewhere")
         for name, seconds in sorted(RESUMED_AFTER.items()):
             terminalreporter.write_line(f"{name:<8} {seconds:5.1f} s")
+    for outage in gcs_load.OUTAGES:
+        terminalreporter.section("multinode: the GCS killed under load, restarted from Redis")
+        terminalreporter.write_line(
+            f"{outage.calls} calls while it was down: error rate {outage.error_rate:.1%} ({outage.unavailable} x 503, "
+            f"all with Retry-After: {outage.unavailable_without_retry_after == 0}), p50 {outage.p50_s * 1000:.0f} ms, "
+            f"p99 {outage.p99_s * 1000:.0f} ms"
+        )

@@ -52,9 +52,10 @@ RESUMED_AFTER: dict[str, float] = {}
 class ClusterProcess:
     """`python -m tests.multinode.cluster_process`: one JSON command, one JSON answer."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, gcs_env: dict[str, str] | None = None) -> None:
+        """`gcs_env`: Ray's own variables for the head's GCS, e.g. `RAY_REDIS_ADDRESS` for fault tolerance."""
         # Ray's workers inherit the raylets' environment: they import the test fixtures from the repository.
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_ADDRESS": ""}
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_ADDRESS": "", **(gcs_env or {})}
         head = {"num_cpus": 0, "include_dashboard": False}
         self.log_path = log_path
         self.process = subprocess.Popen(
@@ -100,6 +101,14 @@ class ClusterProcess:
         """Every process of the node killed at once (SIGKILL); the wall time just before."""
         return self.call("remove_node", node_id=node_id, graceful=False)["removed_at"]
 
+    def kill_gcs(self) -> float:
+        """The head's gcs_server killed (SIGKILL); the wall time just before."""
+        return self.call("kill_gcs")["killed_at"]
+
+    def start_gcs(self) -> float:
+        """A new gcs_server on the head, on the same port; the wall time it was launched (not yet serving)."""
+        return self.call("start_gcs")["started_at"]
+
     def actors(self) -> dict[str, dict[str, Any]]:
         """Actors by name (the platform's and Serve's), each where it is now; a dead one only if no live one
         has its name."""
@@ -134,8 +143,10 @@ class Cluster:
         return actor["node_id"] if actor and actor["state"] == "ALIVE" else None
 
 
-def start_platform(cluster: ClusterProcess, database_url: str, folder: Path) -> Platform:
-    """`orchestrator up --address` on the cluster, with the sizes above."""
+def start_platform(
+    cluster: ClusterProcess, database_url: str, folder: Path, extra_env: dict[str, str] | None = None
+) -> Platform:
+    """`orchestrator up --address` on the cluster, with the sizes above (and `extra_env`'s settings)."""
     port = free_port()
     env = {
         **os.environ,
@@ -160,6 +171,7 @@ def start_platform(cluster: ClusterProcess, database_url: str, folder: Path) -> 
         "ORCHESTRATOR_RATE_LIMIT_EXECUTIONS": "10000/h",
         "ORCHESTRATOR_SHUTDOWN_DRAIN_TIMEOUT_S": "2",
         "PYTHONPATH": str(REPO_ROOT),
+        **(extra_env or {}),
     }
     folder.mkdir(parents=True, exist_ok=True)
     platform = Platform(f"http://127.0.0.1:{port}", folder, folder / "up.log", env)
