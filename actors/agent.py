@@ -66,6 +66,7 @@ class AgentActor:
         # The agent's max_concurrent_tasks: work beyond it waits here, pings and control calls do not.
         self._slots = threading.BoundedSemaphore(max(1, max_concurrent_tasks))
         self._in_flight = 0
+        self._running: set[str] = set()  # the tasks this actor is running now
         self._last_activity = time.monotonic()
         self._last_heartbeat: datetime | None = None
         self._passivating = False
@@ -109,8 +110,19 @@ class AgentActor:
         """Run an assigned task (hosted mode): take it through the store (in_progress), run the task's
         payload in the framework runtime, record the result or the error. A task that is not this agent's
         assigned one any more (a repeated dispatch) is skipped."""
-        self._begin()
+        with self._lock:
+            if task_id in self._running:  # a repeated dispatch of a task this actor runs now
+                return "skipped"
+            self._running.add(task_id)
         try:
+            self._begin()
+        except AgentPassivating:
+            with self._lock:
+                self._running.discard(task_id)
+            raise
+        try:
+            # Ray retries this call on a restarted store; the store then gives the task again (`retaken`)
+            # if the lost answer had taken it: this actor runs no such task (above), so none runs it twice.
             task = ray.get(self._store.start_task.remote(task_id, self._agent_id, self._container_id))
             if task is None:
                 return "skipped"
@@ -148,6 +160,8 @@ class AgentActor:
             return TaskStatus.failed if error else TaskStatus.completed
         finally:
             self._end()
+            with self._lock:
+                self._running.discard(task_id)
 
     def heartbeat(self, at: str) -> None:
         """The external worker is alive. Not work: a worker that only beats lets its mailbox passivate."""

@@ -62,6 +62,9 @@ class Store:
         (`execution_id` in the answer)."""
         with self._db.transaction() as session:
             task = deployments.start_task(session, task_id, agent_id, container_id)
+            if task is not None and task["retaken"]:  # its run, if one was started, resumes by itself
+                task["execution_id"] = executions.run_of_task(session, task_id)
+                return task
             workflow = workflows.active_workflow(session, agent_id) if task is not None else None
             if workflow is None:
                 return task

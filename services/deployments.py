@@ -303,13 +303,14 @@ def start_task(session: Session, task_id: str, agent_id: str, container_id: str 
     cluster has activated the agent (a cluster swap, both clusters up for a while), the first cluster's actor
     still answers its router's dispatches; a task it started would be orphaned `in_progress` when its cluster
     goes, since only a new incarnation's activation fails such tasks. Refused, the task stays `assigned` and
-    the current incarnation's reconciler sends it there. `container_id` None: a caller of the previous release,
-    unfenced as before."""
+    the current incarnation's reconciler sends it there. The current incarnation may take again a task it
+    has `in_progress` (`tasks.start_for_agent`'s `retake`: it runs no such task, so its first call's answer was
+    lost). `container_id` None: a caller of the previous release, unfenced as before."""
     if tasks.lock_task(session, task_id) is None:  # the task's row first, then the agent's: the order of every path
         return None
     if container_id is not None and not _is_incarnation(session, agent_id, container_id):
         return None
-    return tasks.start_for_agent(session, task_id, agent_id)
+    return tasks.start_for_agent(session, task_id, agent_id, retake=container_id is not None)
 
 
 def finish_task(

@@ -127,6 +127,11 @@ def start_graph(
     return run
 
 
+def run_of_task(session: Session, task_id: str) -> str | None:
+    """The run an agent's workflow started on the task, if any."""
+    return session.scalar(select(Execution.id).where(Execution.task_id == task_id).limit(1))
+
+
 def start_for_task(session: Session, task: Task, workflow: Workflow) -> Execution:
     """A hosted agent with an active workflow runs it on each task routed to it: the task's payload is the
     run's input, and the run's end completes (or fails) the task."""

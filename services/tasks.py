@@ -394,14 +394,22 @@ def default_period(start: datetime | None, end: datetime | None) -> tuple[dateti
 # --- what the agent's actor reports through the store ------------------------------------------------
 
 
-def start_for_agent(session: Session, task_id: str, agent_id: str) -> dict[str, Any] | None:
+def start_for_agent(session: Session, task_id: str, agent_id: str, *, retake: bool = False) -> dict[str, Any] | None:
     """A hosted agent's actor takes an assigned task: in_progress, and its input. None if it is not (or no
-    longer) this agent's assigned task, which makes a repeated dispatch harmless."""
+    longer) this agent's assigned task, which makes a repeated dispatch harmless. With `retake` (the caller is
+    the agent's current actor, which runs no such task now), a task already `in_progress` on this agent is
+    given again, unchanged (`retaken`): the answer to the call that took it was lost (the store died after
+    committing it, and Ray's retry of the call finds it taken), and nothing else would ever run it."""
     task = lock_task(session, task_id)
-    if task is None or task.agent_id != agent_id or task.status != TaskStatus.assigned.value:
+    if task is None or task.agent_id != agent_id:
         return None
-    set_status(session, task, TaskStatus.in_progress)
+    retaken = retake and task.status == TaskStatus.in_progress.value
+    if task.status != TaskStatus.assigned.value and not retaken:
+        return None
+    if not retaken:
+        set_status(session, task, TaskStatus.in_progress)
     return {
+        "retaken": retaken,
         "id": task.id,
         "type": task.type,
         "title": task.title,

@@ -58,6 +58,8 @@ USER_AGENT = "Orchestrator-Webhook/1.0"
 EDITABLE = frozenset({"name", "description", "url", "events", "secret", "headers", "is_active"})
 MIN_SECRET_LENGTH = 16
 ERROR_MAX = 1000
+# A claimed delivery's lease beyond its request's timeout; renewed while its sender lives (`deliver_due`).
+LEASE_MARGIN_S = 5.0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -522,22 +524,59 @@ async def deliver_due(
 
     Claiming pushes `next_attempt_at` forward as a lease in the claiming transaction (rows locked with
     `FOR UPDATE SKIP LOCKED` on Postgres; SQLite serialises writers), so that concurrent callers never
-    send the same delivery at once. Returns `{"delivered", "retried", "dead"}` counts.
+    send the same delivery at once. The lease is short (one request's timeout and `LEASE_MARGIN_S`) and
+    renewed while this call still has deliveries to send: if the sender dies (its event hub killed), what it
+    had claimed is due again within that time, not after the whole batch's worst case. Returns
+    `{"delivered", "retried", "dead"}` counts.
     """
     config = settings.webhooks
-    lease_s = config.webhook_timeout_s * math.ceil(limit / config.webhook_concurrency) + 30
+    lease_s = config.webhook_timeout_s + LEASE_MARGIN_S
     claimed = await asyncio.to_thread(_claim, db, limit, lease_s)
     if not claimed:
         return {"delivered": 0, "retried": 0, "dead": 0}
     box = SecretBox.from_settings(settings)
     gate = asyncio.Semaphore(config.webhook_concurrency)
+    unsent = {item.id: item.attempt for item in claimed}
 
     async def bounded(item: _Claimed) -> _Outcome:
-        async with gate:
-            return await _send(client, settings, box, item)
+        try:
+            async with gate:
+                return await _send(client, settings, box, item)
+        finally:
+            unsent.pop(item.id, None)
 
-    outcomes = await asyncio.gather(*(bounded(item) for item in claimed))
+    async def renew() -> None:
+        while unsent:
+            await asyncio.sleep(lease_s / 3)
+            try:
+                await asyncio.to_thread(_renew, db, dict(unsent), lease_s)
+            except Exception:  # the next renewal tries again; a lease that runs out only means a resend
+                log.warning("renewing the lease of %d webhook deliveries failed", len(unsent), exc_info=True)
+
+    renewing = asyncio.create_task(renew())
+    try:
+        outcomes = await asyncio.gather(*(bounded(item) for item in claimed))
+    finally:
+        renewing.cancel()
     return await asyncio.to_thread(_record, db, settings, outcomes, config.webhook_max_attempts)
+
+
+def _renew(db: Database, unsent: dict[str, int], lease_s: float) -> None:
+    """Push the lease of the deliveries this sender still holds (the attempt it claimed: not one another
+    sender took over since)."""
+    held = [
+        and_(WebhookDelivery.id == delivery_id, WebhookDelivery.attempts == attempt)
+        for delivery_id, attempt in unsent.items()
+    ]
+    if not held:
+        return
+    with db.transaction() as session:
+        session.execute(
+            update(WebhookDelivery)
+            .where(or_(*held), WebhookDelivery.status.in_(DUE))
+            .values(next_attempt_at=utcnow() + timedelta(seconds=lease_s))
+            .execution_options(synchronize_session=False)
+        )
 
 
 def next_due_in(db: Database) -> float | None:

@@ -179,8 +179,7 @@ def violations(
             problems.append(f"{len(never)} tasks never assigned, e.g. {never[:3]}")
 
     # Every task done (or interrupted with its agent's process), every run ended (and completed).
-    # (A task left `in_progress` is the known bug `stuck_in_progress` reports, kept apart from the others.)
-    unfinished = [f"{title!r}: {status}" for _, title, status in final.tasks if status not in (*DONE, "in_progress")]
+    unfinished = [f"{title!r}: {status}" for _, title, status in final.tasks if status not in DONE]
     if unfinished:
         problems.append(f"{len(unfinished)} tasks not completed: {unfinished[:5]}")
     runs = Counter(marker for _, marker, _, _ in final.runs)
@@ -234,14 +233,6 @@ def violations(
         problems.append(f"{receiver.bad_signatures} webhook deliveries with a bad signature")
 
     return problems
-
-
-def stuck_in_progress(final: Snapshot) -> list[str]:
-    """Tasks a hosted agent took (`in_progress`) that never finished. A known platform bug, reported
-    on its own: when the `store` actor dies between committing `start_task` and answering it, Ray retries
-    the call on the restarted store, which answers None (the task is no longer `assigned`), so the agent
-    skips it; and nothing re-sends an `in_progress` task (the reconciler re-sends `assigned` ones only)."""
-    return [f"{title!r} ({task_id})" for task_id, title, status in final.tasks if status == "in_progress"]
 
 
 def websocket_probe(

@@ -234,3 +234,26 @@ def test_an_actor_superseded_by_another_clusters_neither_takes_nor_finishes_the_
         assert deployments.finish_task(session, task["id"], agent["id"], "cluster-b-actor", {"by": "b"}, None) is True
     stored = client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()
     assert stored["status"] == "completed" and stored["result"] == {"by": "b"}
+
+
+def test_the_current_actor_takes_again_a_task_whose_taking_it_never_heard_of(client: TestClient, db) -> None:
+    """The store committed `start_task` and died before answering; Ray's retry on the restarted store finds
+    the task `in_progress`. The agent's current actor gets it again (it runs no such task: the actor checks),
+    unchanged; another incarnation, or a caller that names none, does not."""
+    owner = _user(client, "owner")
+    agent = _agent(client, owner)
+    _set(db, agent["id"], status="active", container_id="actor-1")
+    task = client.post("/api/v1/tasks", headers=owner, json={"agentId": agent["id"], "payload": {"n": 1}}).json()
+    with db.transaction() as session:
+        first = deployments.start_task(session, task["id"], agent["id"], "actor-1")
+    assert first is not None and first["retaken"] is False
+    before = client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()
+    recorded = len(_events(db, task["id"]))
+    with db.transaction() as session:
+        again = deployments.start_task(session, task["id"], agent["id"], "actor-1")
+        assert deployments.start_task(session, task["id"], agent["id"], None) is None
+        assert deployments.start_task(session, task["id"], agent["id"], "actor-0") is None
+    assert again is not None and again["retaken"] is True and again["payload"] == {"n": 1}
+    after = client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()
+    assert after["status"] == "in_progress" and after["started_at"] == before["started_at"]
+    assert len(_events(db, task["id"])) == recorded  # no move, no event

@@ -5,6 +5,7 @@ retries with backoff, dead letters, redelivery, concurrent senders, and the test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -592,6 +593,58 @@ def test_concurrent_senders_never_send_a_delivery_twice(client: TestClient, db: 
     sent = [headers["x-orchestrator-delivery"] for headers, _ in receiver.requests]
     assert len(sent) == len(set(sent)) == 30
     assert {d.status for d in _deliveries(db)} == {"delivered"}
+
+
+def test_a_sender_keeps_its_short_lease_while_it_sends_and_a_dead_ones_deliveries_are_due_again_soon(
+    client: TestClient, db: Database, settings: Settings, monkeypatch
+) -> None:
+    """Deliveries claimed together wait for a slow receiver one at a time, longer than the lease: the sender
+    renews it, so a second sender meanwhile takes none of them. A sender that dies (cancelled in the middle
+    of a request) renews nothing: what it claimed is due again within one request's timeout and the margin."""
+    monkeypatch.setattr(webhooks, "LEASE_MARGIN_S", 0.5)
+    config = settings.webhooks.model_copy(update={"webhook_timeout_s": 1.0, "webhook_concurrency": 1})
+    settings = settings.model_copy(update={"webhooks": config})
+    _user(client, "root")
+    alice = _user(client, "alice")
+    receiver = Receiver(delay_s=0.7).start()
+    try:
+        _webhook(client, alice, url=receiver.url)
+        for number in range(4):
+            _publish(client, alice, "deploy.finished", {"build": number})
+        assert _relay(db) == 4
+
+        async def slow_and_second() -> list[dict[str, int]]:
+            async with httpx.AsyncClient() as first, httpx.AsyncClient() as second:
+                sending = asyncio.create_task(webhooks.deliver_due(db, settings, first))
+                await asyncio.sleep(2.0)  # past the first lease (1.5 s): the last two are still unsent
+                late = await webhooks.deliver_due(db, settings, second)
+                return [await sending, late]
+
+        assert asyncio.run(slow_and_second()) == [
+            {"delivered": 4, "retried": 0, "dead": 0},
+            {"delivered": 0, "retried": 0, "dead": 0},
+        ]
+        sent = [headers["x-orchestrator-delivery"] for headers, _ in receiver.requests]
+        assert len(sent) == len(set(sent)) == 4
+
+        receiver.delay_s = 5.0  # the next request outlasts the sender
+        for number in range(3):
+            _publish(client, alice, "deploy.finished", {"build": 10 + number})
+        _relay(db)
+
+        async def dies() -> None:
+            async with httpx.AsyncClient() as http:
+                sending = asyncio.create_task(webhooks.deliver_due(db, settings, http))
+                await asyncio.sleep(0.3)
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sending
+
+        asyncio.run(dies())
+        due_in = webhooks.next_due_in(db)
+        assert due_in is not None and 0 < due_in <= 1.5
+    finally:
+        receiver.stop()
 
 
 def test_the_test_route_sends_a_signed_event_and_answers_with_the_delivery(
