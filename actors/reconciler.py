@@ -54,7 +54,7 @@ class Reconciler:
             report["rollup_deltas_folded"] = execution_rollups.fold_all(self._db)  # the dashboard reads these
             publish_platform_state(self._db)  # Ray gauges: runs by status, approvals pending
             if time.monotonic() - self._last_purge > PURGE_EVERY_S:
-                purge_expired_credentials(self._db)
+                purge_expired_credentials(self._db, self._settings.api.idempotency_ttl_s)
                 self._last_purge = time.monotonic()
             return report
 

@@ -113,6 +113,13 @@ class ApiSettings(BaseSettings):
         "have their own limit (`ORCHESTRATOR_MAX_UPLOAD_BYTES`).",
     )
 
+    idempotency_ttl_s: float = Field(
+        86400.0,
+        gt=0,
+        description="How long an `Idempotency-Key` of `POST /tasks` is remembered: the same key again within it "
+        "answers the task it created.",
+    )
+
     @property
     def autoscaling(self) -> bool:
         return self.api_max_replicas > self.api_min_replicas

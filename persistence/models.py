@@ -30,6 +30,20 @@ class User(IdMixin, TimestampMixin, Base):
     last_login_at: Mapped[datetime | None] = mapped_column()
 
 
+class IdempotencyKey(Base):
+    """A client's `Idempotency-Key` on a creating request: the same key again answers the resource it made
+    (services/idempotency.py). Kept `ORCHESTRATOR_IDEMPOTENCY_TTL_S`."""
+
+    __tablename__ = "idempotency_keys"
+
+    principal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    route: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    resource_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False, index=True)
+
+
 class RefreshToken(Base):
     """One issued refresh token. Rotation marks it used; reuse of a used one revokes its family."""
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from core.crypto import SecretBox
 from persistence.db import Database
-from services import sessions, webhooks
+from services import idempotency, sessions, webhooks
 
 
-def purge_expired_credentials(db: Database) -> int:
-    """Delete revocations and refresh tokens past their expiry; returns how many revocations went."""
+def purge_expired_credentials(db: Database, idempotency_ttl_s: float | None = None) -> int:
+    """Delete revocations and refresh tokens past their expiry, and idempotency keys older than
+    `idempotency_ttl_s`; returns how many revocations went."""
     with db.transaction() as session:
+        if idempotency_ttl_s is not None:
+            idempotency.purge_expired(session, idempotency_ttl_s)
         return sessions.purge_expired(session)
 
 

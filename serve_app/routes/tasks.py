@@ -14,10 +14,11 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, File, Form, Query, Request, Response, UploadFile, status
+from fastapi import Depends, File, Form, Header, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 from starlette.concurrency import run_in_threadpool
 
@@ -55,7 +56,7 @@ from serve_app.schemas.tasks import (
     TaskStatusUpdate,
     TaskUpdate,
 )
-from services import approvals, events, routing, task_comments, task_files, tasks
+from services import approvals, events, idempotency, routing, task_comments, task_files, tasks
 from services.ports import AgentsChanged, TasksRequeued, TaskSubmitted
 from services.principal import Principal, Role
 
@@ -63,16 +64,41 @@ log = logging.getLogger("orchestrator.tasks")
 router = protected_router(prefix="/tasks", tags=["tasks"], resource="tasks", write_role=Role.agent)
 
 
+IDEMPOTENT_ROUTE = "POST /tasks"
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskOut)
-async def create_task(body: TaskCreate, principal: CurrentPrincipal, context: Context, response: Response) -> TaskOut:
+async def create_task(
+    body: TaskCreate,
+    principal: CurrentPrincipal,
+    context: Context,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="a key of your choosing (printable ASCII, up to 255): the same key and body again, within "
+            "a day, answer the task the first request created (header `Idempotent-Replayed: true`) instead of "
+            "creating another; the same key with another body is a 422",
+        ),
+    ] = None,
+) -> TaskOut:
     """Create a task. With `agent_id` it is assigned at once (409 if the agent is disabled, not deployed or
     at its limit); a hosted agent starts it in its actor, an external agent's worker pulls it. Without, it
-    is stored `pending` (or waiting for an approval) and the router is told."""
+    is stored `pending` (or waiting for an approval) and the router is told. A client that may retry (no
+    answer, a timeout) sends an `Idempotency-Key`."""
     data = body.model_dump(exclude_none=True)
     data["meta"] = data.pop("metadata", {})
     if not data.get("agent_id"):  # "" as absent
         data.pop("agent_id", None)
-    if "agent_id" in data or approvals.needs_approval(data["priority"], context.settings):
+    if idempotency_key is not None:
+        result, replayed = await run_in_threadpool(_create_once, principal, context, data, idempotency_key)
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+    elif "agent_id" in data or approvals.needs_approval(data["priority"], context.settings):
         result = await run_in_threadpool(_create_now, principal, context, data)
     else:  # the common case: written with the other requests' new tasks of the moment, in one transaction
         request = tasks.NewTaskRequest(principal, data, events.current_correlation_id())
@@ -88,9 +114,34 @@ async def _create_grouped(context: AppContext, request: tasks.NewTaskRequest) ->
     return TaskOut.model_validate(task)
 
 
-def _create_now(principal: Principal, context: AppContext, data: dict) -> TaskOut:
+def _create_once(principal: Principal, context: AppContext, data: dict, key: str) -> tuple[TaskOut, bool]:
+    """The task this key created (and True), or a new one remembered under the key."""
+    request_hash = idempotency.digest(data)
+    ttl_s = context.settings.api.idempotency_ttl_s
+
+    def created_before() -> TaskOut | None:
+        with context.db.session() as session:
+            task_id = idempotency.find(session, principal.user_id, IDEMPOTENT_ROUTE, key, request_hash, ttl_s)
+            return TaskOut.model_validate(tasks.get_task(session, principal, task_id)) if task_id else None
+
+    earlier = created_before()
+    if earlier is not None:
+        return earlier, True
+    try:
+        return _create_now(principal, context, data, key=(key, request_hash)), False
+    except (IntegrityError, idempotency.Taken):  # a request with the same key committed first: its task
+        earlier = created_before()
+        if earlier is None:
+            raise
+        return earlier, True
+
+
+def _create_now(principal: Principal, context: AppContext, data: dict, key: tuple[str, str] | None = None) -> TaskOut:
     with context.db.transaction() as session:
         task = tasks.create_task(session, principal, data, approval_gate=_gate(principal, context))
+        if key is not None:
+            ttl_s = context.settings.api.idempotency_ttl_s
+            idempotency.remember(session, principal.user_id, IDEMPOTENT_ROUTE, key[0], key[1], task.id, ttl_s)
         result = TaskOut.model_validate(task)
         agent = session.get(Agent, task.agent_id) if task.agent_id else None
         assigned = routing.assigned_to(task.id, agent, context.settings) if agent is not None else None
