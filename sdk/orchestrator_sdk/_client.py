@@ -33,6 +33,7 @@ T = TypeVar("T")
 API_PREFIX = "/api/v1"
 DEFAULT_URL = "http://127.0.0.1:8000"
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+IDEMPOTENCY_HEADER = resources.IDEMPOTENCY_HEADER
 RETRY_STATUSES = frozenset({502, 503, 504})
 # Errors after which the request may have reached the server: retried only when it is idempotent.
 _MAYBE_SENT = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.TimeoutException)
@@ -157,7 +158,7 @@ class _Base:
     def _delay(self, attempt: int) -> float:
         return self.backoff * (2**attempt) * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not security)
 
-    def _retry_wait(self, method: str, attempt: int, response: httpx.Response) -> float | None:
+    def _retry_wait(self, method: str, attempt: int, response: httpx.Response, keyed: bool = False) -> float | None:
         """Seconds to wait before retrying `response`, or None to raise it."""
         if attempt >= self.max_retries:
             return None
@@ -165,16 +166,16 @@ class _Base:
             wait = retry_after_of(response)
             wait = self._delay(attempt) if wait is None else wait
             return wait if wait <= self.max_retry_wait else None
-        if response.status_code in RETRY_STATUSES and method in IDEMPOTENT:
+        if response.status_code in RETRY_STATUSES and _retry_safe(method, keyed):
             return max(retry_after_of(response) or 0.0, self._delay(attempt))
         return None
 
-    def _retry_exception(self, method: str, attempt: int, exc: Exception) -> float | None:
+    def _retry_exception(self, method: str, attempt: int, exc: Exception, keyed: bool = False) -> float | None:
         if attempt >= self.max_retries:
             return None
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
             return self._delay(attempt)  # nothing was sent: any method may be tried again
-        if isinstance(exc, _MAYBE_SENT) and method in IDEMPOTENT:
+        if isinstance(exc, _MAYBE_SENT) and _retry_safe(method, keyed):
             return self._delay(attempt)
         return None
 
@@ -309,7 +310,7 @@ class Client(_Base):
             try:
                 response = self._http.request(method, self._url(path), headers=headers, **kwargs)
             except httpx.TransportError as exc:
-                wait = self._retry_exception(method, attempt, exc)
+                wait = self._retry_exception(method, attempt, exc, IDEMPOTENCY_HEADER in extra_headers)
                 if wait is None:
                     raise APIConnectionError(f"{method} {path}: {exc!r}") from exc
                 time.sleep(wait)
@@ -321,7 +322,7 @@ class Client(_Base):
                 continue
             if response.is_success:
                 return response
-            wait = self._retry_wait(method, attempt, response)
+            wait = self._retry_wait(method, attempt, response, IDEMPOTENCY_HEADER in extra_headers)
             if wait is None:
                 raise error_from_response(response)
             time.sleep(wait)
@@ -517,7 +518,7 @@ class AsyncClient(_Base):
             try:
                 response = await self._http.request(method, self._url(path), headers=headers, **kwargs)
             except httpx.TransportError as exc:
-                wait = self._retry_exception(method, attempt, exc)
+                wait = self._retry_exception(method, attempt, exc, IDEMPOTENCY_HEADER in extra_headers)
                 if wait is None:
                     raise APIConnectionError(f"{method} {path}: {exc!r}") from exc
                 await asyncio.sleep(wait)
@@ -529,7 +530,7 @@ class AsyncClient(_Base):
                 continue
             if response.is_success:
                 return response
-            wait = self._retry_wait(method, attempt, response)
+            wait = self._retry_wait(method, attempt, response, IDEMPOTENCY_HEADER in extra_headers)
             if wait is None:
                 raise error_from_response(response)
             await asyncio.sleep(wait)
@@ -640,3 +641,9 @@ class AsyncPager:
 
     def __await__(self) -> Generator[Any, None, list[Any]]:
         return self._all().__await__()
+
+
+def _retry_safe(method: str, keyed: bool) -> bool:
+    """Whether a request may be sent again after it may have reached the server: an idempotent method, or
+    one carrying an idempotency key."""
+    return method in IDEMPOTENT or keyed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -18,6 +19,10 @@ from urllib.parse import quote
 from orchestrator_sdk import models as m
 from orchestrator_sdk.errors import NotFound
 from orchestrator_sdk.runs import AsyncRun, Run
+
+# A request carrying this header may be sent again whatever its method: the server answers a repeat with what
+# the first made (`POST /tasks`).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 if TYPE_CHECKING:
     from orchestrator_sdk._client import _Base
@@ -264,8 +269,11 @@ class Executions(_Resource):
 class Tasks(_Crud):
     path, key, out, list_out = "/tasks", "tasks", m.TaskDetail, m.TaskOut
 
-    def create(self, body: Any = None, **fields: Any) -> Any:
-        return self._c._call("POST", "/tasks", m.TaskOut.model_validate, json=_body(body, fields))
+    def create(self, body: Any = None, *, idempotency_key: str | None = None, **fields: Any) -> Any:
+        """Create a task. It carries an `Idempotency-Key` (`idempotency_key`, else a new random one), so that
+        the client's retries after a lost answer or a 503 never create a second task."""
+        headers = {IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex}
+        return self._c._call("POST", "/tasks", m.TaskOut.model_validate, json=_body(body, fields), headers=headers)
 
     def get(self, ident: str, include: str | list[str] | None = None) -> Any:
         """The task; `include="comments,files,history,metrics"` adds those."""

@@ -24,7 +24,7 @@ from orchestrator_sdk import (
     api_url,
 )
 
-from tests.sdk.fakes import API, FakePlatform, envelope, user
+from tests.sdk.fakes import API, FakePlatform, envelope, task, user
 
 
 def _client(fake: FakePlatform, **options) -> Client:
@@ -128,6 +128,28 @@ def test_idempotent_requests_retry_connection_errors_and_posts_do_not() -> None:
     with pytest.raises(APIConnectionError):
         client.events.publish("custom.thing", {"a": 1})
     assert len(fake.calls("POST", "/events/publish")) == 1  # it may have arrived: not sent twice
+
+
+def test_a_task_is_created_with_an_idempotency_key_so_its_lost_answers_and_503s_are_retried() -> None:
+    fake = FakePlatform()
+    answers = [httpx.ReadError("connection reset"), envelope(503, "SERVICE_UNAVAILABLE", "restarting")]
+
+    def lossy(request: httpx.Request) -> httpx.Response:
+        if answers:
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return httpx.Response(201, json=task())
+
+    fake.route("POST", "/tasks")(lossy)
+    client = _client(fake)
+    assert client.tasks.create(type="bugfix", title="Once").id == "t1"
+    sent = fake.calls("POST", "/tasks")
+    keys = {call.headers["Idempotency-Key"] for call in sent}
+    assert len(sent) == 3 and len(keys) == 1  # one key for the request and its retries
+    client.tasks.create(type="bugfix", title="Mine", idempotency_key="order-17")
+    assert fake.calls("POST", "/tasks")[-1].headers["Idempotency-Key"] == "order-17"
 
 
 def test_a_connect_error_is_retried_for_any_method() -> None:
