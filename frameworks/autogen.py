@@ -39,7 +39,7 @@ from frameworks._llm import (
     task_input,
     usage,
 )
-from frameworks.context import current
+from frameworks.context import TaskContext, current
 
 
 class AutoGenRuntime:
@@ -54,20 +54,20 @@ class AutoGenRuntime:
         self._lock: asyncio.Lock | None = None
 
     def invoke(self, payload: dict[str, Any]) -> dict[str, Any]:
-        run = self._loop.submit(self._run(task_input(payload)))
         context = current()
+        run = self._loop.submit(self._run(task_input(payload), context))
         if context is not None:  # a tool call held for a person ends the run here (the task waits)
             context.on_hold = run.cancel
         return _result(run.result())
 
-    async def _run(self, task: str) -> Any:
+    async def _run(self, task: str, context: TaskContext | None) -> Any:
         if self._build is not None:
-            return await self._build().run(task=task)
+            return await _streamed(self._build(), task, context)
         if self._lock is None:
             self._lock = asyncio.Lock()  # on the runtime's loop
         async with self._lock:
             await _reset(self._shared)
-            return await self._shared.run(task=task)
+            return await _streamed(self._shared, task, context)
 
     def close(self) -> None:
         async def cleanup() -> None:
@@ -89,7 +89,9 @@ class AutoGenAdapter:
         members = _team_members(spec, team) if team is not None else []
         path, declared = agent_source(spec) if team is None else (None, None)
         provider = provider_of(spec)
-        client = _client(provider) if provider is not None else None
+        # Streamed usage for the agents built here, which stream; a named one may not (and then OpenAI's API
+        # refuses `stream_options`).
+        client = _client(provider, streamed=path is None) if provider is not None else None
         clients = [client] if client is not None else []
         if team is not None:
             require_model(client)
@@ -110,10 +112,12 @@ class AutoGenAdapter:
         return AutoGenRuntime(lambda: _assistant(declared, client), None, clients)
 
 
-def _client(provider: Provider) -> Any:
+def _client(provider: Provider, *, streamed: bool) -> Any:
     from autogen_ext.models.openai import OpenAIChatCompletionClient
 
     options: dict[str, Any] = {"model": provider.model}
+    if streamed:  # usage is asked for: a streamed completion reports none otherwise
+        options["stream_options"] = {"include_usage": True}
     if provider.base_url is not None:
         # Any model on any server: AutoGen asks what it can do only for names it does not know.
         options |= {
@@ -134,6 +138,23 @@ def _client(provider: Provider) -> Any:
     return OpenAIChatCompletionClient(**options)
 
 
+async def _streamed(runner: Any, task: str, context: TaskContext | None) -> Any:
+    """The agent's or team's run (its `TaskResult`); in a task, streamed: the model's text chunks (an agent
+    that streams its model client: the declarative ones) are `text` output pieces as they arrive."""
+    from autogen_agentchat.base import TaskResult
+    from autogen_agentchat.messages import ModelClientStreamingChunkEvent
+
+    if context is None:
+        return await runner.run(task=task)
+    result = None
+    async for item in runner.run_stream(task=task):
+        if isinstance(item, ModelClientStreamingChunkEvent) and item.content:
+            context.emit({"kind": "text", "text": item.content})
+        elif isinstance(item, TaskResult):
+            result = item
+    return result
+
+
 def _assistant(declared: Declared, client: Any) -> Any:
     from autogen_agentchat.agents import AssistantAgent
 
@@ -144,6 +165,7 @@ def _assistant(declared: Declared, client: Any) -> Any:
         system_message=declared.instructions,
         # The model answers after its tools ran, rather than the tools' output being the answer.
         reflect_on_tool_use=bool(declared.tools),
+        model_client_stream=True,  # its text reaches the task's output as it arrives
     )
 
 

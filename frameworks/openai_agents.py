@@ -12,6 +12,7 @@ the model calls of a task. The SDK is imported when the runtime is built, never 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from frameworks import AgentSpec
@@ -27,6 +28,7 @@ from frameworks._llm import (
     task_input,
     usage,
 )
+from frameworks.context import TaskContext, ToolApprovalPending, current
 
 
 class OpenAIAgentsRuntime:
@@ -38,13 +40,18 @@ class OpenAIAgentsRuntime:
         self._loop = EventLoopThread("openai-agents")
 
     def invoke(self, payload: dict[str, Any]) -> dict[str, Any]:
-        from agents import RunConfig, Runner
+        from agents import ModelSettings, RunConfig, Runner
 
-        config = RunConfig(model=self._model, tracing_disabled=True)
+        # Usage is asked for: a streamed Chat Completions run reports none otherwise.
+        config = RunConfig(model=self._model, tracing_disabled=True, model_settings=ModelSettings(include_usage=True))
         options: dict[str, Any] = {"run_config": config}
         if self._max_turns is not None:
             options["max_turns"] = self._max_turns
-        result = self._loop.run(Runner.run(self._agent, task_input(payload), **options))
+        context = current()
+        if context is None:
+            result = self._loop.run(Runner.run(self._agent, task_input(payload), **options))
+        else:  # the model's text streams to the task's output as it arrives
+            result = self._loop.run(self._streamed(task_input(payload), options, context))
         calls = []
         for item in result.new_items:
             if getattr(item, "type", None) != "tool_call_item":
@@ -59,6 +66,25 @@ class OpenAIAgentsRuntime:
             "usage": usage(spent.input_tokens, spent.output_tokens),
             "tool_calls": calls,
         }
+
+    async def _streamed(self, prompt: str, options: dict[str, Any], context: TaskContext) -> Any:
+        """The run, streamed: each text delta is a `text` output piece. A tool call held for a person
+        cancels the run (the SDK's streamed run would wait on a tool that raised past its handlers)."""
+        from agents import Runner
+
+        result = Runner.run_streamed(self._agent, prompt, **options)
+        loop = asyncio.get_running_loop()
+        context.on_hold = lambda: loop.call_soon_threadsafe(result.cancel)
+        async for event in result.stream_events():
+            data = getattr(event, "data", None)
+            text_delta = (
+                event.type == "raw_response_event" and getattr(data, "type", None) == "response.output_text.delta"
+            )
+            if text_delta and data.delta:
+                context.emit({"kind": "text", "text": data.delta})
+        if context.held is not None:
+            raise ToolApprovalPending(f"the call of {context.held['name']} waits for a person's approval")
+        return result
 
     def close(self) -> None:
         self._loop.close(self._client.close if self._client is not None else None)

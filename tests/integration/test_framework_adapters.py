@@ -30,7 +30,7 @@ FRAMEWORKS = {
 }
 WEATHER = "tests.fixtures.agent_tools:get_weather"
 # The adapters that pass the model's text on as it streams (the others send their tool calls only).
-STREAMING = ("pydantic-ai",)
+STREAMING = ("pydantic-ai", "openai-agents", "autogen")
 
 
 def _installed(framework: str) -> Any:
@@ -145,6 +145,7 @@ def test_a_tool_call_that_needs_approval_waits_and_then_runs_or_is_refused(frame
         result = _attempt(runtime, approved, ask)
         assert approved.held is None and agent_tools.CALLS == [{"city": "Paris"}]
         assert result is not None and result["output"] == "Here is the forecast: It is sunny in Paris."
+        assert result["usage"]["total_tokens"] == 2 * USAGE["total_tokens"]  # streamed or not
         assert {"kind": "tool_result", "name": "get_weather", "result": "It is sunny in Paris."} in pieces
         if framework in STREAMING:  # the answer's text arrived in pieces as the model streamed it
             text = [piece["text"] for piece in pieces if piece["kind"] == "text"]
