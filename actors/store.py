@@ -8,12 +8,14 @@ transaction in `services.deployments`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
 
 from actors.agent_handles import AgentActorsOnRay
 from actors.router_client import RouterOnRay, RunPoolOnRay, wake_event_hub_on_commit
+from core.crypto import SecretBox
 from core.errors import ServiceUnavailable
 from core.logging import configure_logging
 from core.settings import Settings
@@ -41,16 +43,27 @@ class Store:
         self._router = RouterOnRay(settings)
         self._runs = RunPoolOnRay(settings)
         self._price = settings.workflows.llm_cost_per_1k_tokens  # of a framework agent's tokens
+        platform = settings.workflows
+        self._platform_llm = {  # a framework agent's provider when neither it nor its owner names one
+            "base_url": platform.llm_base_url,
+            "model": platform.llm_model,
+            "api_key": platform.llm_api_key.get_secret_value() if platform.llm_api_key else None,
+        }
+        self._box = SecretBox.from_settings(settings)
 
     def activate_agent(self, agent_id: str, container_id: str) -> AgentSpec | None:
         with self._db.transaction() as session:
-            return deployments.load_for_activation(
+            spec = deployments.load_for_activation(
                 session,
                 agent_id,
                 container_id,
                 self._settings.agents.code_modules,
                 self._settings.workflows.http_allowed,
             )
+            if spec is None:
+                return None
+            llm = deployments.default_llm(session, agent_id, self._platform_llm, self._box)
+        return dataclasses.replace(spec, default_llm=llm)
 
     def passivate_agent(self, agent_id: str, container_id: str) -> bool:
         with self._db.transaction() as session:

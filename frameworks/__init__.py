@@ -37,6 +37,9 @@ class AgentSpec:
     code_modules: tuple[str, ...] = ()
     # Private hosts or networks the agent's LLM provider may be on: ORCHESTRATOR_HTTP_ALLOWED_HOSTS.
     http_allowed: tuple[str, ...] = ()
+    # The provider when `configuration.llm` names none: the tenant's settings (`/settings` openai_base_url,
+    # llm_model, openai_api_key), else the platform's (ORCHESTRATOR_LLM_*). {base_url, model, api_key}.
+    default_llm: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 # Configuration keys that name code by import path, checked against the allowed modules. `agent` is either a

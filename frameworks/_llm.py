@@ -50,20 +50,25 @@ class Provider:
 
 def provider_of(spec: AgentSpec) -> Provider | None:
     """The provider of `configuration.llm {base_url, api_key, model, max_retries, timeout_s}` (the model
-    defaulting to the agent's `model`); None when neither names a model nor an endpoint. A `base_url` on a
-    private address is refused unless allow-listed (ORCHESTRATOR_HTTP_ALLOWED_HOSTS)."""
+    defaulting to the agent's `model`), else of the tenant's or the platform's settings (`spec.default_llm`);
+    None when none names a model nor an endpoint. A settings' API key goes only to that settings' endpoint,
+    never to one the agent's configuration names. A `base_url` on a private address is refused unless
+    allow-listed (ORCHESTRATOR_HTTP_ALLOWED_HOSTS)."""
     llm = spec.configuration.get("llm") or {}
     if not isinstance(llm, dict):
         raise ValueError("configuration.llm must be an object {base_url, api_key, model}")
-    model = llm.get("model") or spec.model
+    defaults = spec.default_llm or {}
     base_url = llm.get("base_url")
+    api_key = llm.get("api_key")
+    if base_url is None and defaults.get("base_url"):
+        base_url, api_key = defaults["base_url"], api_key or defaults.get("api_key")
+    model = llm.get("model") or spec.model or (defaults.get("model") if base_url == defaults.get("base_url") else None)
     if not model and not base_url:
         return None
     if not model:
         raise ValueError("configuration.llm.model (or the agent's model) is required with configuration.llm.base_url")
     if base_url is not None:
         check_base_url(str(base_url), spec.http_allowed)
-    api_key = llm.get("api_key")
     if base_url is not None and not api_key:
         # Never the process's OPENAI_API_KEY: it must not be sent to an endpoint the agent's owner chose.
         api_key = "unused"

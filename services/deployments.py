@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.clock import isoformat_z, utcnow
+from core.crypto import SecretBox
 from core.errors import Conflict, DeploymentFailed, FieldIssue, NotFound, ValidationFailed
 from core.settings import Settings
 from frameworks import AgentSpec, adapter_for, check_code_paths
@@ -25,7 +26,7 @@ from persistence.db import Database
 from persistence.models import Agent
 from schedulers import admission
 from schedulers.agent_lifecycle import DEPLOYED, AgentStatus, transition
-from services import events, ownership, tasks
+from services import events, owner_settings, ownership, tasks
 from services.agents import lock_agent
 from services.ports import AgentActors
 from services.principal import Principal
@@ -284,6 +285,17 @@ def load_for_activation(
     agent.container_id = container_id
     agent.passivated_at = None
     return spec_of(agent, code_modules, http_allowed)
+
+
+def default_llm(session: Session, agent_id: str, platform: dict[str, Any], box: SecretBox) -> dict[str, Any]:
+    """The provider a framework agent uses when its configuration names none: each field from its owner's
+    settings (`/settings`: a user's own, or the organization's), else from the platform's (`platform`)."""
+    agent = session.get(Agent, agent_id)
+    if agent is None:
+        return {}
+    user_id = agent.owner_id if agent.owner_type == owner_settings.USER else None
+    owner = (agent.owner_type, agent.owner_id)
+    return owner_settings.provider_for(session, box, user_id=user_id, owner=owner, platform=platform)
 
 
 def mark_passivated(session: Session, agent_id: str, container_id: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from core.crypto import SecretBox
 from persistence.db import Database
 from persistence.models import Agent, Event
 from services import approvals, deployments
@@ -257,3 +258,19 @@ def test_the_current_actor_takes_again_a_task_whose_taking_it_never_heard_of(cli
     after = client.get(f"/api/v1/tasks/{task['id']}", headers=owner).json()
     assert after["status"] == "in_progress" and after["started_at"] == before["started_at"]
     assert len(_events(db, task["id"])) == recorded  # no move, no event
+
+
+def test_a_framework_agent_without_a_provider_uses_its_owners_settings_else_the_platforms(
+    client: TestClient, db, settings
+) -> None:
+    owner = _user(client, "owner")
+    agent = _agent(client, owner)
+    box = SecretBox.from_settings(client.app.state.context.settings)  # the app's, which holds the key
+    platform = {"base_url": "http://llm.platform/v1", "model": "platform-model", "api_key": "platform-key"}
+    with db.session() as session:
+        assert deployments.default_llm(session, agent["id"], platform, box) == platform
+    mine = {"openai_base_url": "http://llm.mine/v1", "llm_model": "my-model", "openai_api_key": "sk-mine-0123456789"}
+    assert client.post("/api/v1/settings", headers=owner, json=mine).status_code == 200
+    with db.session() as session:
+        chosen = deployments.default_llm(session, agent["id"], platform, box)
+    assert chosen == {"base_url": "http://llm.mine/v1", "model": "my-model", "api_key": "sk-mine-0123456789"}

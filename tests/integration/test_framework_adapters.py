@@ -4,6 +4,7 @@ teams, CrewAI crews. Each is skipped, saying which extra to install, when its fr
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import subprocess
 import sys
@@ -176,6 +177,22 @@ def test_the_agents_model_is_used_when_the_configuration_names_none(framework: s
     llm, url = server
     _run(_spec(framework, url, model="agent-model", llm={"base_url": url}, instructions="Hi."), {"input": "x"})
     assert llm.asked[0]["model"] == "agent-model"
+
+
+@pytest.mark.parametrize("framework", ALL)
+def test_without_a_provider_in_its_configuration_the_agent_uses_its_tenants_or_the_platforms(
+    framework: str, server
+) -> None:
+    llm, url = server
+    spec = _spec(framework, url, instructions="Answer briefly.", llm={})
+    tenant = {"base_url": url, "model": "tenant-model", "api_key": "tenant-key"}
+    result = _run(dataclasses.replace(spec, default_llm=tenant), {"input": "Hello?"})
+    assert result["output"] == "Here is the forecast:"
+    assert llm.asked[-1]["model"] == "tenant-model" and llm.keys[-1] == "tenant-key"
+    # An endpoint the configuration names never gets the settings' key.
+    own = _spec(framework, url, instructions="Answer briefly.", llm={"base_url": url, "model": "own-model"})
+    _run(dataclasses.replace(own, default_llm=tenant), {"input": "Hello?"})
+    assert llm.asked[-1]["model"] == "own-model" and llm.keys[-1] != "tenant-key"
 
 
 @pytest.mark.parametrize("framework", ALL)
