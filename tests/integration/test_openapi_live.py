@@ -104,7 +104,9 @@ class Run:
         for case_id, checks in (recorder.get("checks") or {}).items():
             case = recorder["cases"][case_id]["value"]
             self.cases[phase] += 1
-            self.operations[phase].add(f"{case['method']} {case['path']}")
+            # A stateful scenario is a chain of operations; a case of the other phases has its operation's label
+            # (its own path may be a variant the coverage phase tries, such as an unexpected method).
+            self.operations[phase].add(f"{case['method']} {case['path']}" if phase == "stateful" else recorder["label"])
             for check in checks:
                 if check["status"] != "failure":
                     continue
