@@ -95,6 +95,8 @@ def transition(current: TaskStatus | str, target: TaskStatus | str) -> TaskStatu
 
 PRIORITIES = ("P0", "P1", "P2", "P3")
 _PRIORITY_WORDS = {"critical": "P0", "urgent": "P0", "high": "P1", "medium": "P2", "normal": "P2", "low": "P3"}
+# Every spelling parse_priority accepts, for the OpenAPI of the parameters it parses.
+PRIORITY_WORDS = (*PRIORITIES, *_PRIORITY_WORDS, *(str(number) for number in range(1, 11)))
 
 
 def parse_priority(value: str | int) -> str:

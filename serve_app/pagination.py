@@ -4,17 +4,20 @@ comma-separated filters, task status filters and time-zoned timestamps."""
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Query, Request
+from pydantic import BeforeValidator
 
 from core.clock import as_utc
 from core.errors import FieldIssue, ValidationFailed
 from persistence.repositories.pages import Page
-from schedulers.task_lifecycle import ACTIVE, TaskStatus
+from schedulers.task_lifecycle import ACTIVE, PRIORITY_WORDS, SYNONYMS, TaskStatus
 from schedulers.task_lifecycle import parse_status as parse_task_status
 
 MAX_LIMIT = 100
@@ -60,6 +63,31 @@ def paginated(request: Request, key: str, items: list[Any], page: Page[Any]) -> 
             "prev": link(min(page.page - 1, pages)) if page.page > 1 else None,
         },
     }
+
+
+def words_pattern(words: Iterable[str], *, listed: bool = False) -> str:
+    """The pattern of a query parameter that takes one of `words`, in any case, or with `listed` a comma-separated
+    list of them: built from the word list the route parses with, so that the OpenAPI states what the route accepts
+    and a client (or a fuzzer) can tell a valid filter from a wrong one."""
+    one = "(" + "|".join(sorted(set(words))) + ")"
+    return f"(?i)^{one}(,{one})*$" if listed else f"(?i)^{one}$"
+
+
+# `status=a,b` over tasks (task_status_filter) and `priority=a,b` (parse_priority per word).
+TASK_STATUS_FILTER = words_pattern([*TaskStatus, *SYNONYMS], listed=True)
+PRIORITY_FILTER = words_pattern(PRIORITY_WORDS, listed=True)
+
+
+def _iso_only(value: object) -> object:
+    # Pydantic reads a number, or a string of one, as Unix seconds; the OpenAPI says an ISO 8601 date-time.
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+        raise ValueError("an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# A date-time query parameter: what `format: date-time` says, and nothing else.
+QueryTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 def csv_param(value: str | None) -> list[str]:

@@ -6,24 +6,26 @@ Reads need the `user` role, writes `agent`.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response, status
 
 from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent
-from schedulers.agent_lifecycle import parse_status
+from schedulers.agent_lifecycle import SYNONYMS, AgentStatus, parse_status
 from serve_app.context import AppContext
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import (
+    TASK_STATUS_FILTER,
     PageParams,
+    QueryTime,
     csv_param,
     in_utc,
     page_params,
     paginated,
     refuse_nulls,
     task_status_filter,
+    words_pattern,
 )
 from serve_app.routing import protected_router
 from serve_app.schemas.agents import (
@@ -62,7 +64,9 @@ def list_agents(
     params: Annotated[PageParams, Depends(page_params)],
     owner_type: Annotated[str | None, Query(pattern="(?i)^(user|organization)$")] = None,
     framework: Annotated[str | None, Query(max_length=32)] = None,
-    status_filter: Annotated[str | None, Query(alias="status", max_length=32)] = None,
+    status_filter: Annotated[
+        str | None, Query(alias="status", max_length=32, pattern=words_pattern([*AgentStatus, *SYNONYMS]))
+    ] = None,
     type: Annotated[str | None, Query(max_length=32, description="role: coding, analysis, ops …")] = None,
     capabilities: Annotated[str | None, Query(max_length=1000, description="comma-separated; all required")] = None,
     tags: Annotated[str | None, Query(max_length=1000, description="comma-separated; all required")] = None,
@@ -208,8 +212,8 @@ def container_logs(
     agent_id: str,
     principal: CurrentPrincipal,
     context: Context,
-    since: Annotated[datetime | None, Query(description="ISO timestamp")] = None,
-    until: Annotated[datetime | None, Query(description="ISO timestamp")] = None,
+    since: Annotated[QueryTime | None, Query(description="ISO timestamp")] = None,
+    until: Annotated[QueryTime | None, Query(description="ISO timestamp")] = None,
     tail: Annotated[int, Query(ge=0, le=10_000, description="last N lines")] = 100,
 ) -> dict:
     """The actor's own log lines, oldest first (its worker's stderr, read through Ray's state API)."""
@@ -237,7 +241,12 @@ def agent_tasks(
     params: Annotated[PageParams, Depends(page_params)],
     status_filter: Annotated[
         str | None,
-        Query(alias="status", max_length=200, description="comma-separated; `active` = assigned or in_progress"),
+        Query(
+            alias="status",
+            max_length=200,
+            pattern=TASK_STATUS_FILTER,
+            description="comma-separated; `active` = assigned or in_progress",
+        ),
     ] = None,
 ) -> dict:
     """The agent's tasks, oldest first: an external worker pulls `?status=assigned`."""
@@ -255,8 +264,8 @@ def agent_metrics(
     agent_id: str,
     principal: CurrentPrincipal,
     context: Context,
-    start_date: Annotated[datetime | None, Query(description="ISO timestamp; default 30 days before end")] = None,
-    end_date: Annotated[datetime | None, Query(description="ISO timestamp; default now")] = None,
+    start_date: Annotated[QueryTime | None, Query(description="ISO timestamp; default 30 days before end")] = None,
+    end_date: Annotated[QueryTime | None, Query(description="ISO timestamp; default now")] = None,
 ) -> dict:
     """Task, performance and utilization metrics, computed from the agent's recorded tasks in the period
     (null where the platform records nothing to compute from)."""

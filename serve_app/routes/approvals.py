@@ -7,16 +7,15 @@ A decision is applied by the approval's actor (`approval:<id>`), started for it 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request, Response, status
 
 from actors import approval_handles
 from core.errors import FieldIssue, ValidationFailed
-from schedulers.task_lifecycle import parse_priority
+from schedulers.task_lifecycle import PRIORITY_WORDS, parse_priority
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, in_utc, page_params, paginated
+from serve_app.pagination import PageParams, QueryTime, in_utc, page_params, paginated, words_pattern
 from serve_app.routing import protected_router
 from serve_app.schemas.approvals import (
     ApprovalCreate,
@@ -52,8 +51,8 @@ def pending(
     execution_id: Annotated[str | None, Query(max_length=64)] = None,
     task_id: Annotated[str | None, Query(max_length=64)] = None,
     agent_id: Annotated[str | None, Query(max_length=64)] = None,
-    priority: Annotated[str | None, Query(max_length=10)] = None,
-    expires_before: Annotated[datetime | None, Query()] = None,
+    priority: Annotated[str | None, Query(max_length=10, pattern=words_pattern(PRIORITY_WORDS))] = None,
+    expires_before: Annotated[QueryTime | None, Query()] = None,
     sort_by: Annotated[Literal["priority", "expires_at"], Query()] = "priority",
 ) -> dict:
     """Pending approvals you may decide or watch: most urgent (P0) and oldest first, or soonest to expire

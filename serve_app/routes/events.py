@@ -6,15 +6,15 @@ when Redis is configured.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import Depends, Query, Request, Response, status
 
 from core.clock import isoformat_z, utcnow
 from persistence.models import Event
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, in_utc, page_params, paginated
+from serve_app.pagination import PageParams, QueryTime, in_utc, page_params, paginated
 from serve_app.routing import protected_router, public_router
 from serve_app.schemas.events import EventList, EventOut, EventPublish, PublishedEvent
 from services import events, tasks
@@ -47,7 +47,9 @@ def publish_event(body: EventPublish, principal: CurrentPrincipal, context: Cont
     with context.db.transaction() as session:
         event = events.publish(session, principal, body.model_dump())
         out = event_out(event)
-    response.headers["Location"] = f"/api/v1/events?trace_id={out.trace_id}" if out.trace_id else "/api/v1/events"
+    # The trace id is the client's text: quoted, so that any character it holds makes a valid header.
+    query = f"?{urlencode({'trace_id': out.trace_id})}" if out.trace_id else ""
+    response.headers["Location"] = f"/api/v1/events{query}"
     return {"event_id": out.id, "event_type": out.event_type, "message": "Event published successfully", "event": out}
 
 
@@ -65,7 +67,7 @@ def list_events(
     source_agent: Annotated[str | None, Query(max_length=100, description="the same as `source`")] = None,
     task_id: Annotated[str | None, Query(max_length=64)] = None,
     trace_id: Annotated[str | None, Query(max_length=128)] = None,
-    since: Annotated[datetime | None, Query(description="ISO timestamp with zone")] = None,
+    since: Annotated[QueryTime | None, Query(description="ISO timestamp with zone")] = None,
 ) -> dict:
     """Events about what you own (and your organizations own), newest first; admins see all."""
     [since] = in_utc(since)

@@ -88,7 +88,7 @@ def browse_marketplace(
     search: Annotated[str | None, Query(max_length=200, description="in name or description")] = None,
     tags: Annotated[str | None, Query(max_length=1000, description="comma-separated; all required")] = None,
     framework: Annotated[str | None, Query(max_length=32)] = None,
-    sort_by: Annotated[str, Query(pattern="(?i)^(published_at|downloads|name)$")] = "published_at",
+    sort_by: Annotated[str, Query(pattern="^(published_at|publishedAt|downloads|name)$")] = "published_at",
     sort_order: Annotated[
         str | None, Query(pattern="(?i)^(asc|desc)$", description="default: desc, asc for name")
     ] = None,

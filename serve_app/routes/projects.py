@@ -6,7 +6,6 @@ progress, team size and agents at work are derived from the project's tasks on e
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response, status
@@ -14,7 +13,16 @@ from fastapi import Depends, Query, Request, Response, status
 from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Project
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, page_params, paginated, refuse_nulls
+from serve_app.pagination import (
+    PRIORITY_FILTER,
+    TASK_STATUS_FILTER,
+    PageParams,
+    QueryTime,
+    page_params,
+    paginated,
+    refuse_nulls,
+    words_pattern,
+)
 from serve_app.routes.tasks import list_task_page
 from serve_app.routing import protected_router
 from serve_app.schemas.common import MessageResponse
@@ -79,7 +87,11 @@ def list_projects(
     principal: CurrentPrincipal,
     context: Context,
     params: Annotated[PageParams, Depends(page_params)],
-    status_filter: Annotated[str | None, Query(alias="status", max_length=20)] = None,
+    status_filter: Annotated[
+        str | None,
+        # `on_hold` is `on-hold` too (projects.parse_status).
+        Query(alias="status", max_length=20, pattern=words_pattern([*projects.STATUSES, "on_hold"])),
+    ] = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
     member_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict:
@@ -136,13 +148,13 @@ def project_tasks(
     principal: CurrentPrincipal,
     context: Context,
     params: Annotated[PageParams, Depends(page_params)],
-    status_filter: Annotated[str | None, Query(alias="status", max_length=200)] = None,
-    priority: Annotated[str | None, Query(max_length=100)] = None,
+    status_filter: Annotated[str | None, Query(alias="status", max_length=200, pattern=TASK_STATUS_FILTER)] = None,
+    priority: Annotated[str | None, Query(max_length=100, pattern=PRIORITY_FILTER)] = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
     sort_by: Annotated[str, Query(pattern="^(created_at|updated_at|priority|due_date|title|status)$")] = "created_at",
     sort_order: Annotated[str, Query(pattern="(?i)^(asc|desc)$")] = "desc",
-    created_after: Annotated[datetime | None, Query()] = None,
-    created_before: Annotated[datetime | None, Query()] = None,
+    created_after: Annotated[QueryTime | None, Query()] = None,
+    created_before: Annotated[QueryTime | None, Query()] = None,
 ) -> dict:
     """The project's tasks, for anyone who can see the project (members included), with the task filters."""
     with context.db.session() as session:

@@ -25,17 +25,21 @@ from starlette.concurrency import run_in_threadpool
 from core.errors import FieldIssue, NotFound, ValidationFailed
 from persistence.models import Agent, Task
 from persistence.repositories.pages import fetch_page
-from schedulers.task_lifecycle import TERMINAL, TaskStatus, parse_priority
+from schedulers.task_lifecycle import SYNONYMS, TERMINAL, TaskStatus, parse_priority
 from serve_app.context import AppContext
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.pagination import (
+    PRIORITY_FILTER,
+    TASK_STATUS_FILTER,
     PageParams,
+    QueryTime,
     csv_param,
     in_utc,
     page_params,
     paginated,
     refuse_nulls,
     task_status_filter,
+    words_pattern,
 )
 from serve_app.routing import protected_router
 from serve_app.schemas.common import MessageResponse, ResponseModel
@@ -61,6 +65,8 @@ from services.ports import AgentsChanged, TasksRequeued, TaskSubmitted
 from services.principal import Principal, Role
 
 log = logging.getLogger("orchestrator.tasks")
+# `PATCH /tasks/{id}/status?status=…`: one status, any spelling parse_status accepts.
+TASK_STATUS = words_pattern([*TaskStatus, *SYNONYMS])
 router = protected_router(prefix="/tasks", tags=["tasks"], resource="tasks", write_role=Role.agent)
 
 
@@ -160,16 +166,23 @@ def list_tasks(
     params: Annotated[PageParams, Depends(page_params)],
     status_filter: Annotated[
         str | None,
-        Query(alias="status", max_length=200, description="comma-separated; active = assigned or in_progress"),
+        Query(
+            alias="status",
+            max_length=200,
+            pattern=TASK_STATUS_FILTER,
+            description="comma-separated; active = assigned or in_progress",
+        ),
     ] = None,
-    priority: Annotated[str | None, Query(max_length=100, description="comma-separated, any spelling")] = None,
+    priority: Annotated[
+        str | None, Query(max_length=100, pattern=PRIORITY_FILTER, description="comma-separated, any spelling")
+    ] = None,
     type: Annotated[str | None, Query(max_length=64)] = None,
     agent_id: Annotated[str | None, Query(max_length=64)] = None,
     project_id: Annotated[str | None, Query(max_length=64)] = None,
     tags: Annotated[str | None, Query(max_length=1000, description="comma-separated; all required")] = None,
     search: Annotated[str | None, Query(max_length=200, description="title or description")] = None,
-    created_after: Annotated[datetime | None, Query()] = None,
-    created_before: Annotated[datetime | None, Query()] = None,
+    created_after: Annotated[QueryTime | None, Query()] = None,
+    created_before: Annotated[QueryTime | None, Query()] = None,
     sort_by: Annotated[str, Query(pattern="^(created_at|updated_at|priority|due_date|title|status)$")] = "created_at",
     sort_order: Annotated[str, Query(pattern="(?i)^(asc|desc)$")] = "desc",
 ) -> dict:
@@ -338,7 +351,7 @@ def update_task_status(
     task_id: str,
     principal: CurrentPrincipal,
     context: Context,
-    status_param: Annotated[str | None, Query(alias="status", max_length=32)] = None,
+    status_param: Annotated[str | None, Query(alias="status", max_length=32, pattern=TASK_STATUS)] = None,
     error: Annotated[str | None, Query(max_length=10_000)] = None,
     body: TaskStatusUpdate | None = None,
 ) -> TaskStatusOut:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request, Response, status
@@ -18,10 +17,10 @@ from sqlalchemy import select
 
 from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent, Execution, ExecutionLog, ExecutionStep, Workflow
-from schedulers.execution_lifecycle import FINISHED
+from schedulers.execution_lifecycle import FINISHED, ExecutionStatus
 from schedulers.execution_lifecycle import parse_status as parse_execution_status
 from serve_app.deps import Context, CurrentPrincipal
-from serve_app.pagination import PageParams, in_utc, page_params, paginated, refuse_nulls
+from serve_app.pagination import PageParams, QueryTime, in_utc, page_params, paginated, refuse_nulls, words_pattern
 from serve_app.routing import count_principal, protected_router
 from serve_app.schemas.common import MessageResponse
 from serve_app.schemas.workflows import (
@@ -207,9 +206,11 @@ def list_executions(
     params: Annotated[PageParams, Depends(page_params)],
     workflow_id: Annotated[str | None, Query(max_length=64)] = None,
     agent_id: Annotated[str | None, Query(max_length=64)] = None,
-    status_filter: Annotated[str | None, Query(alias="status", max_length=20)] = None,
-    start_date: Annotated[datetime | None, Query()] = None,
-    end_date: Annotated[datetime | None, Query()] = None,
+    status_filter: Annotated[
+        str | None, Query(alias="status", max_length=20, pattern=words_pattern(ExecutionStatus))
+    ] = None,
+    start_date: Annotated[QueryTime | None, Query()] = None,
+    end_date: Annotated[QueryTime | None, Query()] = None,
     trigger: Annotated[str | None, Query(max_length=20)] = None,
     environment: Annotated[str | None, Query(max_length=20)] = None,
 ) -> dict:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, computed_field, field_validator
+from pydantic import ConfigDict, Field, computed_field, field_validator
 
-from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel, not_nullable
 from services.agents import validate_framework
 
 OwnerType = Literal["user", "organization"]
@@ -78,6 +78,24 @@ class AgentCreate(AgentFields):
 
 
 class AgentUpdate(AgentFields):
+    model_config = ConfigDict(
+        json_schema_extra=not_nullable(
+            "framework",
+            "agent_type",
+            "mode",
+            "capabilities",
+            "specializations",
+            "tags",
+            "configuration",
+            "max_concurrent_tasks",
+            "resource_limits",
+            "is_active",
+            "is_public",
+            "version",
+            "name",
+        )
+    )
+
     name: str | None = Field(None, min_length=1, max_length=100)
 
 

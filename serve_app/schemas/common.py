@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from core.clock import as_utc
+
+
+def not_nullable(*fields: str) -> Callable[[dict[str, Any], type[BaseModel]], None]:
+    """The `json_schema_extra` of an update model whose `fields` may be left out but not cleared: their columns
+    cannot be NULL and the route answers a null 422 (serve_app.pagination.refuse_nulls), so the OpenAPI does not
+    offer null for them."""
+
+    def drop_null(schema: dict[str, Any], model: type[BaseModel]) -> None:
+        properties = schema.get("properties", {})
+        for name in fields:
+            alias = model.model_fields[name].alias
+            prop = properties[alias] if alias in properties else properties[name]
+            options = [option for option in prop.pop("anyOf", [prop.copy()]) if option != {"type": "null"}]
+            if len(options) == 1:
+                prop.update(options[0])
+            else:
+                prop["anyOf"] = options
+            if "default" in prop and prop["default"] is None:
+                del prop["default"]
+
+    return drop_null
 
 
 class RequestModel(BaseModel):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, field_validator
 
-from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel, not_nullable
 from serve_app.schemas.tasks import any_priority
 from services.projects import parse_status
 
@@ -47,6 +47,8 @@ class ProjectCreate(RequestModel):
 
 
 class ProjectUpdate(RequestModel):
+    model_config = ConfigDict(json_schema_extra=not_nullable("name", "status", "priority", "budget", "tags"))
+
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=20_000)
     status: str | None = None

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AliasChoices, Field, computed_field, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, computed_field, field_validator
 
 from schedulers.task_lifecycle import TaskStatus, parse_priority, parse_status
-from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel, not_nullable
 
 TASK_TYPE = r"^[a-z][a-z0-9_.-]{0,63}$"
 
@@ -152,6 +152,21 @@ class AgentMetrics(ResponseModel):
 
 class TaskUpdate(RequestModel):
     """PUT and PATCH change the fields given; `status` goes through the state machine."""
+
+    model_config = ConfigDict(
+        json_schema_extra=not_nullable(
+            "title",
+            "type",
+            "priority",
+            "status",
+            "payload",
+            "metadata",
+            "tags",
+            "requirements",
+            "acceptance_criteria",
+            "progress",
+        )
+    )
 
     title: str | None = Field(None, min_length=1, max_length=300)
     description: str | None = Field(None, max_length=20_000)

@@ -6,11 +6,11 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, field_validator
 
 from core.crypto import SecretBox
 from persistence.models import Webhook, WebhookDelivery
-from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel, not_nullable
 from services.webhooks import custom_headers, mask_secret
 
 _ACTIVE = AliasChoices("is_active", "isActive", "active")
@@ -37,6 +37,8 @@ class WebhookCreate(WebhookFields):
 
 
 class WebhookUpdate(WebhookFields):
+    model_config = ConfigDict(json_schema_extra=not_nullable("headers", "is_active", "url", "events"))
+
     url: str | None = Field(None, min_length=1, max_length=2048)
     events: list[str] | None = Field(None, max_length=100)
 

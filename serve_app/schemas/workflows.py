@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AliasChoices, Field, computed_field, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, computed_field, field_validator
 
-from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel, not_nullable
 
 
 class WorkflowCreate(RequestModel):
@@ -26,6 +26,8 @@ class WorkflowCreate(RequestModel):
 
 
 class WorkflowUpdate(RequestModel):
+    model_config = ConfigDict(json_schema_extra=not_nullable("name", "workflow_data", "workflow_type", "is_active"))
+
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=20_000)
     workflow_data: dict[str, Any] | None = None
