@@ -69,7 +69,7 @@ def words_pattern(words: Iterable[str], *, listed: bool = False) -> str:
     """The pattern of a query parameter that takes one of `words`, in any case, or with `listed` a comma-separated
     list of them: built from the word list the route parses with, so that the OpenAPI states what the route accepts
     and a client (or a fuzzer) can tell a valid filter from a wrong one."""
-    one = "(" + "|".join(sorted(set(words))) + ")"
+    one = r"\s*(" + "|".join(sorted(set(words))) + r")\s*"  # the routes strip each word
     return f"(?i)^{one}(,{one})*$" if listed else f"(?i)^{one}$"
 
 

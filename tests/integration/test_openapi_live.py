@@ -8,8 +8,8 @@ The in-process passes in test_openapi_conformance.py check the project's own rul
 tenant replay); this one checks Schemathesis's, over HTTP, including the ones that need a real server: a
 schema-valid request must be accepted, a schema-violating one rejected, a deleted resource gone, a route's
 authentication not ignored, another tenant's object not readable. The seed is fixed and the run bounded in time
-(`max-time` in `schemathesis.toml`). A failure not listed under "live" in `openapi_baseline.json`, each there with
-why it stays, fails the test.
+(`max-time` in `schemathesis.toml`). A server error or an access failure not listed under "live" in
+`openapi_baseline.json` (each there with why it stays) fails the test; other new findings are printed (`STRICT`).
 """
 
 from __future__ import annotations
@@ -123,6 +123,21 @@ class Run:
                 )
 
 
+# The checks whose new failures fail the test: a server error, and every access check. A time-bounded run
+# reaches different cases from run to run (how many depends on the machine's speed), so a new schema-conformance
+# finding (a 422 the schema does not predict, say) may show up in one run and not the next: those are printed
+# as NEW above for review, and the derandomized in-process pass (test_openapi_conformance.py) is their gate.
+STRICT = frozenset(
+    {
+        "not_a_server_error",
+        "ignored_auth",
+        "use_after_free",
+        "ensure_resource_availability",
+        "object_level_authorization",
+    }
+)
+
+
 def _baseline() -> dict[tuple[str, str], str]:
     entries = json.loads(BASELINE.read_text())["live"]
     return {(entry["operation"], entry["check"]): entry["why"] for entry in entries}
@@ -174,4 +189,5 @@ def test_schemathesis_cli_against_the_running_api(tmp_path: Path, db, database_u
 
     assert run.phases_run >= set(PHASES), f"phases that did not run: {set(PHASES) - run.phases_run}"
     assert not run.errors, "errors during the run:\n" + "\n".join(run.errors)
-    assert not new, "new failures:\n" + "\n".join(f"{o} {c}: {e}" for (o, c), e in sorted(new.items()))
+    failing = {key: example for key, example in new.items() if key[1] in STRICT}
+    assert not failing, "new failures:\n" + "\n".join(f"{o} {c}: {e}" for (o, c), e in sorted(failing.items()))
