@@ -6,7 +6,11 @@ task. Interleaved, after a warm-up; the median of `--tasks` each. Figures are pr
 framework that is not installed is skipped, naming its extra: CrewAI and CAMEL cannot share an environment
 with pydantic-ai and openai-agents, so run this once in each (`.venv` and `.venv-isolated` in .ci/run).
 
-Run from the repository root: `.venv/bin/python bench/frameworks.py [--tasks 20]`.
+`--in-task` invokes the adapter as the agent's actor does, inside a task context: its tool calls reported and,
+for the adapters that stream, the model's text streamed (the direct call is unchanged, so the overhead then
+includes streaming).
+
+Run from the repository root: `.venv/bin/python bench/frameworks.py [--tasks 20] [--in-task]`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The repository root instead of bench/, whose agents.py would shadow the OpenAI Agents SDK's `agents`.
 sys.path[0] = str(ROOT)
 from frameworks import AgentSpec, adapter_for  # noqa: E402
+from frameworks.context import TaskContext, running  # noqa: E402
 from tests.fixtures.openai_server import OpenAIServer, serve  # noqa: E402
 
 MODULES = {
@@ -168,8 +173,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--in-task",
+        action="store_true",
+        help="invoke as the agent's actor does, inside a task context: tool calls reported, text streamed",
+    )
     args = parser.parse_args()
-    print(f"median of {args.tasks} tasks each (one tool call, two model requests a task), local server")
+    mode = "inside a task context (output pieces gathered, streaming on)" if args.in_task else "plain invoke"
+    print(f"median of {args.tasks} tasks each (one tool call, two model requests a task), local server; {mode}")
     print(f"{'framework':<15}{'direct ms':>11}{'adapter ms':>12}{'overhead ms':>13}{'adapter/direct':>16}")
     with serve(OpenAIServer(answer="Forecast:")) as url:
         for framework, module in MODULES.items():
@@ -179,7 +190,14 @@ def main() -> None:
             loop = asyncio.new_event_loop()
             direct = _direct(framework, url, loop)
             runtime = adapter_for(framework).load(_spec(framework, url))
-            adapted = lambda runtime=runtime: runtime.invoke({"input": PROMPT})  # noqa: E731
+
+            def adapted(runtime: Any = runtime) -> Any:
+                if not args.in_task:
+                    return runtime.invoke({"input": PROMPT})
+                pieces: list[dict[str, Any]] = []  # what the actor's TaskOutput would send to the store
+                with running(TaskContext("bench", emit=pieces.append)):
+                    return runtime.invoke({"input": PROMPT})
+
             try:
                 for _ in range(args.warmup):
                     answer, result = direct(), adapted()
