@@ -81,8 +81,10 @@ def _agent(http: httpx.Client, owner: dict[str, str], max_tasks: int) -> str:
     return agent["id"]
 
 
-def _task(http: httpx.Client, owner: dict[str, str], agent_id: str, seconds: float) -> str:
-    body = {"agentId": agent_id, "payload": {"seconds": seconds}, "priority": "P2"}
+def _task(http: httpx.Client, owner: dict[str, str], agent_id: str, seconds: float, until: Path | None = None) -> str:
+    """A task for the agent: it sleeps `seconds`, or until the file `until` exists (at most `seconds`)."""
+    payload: dict[str, Any] = {"seconds": seconds, **({"until": str(until)} if until else {})}
+    body = {"agentId": agent_id, "payload": payload, "priority": "P2"}
     return ok(http.post("/api/v1/tasks", headers=owner, json=body))["id"]
 
 
@@ -226,7 +228,10 @@ def test_an_overlapping_cluster_takes_over_and_the_old_ones_late_writes_are_refu
     with _client(b) as http_b:
         owner = harness.register(http_b)
         agent_id = _agent(http_b, owner, max_tasks=4)
-        busy = _task(http_b, owner, agent_id, seconds=STEP_S * 3)
+        # Busy until the test releases it (after B wakes): C, however long it takes to start, activates the agent
+        # while B's actor still runs it, and B's late outcome comes after the takeover.
+        release = tmp_path / "release-busy"
+        busy = _task(http_b, owner, agent_id, seconds=LIMIT_S * 3, until=release)
         eventually(lambda: _status(http_b, owner, "tasks", busy)["status"] == "in_progress", timeout_s=60, what="busy")
         c = clusters["c"] = local_cluster.start(database_url, tmp_path / "c")  # both clusters up from here
         effects = tmp_path / "effects"
@@ -245,6 +250,7 @@ def test_an_overlapping_cluster_takes_over_and_the_old_ones_late_writes_are_refu
             interrupted = _ended(http_c, owner, "tasks", busy)
             assert interrupted["status"] == "failed" and interrupted["error"].startswith("interrupted:")
             local_cluster.resume(b)  # B wakes, with both clusters up: its late writes must be refused
+            release.touch()  # B's actor ends the busy task now and reports it (refused)
 
             # Tasks sent through both clusters' APIs while both run: B's router may assign some and send them
             # to B's agent actor, which is no longer the agent's; C's actor runs every one, once.
