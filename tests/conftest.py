@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import ray._private.auto_init_hook as ray_auto_init
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -31,6 +32,13 @@ pytest_plugins = ["tests.platform_fixtures"]
 POSTGRES_ENV = "ORCHESTRATOR_TEST_DATABASE_URL"
 REDIS_ENV = "ORCHESTRATOR_TEST_REDIS_URL"
 BACKENDS = ["sqlite", "postgres"]
+
+# The test process is never a Ray driver: the platforms the tests start run Ray in processes of their own. A Ray
+# call reached here by accident (a test that fakes `ray.is_initialized` while a dispatch is under way, say) must
+# fail rather than connect this process to the cluster the machine started last (the e2e platform's): every later
+# test's deploy or approval decision would then go to that platform's actors and database. Ray's
+# `RAY_ENABLE_AUTO_CONNECT=0`, for this process only (the processes tests start keep Ray's default).
+ray_auto_init.enable_auto_connect = False
 
 
 def _postgres_url_with_schema(base_url: str, schema: str) -> str:
