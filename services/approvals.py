@@ -56,12 +56,7 @@ def request_for_task(
         context=context_of(task.description or task.title, {"type": task.type, "payload": task.payload}),
         expires_at=utcnow() + timedelta(seconds=ttl_s or settings.agents.approval_ttl_s),
     )
-    session.add(approval)
-    session.flush()
-    tasks.set_status(session, task, TaskStatus.awaiting_approval)
-    _emit(session, approval, "approval.requested")
-    _notify_approvers(session, approval)
-    return approval
+    return _requested(session, approval, gates=task)
 
 
 def request_for_tool_call(
@@ -100,12 +95,7 @@ def request_for_tool_call(
         ),
         expires_at=utcnow() + timedelta(seconds=ttl_s or settings.agents.approval_ttl_s),
     )
-    session.add(approval)
-    session.flush()
-    tasks.set_status(session, task, TaskStatus.awaiting_approval)
-    _emit(session, approval, "approval.requested")
-    _notify_approvers(session, approval)
-    return approval
+    return _requested(session, approval, gates=task)
 
 
 def request_for_execution(
@@ -135,8 +125,15 @@ def request_for_execution(
         owner_id=run.owner_id,
         expires_at=utcnow() + timedelta(seconds=request.get("timeout_s") or settings.agents.approval_ttl_s),
     )
+    return _requested(session, approval)
+
+
+def _requested(session: Session, approval: Approval, gates: Task | None = None) -> Approval:
+    """A new approval stored, with the task it `gates` waiting for it, its event and its approvers notified."""
     session.add(approval)
     session.flush()
+    if gates is not None:
+        tasks.set_status(session, gates, TaskStatus.awaiting_approval)
     _emit(session, approval, "approval.requested")
     _notify_approvers(session, approval)
     return approval
@@ -170,11 +167,7 @@ def create(session: Session, principal: Principal, data: dict[str, Any], setting
         owner_id=owner_id,
         expires_at=utcnow() + timedelta(seconds=data.get("expires_in") or settings.agents.approval_ttl_s),
     )
-    session.add(approval)
-    session.flush()
-    _emit(session, approval, "approval.requested")
-    _notify_approvers(session, approval)
-    return approval
+    return _requested(session, approval)
 
 
 def get(session: Session, principal: Principal, approval_id: str) -> Approval:
