@@ -525,8 +525,9 @@ async def deliver_due(
     Claiming pushes `next_attempt_at` forward as a lease in the claiming transaction (rows locked with
     `FOR UPDATE SKIP LOCKED` on Postgres; SQLite serialises writers), so that concurrent callers never
     send the same delivery at once. The lease is short (one request's timeout and `LEASE_MARGIN_S`) and
-    renewed while this call still has deliveries to send: if the sender dies (its event hub killed), what it
-    had claimed is due again within that time, not after the whole batch's worst case. Returns
+    renewed while this call still has deliveries to send or record (each is recorded once sent): if the
+    sender dies (its event hub killed), what it had not recorded is due again within that time, not after
+    the whole batch's worst case. Returns
     `{"delivered", "retried", "dead"}` counts.
     """
     config = settings.webhooks
@@ -536,37 +537,44 @@ async def deliver_due(
         return {"delivered": 0, "retried": 0, "dead": 0}
     box = SecretBox.from_settings(settings)
     gate = asyncio.Semaphore(config.webhook_concurrency)
-    unsent = {item.id: item.attempt for item in claimed}
+    held = {item.id: item.attempt for item in claimed}  # claimed and not yet recorded: their lease is renewed
+    counts = {"delivered": 0, "retried": 0, "dead": 0}
 
-    async def bounded(item: _Claimed) -> _Outcome:
+    async def bounded(item: _Claimed) -> None:
         try:
             async with gate:
-                return await _send(client, settings, box, item)
+                outcome = await _send(client, settings, box, item)
+            # Recorded as soon as it is sent, not with the batch: a sent delivery whose lease would otherwise
+            # lapse while the rest of the batch waits is never claimed again by another sender, and a sender
+            # that dies mid-batch leaves due again only what it had not recorded.
+            recorded = await asyncio.to_thread(_record, db, settings, [outcome], config.webhook_max_attempts)
         finally:
-            unsent.pop(item.id, None)
+            held.pop(item.id, None)
+        for key, number in recorded.items():
+            counts[key] += number
 
     async def renew() -> None:
-        while unsent:
+        while held:
             await asyncio.sleep(lease_s / 3)
             try:
-                await asyncio.to_thread(_renew, db, dict(unsent), lease_s)
+                await asyncio.to_thread(_renew, db, dict(held), lease_s)
             except Exception:  # the next renewal tries again; a lease that runs out only means a resend
-                log.warning("renewing the lease of %d webhook deliveries failed", len(unsent), exc_info=True)
+                log.warning("renewing the lease of %d webhook deliveries failed", len(held), exc_info=True)
 
     renewing = asyncio.create_task(renew())
     try:
-        outcomes = await asyncio.gather(*(bounded(item) for item in claimed))
+        await asyncio.gather(*(bounded(item) for item in claimed))
     finally:
         renewing.cancel()
-    return await asyncio.to_thread(_record, db, settings, outcomes, config.webhook_max_attempts)
+    return counts
 
 
-def _renew(db: Database, unsent: dict[str, int], lease_s: float) -> None:
+def _renew(db: Database, held: dict[str, int], lease_s: float) -> None:
     """Push the lease of the deliveries this sender still holds (the attempt it claimed: not one another
     sender took over since)."""
     held = [
         and_(WebhookDelivery.id == delivery_id, WebhookDelivery.attempts == attempt)
-        for delivery_id, attempt in unsent.items()
+        for delivery_id, attempt in held.items()
     ]
     if not held:
         return

@@ -601,7 +601,7 @@ def test_a_sender_keeps_its_short_lease_while_it_sends_and_a_dead_ones_deliverie
     """Deliveries claimed together wait for a slow receiver one at a time, longer than the lease: the sender
     renews it, so a second sender meanwhile takes none of them. A sender that dies (cancelled in the middle
     of a request) renews nothing: what it claimed is due again within one request's timeout and the margin."""
-    monkeypatch.setattr(webhooks, "LEASE_MARGIN_S", 0.5)
+    monkeypatch.setattr(webhooks, "LEASE_MARGIN_S", 2.0)  # a 3 s lease, renewed every second
     config = settings.webhooks.model_copy(update={"webhook_timeout_s": 1.0, "webhook_concurrency": 1})
     settings = settings.model_copy(update={"webhooks": config})
     _user(client, "root")
@@ -609,23 +609,23 @@ def test_a_sender_keeps_its_short_lease_while_it_sends_and_a_dead_ones_deliverie
     receiver = Receiver(delay_s=0.7).start()
     try:
         _webhook(client, alice, url=receiver.url)
-        for number in range(4):
+        for number in range(8):
             _publish(client, alice, "deploy.finished", {"build": number})
-        assert _relay(db) == 4
+        assert _relay(db) == 8
 
         async def slow_and_second() -> list[dict[str, int]]:
             async with httpx.AsyncClient() as first, httpx.AsyncClient() as second:
                 sending = asyncio.create_task(webhooks.deliver_due(db, settings, first))
-                await asyncio.sleep(2.0)  # past the first lease (1.5 s): the last two are still unsent
+                await asyncio.sleep(3.5)  # past the first lease (3 s): the last three are still unsent
                 late = await webhooks.deliver_due(db, settings, second)
                 return [await sending, late]
 
         assert asyncio.run(slow_and_second()) == [
-            {"delivered": 4, "retried": 0, "dead": 0},
+            {"delivered": 8, "retried": 0, "dead": 0},
             {"delivered": 0, "retried": 0, "dead": 0},
         ]
         sent = [headers["x-orchestrator-delivery"] for headers, _ in receiver.requests]
-        assert len(sent) == len(set(sent)) == 4
+        assert len(sent) == len(set(sent)) == 8
 
         receiver.delay_s = 5.0  # the next request outlasts the sender
         for number in range(3):
@@ -642,7 +642,7 @@ def test_a_sender_keeps_its_short_lease_while_it_sends_and_a_dead_ones_deliverie
 
         asyncio.run(dies())
         due_in = webhooks.next_due_in(db)
-        assert due_in is not None and 0 < due_in <= 1.5
+        assert due_in is not None and 0 < due_in <= 3.0
     finally:
         receiver.stop()
 

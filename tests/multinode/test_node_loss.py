@@ -159,7 +159,9 @@ def test_a_work_node_lost_mid_load_resumes_its_runs_and_agent_on_another(
 
     # The agent came back on the spare node; the task its lost process ran failed, saying so (its handler may
     # have had effects: it is not run again without the client deciding); the one sent meanwhile ran.
-    assert eventually(lambda: cluster.node_of(f"agent:{agent_id}"), timeout_s=NODE_LOSS_LIMIT_S, what="agent") == spare
+    back_on = eventually(lambda: cluster.node_of(f"agent:{agent_id}"), timeout_s=NODE_LOSS_LIMIT_S, what="agent")
+    roles = {lost: "lost", spare: "spare", cluster.api: "api", cluster.process.head: "head"}
+    assert back_on == spare, (roles.get(back_on, back_on), cluster.process.actors().get(f"agent:{agent_id}"))
     failed = eventually(
         lambda: (t := _task_status(http, owner, running_task))["status"] in ("failed", "completed") and t,
         timeout_s=NODE_LOSS_LIMIT_S,
