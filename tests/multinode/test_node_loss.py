@@ -157,11 +157,13 @@ def test_a_work_node_lost_mid_load_resumes_its_runs_and_agent_on_another(
         assert harness.applied(folder) == sorted({f"{run_id}_first_1", f"{run_id}_second_1"}), name
         resumed_after[name] = second[-1][1] - removed_at
 
-    # The agent came back on the spare node; the task its lost process ran failed, saying so (its handler may
-    # have had effects: it is not run again without the client deciding); the one sent meanwhile ran.
+    # The agent came back on a live worker: the spare node, as a rule. Placement is by resources only, so a
+    # CPU the `api` node frees meanwhile (Serve restarting its replica under a loaded machine) may take it, as
+    # one CI run saw. The task its lost process ran failed, saying so (its handler may have had effects: it is
+    # not run again without the client deciding); the one sent meanwhile ran.
     back_on = eventually(lambda: cluster.node_of(f"agent:{agent_id}"), timeout_s=NODE_LOSS_LIMIT_S, what="agent")
     roles = {lost: "lost", spare: "spare", cluster.api: "api", cluster.process.head: "head"}
-    assert back_on == spare, (roles.get(back_on, back_on), cluster.process.actors().get(f"agent:{agent_id}"))
+    assert roles.get(back_on) in ("spare", "api"), (roles.get(back_on, back_on), lost, spare)
     failed = eventually(
         lambda: (t := _task_status(http, owner, running_task))["status"] in ("failed", "completed") and t,
         timeout_s=NODE_LOSS_LIMIT_S,
