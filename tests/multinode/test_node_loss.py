@@ -8,9 +8,9 @@
   (`interrupted: …`, docs/api.md "How an agent runs") and the task waiting behind it is run by the new process;
   the singletons never move. Every wait has a deadline.
 
-Runs in a pytest invocation of its own in `.ci/run` (70–80 s here), so that the cluster's processes do not
-share the machine with the end-to-end session's platform; it skips without Postgres (the platform's database
-must be one every node reaches).
+Runs last in the session (tests/conftest.py orders tests/multinode after the rest: 60–80 s here), when the
+end-to-end session's platform is idle; it skips without Postgres (the platform's database must be one every
+node reaches).
 """
 
 from __future__ import annotations
