@@ -334,6 +334,14 @@ class RaySettings(BaseSettings):
     dashboard_host: str = Field("127.0.0.1", description="Ray dashboard interface (local Ray only).")
     dashboard_port: int = Field(8265, ge=1, le=65535, description="Ray dashboard port (local Ray only).")
     ray_num_cpus: int | None = Field(None, description="CPUs a local Ray instance offers; unset: all.")
+    ray_task_events_max: int = Field(
+        10_000,
+        ge=0,
+        description="Ray tasks and actor calls whose records the GCS of a local Ray instance keeps for its state "
+        "API and dashboard (Ray's `task_events_max_num_task_in_gcs`, 100,000 by default): the platform makes such "
+        "calls all the time and reads none of those records, and Ray's default let `gcs_server` grow ~5 MB a "
+        'minute under load (bench/README.md "Soak"). Ignored with `--address` (the head\'s setting holds).',
+    )
     ray_node_types: list[dict[str, float]] = Field(
         default_factory=list,
         description='Node types the autoscaler can add, as JSON `[{"cpu": 4, "memory": 16384, "gpu": 0}]` '
