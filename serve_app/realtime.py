@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +32,23 @@ CLOSE_SLOW_CONSUMER = 4008
 Poll = Callable[[str | None, int | None, float], Awaitable[dict[str, Any]]]
 
 
+class Outgoing:
+    """One event as the feed offers it to every connection: its text in each message shape is made once, by the
+    first connection that sends it, not once per connection (100 subscribers: one `json.dumps`, not 100)."""
+
+    __slots__ = ("_texts", "message")
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.message = message
+        self._texts: dict[Callable[[dict[str, Any]], dict[str, Any]], str] = {}
+
+    def text(self, shape: Callable[[dict[str, Any]], dict[str, Any]]) -> str:
+        text = self._texts.get(shape)
+        if text is None:
+            text = self._texts[shape] = json.dumps(shape(self.message), separators=(",", ":"), default=str)
+        return text
+
+
 class Connection:
     """One WebSocket's subscriptions and outgoing queue. `offer` never blocks: the feed calls it for every
     event and every connection."""
@@ -38,17 +56,18 @@ class Connection:
     def __init__(self, viewer: Viewer, buffer: int) -> None:
         self.viewer = viewer
         self.subscriptions: dict[str, Subscription] = {}
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=buffer)
+        self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=buffer)
         self.overflowed = asyncio.Event()
         self.buffer = buffer
 
-    def offer(self, message: dict[str, Any]) -> None:
+    def offer(self, event: Outgoing) -> None:
+        message = event.message
         if self.overflowed.is_set() or not self.subscriptions or not self.viewer.may_see(message):
             return
         if not any(subscription.matches(message) for subscription in self.subscriptions.values()):
             return
         try:
-            self.queue.put_nowait(message)
+            self.queue.put_nowait(event)
         except asyncio.QueueFull:
             self.overflowed.set()
 
@@ -105,8 +124,9 @@ class EventFeed:
             self._epoch, self._after = result["epoch"], result["seq"]
             self._ready.set()
             for message in result["events"]:
+                event = Outgoing(message)
                 for connection in list(self._connections):
-                    connection.offer(message)
+                    connection.offer(event)
         self._task = None
 
 

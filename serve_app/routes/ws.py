@@ -260,11 +260,12 @@ async def _send_events(
 ) -> None:
     while True:
         try:
-            message = await asyncio.wait_for(connection.queue.get(), ping_interval_s)
+            async with asyncio.timeout(ping_interval_s):  # a timer, not a task per message as wait_for makes
+                event = await connection.queue.get()
         except TimeoutError:
             await _send(websocket, {"type": "ping", "timestamp": isoformat_z(utcnow())})
             continue
-        await _send(websocket, shape(message))
+        await websocket.send_text(event.text(shape))
 
 
 def _visible_run(context: AppContext, principal: Principal, execution_id: str) -> None:

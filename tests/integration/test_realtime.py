@@ -21,7 +21,7 @@ from websockets.uri import parse_uri
 from actors.event_hub import EventHub
 from persistence.db import Database
 from serve_app.app import create_app
-from serve_app.realtime import Connection, EventFeed
+from serve_app.realtime import Connection, EventFeed, Outgoing
 from services.subscriptions import Viewer
 from tests.conftest import make_settings
 from tests.integration.test_agents import _user
@@ -199,11 +199,11 @@ def test_a_consumer_over_its_buffer_is_marked_for_disconnection() -> None:
 
     connection.subscriptions["events"] = parse("events", None)
     mine = {"type": "x.y", "id": "1", "data": {}, "owner": "user:u1", "timestamp": "t"}
-    connection.offer({**mine, "owner": "user:u2"})  # not theirs: not queued
+    connection.offer(Outgoing({**mine, "owner": "user:u2"}))  # not theirs: not queued
     assert connection.queue.qsize() == 0
-    connection.offer(mine), connection.offer(mine)
+    connection.offer(Outgoing(mine)), connection.offer(Outgoing(mine))
     assert not connection.overflowed.is_set()
-    connection.offer(mine)
+    connection.offer(Outgoing(mine))
     assert connection.overflowed.is_set() and connection.queue.qsize() == 2
 
 
