@@ -335,7 +335,7 @@ class RaySettings(BaseSettings):
     dashboard_port: int = Field(8265, ge=1, le=65535, description="Ray dashboard port (local Ray only).")
     ray_num_cpus: int | None = Field(None, description="CPUs a local Ray instance offers; unset: all.")
     ray_task_events_max: int = Field(
-        10_000,
+        2_000,
         ge=0,
         description="Ray tasks and actor calls whose records the GCS of a local Ray instance keeps for its state "
         "API and dashboard (Ray's `task_events_max_num_task_in_gcs`, 100,000 by default): the platform makes such "
