@@ -539,19 +539,33 @@ async def deliver_due(
     gate = asyncio.Semaphore(config.webhook_concurrency)
     held = {item.id: item.attempt for item in claimed}  # claimed and not yet recorded: their lease is renewed
     counts = {"delivered": 0, "retried": 0, "dead": 0}
+    sent: list[_Outcome] = []  # sent, waiting for the recorder
+    more = asyncio.Event()
+    finished = False
 
     async def bounded(item: _Claimed) -> None:
-        try:
-            async with gate:
-                outcome = await _send(client, settings, box, item)
-            # Recorded as soon as it is sent, not with the batch: a sent delivery whose lease would otherwise
-            # lapse while the rest of the batch waits is never claimed again by another sender, and a sender
-            # that dies mid-batch leaves due again only what it had not recorded.
-            recorded = await asyncio.to_thread(_record, db, settings, [outcome], config.webhook_max_attempts)
-        finally:
-            held.pop(item.id, None)
-        for key, number in recorded.items():
-            counts[key] += number
+        async with gate:
+            sent.append(await _send(client, settings, box, item))
+        more.set()
+
+    async def record_as_sent() -> None:
+        """Outcomes are recorded as they come, not with the whole batch: a sent delivery whose lease would
+        otherwise lapse while the rest of the batch waits is never claimed again by another sender, and a
+        sender that dies mid-batch leaves due again only what it had not recorded. One write at a time (the
+        hub's few connections stay free for the relay), of whatever was sent since the last one."""
+        while True:
+            await more.wait()
+            more.clear()
+            batch = sent[:]
+            del sent[:]
+            if batch:
+                recorded = await asyncio.to_thread(_record, db, settings, batch, config.webhook_max_attempts)
+                for outcome in batch:
+                    held.pop(outcome.claimed.id, None)
+                for key, number in recorded.items():
+                    counts[key] += number
+            if finished and not sent:
+                return
 
     async def renew() -> None:
         while held:
@@ -562,10 +576,15 @@ async def deliver_due(
                 log.warning("renewing the lease of %d webhook deliveries failed", len(held), exc_info=True)
 
     renewing = asyncio.create_task(renew())
+    recording = asyncio.create_task(record_as_sent())
     try:
         await asyncio.gather(*(bounded(item) for item in claimed))
+        finished = True
+        more.set()
+        await recording
     finally:
         renewing.cancel()
+        recording.cancel()
     return counts
 
 
