@@ -21,8 +21,9 @@ from services.principal import Principal
 
 _SLUG_BODY = r"[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?"
 _SLUG = re.compile(rf"^{_SLUG_BODY}$")
-# A slug as _check_slug reads it (any case, spaces around), for the OpenAPI.
-SLUG_PATTERN = rf"(?i)^\s*{_SLUG_BODY}\s*$"
+# A slug as _check_slug reads it (any case, spaces around), for the OpenAPI; a blank one is no slug (made from the
+# name on create, left as it is on update).
+SLUG_PATTERN = rf"(?i)^\s*({_SLUG_BODY})?\s*$"
 TIERS = ("free", "pro", "enterprise")
 
 

@@ -268,7 +268,7 @@ def get_task(
             max_length=200,
             description="comments, files, history, metrics (comma-separated)",
             # Checked below (422 naming `include` and the unknown words).
-            json_schema_extra={"pattern": words_pattern(TASK_INCLUDES, listed=True)},
+            json_schema_extra={"pattern": words_pattern(TASK_INCLUDES, listed=True, blanks=True)},
         ),
     ] = None,
 ) -> TaskDetail:

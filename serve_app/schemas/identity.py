@@ -22,8 +22,9 @@ def _lower(value: object) -> object:
 
 # A scope of an API key or OAuth client: checked by services.scopes.normalize_scopes (422 naming the field).
 Scope = Annotated[str, Field(json_schema_extra={"pattern": SCOPE_PATTERN})]
-# An organization's slug: checked by the organizations service (422 naming `slug`).
-Slug = Annotated[str, Field(max_length=100, json_schema_extra={"pattern": SLUG_PATTERN})]
+# An organization's slug: checked by the organizations service (422 naming `slug`), whose pattern also bounds its
+# length (100) once stripped; a maxLength would count the spaces around it.
+Slug = Annotated[str, Field(json_schema_extra={"pattern": SLUG_PATTERN})]
 
 
 class RefreshRequest(RequestModel):
