@@ -95,8 +95,10 @@ def transition(current: TaskStatus | str, target: TaskStatus | str) -> TaskStatu
 
 PRIORITIES = ("P0", "P1", "P2", "P3")
 _PRIORITY_WORDS = {"critical": "P0", "urgent": "P0", "high": "P1", "medium": "P2", "normal": "P2", "low": "P3"}
+# The numeric priorities, 1-10 (a number or its digits).
+PRIORITY_NUMBERS = range(1, 11)
 # Every spelling parse_priority accepts, for the OpenAPI of the parameters it parses.
-PRIORITY_WORDS = (*PRIORITIES, *_PRIORITY_WORDS, *(str(number) for number in range(1, 11)))
+PRIORITY_WORDS = (*PRIORITIES, *_PRIORITY_WORDS, *(str(number) for number in PRIORITY_NUMBERS))
 
 
 def parse_priority(value: str | int) -> str:
@@ -106,7 +108,7 @@ def parse_priority(value: str | int) -> str:
         raise ValueError("priority is P0-P3, critical/high/medium/low, or 1-10")
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
         number = int(value)
-        if not 1 <= number <= 10:
+        if number not in PRIORITY_NUMBERS:
             raise ValueError("a numeric priority is 1-10")
         return "P0" if number >= 9 else "P1" if number >= 7 else "P2" if number >= 4 else "P3"
     text = str(value).strip()

@@ -161,7 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(console.router)  # the web console at `/console` (docs/console.md)
     install_error_handlers(app)
     assert_routes_protected(app)
-    document_openapi(app)
+    document_openapi(app, settings)
 
     if settings.api.cors_origins:
         app.add_middleware(

@@ -65,11 +65,14 @@ def paginated(request: Request, key: str, items: list[Any], page: Page[Any]) -> 
     }
 
 
-def words_pattern(words: Iterable[str], *, listed: bool = False) -> str:
+def words_pattern(words: Iterable[str], *, listed: bool = False, blanks: bool = False) -> str:
     """The pattern of a query parameter that takes one of `words`, in any case, or with `listed` a comma-separated
-    list of them: built from the word list the route parses with, so that the OpenAPI states what the route accepts
-    and a client (or a fuzzer) can tell a valid filter from a wrong one."""
+    list of them (with `blanks`, empty ones too: an empty list, or empty parts, which csv_param skips): built from
+    the word list the route parses with, so that the OpenAPI states what the route accepts and a client (or a
+    fuzzer) can tell a valid filter from a wrong one."""
     one = r"\s*(" + "|".join(sorted(set(words))) + r")\s*"  # the routes strip each word
+    if blanks:
+        return rf"(?i)^[\s,]*({one}(,[\s,]*{one})*)?[\s,]*$"
     return f"(?i)^{one}(,{one})*$" if listed else f"(?i)^{one}$"
 
 

@@ -17,8 +17,10 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from core.settings import Settings
 from serve_app.deps import authenticate
 from serve_app.schemas.common import ErrorResponse
+from serve_app.schemas.identity import ServiceTokenRequest
 from services.principal import Principal, Role
 from services.scopes import RESOURCES, action_for_method
 
@@ -152,13 +154,14 @@ _CREATED_UNDER = {
 _METHODS = _WRITES | {"get", "head", "options"}
 
 
-def document_openapi(app: FastAPI) -> None:
+def document_openapi(app: FastAPI, settings: Settings) -> None:
     """Add to the OpenAPI description the error statuses every route of a kind can answer (docs/api.md
     "Errors": each code with its HTTP status in the spec): 404 where the path names a resource and on
     authenticated writes (a body may name an agent, workflow or organization), 400/409/413 for writes, 503
     everywhere. What a route declares itself is kept. Done on the generated document, as FastAPI copies a
     route's responses when routers are included. tests/integration/test_openapi_conformance.py checks
-    every status answered under fuzzing is declared."""
+    every status answered under fuzzing is declared. The bounds that are settings (`_settings_bounds`) are
+    stated as this app's settings have them."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -181,10 +184,21 @@ def document_openapi(app: FastAPI) -> None:
                     if code in responses:
                         responses[code].setdefault("headers", {}).setdefault("Retry-After", _RETRY_AFTER)
         _link_created(spec["paths"])
+        _settings_bounds(spec["components"]["schemas"], settings)
         app.openapi_schema = spec
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _settings_bounds(schemas: dict[str, Any], settings: Settings) -> None:
+    """Bounds a route takes from the settings, which a request model cannot state: the longest lifetime of a
+    token minted by `POST /auth/token` (`expires_in`, checked by the route)."""
+    field = ServiceTokenRequest.model_fields["expires_in"]
+    expires_in = schemas[ServiceTokenRequest.__name__]["properties"][field.alias or "expires_in"]
+    for option in expires_in.get("anyOf", [expires_in]):
+        if option.get("type") == "integer":
+            option["maximum"] = settings.auth.service_token_max_ttl_s
 
 
 def _link_created(paths: dict[str, Any]) -> None:

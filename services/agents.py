@@ -48,6 +48,8 @@ def create_agent(session: Session, principal: Principal, data: dict[str, Any]) -
     owner_type, owner_id = ownership.resolve_owner(
         session, principal, data.pop("owner_type", None), data.pop("owner_id", None)
     )
+    if not data.get("configuration_id"):  # "" as absent (a stored "" names no configuration: a foreign key error)
+        data.pop("configuration_id", None)
     configuration_id = data.get("configuration_id")
     if configuration_id:
         template = configurations.record_use(session, principal, configuration_id)

@@ -23,6 +23,8 @@ from persistence.models import CodeBundle
 from services.principal import Principal
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# The client's Python, major.minor: what a run's worker must match to load the bundle.
+PYTHON_VERSION = re.compile(r"^3\.\d{1,2}$")
 
 
 def check_may_submit(principal: Principal, settings: Settings) -> None:
@@ -55,7 +57,7 @@ def put(
         raise ValidationFailed(
             "The bundle's bytes do not match its SHA-256", details=[FieldIssue("sha256", "mismatch")]
         )
-    if not re.fullmatch(r"3\.\d{1,2}", python):
+    if not PYTHON_VERSION.fullmatch(python):
         raise ValidationFailed("Invalid Python version", details=[FieldIssue("python", "major.minor, e.g. 3.11")])
     key = ("user", principal.user_id, sha256)
     existing = session.get(CodeBundle, key)

@@ -19,7 +19,11 @@ from persistence.models import Organization, OrganizationMember, User
 from persistence.repositories.pages import Page, fetch_page
 from services.principal import Principal
 
-_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
+_SLUG_BODY = r"[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?"
+_SLUG = re.compile(rf"^{_SLUG_BODY}$")
+# A slug as _check_slug reads it (any case, spaces around), for the OpenAPI; a blank one is no slug (made from the
+# name on create, left as it is on update).
+SLUG_PATTERN = rf"(?i)^\s*({_SLUG_BODY})?\s*$"
 TIERS = ("free", "pro", "enterprise")
 
 

@@ -24,6 +24,8 @@ from services import events, ownership
 from services.principal import Principal
 
 STATUSES = ("active", "on-hold", "completed", "archived")
+# Every spelling parse_status reads (in any case): `on_hold` too.
+STATUS_SPELLINGS = (*STATUSES, *(status.replace("-", "_") for status in STATUSES if "-" in status))
 EDITABLE = frozenset(
     {"name", "description", "status", "priority", "start_date", "end_date", "budget", "tags", "agent_ids"}
 )

@@ -27,6 +27,12 @@ RESOURCES = (
     "notifications",
 )
 ACTIONS = ("read", "write")
+# One scope as normalize_scopes reads it, for the OpenAPI of the fields it reads: `*`, or `resource:action`
+# with `*` for either part, in any case.
+_SCOPE = rf"(\*|({'|'.join(RESOURCES)}|\*):({'|'.join(ACTIONS)}|\*))"
+SCOPE_PATTERN = rf"(?i)^\s*{_SCOPE}\s*$"
+# OAuth's `scope`: scopes separated by spaces (or commas).
+SCOPE_LIST_PATTERN = rf"(?i)^[\s,]*({_SCOPE}([\s,]+{_SCOPE})*)?[\s,]*$"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

@@ -10,6 +10,9 @@ from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
+# The largest OFFSET the databases take: a 64-bit integer (Postgres BIGINT, SQLite INTEGER).
+MAX_OFFSET = 2**63 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):

@@ -175,7 +175,7 @@ class ApprovalContext(ApiModel):
 class ApprovalCreate(ApiModel):
     task_id: str | None = Field(default=None, alias="taskId")
     reason: str | None = Field(default=None)
-    priority: str | None = Field(default=None)
+    priority: str | int | None = Field(default=None)
     expires_in: float | None = Field(default=None, alias="expiresIn")
     owner_type: str | None = Field(default=None, alias="ownerType")
     owner_id: str | None = Field(default=None, alias="ownerId")
@@ -833,7 +833,7 @@ class ProjectCreate(ApiModel):
     name: str
     description: str | None = Field(default=None)
     status: str = Field(default="active")
-    priority: str = Field(default="P2")
+    priority: str | int = Field(default="P2")
     start_date: datetime | None = Field(default=None, alias="startDate")
     end_date: datetime | None = Field(default=None, alias="endDate")
     budget: Budget | None = Field(default=None)
@@ -878,7 +878,7 @@ class ProjectUpdate(ApiModel):
     name: str | None = Field(default=None)
     description: str | None = Field(default=None)
     status: str | None = Field(default=None)
-    priority: str | None = Field(default=None)
+    priority: str | int | None = Field(default=None)
     start_date: datetime | None = Field(default=None, alias="startDate")
     end_date: datetime | None = Field(default=None, alias="endDate")
     budget: Budget | None = Field(default=None)
@@ -948,7 +948,7 @@ class RequirementAccepted(ApiModel):
 
 class RequirementIn(ApiModel):
     requirement: str
-    priority: str | None = Field(default=None)
+    priority: str | int | None = Field(default=None)
     metadata: dict[str, Any] | None = Field(default=None)
 
 
@@ -1060,7 +1060,7 @@ class TaskCreate(ApiModel):
     title: str | None = Field(default=None)
     description: str | None = Field(default=None)
     type: str = Field(default="general")
-    priority: str = Field(default="P2")
+    priority: str | int = Field(default="P2")
     agent_id: str | None = Field(default=None, alias="agentId")
     project_id: str | None = Field(default=None, alias="projectId")
     source: str | None = Field(default=None)
@@ -1193,7 +1193,7 @@ class TaskStatusOut(ApiModel):
 
 
 class TaskStatusUpdate(ApiModel):
-    status: TaskStatus
+    status: str
     error: str | None = Field(default=None)
     result: dict[str, Any] | None = Field(default=None)
     progress: float | None = Field(default=None)
@@ -1203,7 +1203,7 @@ class TaskUpdate(ApiModel):
     title: str | None = Field(default=None)
     description: str | None = Field(default=None)
     type: str | None = Field(default=None)
-    priority: str | None = Field(default=None)
+    priority: str | int | None = Field(default=None)
     status: TaskStatus | None = Field(default=None)
     project_id: str | None = Field(default=None, alias="projectId")
     payload: dict[str, Any] | None = Field(default=None)

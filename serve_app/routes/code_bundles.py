@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query, Request, Response, status
+from fastapi import Path, Query, Request, Response, status
 
 from serve_app.deps import Context, CurrentPrincipal
 from serve_app.routing import protected_router
@@ -29,12 +29,26 @@ router = protected_router(prefix="/code-bundles", tags=["workflows"], resource="
     },
 )
 async def put_code_bundle(
-    sha256: str,
+    # Both checked by code_bundles.put (422 naming the field), after the caller's right to ship code (403).
+    sha256: Annotated[
+        str,
+        Path(
+            description="the SHA-256 of the body: 64 lowercase hex digits",
+            json_schema_extra={"pattern": code_bundles.SHA256.pattern},
+        ),
+    ],
     request: Request,
     principal: CurrentPrincipal,
     context: Context,
     response: Response,
-    python: Annotated[str, Query(max_length=20, description="the client's Python, major.minor")],
+    python: Annotated[
+        str,
+        Query(
+            max_length=20,
+            description="the client's Python, major.minor",
+            json_schema_extra={"pattern": code_bundles.PYTHON_VERSION.pattern},
+        ),
+    ],
     functions: Annotated[str, Query(max_length=20_000, description="comma-separated names of the functions")] = "",
 ) -> dict:
     """Store code for your Python-defined workflows: the body is the bundle's bytes (the SDK's cloudpickle of

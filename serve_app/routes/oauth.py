@@ -24,6 +24,7 @@ from serve_app.schemas.identity import (
 )
 from services import oauth
 from services.principal import Role
+from services.scopes import SCOPE_LIST_PATTERN
 
 public = public_router(prefix="/oauth", tags=["oauth"], route_class=None)
 clients = protected_router(prefix="/oauth/clients", tags=["oauth"], resource="system", min_role=Role.admin)
@@ -36,7 +37,11 @@ _TOKEN_REQUEST = {
         "grant_type": {"type": "string", "enum": ["client_credentials"]},
         "client_id": {"type": "string", "description": "or HTTP Basic"},
         "client_secret": {"type": "string", "description": "or HTTP Basic"},
-        "scope": {"type": "string", "description": "space-separated; narrows the client's scopes"},
+        "scope": {
+            "type": "string",
+            "pattern": SCOPE_LIST_PATTERN,
+            "description": "space-separated; narrows the client's scopes",
+        },
     },
 }
 

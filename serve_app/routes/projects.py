@@ -89,8 +89,7 @@ def list_projects(
     params: Annotated[PageParams, Depends(page_params)],
     status_filter: Annotated[
         str | None,
-        # `on_hold` is `on-hold` too (projects.parse_status).
-        Query(alias="status", max_length=20, pattern=words_pattern([*projects.STATUSES, "on_hold"])),
+        Query(alias="status", max_length=20, pattern=words_pattern(projects.STATUS_SPELLINGS)),
     ] = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
     member_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -176,7 +175,12 @@ def project_tasks(
     )
 
 
-@router.post("/{project_id}/members", response_model=MemberOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{project_id}/members",
+    response_model=MemberOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": MemberOut, "description": "already a member: their role and permissions changed"}},
+)
 def add_member(
     project_id: str, body: MemberIn, principal: CurrentPrincipal, context: Context, response: Response
 ) -> MemberOut:

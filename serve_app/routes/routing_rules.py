@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -45,13 +46,15 @@ class Selector(RequestModel):
 
 
 class RulesIn(RequestModel):
-    rules: dict[str, Selector] = Field(description="task type → selector; types not listed use their default")
+    rules: dict[str, Selector] = Field(
+        description="task type → selector; types not listed use their default",
+        # Each key a task type, checked by `_types` below.
+        json_schema_extra={"propertyNames": {"pattern": TASK_TYPE}},
+    )
 
     @field_validator("rules")
     @classmethod
     def _types(cls, value: dict[str, Selector]) -> dict[str, Selector]:
-        import re
-
         bad = [name for name in value if not re.match(TASK_TYPE, name)]
         if bad:
             raise ValueError(f"task types are lowercase words: {bad}")

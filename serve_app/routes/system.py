@@ -9,7 +9,6 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import psutil
@@ -21,6 +20,7 @@ from core.clock import utcnow
 from core.errors import ServiceUnavailable
 from serve_app.context import VERSION
 from serve_app.deps import Context
+from serve_app.pagination import QueryTime
 from serve_app.routing import protected_router
 from services import system
 from services.principal import Role
@@ -84,7 +84,7 @@ async def system_logs(
     context: Context,
     level: Annotated[str | None, Query(pattern="^(?i:error|warn|warning|info|debug)$")] = None,
     service: Annotated[str | None, Query(pattern=LOG_SERVICES)] = None,
-    since: datetime | None = None,
+    since: QueryTime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """The platform's own log lines `{timestamp, level, service, logger, correlation_id, message}`, newest

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from core.errors import FieldIssue, ValidationFailed
 from persistence.models import Agent, Execution, ExecutionLog, ExecutionStep, Workflow
+from persistence.repositories.pages import MAX_OFFSET
 from schedulers.execution_lifecycle import FINISHED, ExecutionStatus
 from schedulers.execution_lifecycle import parse_status as parse_execution_status
 from serve_app.deps import Context, CurrentPrincipal
@@ -278,7 +279,7 @@ def execution_logs(
     context: Context,
     level: Annotated[str | None, Query(pattern="(?i)^(debug|info|warn|warning|error|fatal)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> LogPage:
     """The run's logs, oldest first; `level` keeps that level and above."""
     wanted = None if level is None else ("WARN" if level.upper() == "WARNING" else level.upper())

@@ -4,14 +4,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, computed_field, field_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, computed_field, field_validator
 
-from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel, not_nullable
-from services.agents import validate_framework
+from serve_app.schemas.common import (
+    PaginationInfo,
+    PaginationLinks,
+    RequestModel,
+    ResponseModel,
+    names_its_organization,
+    not_nullable,
+)
+from services.agents import FRAMEWORKS, validate_framework
 
 OwnerType = Literal["user", "organization"]
+# One of the frameworks an agent may name, as the OpenAPI lists them (validate_framework reads any case first).
+Framework = Literal[FRAMEWORKS]  # type: ignore[valid-type]
+# A capability, specialization or tag: 1-64 characters once stripped (checked by `_labels`, 422 naming the list).
+LABEL_MAX_LENGTH = 64
+Label = Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": LABEL_MAX_LENGTH})]
 
 
 def _lower(value: object) -> object:
@@ -23,13 +35,14 @@ def _framework(value: object) -> object:
 
 
 def _labels(values: list[str] | None) -> list[str] | None:
+    """Each label once, in the order given; each 1-LABEL_MAX_LENGTH characters once stripped."""
     if values is None:
         return None
     cleaned = []
     for value in values:
         label = value.strip()
-        if not label or len(label) > 64:
-            raise ValueError("each entry must be 1-64 characters")
+        if not label or len(label) > LABEL_MAX_LENGTH:
+            raise ValueError(f"each entry must be 1-{LABEL_MAX_LENGTH} characters")
         if label not in cleaned:
             cleaned.append(label)
     return cleaned
@@ -46,13 +59,13 @@ class AgentFields(RequestModel):
     """Fields a client may set on create and update (status changes only through deploy/undeploy)."""
 
     description: str | None = Field(None, max_length=5000)
-    framework: str | None = None
+    framework: Framework | None = None
     agent_type: Literal["visual", "code"] | None = None
     mode: Literal["hosted", "external"] | None = None
     type: str | None = Field(None, max_length=32, description="role in routing: coding, analysis, ops …")
-    capabilities: list[str] | None = Field(None, max_length=100)
-    specializations: list[str] | None = Field(None, max_length=100)
-    tags: list[str] | None = Field(None, max_length=100)
+    capabilities: list[Label] | None = Field(None, max_length=100)
+    specializations: list[Label] | None = Field(None, max_length=100)
+    tags: list[Label] | None = Field(None, max_length=100)
     model: str | None = Field(None, max_length=100)
     provider: str | None = Field(None, max_length=50)
     configuration: dict[str, Any] | None = None
@@ -69,6 +82,8 @@ class AgentFields(RequestModel):
 
 
 class AgentCreate(AgentFields):
+    model_config = ConfigDict(json_schema_extra=names_its_organization)
+
     name: str = Field(min_length=1, max_length=100)
     owner_type: OwnerType | None = None
     owner_id: str | None = Field(None, max_length=64)
@@ -228,9 +243,11 @@ class AgentList(ResponseModel):
 
 
 class ConfigurationCreate(RequestModel):
+    model_config = ConfigDict(json_schema_extra=names_its_organization)
+
     name: str = Field(min_length=1, max_length=100)
     description: str | None = Field(None, max_length=5000)
-    framework: str = "native"
+    framework: Framework = "native"
     configuration: dict[str, Any]  # required: a save is of a configuration (an empty one is `{}`, said so)
     is_template: bool = False
     is_public: bool = False
@@ -244,7 +261,7 @@ class ConfigurationCreate(RequestModel):
 class ConfigurationUpdate(RequestModel):
     name: str | None = Field(None, min_length=1, max_length=100)
     description: str | None = Field(None, max_length=5000)
-    framework: str | None = None
+    framework: Framework | None = None
     configuration: dict[str, Any] | None = None
     is_template: bool | None = None
     is_public: bool | None = None

@@ -5,19 +5,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field, computed_field, field_validator
+from pydantic import ConfigDict, Field, computed_field
 
 from schedulers.approval_lifecycle import ApprovalStatus
-from schedulers.task_lifecycle import parse_priority
-from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+from serve_app.schemas.common import (
+    PaginationInfo,
+    PaginationLinks,
+    RequestModel,
+    ResponseModel,
+    names_its_organization,
+)
+from serve_app.schemas.tasks import Priority
 
 
 class ApprovalCreate(RequestModel):
     """Gate one of your pending tasks (`task_id`), or ask for a free-standing decision."""
 
+    model_config = ConfigDict(json_schema_extra=names_its_organization)
+
     task_id: str | None = Field(None, max_length=64)
     reason: str | None = Field(None, max_length=2000)
-    priority: str | None = Field(None, description="free-standing requests: P0-P3 or any spelling")
+    priority: Priority | None = Field(None, description="free-standing requests: P0-P3 or any spelling")
     expires_in: float | None = Field(None, gt=0, le=30 * 86400, description="seconds; default from settings")
     owner_type: str | None = Field(None, pattern="(?i)^(user|organization)$")
     owner_id: str | None = Field(None, max_length=64)
@@ -26,11 +34,6 @@ class ApprovalCreate(RequestModel):
     input_schema: dict[str, Any] | None = Field(
         None, description="a JSON Schema of the input an approval must carry (given to the requester)"
     )
-
-    @field_validator("priority", mode="before")
-    @classmethod
-    def _priority(cls, value: object) -> object:
-        return parse_priority(value) if isinstance(value, str | int) else value
 
 
 class ApprovalContext(ResponseModel):

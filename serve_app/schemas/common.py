@@ -6,10 +6,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from core.clock import as_utc
+from services.ownership import USER
 
 
 def not_nullable(*fields: str) -> Callable[[dict[str, Any], type[BaseModel]], None]:
@@ -33,6 +36,39 @@ def not_nullable(*fields: str) -> Callable[[dict[str, Any], type[BaseModel]], No
     return drop_null
 
 
+# A text that must not be empty once stripped (`str_strip_whitespace` below): at least one other character.
+NOT_BLANK = r"\S"
+
+
+def _not_blank(schema: Any) -> None:
+    """`pattern: \\S` on every string of `schema` (a property's, its options', its items') that has a minimum length
+    and no pattern of its own: the request is stripped before the length is checked, so that "   " is as empty as ""
+    (nested models are their own schemas, and do this themselves)."""
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and schema.get("minLength", 0) >= 1 and "pattern" not in schema:
+        schema["pattern"] = NOT_BLANK
+    for option in schema.get("anyOf", ()):
+        _not_blank(option)
+    _not_blank(schema.get("items"))
+    _not_blank(schema.get("additionalProperties"))
+
+
+def names_its_organization(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The `json_schema_extra` of a create that takes `owner_type` and `owner_id`: a resource created for an
+    organization names it (services.ownership.resolve_owner answers 422 naming `owner_id` otherwise), that is, the
+    owner is the caller (no owner_type, or `user`) or owner_id is given."""
+    owner_type, owner_id = (model.model_fields[name].alias or name for name in ("owner_type", "owner_id"))
+    schema["anyOf"] = [
+        {
+            "properties": {
+                owner_type: {"anyOf": [{"type": "null"}, {"type": "string", "pattern": rf"(?i)^\s*{USER}\s*$"}]}
+            }
+        },
+        {"required": [owner_id], "properties": {owner_id: {"type": "string", "pattern": NOT_BLANK}}},
+    ]
+
+
 class RequestModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -40,6 +76,13 @@ class RequestModel(BaseModel):
         str_strip_whitespace=True,
         extra="ignore",
     )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        for prop in handler.resolve_ref_schema(schema).get("properties", {}).values():
+            _not_blank(prop)
+        return schema
 
     @model_validator(mode="after")
     def _times_in_utc(self) -> Self:

@@ -10,9 +10,16 @@ from pydantic import Field, field_validator
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
 from services.events import EVENT_NAME, RESERVED_PREFIXES
 
+# What `_name` below accepts, for the OpenAPI: an event name (EVENT_NAME) not under a reserved prefix.
+EVENT_TYPE_PATTERN = rf"^(?!({'|'.join(sorted(RESERVED_PREFIXES))})\.){EVENT_NAME.pattern.removeprefix('^')}"
+
 
 class EventPublish(RequestModel):
-    event_type: str = Field(max_length=100, description="dotted lowercase words, e.g. deployment.completed")
+    event_type: str = Field(
+        max_length=100,
+        description="dotted lowercase words, e.g. deployment.completed",
+        json_schema_extra={"pattern": EVENT_TYPE_PATTERN},
+    )
     source_agent: str | None = Field(None, max_length=100)
     payload: dict[str, Any] = Field(default_factory=dict)
     task_id: str | None = Field(None, max_length=64)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, EmailStr, Field, field_validator
+from pydantic import AliasChoices, ConfigDict, EmailStr, Field, field_validator
 
-from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+from serve_app.schemas.common import NOT_BLANK, PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+from services.organizations import SLUG_PATTERN
+from services.scopes import SCOPE_PATTERN
 
 RoleName = Literal["admin", "agent", "user"]
 OrgRoleName = Literal["owner", "admin", "member"]
@@ -16,6 +18,13 @@ Tier = Literal["free", "pro", "enterprise"]
 
 def _lower(value: object) -> object:
     return value.strip().lower() if isinstance(value, str) else value
+
+
+# A scope of an API key or OAuth client: checked by services.scopes.normalize_scopes (422 naming the field).
+Scope = Annotated[str, Field(json_schema_extra={"pattern": SCOPE_PATTERN})]
+# An organization's slug: checked by the organizations service (422 naming `slug`), whose pattern also bounds its
+# length (100) once stripped; a maxLength would count the spaces around it.
+Slug = Annotated[str, Field(json_schema_extra={"pattern": SLUG_PATTERN})]
 
 
 class RefreshRequest(RequestModel):
@@ -50,7 +59,7 @@ class AccessTokenResponse(ResponseModel):
 
 class ApiKeyCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100)
-    permissions: list[str] | None = Field(
+    permissions: list[Scope] | None = Field(
         None, validation_alias=AliasChoices("permissions", "scopes"), description="scopes like tasks:read; default *"
     )
     expires_at: datetime | None = None
@@ -87,7 +96,7 @@ class ApiKeyList(ResponseModel):
 class OAuthClientCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100)
     role: RoleName = "agent"
-    scopes: list[str] = Field(default_factory=lambda: ["*"])
+    scopes: list[Scope] = Field(default_factory=lambda: ["*"])
 
     _role = field_validator("role", mode="before")(_lower)
 
@@ -114,7 +123,7 @@ class OAuthClientList(ResponseModel):
 
 class OrganizationCreate(RequestModel):
     name: str = Field(min_length=1, max_length=200)
-    slug: str | None = Field(None, max_length=100)
+    slug: Slug | None = None
     subscription_tier: Tier | None = None
 
     _tier = field_validator("subscription_tier", mode="before")(_lower)
@@ -122,7 +131,7 @@ class OrganizationCreate(RequestModel):
 
 class OrganizationUpdate(RequestModel):
     name: str | None = Field(None, min_length=1, max_length=200)
-    slug: str | None = Field(None, max_length=100)
+    slug: Slug | None = None
     subscription_tier: Tier | None = None
 
     _tier = field_validator("subscription_tier", mode="before")(_lower)
@@ -157,6 +166,16 @@ class OrganizationList(ResponseModel):
 
 
 class MemberAdd(RequestModel):
+    # One of the two names the user (the organizations service answers 422 naming `user_id` otherwise).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["userId"], "properties": {"userId": {"type": "string", "pattern": NOT_BLANK}}},
+                {"required": ["email"], "properties": {"email": {"type": "string"}}},
+            ]
+        }
+    )
+
     user_id: str | None = None
     email: EmailStr | None = None
     role: OrgRoleName = "member"

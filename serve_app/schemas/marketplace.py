@@ -8,10 +8,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from serve_app.schemas.agents import AgentOut, OwnerType, _labels, _lower
-from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel
+from serve_app.schemas.agents import AgentOut, Label, OwnerType, _labels, _lower
+from serve_app.schemas.common import (
+    PaginationInfo,
+    PaginationLinks,
+    RequestModel,
+    ResponseModel,
+    names_its_organization,
+)
 from services.marketplace import ListingView, UsageMetrics
 
 API_PATH = "/api/v1/marketplace"
@@ -59,12 +65,14 @@ class PublishRequest(RequestModel):
     marketplace_name: str | None = Field(None, min_length=1, max_length=100, description="default orchestrator")
     pricing: Pricing | None = None
     description: str | None = Field(None, max_length=5000)
-    tags: list[str] | None = Field(None, max_length=100)
+    tags: list[Label] | None = Field(None, max_length=100)
 
     _labels = field_validator("tags")(_labels)
 
 
 class InstallRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra=names_its_organization)
+
     name: str | None = Field(None, min_length=1, max_length=100, description="default: the listed agent's name")
     owner_type: OwnerType | None = None
     owner_id: str | None = Field(None, max_length=64)

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BeforeValidator, ConfigDict, Field
 
-from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel, not_nullable
-from serve_app.schemas.tasks import any_priority
-from services.projects import parse_status
+from serve_app.pagination import words_pattern
+from serve_app.schemas.common import (
+    PaginationInfo,
+    PaginationLinks,
+    RequestModel,
+    ResponseModel,
+    names_its_organization,
+    not_nullable,
+)
+from serve_app.schemas.tasks import Priority
+from services.projects import STATUS_SPELLINGS, parse_status
 
 
 def _status(value: object) -> object:
     return parse_status(value) if isinstance(value, str) else value
+
+
+# A project's status as parse_status reads it (any case, `on_hold` for `on-hold`), stored as one of STATUSES.
+ProjectStatus = Annotated[str, Field(pattern=words_pattern(STATUS_SPELLINGS)), BeforeValidator(_status)]
 
 
 class MemberIn(RequestModel):
@@ -29,10 +41,12 @@ class Budget(RequestModel):
 
 
 class ProjectCreate(RequestModel):
+    model_config = ConfigDict(json_schema_extra=names_its_organization)
+
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(None, max_length=20_000)
-    status: str = "active"
-    priority: str = Field("P2", description="P0-P3, critical/high/medium/low, or 1-10")
+    status: ProjectStatus = "active"
+    priority: Priority = Field("P2", description="P0-P3, critical/high/medium/low, or 1-10")
     start_date: datetime | None = None
     end_date: datetime | None = None
     budget: Budget | None = None
@@ -42,25 +56,19 @@ class ProjectCreate(RequestModel):
     owner_type: str | None = Field(None, pattern="(?i)^(user|organization)$")
     owner_id: str | None = Field(None, max_length=64)
 
-    _priority = field_validator("priority", mode="before")(any_priority)
-    _status = field_validator("status", mode="before")(_status)
-
 
 class ProjectUpdate(RequestModel):
-    model_config = ConfigDict(json_schema_extra=not_nullable("name", "status", "priority", "budget", "tags"))
+    model_config = ConfigDict(json_schema_extra=not_nullable("name", "status", "priority", "budget", "agents", "tags"))
 
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=20_000)
-    status: str | None = None
-    priority: str | None = None
+    status: ProjectStatus | None = None
+    priority: Priority | None = None
     start_date: datetime | None = None
     end_date: datetime | None = None
     budget: Budget | None = None
     agents: list[str] | None = Field(None, max_length=200)
     tags: list[str] | None = Field(None, max_length=50)
-
-    _priority = field_validator("priority", mode="before")(any_priority)
-    _status = field_validator("status", mode="before")(_status)
 
 
 class MemberOut(ResponseModel):

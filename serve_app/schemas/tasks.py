@@ -4,25 +4,61 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, ConfigDict, Field, computed_field, field_validator
+from pydantic import AliasChoices, BeforeValidator, ConfigDict, Field, WithJsonSchema, computed_field, field_validator
 
-from schedulers.task_lifecycle import TaskStatus, parse_priority, parse_status
-from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel, not_nullable
+from schedulers.task_lifecycle import (
+    PRIORITY_NUMBERS,
+    PRIORITY_WORDS,
+    SYNONYMS,
+    TaskStatus,
+    parse_priority,
+    parse_status,
+)
+from serve_app.pagination import words_pattern
+from serve_app.schemas.common import (
+    PaginationInfo,
+    PaginationLinks,
+    RequestModel,
+    ResponseModel,
+    names_its_organization,
+    not_nullable,
+)
+from services.tasks import REPORTABLE
 
 TASK_TYPE = r"^[a-z][a-z0-9_.-]{0,63}$"
 
 
 def any_priority(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 7.0 is the JSON integer 7, as JSON Schema reads it
     return parse_priority(value) if isinstance(value, str | int) else value
 
 
+# A priority in a request body: whatever parse_priority reads (P0-P3, critical/urgent/high/medium/normal/low or
+# 1-10, in any case, or the number 1-10), as P0-P3. The OpenAPI states the same, from the same lists.
+Priority = Annotated[
+    str,
+    BeforeValidator(any_priority),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": words_pattern(PRIORITY_WORDS)},
+                {"type": "integer", "minimum": PRIORITY_NUMBERS[0], "maximum": PRIORITY_NUMBERS[-1]},
+            ]
+        }
+    ),
+]
+
+
 class TaskCreate(RequestModel):
+    model_config = ConfigDict(json_schema_extra=names_its_organization)
+
     title: str | None = Field(None, min_length=1, max_length=300)
     description: str | None = Field(None, max_length=20_000)
     type: str = Field("general", pattern=TASK_TYPE, description="routing type: bugfix, feature, deployment …")
-    priority: str = Field("P2", description="P0-P3, critical/high/medium/low, or 1-10")
+    priority: Priority = Field("P2", description="P0-P3, critical/high/medium/low, or 1-10")
     agent_id: str | None = Field(None, max_length=64, description="assign to this agent directly")
     project_id: str | None = Field(None, max_length=64)
     source: str | None = Field(None, max_length=100)
@@ -37,18 +73,22 @@ class TaskCreate(RequestModel):
     owner_type: str | None = Field(None, pattern="(?i)^(user|organization)$")
     owner_id: str | None = Field(None, max_length=64)
 
-    _priority = field_validator("priority", mode="before")(any_priority)
-
     @field_validator("type", mode="before")
     @classmethod
     def _type(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
 
+# A status report (`PATCH /tasks/{id}/status`, its query or its body): a status a report may name (REPORTABLE), in
+# any spelling parse_status reads for it.
+REPORTED_STATUS = words_pattern([*REPORTABLE, *(word for word, status in SYNONYMS.items() if status in REPORTABLE)])
+
+
 class TaskStatusUpdate(RequestModel):
     """Some clients send these as query parameters; a JSON body works too."""
 
-    status: TaskStatus
+    # Another status is refused by the report itself (422 naming `status`), after the task is found.
+    status: Annotated[TaskStatus, WithJsonSchema({"type": "string", "pattern": REPORTED_STATUS})]
     error: str | None = Field(None, max_length=10_000)
     result: dict[str, Any] | None = None
     progress: float | None = Field(None, ge=0, le=1)
@@ -171,7 +211,7 @@ class TaskUpdate(RequestModel):
     title: str | None = Field(None, min_length=1, max_length=300)
     description: str | None = Field(None, max_length=20_000)
     type: str | None = Field(None, pattern=TASK_TYPE)
-    priority: str | None = None
+    priority: Priority | None = None
     status: TaskStatus | None = None
     project_id: str | None = Field(None, max_length=64)
     payload: dict[str, Any] | None = None
@@ -184,8 +224,6 @@ class TaskUpdate(RequestModel):
     progress: float | None = Field(None, ge=0, le=1)
     due_date: datetime | None = None
     sla_target: int | None = Field(None, ge=1, le=365 * 24 * 3600)
-
-    _priority = field_validator("priority", mode="before")(any_priority)
 
     @field_validator("status", mode="before")
     @classmethod

@@ -10,7 +10,14 @@ from pydantic import AliasChoices, ConfigDict, Field, field_validator
 
 from core.crypto import SecretBox
 from persistence.models import Webhook, WebhookDelivery
-from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel, not_nullable
+from serve_app.schemas.common import (
+    PaginationInfo,
+    PaginationLinks,
+    RequestModel,
+    ResponseModel,
+    names_its_organization,
+    not_nullable,
+)
 from services.webhooks import custom_headers, mask_secret
 
 _ACTIVE = AliasChoices("is_active", "isActive", "active")
@@ -25,6 +32,8 @@ class WebhookFields(RequestModel):
 
 
 class WebhookCreate(WebhookFields):
+    model_config = ConfigDict(json_schema_extra=names_its_organization)
+
     url: str = Field(min_length=1, max_length=2048, examples=["https://your-app.com/webhook/orchestrator"])
     events: list[str] = Field(max_length=100, examples=[["task.created", "task.completed", "agent.*"]])
     owner_type: Literal["user", "organization"] | None = None

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
 from serve_app.schemas.common import RequestModel, ResponseModel
-from serve_app.schemas.tasks import any_priority
+from serve_app.schemas.tasks import Priority
 
 
 class RequirementIn(RequestModel):
     requirement: str = Field(min_length=1, max_length=20_000, description="What is wanted, in words.")
-    priority: str | None = Field(
+    priority: Priority | None = Field(
         None, description="1-10, P0-P3 or critical/high/medium/low; default: your settings' default_priority (5)"
     )
     metadata: dict[str, Any] = Field(
@@ -21,8 +22,6 @@ class RequirementIn(RequestModel):
         "your own `Workspace` project); `approve_after`: stages (or true for all) a person approves before "
         "the next one starts",
     )
-
-    _priority = field_validator("priority", mode="before")(any_priority)
 
 
 class RequirementAccepted(ResponseModel):
@@ -90,11 +89,22 @@ class ArchiveFiles(ResponseModel):
     runs: list[dict[str, Any]] = Field(default_factory=list)
 
 
+# The schemes an `openai_base_url` may have (checked by SettingsIn._url; a blank one is taken as none).
+URL_SCHEMES = ("http://", "https://")
+BaseUrl = Annotated[
+    str,
+    Field(
+        max_length=500,
+        json_schema_extra={"pattern": rf"^\s*({'|'.join(re.escape(scheme) for scheme in URL_SCHEMES)}|$)"},
+    ),
+]
+
+
 class SettingsIn(RequestModel):
     openai_api_key: str | None = Field(None, max_length=500, description='stored encrypted; "" removes it')
     anthropic_api_key: str | None = Field(None, max_length=500, description='stored encrypted; "" removes it')
-    openai_base_url: str | None = Field(
-        None, max_length=500, description="any OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1"
+    openai_base_url: BaseUrl | None = Field(
+        None, description="any OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1"
     )
     llm_model: str | None = Field(None, max_length=200, description="the model the role agents ask")
     default_priority: int | None = Field(None, ge=1, le=10, description="null: back to the default, 5")
@@ -103,7 +113,7 @@ class SettingsIn(RequestModel):
     @field_validator("openai_base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("http://", "https://")):
+        if value and not value.startswith(URL_SCHEMES):
             raise ValueError("an http:// or https:// URL")
         return value
 

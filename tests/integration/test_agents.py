@@ -84,6 +84,12 @@ def test_invalid_fields_are_named(client: TestClient, admin, body: dict, field: 
     assert error["details"][0]["field"] == field
 
 
+def test_an_empty_configuration_id_is_none(client: TestClient, admin) -> None:
+    response = client.post(AGENTS, headers=admin, json={"name": "x", "configurationId": ""})
+    assert response.status_code == 201, response.text
+    assert response.json()["configuration_id"] is None
+
+
 def test_read_only_users_can_list_but_not_write(tmp_path: Path, db: Database, database_url: str) -> None:
     settings = make_settings(tmp_path, database_url, auth={"default_role": "user"})
     with TestClient(create_app(settings)) as client:

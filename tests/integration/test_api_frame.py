@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 
 import pytest
@@ -10,9 +11,12 @@ from fastapi.testclient import TestClient
 from starlette.concurrency import run_in_threadpool
 
 from core.settings import Settings
+from schedulers.task_lifecycle import PRIORITY_WORDS, TaskStatus
 from serve_app.app import create_app
 from serve_app.routing import api_routes, minimum_role, protected_router
+from services.agents import FRAMEWORKS
 from services.principal import Role
+from services.tasks import REPORTABLE
 from tests.integration.test_auth_flow import assert_error
 
 
@@ -103,6 +107,39 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
     assert "INVALID_TRANSITION" in status_report["409"]["description"]
     listing = spec["paths"]["/api/v1/tasks"]["get"]["responses"]
     assert "404" not in listing and "409" not in listing and "503" in listing
+
+
+def test_openapi_states_the_rules_the_routes_check(settings: Settings) -> None:
+    """The document's enums, patterns and bounds come from what the routes validate with (docs/api.md "Errors"),
+    so a value it allows is not refused for its form: spot checks of each kind."""
+    configured = settings.with_overrides(auth={"service_token_max_ttl_s": 7200})
+    spec = create_app(configured).openapi()
+    schemas = spec["components"]["schemas"]
+    assert schemas["AgentCreate"]["properties"]["framework"]["anyOf"][0]["enum"] == list(FRAMEWORKS)
+    # A setting's bound is stated as the platform is configured.
+    assert {"type": "integer", "minimum": 60, "maximum": 7200} in schemas["ServiceTokenRequest"]["properties"][
+        "expiresIn"
+    ]["anyOf"]
+    # Every spelling parse_priority reads, and the number 1-10; nothing else.
+    text, number = schemas["TaskUpdate"]["properties"]["priority"]["anyOf"]
+    assert all(re.search(text["pattern"], word) for word in (*PRIORITY_WORDS, " high ", "p1"))
+    assert not any(re.search(text["pattern"], word) for word in ("P4", "0", "11", "soon"))
+    assert (number["minimum"], number["maximum"]) == (1, 10)
+    # A status report names only what a worker reports, in any spelling parse_status reads.
+    report = spec["paths"]["/api/v1/tasks/{task_id}/status"]["patch"]
+    [status_query] = [p for p in report["parameters"] if p["name"] == "status"]
+    pattern = status_query["schema"]["pattern"]
+    assert pattern == schemas["TaskStatusUpdate"]["properties"]["status"]["pattern"]
+    assert {status for status in TaskStatus if re.search(pattern, status)} == REPORTABLE
+    assert re.search(pattern, "Done") and not re.search(pattern, "awaiting_approval")
+    # A stripped text that must not be empty must hold a character other than white space.
+    refresh = schemas["RefreshRequest"]["properties"]["refreshToken"]
+    assert refresh["pattern"] == r"\S" and not re.search(refresh["pattern"], "   ")
+    # Fields that go together: an organization's resource names it.
+    assert {"required": ["ownerId"], "properties": {"ownerId": {"type": "string", "pattern": r"\S"}}} in schemas[
+        "TaskCreate"
+    ]["anyOf"]
+    assert "200" in spec["paths"]["/api/v1/projects/{project_id}/members"]["post"]["responses"]
 
 
 def test_oversized_bodies_are_refused_before_they_are_read(settings: Settings) -> None:
