@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, WithJsonSchema, computed_field, field_validator
+from pydantic import ConfigDict, Field, StrictBool, WithJsonSchema, computed_field, field_validator
 
 from serve_app.schemas.common import (
     PaginationInfo,
@@ -72,8 +72,8 @@ class AgentFields(RequestModel):
     working_hours: dict[str, Any] | None = None
     max_concurrent_tasks: int | None = Field(None, ge=1, le=1000)
     resource_limits: ResourceLimits | None = None
-    is_active: bool | None = None
-    is_public: bool | None = None
+    is_active: StrictBool | None = None
+    is_public: StrictBool | None = None
     version: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+$")
 
     _framework = field_validator("framework", mode="before")(_framework)
@@ -249,8 +249,8 @@ class ConfigurationCreate(RequestModel):
     description: str | None = Field(None, max_length=5000)
     framework: Framework = "native"
     configuration: dict[str, Any]  # required: a save is of a configuration (an empty one is `{}`, said so)
-    is_template: bool = False
-    is_public: bool = False
+    is_template: StrictBool = False
+    is_public: StrictBool = False
     owner_type: OwnerType | None = None
     owner_id: str | None = Field(None, max_length=64)
 
@@ -263,8 +263,8 @@ class ConfigurationUpdate(RequestModel):
     description: str | None = Field(None, max_length=5000)
     framework: Framework | None = None
     configuration: dict[str, Any] | None = None
-    is_template: bool | None = None
-    is_public: bool | None = None
+    is_template: StrictBool | None = None
+    is_public: StrictBool | None = None
 
     _framework = field_validator("framework", mode="before")(_framework)
 

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AliasChoices, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, StrictBool, field_validator
 
 from core.crypto import SecretBox
 from persistence.models import Webhook, WebhookDelivery
@@ -28,7 +28,7 @@ class WebhookFields(RequestModel):
     description: str | None = Field(None, max_length=2000)
     secret: str | None = Field(None, max_length=256, description="HMAC key; omit it on create to have one generated")
     headers: dict[str, str] | None = Field(None, max_length=20, description="custom request headers")
-    is_active: bool | None = Field(None, validation_alias=_ACTIVE)
+    is_active: StrictBool | None = Field(None, validation_alias=_ACTIVE)
 
 
 class WebhookCreate(WebhookFields):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AliasChoices, ConfigDict, Field, computed_field, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, StrictBool, computed_field, field_validator
 
 from serve_app.schemas.common import PaginationInfo, PaginationLinks, RequestModel, ResponseModel, not_nullable
 
@@ -17,7 +17,7 @@ class WorkflowCreate(RequestModel):
     workflow_data: dict[str, Any] = Field(description="{nodes, edges, settings}")
     workflow_type: str = Field("visual", pattern="(?i)^(visual|code)$")
     framework: str | None = Field(None, max_length=32)
-    is_active: bool = True
+    is_active: StrictBool = True
 
     @field_validator("workflow_type")
     @classmethod
@@ -33,7 +33,7 @@ class WorkflowUpdate(RequestModel):
     workflow_data: dict[str, Any] | None = None
     workflow_type: str | None = Field(None, pattern="(?i)^(visual|code)$")
     framework: str | None = Field(None, max_length=32)
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
 
 
 class WorkflowOut(ResponseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator
 
 from serve_app.schemas.common import RequestModel, ResponseModel
 from serve_app.schemas.tasks import Priority
@@ -108,7 +108,7 @@ class SettingsIn(RequestModel):
     )
     llm_model: str | None = Field(None, max_length=200, description="the model the role agents ask")
     default_priority: int | None = Field(None, ge=1, le=10, description="null: back to the default, 5")
-    auto_save: bool | None = Field(None, description="null: back to the default, true")
+    auto_save: StrictBool | None = Field(None, description="null: back to the default, true")
 
     @field_validator("openai_base_url")
     @classmethod

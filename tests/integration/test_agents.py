@@ -210,6 +210,17 @@ def test_updates_change_only_given_fields_and_refuse_nulls(client: TestClient, a
     assert client.patch(f"{AGENTS}/{agent['id']}", headers=admin, json={"status": "active"}).json()["status"] == "draft"
 
 
+def test_a_flag_is_true_or_false_not_a_number_or_a_word(client: TestClient, admin) -> None:
+    """The OpenAPI says boolean: 1, 0 or "yes" are refused (422 naming the field), not read as true or false."""
+    for value in (1, 0, "yes"):
+        response = client.post(AGENTS, headers=admin, json={"name": "Bot", "isPublic": value})
+        error = assert_error(response, 422, "VALIDATION_ERROR")
+        assert any("is_public" in str(issue) or "isPublic" in str(issue) for issue in error["details"]), error
+    agent = _agent(client, admin, isPublic=True)
+    assert agent["is_public"] is True
+    assert_error(client.patch(f"{AGENTS}/{agent['id']}", headers=admin, json={"isActive": 0}), 422, "VALIDATION_ERROR")
+
+
 def test_disable_keeps_the_status_and_records_the_reason(client: TestClient, admin) -> None:
     agent = _agent(client, admin)
     disabled = client.post(f"{AGENTS}/{agent['id']}/disable", headers=admin, json={"reason": "Maintenance required"})
