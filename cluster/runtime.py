@@ -110,10 +110,8 @@ def start_or_join_ray(settings: Settings, *, include_dashboard: bool = True) -> 
         log_to_driver=False,
         configure_logging=True,
         **({"_redis_password": redis_password} if redis_password else {}),
-        **(
-            {"_system_config": {"task_events_max_num_task_in_gcs": settings.ray.ray_task_events_max}}
-            if address is None
-            else {}
+        _system_config=(
+            {"task_events_max_num_task_in_gcs": settings.ray.ray_task_events_max} if address is None else None
         ),
     )
     dashboard = context.dashboard_url or None
